@@ -1,0 +1,20 @@
+"""The ``[web]`` section: the LMS, JSON API and inference API server."""
+from __future__ import annotations
+
+from appliance.config import section, setting
+
+
+@section("web")
+class WebSettings:
+    """The web service (gunicorn with threaded workers)."""
+
+    host: str = setting("127.0.0.1", "Address to listen on; a box on a classroom LAN uses 0.0.0.0.")
+    port: int = setting(8080, "TCP port of the LMS, the JSON API and the inference API.")
+    workers: int = setting(2, "Worker processes; each loads the models once and shares them between its threads.")
+    threads: int = setting(16, "Threads per worker process.")
+    secret_key: str = setting("", "Key that signs session cookies; empty means generated once and kept in data_dir.", secret=True)
+    default_language: str = setting("en", "Language when neither the class nor the browser picks one.")
+    secure_cookies: bool = setting(False, "Mark cookies Secure (only when the box is served over HTTPS).")
+    login_max_failures: int = setting(5, "Failed sign-ins allowed per account or address within login_window_s before a pause.")
+    login_window_s: int = setting(300, "Window for counting failed sign-ins, in seconds.")
+    max_upload_mb: int = setting(512, "Largest course bundle accepted through the admin page, in MB.")

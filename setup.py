@@ -1,0 +1,58 @@
+"""Packaging for Classroom Edge (distribution ``classroom-edge``, import package ``appliance``)."""
+from setuptools import find_packages, setup
+
+CORE = [
+    "flask>=3.0",
+    "flask-babel>=4.0",
+    "gunicorn>=22",
+    "sqlite-utils>=3.36",
+    "paho-mqtt>=2.1",
+    "zeroconf>=0.130",
+    "onnxruntime>=1.18",
+    "onnx>=1.16",
+    "numpy>=1.26",
+    "scipy>=1.11",
+    "tokenizers>=0.19",
+    "safetensors>=0.4",
+    "cryptography>=42",
+    "argon2-cffi>=23.1",
+    "zstandard>=0.22",
+    "fsrs>=5.0",
+    "jsonschema>=4.21",
+    "prometheus-client>=0.20",
+    "waitress>=3.0",
+]
+
+EXTRAS = {
+    # onnxruntime-gpu replaces onnxruntime on a PC with an NVIDIA card.
+    "gpu": ["onnxruntime-gpu>=1.18"],
+    # On a Jetson, TensorRT comes from JetPack; pycuda builds against its CUDA.
+    "jetson": ["tensorrt", "pycuda"],
+    "hub": ["psycopg[binary]>=3.1"],
+    "systemd": ["systemd-python>=235"],
+    "dev": [
+        "pytest>=8",
+        "pytest-timeout>=2.3",
+        "requests>=2.31",
+        "playwright>=1.45",
+        "pyBKT>=1.4",
+        "ansible-core>=2.16",
+        "ansible-lint>=24",
+        "ruff>=0.5",
+        "matplotlib>=3.8",
+    ],
+}
+
+setup(
+    name="classroom-edge",
+    version="0.1.0",
+    description="An offline classroom server: LMS, on-device models, store-and-forward sync.",
+    packages=find_packages(include=["appliance", "appliance.*"]),
+    include_package_data=True,
+    package_data={"appliance": ["web/templates/**/*", "web/static/**/*", "web/translations/**/*",
+                                "content/schema/*.json", "**/*.sql"]},
+    python_requires=">=3.11",
+    install_requires=CORE,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["classroom-edge=appliance.cli.main:main"]},
+)

@@ -1,0 +1,78 @@
+import sqlite3
+import threading
+
+import pytest
+
+from appliance.store import Database
+from appliance.store.migrations import _split_sql, apply_migrations
+
+
+def test_migrations_are_applied_once_and_recorded(tmp_path):
+    db_path = tmp_path / "t.db"
+    first = apply_migrations(db_path)
+    assert "core_0001_initial" in first
+    assert apply_migrations(db_path) == []
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    names = {r[0] for r in conn.execute("SELECT name FROM _migrations")}
+    assert set(first) == names
+
+
+def test_failed_migration_leaves_nothing_behind(tmp_path):
+    db_path = tmp_path / "t.db"
+    bad = [("x_0001", "CREATE TABLE a (x INT);\nCREATE TABLE a (y INT);")]
+    with pytest.raises(sqlite3.OperationalError):
+        apply_migrations(db_path, bad)
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'a'").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM _migrations").fetchone()[0] == 0
+
+
+def test_split_sql_keeps_semicolons_inside_strings():
+    assert _split_sql("INSERT INTO t VALUES ('a;b');\nSELECT 1;") == ["INSERT INTO t VALUES ('a;b');", "SELECT 1;"]
+
+
+def test_group_commit_shares_commits_between_concurrent_writers(tmp_path):
+    db_path = tmp_path / "t.db"
+    apply_migrations(db_path, [("t_0001", "CREATE TABLE t (id INTEGER PRIMARY KEY, who INT);")])
+    db = Database(db_path)
+    barrier = threading.Barrier(40)
+
+    def writer(i):
+        barrier.wait()
+        for _ in range(10):
+            db.write(lambda c: c.execute("INSERT INTO t (who) VALUES (?)", (i,)))
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with db.read() as conn:
+        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 400
+    assert db.stats["jobs"] == 400
+    assert db.stats["commits"] < 400, "40 concurrent writers should share fsyncs"
+    db.close()
+
+
+def test_a_failing_job_rolls_back_alone(tmp_path):
+    db_path = tmp_path / "t.db"
+    apply_migrations(db_path, [("t_0001", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT UNIQUE);")])
+    db = Database(db_path)
+    db.write(lambda c: c.execute("INSERT INTO t (v) VALUES ('a')"))
+    with pytest.raises(sqlite3.IntegrityError):
+        db.write(lambda c: (c.execute("INSERT INTO t (v) VALUES ('b')"), c.execute("INSERT INTO t (v) VALUES ('a')")))
+    db.write(lambda c: c.execute("INSERT INTO t (v) VALUES ('c')"))
+    with db.read() as conn:
+        assert [r[0] for r in conn.execute("SELECT v FROM t ORDER BY v")] == ["a", "c"]
+    db.close()
+
+
+def test_readers_are_read_only(tmp_path):
+    db_path = tmp_path / "t.db"
+    apply_migrations(db_path, [("t_0001", "CREATE TABLE t (id INTEGER PRIMARY KEY);")])
+    db = Database(db_path)
+    with pytest.raises(sqlite3.OperationalError):
+        with db.read() as conn:
+            conn.execute("INSERT INTO t DEFAULT VALUES")
+    db.close()
