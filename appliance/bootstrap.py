@@ -1,0 +1,69 @@
+"""First start and per-process wiring shared by ``run`` and ``web``.
+
+``prepare`` runs once before serving (migrations, the demo course, the default models): slow things
+that must not happen in every gunicorn worker. ``attach_components`` runs in each serving process and
+gives ``Services`` the blob store and the inference engine, each reporting its status; a part that
+cannot come up is reported as failed and the LMS keeps serving without it.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from appliance.services import PartStatus, Services
+
+log = logging.getLogger(__name__)
+
+
+def model_repository(services: Services) -> Path:
+    repo = services.cfg.inference.repository
+    return Path(repo) if repo else services.data_dir / "models"
+
+
+def prepare(services: Services) -> None:
+    """One-time work before serving; safe to repeat (each step checks what is already there)."""
+    if services.cfg.content.install_demo:
+        try:
+            from appliance.content import install_demo_if_empty
+        except ImportError:
+            log.warning("content importer not available: demo course not installed")
+        else:
+            install_demo_if_empty(services)
+    repo = model_repository(services)
+    if not any(repo.glob("*/*/model.json")):
+        try:
+            from appliance.inference.builders import build_default_models
+        except ImportError:
+            log.warning("model builders not available: no default models")
+        else:
+            log.info("building the default models into %s (first start only)", repo)
+            build_default_models(repo)
+
+
+def attach_components(services: Services) -> None:
+    """Blob store, inference engine and learning hooks for this process."""
+    _attach("content", services, "appliance.content", "attach")
+    _attach("inference", services, "appliance.inference.engine", "attach")
+    _attach("learning", services, "appliance.learning.service", "attach")
+
+
+def _attach(name: str, services: Services, module: str, func: str) -> None:
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        services.report_status(name, lambda: PartStatus(name, "disabled", "not part of this build"))
+        return
+    attach = getattr(mod, func, None)
+    if attach is None:
+        services.report_status(name, lambda: PartStatus(name, "disabled", "not part of this build"))
+        return
+    try:
+        attach(services)
+    except Exception as exc:  # noqa: BLE001 - reported on /api/v1/health, the LMS keeps serving
+        log.exception("%s could not start", name)
+        reason = f"{type(exc).__name__}: {exc}"
+        services.report_status(name, lambda: PartStatus(name, "failed", reason))

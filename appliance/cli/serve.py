@@ -1,0 +1,91 @@
+"""``classroom-edge run`` (everything in one process) and ``classroom-edge web`` (gunicorn)."""
+from __future__ import annotations
+
+import importlib
+import logging
+
+from appliance.cli.common import config_from_args
+
+log = logging.getLogger(__name__)
+
+# Optional parts of ``run``: (module, factory). A factory takes Services and returns a Part, or None
+# when the part is switched off by config (no broker configured, mDNS disabled).
+OPTIONAL_PARTS = (
+    ("appliance.sync.service", "make_part"),
+    ("appliance.discovery.service", "make_part"),
+)
+
+
+def register(sub) -> None:
+    for name, helptext, func in (
+        ("run", "start the whole appliance in one process (embedded default)", _run),
+        ("web", "start only the web service (gunicorn, for systemd)", _web),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--config", dest="sub_config", help="config file")
+        p.add_argument("--port", type=int, help="override [web] port")
+        p.add_argument("--host", help="override [web] host")
+        p.add_argument("--data-dir", help="override [storage] data_dir")
+        p.set_defaults(func=func)
+
+
+def _cfg(args):
+    return config_from_args(args, web={"port": args.port, "host": args.host}, storage={"data_dir": args.data_dir})
+
+
+def _run(args) -> int:
+    from appliance.bootstrap import attach_components, prepare
+    from appliance.runtime import Runtime
+    from appliance.services import Services
+    from appliance.web.app import create_app
+    from appliance.web.server import WaitressPart
+
+    cfg = _cfg(args)
+    services = Services.open(cfg)
+    prepare(services)
+    attach_components(services)
+    parts = [WaitressPart(services, create_app(services), cfg.web.host, cfg.web.port, cfg.web.threads)]
+    for module, factory in OPTIONAL_PARTS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        make = getattr(mod, factory, None)
+        part = make(services) if make is not None else None
+        if part is not None:
+            parts.append(part)
+    runtime = Runtime(services, parts)
+    runtime.install_signal_handlers()
+    try:
+        runtime.start()
+        print(f"Classroom Edge is running: {parts[0].url}  (Ctrl-C to stop)", flush=True)
+        runtime.run_until_stopped()
+    finally:
+        runtime.stop()
+        services.close()
+    return 0
+
+
+def _web(args) -> int:
+    from appliance.bootstrap import prepare
+    from appliance.services import Services
+    from appliance.web.server import gunicorn_server
+
+    cfg = _cfg(args)
+    # Migrations, the demo course and the models are done once, in the master, before any fork.
+    services = Services.open(cfg)
+    prepare(services)
+    services.close()
+
+    def wsgi_factory():
+        from appliance.bootstrap import attach_components
+        from appliance.web.app import create_app
+
+        worker_services = Services.open(cfg, migrate=False)
+        attach_components(worker_services)
+        return create_app(worker_services)
+
+    gunicorn_server(cfg, wsgi_factory).run()
+    return 0
