@@ -1,0 +1,1 @@
+"""systemd integration: readiness and watchdog notifications, the watchdog heartbeat, journald logging."""
