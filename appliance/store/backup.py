@@ -51,14 +51,14 @@ def check_backup(path: str | Path) -> None:
 
 def restore_from(db: Database, src_path: str | Path) -> dict:
     check_backup(src_path)
-    src = sqlite3.connect(f"file:{src_path}?mode=ro", uri=True)
+    src = sqlite3.connect(f"file:{src_path}?mode=ro", uri=True, check_same_thread=False)
 
     def copy(conn):
-        # Runs in the writer thread: no write of this process interleaves with the restore.
+        # Runs in the writer thread between transactions: no write of this process interleaves.
         src.backup(conn)
 
     try:
-        db.write(copy)
+        db.exclusive(copy)
     finally:
         src.close()
     apply_migrations(db.path)  # an older backup is brought up to the current schema

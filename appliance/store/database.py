@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _STOP = object()
+_EXCLUSIVE = object()
 
 
 def connect(path: str | os.PathLike, *, readonly: bool = False) -> sqlite3.Connection:
@@ -90,6 +91,14 @@ class Database:
         self._queue.put((fn, fut))
         return fut.result(timeout=timeout)
 
+    def exclusive(self, fn: Callable[[sqlite3.Connection], T], timeout: float = 300.0) -> T:
+        """Run ``fn(conn)`` in the writer thread with no transaction around it (restore, VACUUM)."""
+        self._check_fork()
+        self._ensure_writer()
+        fut: Future = Future()
+        self._queue.put((_EXCLUSIVE, (fn, fut)))
+        return fut.result(timeout=timeout)
+
     def execute(self, sql: str, params: tuple | dict = ()) -> int:
         """Convenience: one write statement; returns lastrowid."""
         return self.write(lambda c: c.execute(sql, params).lastrowid)
@@ -109,6 +118,9 @@ class Database:
             first = self._queue.get()
             if first is _STOP:
                 break
+            if first[0] is _EXCLUSIVE:
+                self._run_exclusive(conn, *first[1])
+                continue
             group = [first]
             # Everything that queued up while the previous fsync ran joins this commit.
             stop_after = False
@@ -120,11 +132,25 @@ class Database:
                 if item is _STOP:
                     stop_after = True
                     break
+                if item[0] is _EXCLUSIVE:
+                    # Keep order: commit what came before, then run the exclusive job alone.
+                    self._commit_group(conn, group)
+                    group = []
+                    self._run_exclusive(conn, *item[1])
+                    break
                 group.append(item)
-            self._commit_group(conn, group)
+            if group:
+                self._commit_group(conn, group)
             if stop_after:
                 break
         conn.close()
+
+    @staticmethod
+    def _run_exclusive(conn: sqlite3.Connection, fn, fut: Future) -> None:
+        try:
+            fut.set_result(fn(conn))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            fut.set_exception(exc)
 
     def _commit_group(self, conn: sqlite3.Connection, group: list) -> None:
         results: list[tuple[Future, Any, BaseException | None]] = []
