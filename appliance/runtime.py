@@ -39,6 +39,16 @@ def notify(state: str) -> None:
     sd_notify(state)
 
 
+def watchdog_period() -> float:
+    """Half of systemd's WatchdogSec when set (so one late ping is not fatal), else 5 s."""
+    try:
+        from appliance.system.notify import watchdog_interval
+    except ImportError:
+        return 5.0
+    period = watchdog_interval()  # already half of WatchdogSec
+    return max(0.5, period) if period else 5.0
+
+
 class Runtime:
     def __init__(self, services: Services, parts: list[Part], stop_timeout: float = 10.0):
         self.services = services
@@ -97,7 +107,7 @@ class Runtime:
     def run_until_stopped(self, watchdog_interval: float | None = None) -> None:
         """Block until SIGTERM; ping the systemd watchdog only while every essential part is healthy."""
         notify("READY=1")
-        interval = watchdog_interval or 5.0
+        interval = watchdog_interval or watchdog_period()
         while not self.stop_event.wait(interval):
             if all(p.status().state in ("ok", "disabled", "degraded") for p in self._started if p.essential):
                 notify("WATCHDOG=1")

@@ -88,8 +88,11 @@ def gunicorn_server(cfg, wsgi_factory):
             time.sleep(0.2)
         notify("READY=1")
         log.info("web service ready on %s", url)
+        from appliance.runtime import watchdog_period
+
+        period = watchdog_period()
         while True:
-            time.sleep(5)
+            time.sleep(period)
             if probe(url, timeout=10):
                 notify("WATCHDOG=1")
 
