@@ -1,4 +1,4 @@
-"""The ``[inference]`` section: model repository and execution backends."""
+"""The ``[inference]`` section: model repository, execution backends, batching and the HTTP API."""
 from __future__ import annotations
 
 from appliance.config import section, setting
@@ -6,9 +6,26 @@ from appliance.config import section, setting
 
 @section("inference")
 class InferenceSettings:
-    """On-device inference (ONNX Runtime or TensorRT)."""
+    """On-device inference (ONNX Runtime or TensorRT), served in-process and over the Open Inference Protocol v2."""
 
     repository: str = setting("", "Model repository directory; empty means <data_dir>/models.")
     backend: str = setting("onnxruntime", "Backend used for models that do not name one.", choices=("onnxruntime", "tensorrt"))
-    providers: list[str] = setting(["CPUExecutionProvider"], "ONNX Runtime execution providers, in order of preference.")
+    providers: list[str] = setting(["CPUExecutionProvider"], "ONNX Runtime execution providers, in order of preference (e.g. TensorrtExecutionProvider, CUDAExecutionProvider, CPUExecutionProvider; short names tensorrt, cuda, cpu work too). A provider that is not active after loading is reported as a fallback in the status.")
     trusted_keys: list[str] = setting([], "Ed25519 public keys (base64) allowed to sign models; when set, unsigned models are refused.")
+    models: list[str] = setting([], "Models to load at start; empty means every model in the repository.")
+    open_infer: bool = setting(True, "Let anyone on the LAN call /v2/.../infer without signing in (models take no personal data and change nothing; standard OIP tools carry no login). false requires a signed-in user or an API token.")
+    batch_max_size: int = setting(32, "Largest dynamic batch for models whose model.json sets no max_batch_size (0 disables batching).")
+    batch_max_delay_ms: float = setting(0.0, "How long the batcher waits for more requests to fill a batch, for models whose model.json sets none (like Triton, 0 by default: under load requests pile up while a batch runs and form the next one anyway, and an idle box answers at once).")
+    batch_max_queue: int = setting(1024, "Requests that may wait per model before new ones get 503 (keeps a flood of inference from starving the LMS).")
+    max_request_elements: int = setting(1_000_000, "Most tensor elements one inference request may carry.")
+    warmup_runs: int = setting(2, "Inference runs on generated inputs before a model version is marked ready.")
+    watch_interval_s: float = setting(2.0, "How often each web worker looks for a changed ACTIVE version (the CLI activates by file); 0 disables.")
+    intra_op_threads: int = setting(0, "ONNX Runtime threads per model run; 0 means one per CPU core.")
+    intra_op_spinning: bool = setting(False, "Let ONNX Runtime threads spin between runs (lower latency, but a busy core the web server could use).")
+    cuda_device_id: int = setting(0, "GPU used by the CUDA and TensorRT providers and the tensorrt backend.")
+    trt_cache_dir: str = setting("", "TensorRT engine and timing cache directory; empty means <cache_dir>/ort-trt (provider) and <cache_dir>/trt-engines (native engines).")
+    trt_fp16: bool = setting(True, "Let TensorRT use FP16 kernels.")
+    trt_int8: bool = setting(False, "Let TensorRT use INT8 kernels (needs a calibration table or a QDQ model).")
+    trt_workspace_mb: int = setting(1024, "TensorRT builder workspace limit in MB.")
+    trt_opt_dim: int = setting(64, "TensorRT shape profile: optimal size of a variable non-batch dimension (e.g. sequence length).")
+    trt_max_dim: int = setting(256, "TensorRT shape profile: largest size of a variable non-batch dimension.")

@@ -1,0 +1,243 @@
+"""The inference engine one web worker owns: every model's active version, swaps, status.
+
+The runtime calls ``attach(services)`` in each serving process; views and the learning code reach the
+engine as ``services.get("inference")`` and call ``engine.infer("learner", {...})``.
+
+Swaps never fail a request: a request takes a reference to the version it started on; activation
+loads, verifies and warms the new version first, then switches the pointer; the old version is closed
+only when its last request has finished (its batcher drains first). Every worker notices a new ACTIVE
+file (written by ``classroom-edge models activate`` or another worker) within ``watch_interval_s``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from appliance.errors import AppError, BadRequest, Unavailable
+from appliance.inference.loaded import LoadedModel
+from appliance.inference.metrics import InferenceMetrics
+from appliance.inference.repository import Repository, check_name
+from appliance.services import PartStatus, Services
+
+log = logging.getLogger(__name__)
+
+
+class InferenceEngine:
+    def __init__(self, settings, repo_dir: str | os.PathLike, cache_dir: str | os.PathLike):
+        self.settings = settings
+        self.repository = Repository(repo_dir, settings.trusted_keys)
+        self.cache_dir = Path(cache_dir)
+        self.metrics = InferenceMetrics(self)
+        self._models: dict[str, LoadedModel] = {}
+        self._errors: dict[str, str] = {}  # model -> why its wanted version is not serving
+        self._failed: dict[str, tuple] = {}  # model -> (version, manifest mtime) that failed: not retried
+        self._lock = threading.Lock()  # _models, _errors and the users/retired fields of each model
+        self._load_locks: dict[str, threading.Lock] = {}
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    @classmethod
+    def from_services(cls, services: Services) -> "InferenceEngine":
+        s = services.cfg.inference
+        repo = Path(s.repository) if s.repository else services.data_dir / "models"
+        return cls(s, repo, services.cache_dir)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> "InferenceEngine":
+        for name in self.wanted_models():
+            self._sync_model(name)
+        if self.settings.watch_interval_s > 0:
+            self._watcher = threading.Thread(target=self._watch, name="inference-watch")
+            self._watcher.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(30)
+            self._watcher = None
+        with self._lock:
+            models, self._models = list(self._models.values()), {}
+        for m in models:
+            m.close()
+
+    def wanted_models(self) -> list[str]:
+        return list(self.settings.models) or self.repository.model_names()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.settings.watch_interval_s):
+            for name in self.wanted_models():
+                if self._stop.is_set():
+                    return
+                try:
+                    self._sync_model(name)
+                except Exception:  # noqa: BLE001 - the watcher must survive a bad repository entry
+                    log.exception("checking model %s failed", name)
+
+    # -- loading and swapping ------------------------------------------------------------------
+    def _load_lock(self, name: str) -> threading.Lock:
+        with self._lock:
+            return self._load_locks.setdefault(name, threading.Lock())
+
+    def _sync_model(self, name: str) -> None:
+        """Serve the version ACTIVE names, if that is not what is loaded (and it did not fail before)."""
+        want = self.repository.active_version(name)
+        if want is None:
+            with self._lock:
+                self._errors[name] = "no versions in the repository"
+            return
+        with self._lock:
+            current = self._models.get(name)
+        if current is not None and current.version == want:
+            return
+        try:
+            stamp = (want, (self.repository.root / name / want / "model.json").stat().st_mtime_ns)
+        except OSError:
+            stamp = (want, None)
+        if self._failed.get(name) == stamp:
+            return
+        try:
+            self._swap(name, want)
+        except AppError as exc:
+            self._failed[name] = stamp
+            log.error("model %s version %s not loaded: %s", name, want, exc.message)
+
+    def _swap(self, name: str, version: str, before_switch=None) -> LoadedModel:
+        with self._load_lock(name):
+            with self._lock:
+                current = self._models.get(name)
+            if current is not None and current.version == version and before_switch is None:
+                return current
+            mv = self.repository.version(name, version)
+            try:
+                new = LoadedModel.load(self.repository, mv, self.settings, self.cache_dir, self.metrics)
+            except AppError as exc:
+                with self._lock:
+                    self._errors[name] = f"version {version}: {exc.message}"
+                raise
+            except Exception as exc:  # a native loader error: reported, never half-swapped
+                with self._lock:
+                    self._errors[name] = f"version {version}: {type(exc).__name__}: {exc}"
+                raise Unavailable(f"model {name} version {version} could not be loaded: {exc}") from exc
+            try:
+                if before_switch is not None:
+                    before_switch()  # write ACTIVE only once the new version is known to work
+            except BaseException:
+                new.close()
+                raise
+            with self._lock:
+                old = self._models.get(name)
+                self._models[name] = new
+                self._errors.pop(name, None)
+                self._failed.pop(name, None)
+                close_old = old is not None and old.users == 0
+                if old is not None:
+                    old.retired = True
+            if close_old:
+                old.close()
+            return new
+
+    def activate(self, name: str, version: str) -> None:
+        check_name("model", name)
+        check_name("version", version)
+        self._swap(name, version, before_switch=lambda: self.repository.set_active(name, version))
+
+    def rollback(self, name: str) -> str:
+        target = self.repository.rollback_target(check_name("model", name))
+        self._swap(name, target, before_switch=lambda: self.repository.mark_rolled_back(name, target))
+        return target
+
+    # -- serving -------------------------------------------------------------------------------
+    @contextmanager
+    def using(self, name: str, version: str | None = None):
+        """The loaded version of ``name``, held so a swap cannot close it while in use."""
+        check_name("model", name)
+        with self._lock:
+            model = self._models.get(name)
+            if model is not None:
+                model.users += 1
+            error = self._errors.get(name)
+        if model is None:
+            if error or name in self.repository.model_names():
+                raise Unavailable(f"model {name} is not ready" + (f": {error}" if error else ""))
+            raise BadRequest(f"unknown model {name!r}")
+        try:
+            if version is not None and version != model.version:
+                check_name("version", version)
+                raise BadRequest(f"model {name} serves version {model.version}, not {version!r}")
+            yield model
+        finally:
+            with self._lock:
+                model.users -= 1
+                close_now = model.retired and model.users == 0
+            if close_now:
+                model.close()
+
+    def run(self, name: str, inputs: dict[str, np.ndarray], version: str | None = None) -> tuple[str, dict[str, np.ndarray]]:
+        """(version that answered, outputs). Records metrics for every outcome."""
+        t0 = time.perf_counter()
+        outcome = "failure"
+        try:
+            with self.using(name, version) as model:
+                outputs = model.run(inputs)
+                answered = model.version
+            outcome = "success"
+            return answered, outputs
+        except AppError as exc:
+            outcome = "unavailable" if isinstance(exc, Unavailable) else "client_error" if exc.status < 500 else "failure"
+            raise
+        finally:
+            if outcome != "client_error" or name in self._models:
+                self.metrics.record_request(name, time.perf_counter() - t0, outcome)
+
+    def infer(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """In-process inference for the LMS: outputs by name."""
+        return self.run(name, inputs)[1]
+
+    # -- what the API and the admin page show --------------------------------------------------
+    def loaded(self, name: str) -> LoadedModel | None:
+        with self._lock:
+            return self._models.get(name)
+
+    def ready(self) -> bool:
+        with self._lock:
+            return all(n in self._models for n in self.wanted_models())
+
+    def models_status(self) -> list[dict]:
+        out = []
+        with self._lock:
+            models, errors = dict(self._models), dict(self._errors)
+        for name in sorted(set(self.wanted_models()) | models.keys()):
+            m = models.get(name)
+            entry = {"name": name, "ready": m is not None, "error": errors.get(name),
+                     "versions": self.repository.versions(name), "version": None}
+            if m is not None:
+                entry.update(m.describe())
+            entry.update(self.metrics.stats(name).summary())
+            out.append(entry)
+        return out
+
+    def status(self) -> PartStatus:
+        models = self.models_status()
+        if not models:
+            return PartStatus("inference", "degraded", f"no models in {self.repository.root}; run: classroom-edge models build")
+        problems = [f"{m['name']}: {m['error']}" for m in models if m["error"]]
+        problems += [f"{m['name']}: {m['fallback']}" for m in models if m.get("fallback")]
+        detail = "; ".join(problems) or ", ".join(
+            f"{m['name']} v{m['version']} on {','.join(m.get('active_providers') or [m.get('backend') or '?'])}" for m in models)
+        return PartStatus("inference", "degraded" if problems else "ok", detail, {"models": models})
+
+
+def attach(services: Services) -> InferenceEngine:
+    """Runtime hook (bootstrap.attach_components): start the engine in this process and expose it."""
+    engine = InferenceEngine.from_services(services)
+    services.provide("inference", engine)
+    services.report_status("inference", engine.status)
+    engine.start()
+    return engine

@@ -1,0 +1,191 @@
+"""The Open Inference Protocol v2 (KServe v2) over HTTP/JSON, Prometheus ``/metrics``, and the admin's
+model endpoints under ``/api/v1/models``.
+
+Who may call what: health, server and model metadata and ``/metrics`` are open (a classroom LAN
+monitor needs no login and they reveal nothing personal). ``infer`` is open too while
+``inference.open_infer`` is true (the default): the models take feature vectors or token ids, return
+numbers, store nothing and change nothing, and standard OIP clients carry no session; the batcher's
+queue bound keeps a flood from starving the LMS. Setting it false requires a signed-in user or an API
+token of any role. Activating and rolling back versions is for admins only.
+
+Every bad request (unknown model or version, malformed JSON, wrong datatype or shape, too many
+elements) is a 400 with ``{"error": ...}``; a model that is not loaded is a 503; nothing is a 500.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from appliance import __version__
+from appliance.errors import BadRequest, Unauthorized, Unavailable
+from appliance.inference.repository import check_name
+from appliance.inference.tensors import decode_json_tensor, encode_json_tensor
+from appliance.web.security import csrf_exempt, current_user, requires
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("inference", __name__)
+
+PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
+
+
+def _engine(required: bool = True):
+    engine = current_app.extensions["ce"].get("inference")
+    if engine is None and required:
+        raise Unavailable("The inference engine is not running in this process.")
+    return engine
+
+
+@bp.get("/v2")
+@requires("anonymous")
+def server_metadata():
+    return jsonify({"name": "classroom-edge", "version": __version__, "extensions": []})
+
+
+@bp.get("/v2/health/live")
+@requires("anonymous")
+def live():
+    return jsonify({"live": True})
+
+
+@bp.get("/v2/health/ready")
+@requires("anonymous")
+def ready():
+    engine = _engine(required=False)
+    ok = engine is not None and engine.ready()
+    # OIP: 200 means true, a 4xx means false (Triton answers 400 as well).
+    return jsonify({"ready": ok}), 200 if ok else 400
+
+
+def _model_metadata(engine, name: str, version: str | None) -> dict:
+    check_name("model", name)
+    versions = engine.repository.versions(name)
+    if not versions:
+        raise BadRequest(f"unknown model {name!r}")
+    loaded = engine.loaded(name)
+    if version is not None:
+        check_name("version", version)
+        if version not in versions:
+            raise BadRequest(f"model {name!r} has no version {version!r}")
+    if loaded is not None and (version is None or version == loaded.version):
+        backend = loaded.backend
+        inputs, outputs, platform = backend.inputs, backend.outputs, PLATFORMS.get(backend.type, backend.type)
+    else:
+        mv = engine.repository.version(name, version or versions[-1])
+        backend_type = mv.backend or engine.settings.backend
+        inputs, outputs, platform = mv.inputs, mv.outputs, PLATFORMS.get(backend_type, backend_type)
+    return {
+        "name": name,
+        "versions": versions,
+        "platform": platform,
+        "inputs": [t.to_json() for t in inputs],
+        "outputs": [t.to_json() for t in outputs],
+    }
+
+
+@bp.get("/v2/models/<name>")
+@bp.get("/v2/models/<name>/versions/<version>")
+@requires("anonymous")
+def model_metadata(name: str, version: str | None = None):
+    return jsonify(_model_metadata(_engine(), name, version))
+
+
+@bp.get("/v2/models/<name>/ready")
+@bp.get("/v2/models/<name>/versions/<version>/ready")
+@requires("anonymous")
+def model_ready(name: str, version: str | None = None):
+    engine = _engine()
+    check_name("model", name)
+    if version is not None:
+        check_name("version", version)
+    if not engine.repository.versions(name) and engine.loaded(name) is None:
+        raise BadRequest(f"unknown model {name!r}")
+    loaded = engine.loaded(name)
+    ok = loaded is not None and (version is None or loaded.version == version)
+    return jsonify({"name": name, "ready": ok}), 200 if ok else 400
+
+
+def _parse_infer_body(max_elements: int):
+    # force: OIP clients do not all send Content-Type: application/json.
+    body = request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object (Content-Type: application/json).")
+    items = body.get("inputs")
+    if not isinstance(items, list) or not items:
+        raise BadRequest("'inputs' must be a non-empty list of tensors")
+    arrays, total = {}, 0
+    for item in items:
+        arr = decode_json_tensor(item, max_elements)
+        if item["name"] in arrays:
+            raise BadRequest(f"input {item['name']!r} is given twice")
+        total += arr.size
+        if total > max_elements:
+            raise BadRequest(f"the request has more than {max_elements} elements")
+        arrays[item["name"]] = arr
+    wanted = body.get("outputs")
+    names = None
+    if wanted is not None:
+        if not isinstance(wanted, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in wanted):
+            raise BadRequest("'outputs' must be a list of objects with a name")
+        names = [o["name"] for o in wanted]
+    req_id = body.get("id")
+    if req_id is not None and not isinstance(req_id, str):
+        raise BadRequest("'id' must be a string")
+    return arrays, names, req_id
+
+
+@bp.post("/v2/models/<name>/infer")
+@bp.post("/v2/models/<name>/versions/<version>/infer")
+@requires("anonymous")
+@csrf_exempt
+def infer(name: str, version: str | None = None):
+    engine = _engine()
+    if not engine.settings.open_infer and current_user() is None:
+        raise Unauthorized("Inference needs a signed-in user or an API token on this box (inference.open_infer is off).")
+    arrays, names, req_id = _parse_infer_body(engine.settings.max_request_elements)
+    answered, outputs = engine.run(name, arrays, version)
+    if names is not None:
+        unknown = [n for n in names if n not in outputs]
+        if unknown:
+            raise BadRequest(f"unknown output(s): {', '.join(unknown)} (this model returns {', '.join(outputs)})")
+        outputs = {n: outputs[n] for n in names}
+    body = {"model_name": name, "model_version": answered,
+            "outputs": [encode_json_tensor(k, v) for k, v in outputs.items()]}
+    if req_id is not None:
+        body["id"] = req_id
+    return jsonify(body)
+
+
+@bp.get("/metrics")
+@requires("anonymous")
+def metrics():
+    engine = _engine(required=False)
+    if engine is None:
+        return Response("# the inference engine is not running in this process\n", mimetype="text/plain")
+    payload, content_type = engine.metrics.exposition()
+    return Response(payload, content_type=content_type)
+
+
+@bp.get("/api/v1/models")
+@requires("teacher", "admin")
+def models_status():
+    return jsonify({"models": _engine().models_status()})
+
+
+@bp.post("/api/v1/models/<name>/activate")
+@requires("admin")
+def activate(name: str):
+    body = request.get_json(silent=True) or {}
+    version = body.get("version") if isinstance(body, dict) else None
+    if not isinstance(version, str):
+        raise BadRequest("send {\"version\": \"N\"}")
+    _engine().activate(name, version)
+    return jsonify({"name": name, "version": version})
+
+
+@bp.post("/api/v1/models/<name>/rollback")
+@requires("admin")
+def rollback(name: str):
+    version = _engine().rollback(name)
+    return jsonify({"name": name, "version": version})

@@ -1,0 +1,127 @@
+"""One loaded model version: verified, loaded by its backend, warmed up, behind its batcher.
+
+Warm-up runs before the version is ready because the first run of a graph is the slow one (ONNX
+Runtime allocates its arenas, TensorRT may build an engine for minutes): a student must never be the
+one who waits for it, and a swap must never put a cold model in front of live traffic.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from appliance.errors import IntegrityError
+from appliance.inference.backend import Backend, LoadRequest
+from appliance.inference.backends import backend_class
+from appliance.inference.batcher import Batcher
+from appliance.inference.repository import ModelVersion, Repository
+from appliance.inference.tensors import NUMPY_OF, TensorSpec, check_inputs, decode_json_tensor
+
+log = logging.getLogger(__name__)
+
+
+def _sample(spec: TensorSpec, batch: int) -> np.ndarray:
+    """A valid all-zero input (zero is a valid token id, feature value and index)."""
+    shape = [batch if (i == 0 and d == -1) else (d if d >= 0 else 1) for i, d in enumerate(spec.shape)]
+    if spec.datatype == "BYTES":
+        arr = np.empty(shape, dtype=object)
+        arr.fill("")
+        return arr
+    return np.zeros(shape, dtype=NUMPY_OF[spec.datatype])
+
+
+class LoadedModel:
+    def __init__(self, mv: ModelVersion, backend: Backend, max_batch_size: int, max_delay_ms: float):
+        self.mv = mv
+        self.name, self.version = mv.name, mv.version
+        self.backend = backend
+        self.max_batch_size = max_batch_size
+        self.max_delay_ms = max_delay_ms
+        self.batcher: Batcher | None = None
+        self.loaded_at = time.time()
+        self.warmup_s = 0.0
+        # Requests currently using this version; the engine changes these under its lock.
+        self.users = 0
+        self.retired = False
+
+    @classmethod
+    def load(cls, repo: Repository, mv: ModelVersion, settings, cache_dir: Path, metrics=None) -> "LoadedModel":
+        backend_type = mv.backend or settings.backend
+        t0 = time.perf_counter()
+        repo.verify(mv, backend_type)
+        backend_cls = backend_class(backend_type)
+        declared_batch = int(mv.meta.get("max_batch_size", settings.batch_max_size))
+        request = LoadRequest(
+            name=mv.name, version=mv.version, path=mv.model_file(backend_type), sha256=mv.sha256,
+            max_batch_size=declared_batch, settings=settings, cache_dir=Path(cache_dir), meta=mv.meta,
+        )
+        backend = backend_cls(request)
+        try:
+            declared = {t.name for t in mv.inputs}
+            actual = {t.name for t in backend.inputs}
+            if declared and declared != actual:
+                raise IntegrityError(f"{mv.name}/{mv.version}: model.json declares inputs {sorted(declared)} "
+                                     f"but the model takes {sorted(actual)}")
+            batchable = bool(backend.inputs) and all(t.shape and t.shape[0] == -1 for t in backend.inputs)
+            max_batch = declared_batch if batchable else 0
+            delay = float(mv.meta.get("max_queue_delay_ms", settings.batch_max_delay_ms))
+            model = cls(mv, backend, max_batch, delay)
+            model._warm_up(settings.warmup_runs)
+            if max_batch > 0:
+                model.batcher = Batcher(
+                    f"{mv.name}:{mv.version}", backend.infer, max_batch, delay / 1000.0,
+                    max_queue=settings.batch_max_queue,
+                    on_batch=metrics.batch_callback(mv.name) if metrics is not None else None,
+                    pad=mv.meta.get("batch_padding") or {},
+                )
+        except BaseException:
+            backend.close()
+            raise
+        log.info("model %s version %s ready on %s in %.2f s (warm-up %.2f s)%s", mv.name, mv.version,
+                 ",".join(backend.active_providers) or backend.type, time.perf_counter() - t0, model.warmup_s,
+                 f"; {backend.fallback}" if backend.fallback else "")
+        return model
+
+    def _warm_up(self, runs: int) -> None:
+        t0 = time.perf_counter()
+        custom = self.mv.meta.get("warmup")
+        if custom:
+            samples = [{t["name"]: decode_json_tensor(t) for t in custom}]
+        else:
+            sizes = sorted({1, self.max_batch_size}) if self.max_batch_size > 1 else [1]
+            samples = [{s.name: _sample(s, n) for s in self.backend.inputs} for n in sizes]
+        for sample in samples:
+            for _ in range(max(1, runs)):
+                self.backend.infer(sample)
+        self.warmup_s = time.perf_counter() - t0
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        check_inputs(self.backend.inputs, inputs)
+        if self.batcher is None:
+            return self.backend.infer(inputs)
+        rows = next(iter(inputs.values())).shape[0] if inputs else 0
+        if rows <= self.max_batch_size:
+            return self.batcher.submit(inputs)
+        # A request bigger than a batch is split, so callers need not know the model's limit.
+        step = self.max_batch_size
+        futures = [self.batcher.submit_async({k: v[i:i + step] for k, v in inputs.items()}) for i in range(0, rows, step)]
+        parts = [f.result() for f in futures]
+        return {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}
+
+    def describe(self) -> dict:
+        return {
+            "version": self.version,
+            **self.backend.describe(),
+            "max_batch_size": self.max_batch_size,
+            "max_queue_delay_ms": self.max_delay_ms if self.batcher else None,
+            "loaded_at": self.loaded_at,
+            "warmup_s": round(self.warmup_s, 3),
+        }
+
+    def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
+        self.backend.close()
+        log.info("model %s version %s unloaded", self.name, self.version)

@@ -1,0 +1,247 @@
+"""The model repository on disk, Triton-style: ``<repo>/<model>/<version>/`` with a ``model.json``.
+
+``model.json`` (the manifest) says which file to load and its sha256, the extra files and their sha256
+(``files``), the tensors (OIP ``inputs``/``outputs``), batching hints (``max_batch_size``,
+``max_queue_delay_ms``), an Ed25519 ``signature`` (see ``signing``), ``metrics`` and ``provenance``.
+Nothing is loaded before every hash (and, when keys are configured, the signature) checks out.
+
+One version per model is active, named in ``<repo>/<model>/ACTIVE``; ``HISTORY`` is the stack of
+activations that ``rollback`` pops. Both are replaced by atomic rename under a lock file, so a crash
+or two admins at once leave either the old or the new state, never half of one. Without ACTIVE the
+highest version is active (a freshly built repository needs no extra step).
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from appliance.errors import BadRequest, Conflict, IntegrityError, NotFound
+from appliance.inference.backends import DEFAULT_FILES
+from appliance.inference.signing import verify_manifest
+from appliance.inference.tensors import TensorSpec
+
+log = logging.getLogger(__name__)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_name(kind: str, value: str) -> str:
+    """Model and version names end up in paths and URLs: refuse anything but a plain name."""
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise BadRequest(f"{kind} name {value!r} is not valid (letters, digits, '.', '_', '-'; up to 64)")
+    return value
+
+
+def version_key(v: str):
+    # Numeric versions sort as numbers (Triton's convention); others after them, alphabetically.
+    return (0, int(v), "") if v.isdigit() else (1, 0, v)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: str
+    path: Path
+    meta: dict = field(repr=False)
+
+    @property
+    def backend(self) -> str | None:
+        return self.meta.get("backend")
+
+    @property
+    def sha256(self) -> str:
+        return self.meta["sha256"]
+
+    def model_file(self, backend: str) -> Path:
+        return self.path / self.meta.get("file", DEFAULT_FILES.get(backend, "model.onnx"))
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return [TensorSpec.from_json(t, f"{self.name}/{self.version}/model.json") for t in self.meta.get("inputs", [])]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return [TensorSpec.from_json(t, f"{self.name}/{self.version}/model.json") for t in self.meta.get("outputs", [])]
+
+
+class Repository:
+    def __init__(self, root: str | os.PathLike, trusted_keys: list[str] | None = None):
+        self.root = Path(root)
+        self.trusted_keys = list(trusted_keys or [])
+
+    # -- reading -------------------------------------------------------------------------------
+    def model_names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and NAME_RE.match(p.name) and self.versions(p.name))
+
+    def versions(self, name: str) -> list[str]:
+        d = self.root / check_name("model", name)
+        if not d.is_dir():
+            return []
+        found = [p.name for p in d.iterdir() if p.is_dir() and NAME_RE.match(p.name) and (p / "model.json").is_file()]
+        return sorted(found, key=version_key)
+
+    def version(self, name: str, version: str) -> ModelVersion:
+        path = self.root / check_name("model", name) / check_name("version", version)
+        manifest = path / "model.json"
+        if not manifest.is_file():
+            raise NotFound(f"model {name!r} has no version {version!r}")
+        try:
+            meta = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise IntegrityError(f"{name}/{version}/model.json cannot be read: {exc}") from None
+        if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
+            raise IntegrityError(f"{name}/{version}/model.json must be an object with the model file's sha256")
+        if meta.get("name", name) != name:
+            raise IntegrityError(f"{name}/{version}/model.json names model {meta.get('name')!r}")
+        return ModelVersion(name, version, path, meta)
+
+    def active_version(self, name: str) -> str | None:
+        active = self.root / check_name("model", name) / "ACTIVE"
+        try:
+            value = active.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            versions = self.versions(name)
+            return versions[-1] if versions else None
+        return value or None
+
+    def history(self, name: str) -> list[str]:
+        try:
+            text = (self.root / check_name("model", name) / "HISTORY").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        return [line.strip() for line in text.splitlines() if line.strip()]
+
+    # -- checking ------------------------------------------------------------------------------
+    def verify(self, mv: ModelVersion, backend: str) -> None:
+        """Every file's sha256, then the signature (when keys are configured). Raises IntegrityError."""
+        where = f"model {mv.name} version {mv.version}"
+        files = {mv.model_file(backend).name: mv.sha256, **(mv.meta.get("files") or {})}
+        for rel, want in files.items():
+            target = (mv.path / rel).resolve()
+            if mv.path.resolve() not in target.parents:
+                raise IntegrityError(f"{where}: file {rel!r} points outside its version directory")
+            if not target.is_file():
+                raise IntegrityError(f"{where}: file {rel} is missing")
+            if sha256_file(target) != want:
+                raise IntegrityError(f"{where}: {rel} does not match its sha256 (damaged or altered)")
+        verify_manifest(mv.meta, self.trusted_keys, where)
+
+    # -- changing ------------------------------------------------------------------------------
+    @contextmanager
+    def _locked(self, name: str):
+        d = self.root / check_name("model", name)
+        d.mkdir(parents=True, exist_ok=True)
+        with open(d / ".lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield d
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @staticmethod
+    def _write_atomic(path: Path, text: str) -> None:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)  # the rename itself survives a power cut
+        finally:
+            os.close(dfd)
+
+    def set_active(self, name: str, version: str) -> None:
+        """Make ``version`` the active one (the caller has verified it)."""
+        if version not in self.versions(name):
+            raise NotFound(f"model {name!r} has no version {version!r}")
+        with self._locked(name) as d:
+            stack = self.history(name)
+            current = self.active_version(name)
+            if current and (not stack or stack[-1] != current):
+                stack.append(current)  # ACTIVE written by hand, or a version older than HISTORY
+            if not stack or stack[-1] != version:
+                stack.append(version)
+            self._write_atomic(d / "HISTORY", "\n".join(stack[-100:]) + "\n")
+            self._write_atomic(d / "ACTIVE", version + "\n")
+        log.info("model %s: version %s is now active", name, version)
+
+    def rollback_target(self, name: str) -> str:
+        """The version that was active before the current one and is still on disk."""
+        current = self.active_version(name)
+        available = set(self.versions(name))
+        stack = [v for v in self.history(name) if v in available]
+        while stack and stack[-1] == current:
+            stack.pop()
+        if stack:
+            return stack[-1]
+        older = [v for v in sorted(available, key=version_key) if current and version_key(v) < version_key(current)]
+        if older:
+            return older[-1]
+        raise Conflict(f"model {name!r} has no earlier version to roll back to")
+
+    def mark_rolled_back(self, name: str, target: str) -> None:
+        """Pop the history down to ``target`` and make it active."""
+        with self._locked(name) as d:
+            stack = self.history(name)
+            while stack and stack[-1] != target:
+                stack.pop()
+            if not stack:
+                stack = [target]
+            self._write_atomic(d / "HISTORY", "\n".join(stack) + "\n")
+            self._write_atomic(d / "ACTIVE", target + "\n")
+        log.info("model %s: rolled back to version %s", name, target)
+
+    def import_version(self, src: Path, name: str | None = None, version: str | None = None) -> ModelVersion:
+        """Copy a version directory (with its model.json) into the repository, all or nothing."""
+        src = Path(src)
+        try:
+            meta = json.loads((src / "model.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise BadRequest(f"{src}/model.json cannot be read: {exc}") from None
+        name = check_name("model", name or meta.get("name") or src.parent.name)
+        if meta.get("name", name) != name:
+            # Renaming would change the signed manifest; the publisher must name it.
+            raise BadRequest(f"{src}/model.json names model {meta['name']!r}, not {name!r}")
+        if version is None:
+            existing = [v for v in self.versions(name) if v.isdigit()]
+            version = str(max((int(v) for v in existing), default=0) + 1)
+        check_name("version", version)
+        final = self.root / name / version
+        if final.exists():
+            raise Conflict(f"model {name!r} already has a version {version!r}")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".import-{version}-"))
+        try:
+            shutil.copytree(src, staging, dirs_exist_ok=True, symlinks=False)
+            mv = ModelVersion(name, version, staging, meta)
+            self.verify(mv, mv.backend or "onnxruntime")
+            os.rename(staging, final)  # the version appears whole or not at all
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return self.version(name, version)
