@@ -1,0 +1,184 @@
+"""Build the default models into a Triton-style repository, from PyPI packages only (no torch).
+
+- "learner": the Best-LR knowledge-tracing model, trained on simulated classrooms;
+- "minilm": all-MiniLM-L6-v2 sentence embeddings, int8 (what the box serves);
+- "minilm-fp32": the same encoder in float32 (reference for calibration and benchmarks).
+
+`build_default_models(repo)` is what `make install`, the first start and `classroom-edge models
+build` call. It is safe to repeat: a model whose newest build has the same sha256 is not written
+again. Versions are imported through `Repository.import_version`, so each appears whole or not at
+all; nothing is activated here (without an ACTIVE file the highest version is the active one).
+The model.json written here is described in MODEL_JSON.md.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+BUILDER_VERSION = 1
+MODELS = ("learner", "minilm", "minilm-fp32")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _runtime_versions() -> dict:
+    import onnx
+    import onnxruntime
+
+    return {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "numpy": np.__version__}
+
+
+def _manifest(name: str, model_file: Path, inputs: list, outputs: list, **extra) -> dict:
+    return {"name": name, "backend": "onnxruntime", "file": model_file.name,
+            "sha256": sha256_file(model_file), "inputs": inputs, "outputs": outputs, **extra}
+
+
+def _publish(repo, staging: Path, manifest: dict) -> str:
+    """Write model.json and import the version unless the newest one is the same model."""
+    name = manifest["name"]
+    versions = repo.versions(name)
+    if versions:
+        newest = repo.version(name, versions[-1])
+        same_files = newest.meta.get("files", {}) == manifest.get("files", {})
+        if newest.sha256 == manifest["sha256"] and same_files:
+            log.info("model %s: version %s already holds this build", name, newest.version)
+            return newest.version
+    (staging / "model.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    mv = repo.import_version(staging, name)
+    log.info("model %s: built version %s", name, mv.version)
+    return mv.version
+
+
+def build_learner(repo, work: Path, built_at: str, seed: int = 0) -> str:
+    from appliance.inference.builders.learner import INPUT, OUTPUT, check_against_numpy, learner_to_onnx
+    from appliance.learning.learner_train import train_default
+
+    import onnx
+
+    model, metrics = train_default(seed=seed)
+    proto = learner_to_onnx(model)
+    rows = np.random.default_rng(seed).random((64, model.spec.n_features), dtype=np.float32)
+    metrics["onnx_max_abs_diff"] = check_against_numpy(proto, model, rows)
+    staging = work / "learner"
+    staging.mkdir()
+    onnx.save(proto, str(staging / "model.onnx"))
+    f = model.spec.n_features
+    manifest = _manifest(
+        "learner", staging / "model.onnx",
+        [{"name": INPUT, "datatype": "FP32", "shape": [-1, f]}],
+        [{"name": OUTPUT, "datatype": "FP32", "shape": [-1, 1]}],
+        task="knowledge-tracing", max_batch_size=256, max_queue_delay_ms=1,
+        learner_feature_spec=model.spec.to_dict(), metrics=metrics,
+        provenance={"source": {"kind": "simulator", "module": "appliance.learning.simulator", "seed": seed},
+                    "builder": "appliance.inference.builders.learner", "builder_version": BUILDER_VERSION,
+                    "built_at": built_at, "runtime": _runtime_versions()})
+    return _publish(repo, staging, manifest)
+
+
+def build_minilm_pair(repo, work: Path, built_at: str) -> dict[str, str]:
+    import onnx
+
+    from appliance.inference.builders import minilm
+    from appliance.inference.builders.quantize import quantize_int8
+    from appliance.inference.builders.tokenizer import MAX_TOKENS
+
+    src = minilm.package_model_dir()
+    source = {"package": minilm.PACKAGE, "version": minilm.package_version(),
+              "weights_sha256": sha256_file(src / "model.safetensors"),
+              "tokenizer_sha256": sha256_file(src / "tokenizer.json")}
+    fp32_dir, int8_dir = work / "minilm-fp32", work / "minilm"
+    for d in (fp32_dir, int8_dir):
+        d.mkdir()
+        shutil.copyfile(src / "tokenizer.json", d / "tokenizer.json")
+    onnx.save(minilm.build_minilm(src), str(fp32_dir / "model.onnx"))
+    quantize_int8(fp32_dir / "model.onnx", int8_dir / "model.onnx")
+    checks = self_check(fp32_dir, int8_dir)
+    out = {}
+    for name, d, quant in (("minilm-fp32", fp32_dir, None),
+                           ("minilm", int8_dir, {"method": "onnxruntime quantize_dynamic", "weights": "int8",
+                                                 "per_channel": True, "embedding_table": "int8 per-row scale"})):
+        size = (d / "model.onnx").stat().st_size
+        metrics = {"size_bytes": size, **({k: v for k, v in checks.items() if quant or not k.startswith("int8")})}
+        manifest = _manifest(
+            name, d / "model.onnx",
+            [{"name": n, "datatype": "INT64", "shape": [-1, -1]} for n in minilm.INPUTS],
+            [{"name": minilm.OUTPUT, "datatype": "FP32", "shape": [-1, 384]}],
+            task="sentence-embedding", files={"tokenizer.json": sha256_file(d / "tokenizer.json")},
+            tokenizer={"file": "tokenizer.json", "max_tokens": MAX_TOKENS, "kind": "huggingface-tokenizers"},
+            max_batch_size=32, max_queue_delay_ms=2, batch_padding={"input_ids": 0, "attention_mask": 0},
+            metrics=metrics,
+            provenance={"source": source, "builder": "appliance.inference.builders.minilm",
+                        "builder_version": BUILDER_VERSION, "built_at": built_at,
+                        "quantization": quant, "runtime": _runtime_versions()})
+        out[name] = _publish(repo, d, manifest)
+    return out
+
+
+# Pairs whose order the encoder must get right; a broken build (wrong weights, a graph bug) fails here.
+_CHECK = [("What is one half plus one quarter?", "How much is 1/2 + 1/4?", "The cat sleeps on the warm sofa."),
+          ("The denominator is the bottom number of a fraction.",
+           "The number under the fraction bar is called the denominator.", "Photosynthesis happens in leaves.")]
+
+
+def self_check(fp32_dir: Path, int8_dir: Path) -> dict:
+    """Refuse a build whose embeddings are not sensible; report int8 vs fp32 cosine."""
+    import onnxruntime as ort
+
+    from appliance.inference.builders.tokenizer import SentenceTokenizer
+
+    tok = SentenceTokenizer(fp32_dir / "tokenizer.json")
+    texts = [t for triple in _CHECK for t in triple]
+    enc = tok(texts)
+    outs = {}
+    for key, d in (("fp32", fp32_dir), ("int8", int8_dir)):
+        sess = ort.InferenceSession(str(d / "model.onnx"), providers=["CPUExecutionProvider"])
+        e = sess.run(None, enc)[0]
+        for i in range(0, len(texts), 3):
+            close, far = float(e[i] @ e[i + 1]), float(e[i] @ e[i + 2])
+            if not close > far + 0.2:
+                raise RuntimeError(f"{key} MiniLM build failed its self-check: a paraphrase scored {close:.2f}, "
+                                   f"an unrelated sentence {far:.2f}")
+        outs[key] = e
+    cos = np.sum(outs["fp32"] * outs["int8"], axis=1)
+    return {"int8_vs_fp32_cosine_min": round(float(cos.min()), 4),
+            "int8_vs_fp32_cosine_mean": round(float(cos.mean()), 4)}
+
+
+def build_default_models(repo_dir, models: tuple[str, ...] = MODELS) -> dict[str, str]:
+    """Build the default models into `repo_dir`; returns {model name: version}."""
+    from appliance.inference.repository import Repository
+
+    unknown = set(models) - set(MODELS)
+    if unknown:
+        raise ValueError(f"unknown default model(s) {sorted(unknown)}; choose from {list(MODELS)}")
+    root = Path(repo_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    repo = Repository(root)
+    built_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    out: dict[str, str] = {}
+    # Staging inside the repository keeps the final rename on one filesystem.
+    with tempfile.TemporaryDirectory(dir=root, prefix=".build-") as tmp:
+        work = Path(tmp)
+        if "learner" in models:
+            out["learner"] = build_learner(repo, work, built_at)
+        if {"minilm", "minilm-fp32"} & set(models):
+            out.update(build_minilm_pair(repo, work, built_at))
+    log.info("default models built in %.1f s: %s", time.perf_counter() - t0, out)
+    return out

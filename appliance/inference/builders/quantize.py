@@ -1,0 +1,95 @@
+"""int8 quantization of the sentence encoder.
+
+Two steps, because the model's size and its speed live in different places:
+- every MatMul with constant weights goes through onnxruntime's `quantize_dynamic` (per-channel,
+  signed int8 weights; activations are quantized on the fly), which is where the time goes;
+- the word-embedding table (30522 x 384, over half the file) is only ever gathered from, and
+  `quantize_dynamic` would give it a single scale for the whole table. We store it as int8 with one
+  scale per row (symmetric) and dequantize only the gathered rows: Gather(int8) and Gather(scale),
+  then Cast and Mul. Per-row scales keep rare tokens with small vectors precise.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+log = logging.getLogger(__name__)
+
+
+def quantize_embedding_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per row: table ~= q * scale[:, None]."""
+    table = np.asarray(table, dtype=np.float32)
+    amax = np.abs(table).max(axis=1)
+    scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    q = np.clip(np.rint(table / scale[:, None]), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def _quantize_gathers(model: onnx.ModelProto, min_elements: int = 1 << 20) -> int:
+    """Replace Gather over a large float initializer by an int8 gather + per-row dequantize."""
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    new_nodes, replaced = [], 0
+    for node in graph.node:
+        data = inits.get(node.input[0]) if node.op_type == "Gather" else None
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        if data is None or axis != 0 or data.data_type != TensorProto.FLOAT or len(data.dims) != 2 \
+                or int(np.prod(data.dims)) < min_elements:
+            new_nodes.append(node)
+            continue
+        q, scale = quantize_embedding_rows(numpy_helper.to_array(data))
+        base, ids, out = data.name, node.input[1], node.output[0]
+        graph.initializer.remove(data)
+        graph.initializer.extend([numpy_helper.from_array(q, base + ".int8"),
+                                  numpy_helper.from_array(scale, base + ".row_scale")])
+        new_nodes += [
+            helper.make_node("Gather", [base + ".int8", ids], [out + ".q"], axis=0, name=node.name + ".q"),
+            helper.make_node("Gather", [base + ".row_scale", ids], [out + ".s"], axis=0, name=node.name + ".s"),
+            helper.make_node("Cast", [out + ".q"], [out + ".qf"], to=TensorProto.FLOAT, name=node.name + ".cast"),
+            helper.make_node("Unsqueeze", [out + ".s", base + ".last_axis"], [out + ".s3"], name=node.name + ".unsq"),
+            helper.make_node("Mul", [out + ".qf", out + ".s3"], [out], name=node.name + ".dq"),
+        ]
+        graph.initializer.append(numpy_helper.from_array(np.int64([-1]), base + ".last_axis"))
+        replaced += 1
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    return replaced
+
+
+@contextmanager
+def _quiet_root_logger():
+    # onnxruntime's quantizer logs one INFO line per tensor on the *root* logger, which floods
+    # `classroom-edge models build`; hold the root at WARNING for the duration of the call only.
+    root = logging.getLogger()
+    level = root.level
+    if level < logging.WARNING:
+        root.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """fp32 ONNX file -> int8 ONNX file (MatMuls dynamic per-channel, embedding tables per row)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src, dst = Path(src), Path(dst)
+    with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
+        mid = Path(tmp) / "matmul_int8.onnx"
+        with _quiet_root_logger():
+            quantize_dynamic(src, mid, per_channel=True, weight_type=QuantType.QInt8,
+                             op_types_to_quantize=["MatMul"])
+        model = onnx.load(str(mid))
+    n = _quantize_gathers(model)
+    if n == 0:
+        log.warning("no embedding table was large enough to quantize in %s", src)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+    log.info("quantized %s -> %s (%d embedding tables to int8 rows)", src.name, dst.name, n)
