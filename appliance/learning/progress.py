@@ -1,0 +1,214 @@
+"""Recording an answer: one transaction for the attempt, lesson progress, mastery and the outbox event.
+
+``record_attempt(services, student, submission)`` grades the answer (outside the writer thread: grading
+free text may run a model) and then, in ONE ``db.write`` job:
+
+- inserts the attempt with ``INSERT OR IGNORE`` on ``attempt_uid``: the browser retries a submission
+  whose reply it never saw (flaky Wi-Fi), and the retry must count once and get the original result;
+- updates ``lesson_progress`` (started; completed when every exercise of the lesson has an answer);
+- updates ``mastery`` counts and a simple rule estimate of p(mastery) per skill of the exercise;
+- enqueues an ``attempt`` event (and ``lesson_progress`` when the status changes) in the outbox.
+
+Extension point for the learner model (issue 3): if ``services.get("learner")`` exists,
+- ``learner.observe(conn, attempt) -> {skill_id: p} | None`` is called inside the same transaction
+  (in its own savepoint) after the counts are updated; a returned mapping replaces the rule estimates
+  in ``mastery.p_mastery``. It must be quick: it runs in the single writer thread.
+- ``learner.next_up(student, course_id) -> dict | None`` is called after the commit, outside the writer;
+  its result is returned as ``next``.
+A failing hook is logged and the rule estimate is kept: an answer is never lost to a model problem.
+Free text uses ``services.get("semantic")``, a callable ``(text, references) -> similarity``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sqlite3
+
+from flask_babel import gettext as _
+
+from appliance.errors import BadRequest, Conflict, NotFound
+from appliance.learning.grading import Grade, grade, spec_of
+from appliance.store.database import now_iso
+from appliance.sync import outbox
+
+log = logging.getLogger(__name__)
+
+UID_RE = re.compile(r"^[A-Za-z0-9-]{8,64}$")
+# Weight of the newest answer in the rule estimate of mastery (used until a learner model is active).
+RULE_ALPHA = 0.3
+MAX_DURATION_MS = 6 * 3600 * 1000
+
+
+def load_exercise(conn: sqlite3.Connection, course_id: str, exercise_id: str) -> dict:
+    row = conn.execute("SELECT * FROM exercises WHERE course_id = ? AND id = ?", (course_id, exercise_id)).fetchone()
+    if row is None:
+        raise NotFound(_("That exercise does not exist (the course may have been updated)."))
+    ex = dict(row)
+    ex["spec"] = spec_of(ex)
+    ex["skills"] = json.loads(ex["skills"])
+    return ex
+
+
+def _validate(submission: dict) -> tuple[str, str, str, dict, int | None]:
+    if not isinstance(submission, dict):
+        raise BadRequest("Send a JSON object.")
+    uid = submission.get("attempt_uid")
+    if not isinstance(uid, str) or not UID_RE.match(uid):
+        raise BadRequest("attempt_uid must be a UUID made by the page.")
+    course_id, exercise_id = submission.get("course_id"), submission.get("exercise_id")
+    if not isinstance(course_id, str) or not isinstance(exercise_id, str):
+        raise BadRequest("course_id and exercise_id are required.")
+    answer = submission.get("answer")
+    if not isinstance(answer, dict):
+        raise BadRequest("answer must be a JSON object.")
+    duration = submission.get("duration_ms")
+    if duration is not None:
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration < 0:
+            raise BadRequest("duration_ms must be a positive number.")
+        duration = int(min(duration, MAX_DURATION_MS))
+    return uid, course_id, exercise_id, answer, duration
+
+
+def record_attempt(services, student: dict, submission: dict) -> dict:
+    """Grade and store one answer; return the result the browser shows. Idempotent on attempt_uid."""
+    uid, course_id, exercise_id, answer, duration = _validate(submission)
+    with services.db.read() as conn:
+        previous = conn.execute("SELECT * FROM attempts WHERE attempt_uid = ?", (uid,)).fetchone()
+        if previous is not None:
+            return _replay(conn, student, dict(previous))
+        ex = load_exercise(conn, course_id, exercise_id)
+    result = grade(ex, answer, semantic=services.get("semantic"))
+    learner = services.get("learner")
+
+    def write(conn: sqlite3.Connection) -> dict:
+        return _store(conn, learner, student, ex, uid, answer, result, duration)
+
+    stored = services.db.write(write)
+    if stored.get("replayed"):
+        return stored
+    stored["next"] = _next_up(learner, student, course_id)
+    return stored
+
+
+def _store(conn, learner, student, ex, uid, answer, result: Grade, duration) -> dict:
+    now = now_iso()
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO attempts (attempt_uid, student_id, course_id, exercise_id, answer, correct, score,"
+        " confidence, graded_by, created_at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (uid, student["id"], ex["course_id"], ex["id"], json.dumps(answer), int(result.correct), result.score,
+         result.confidence, result.graded_by, now, duration),
+    )
+    if cur.rowcount == 0:
+        # The same uid arrived twice at once: the first writer won; answer with its result.
+        row = conn.execute("SELECT * FROM attempts WHERE attempt_uid = ?", (uid,)).fetchone()
+        return _replay(conn, student, dict(row))
+    lesson_status = _update_lesson(conn, student, ex, now)
+    mastery = {} if result.graded_by == "pending" else _update_mastery(conn, student, ex, result.correct, now)
+    attempt = {"attempt_uid": uid, "student_id": student["id"], "student_uid": student["uid"],
+               "course_id": ex["course_id"], "exercise_id": ex["id"], "lesson_id": ex["lesson_id"],
+               "skills": ex["skills"], "correct": result.correct, "score": result.score,
+               "graded_by": result.graded_by, "created_at": now, "duration_ms": duration}
+    if learner is not None and result.graded_by != "pending":
+        mastery = _learner_observe(conn, learner, attempt, ex, mastery)
+    event = {k: v for k, v in attempt.items() if k != "student_id"}
+    event["kind"] = ex["kind"]
+    if ex["kind"] != "free_text":
+        event["answer"] = answer  # item analysis at the hub; free text may hold personal words, so not sent
+    outbox.enqueue(conn, "attempt", event)
+    return {
+        "attempt_uid": uid, "correct": result.correct, "score": result.score, "feedback": result.feedback,
+        "graded_by": result.graded_by, "explanation": ex["spec"].get("explanation", ""),
+        "mastery": mastery, "lesson_status": lesson_status, "replayed": False,
+    }
+
+
+def _update_lesson(conn, student, ex, now) -> str:
+    total = conn.execute("SELECT COUNT(*) FROM exercises WHERE course_id = ? AND lesson_id = ?",
+                         (ex["course_id"], ex["lesson_id"])).fetchone()[0]
+    answered = conn.execute(
+        "SELECT COUNT(DISTINCT a.exercise_id) FROM attempts a JOIN exercises e"
+        " ON e.course_id = a.course_id AND e.id = a.exercise_id"
+        " WHERE a.student_id = ? AND a.course_id = ? AND e.lesson_id = ?",
+        (student["id"], ex["course_id"], ex["lesson_id"]),
+    ).fetchone()[0]
+    status = "completed" if answered >= total else "started"
+    old = conn.execute("SELECT status FROM lesson_progress WHERE student_id = ? AND course_id = ? AND lesson_id = ?",
+                       (student["id"], ex["course_id"], ex["lesson_id"])).fetchone()
+    if old is not None and old[0] == "completed":
+        return "completed"  # a completed lesson stays completed when practised again
+    conn.execute(
+        "INSERT INTO lesson_progress (student_id, course_id, lesson_id, status, updated_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (student_id, course_id, lesson_id) DO UPDATE SET status = excluded.status,"
+        " updated_at = excluded.updated_at",
+        (student["id"], ex["course_id"], ex["lesson_id"], status, now),
+    )
+    if old is None or old[0] != status:
+        outbox.enqueue(conn, "lesson_progress", {"student_uid": student["uid"], "course_id": ex["course_id"],
+                                                 "lesson_id": ex["lesson_id"], "status": status, "at": now})
+    return status
+
+
+def _update_mastery(conn, student, ex, correct: bool, now) -> dict:
+    out = {}
+    for skill in ex["skills"]:
+        row = conn.execute("SELECT p_mastery FROM mastery WHERE student_id = ? AND course_id = ? AND skill_id = ?",
+                           (student["id"], ex["course_id"], skill)).fetchone()
+        p_old = row[0] if row else 0.0
+        p_new = round(p_old + RULE_ALPHA * (float(correct) - p_old), 4)
+        conn.execute(
+            "INSERT INTO mastery (student_id, course_id, skill_id, successes, failures, p_mastery, last_practice)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (student_id, course_id, skill_id) DO UPDATE SET"
+            " successes = successes + excluded.successes, failures = failures + excluded.failures,"
+            " p_mastery = excluded.p_mastery, last_practice = excluded.last_practice",
+            (student["id"], ex["course_id"], skill, int(correct), int(not correct), p_new, now),
+        )
+        out[skill] = p_new
+    return out
+
+
+def _learner_observe(conn, learner, attempt, ex, mastery: dict) -> dict:
+    conn.execute("SAVEPOINT learner")
+    try:
+        model_mastery = learner.observe(conn, attempt)
+        if model_mastery:
+            for skill, p in model_mastery.items():
+                conn.execute("UPDATE mastery SET p_mastery = ? WHERE student_id = ? AND course_id = ? AND skill_id = ?",
+                             (float(p), attempt["student_id"], ex["course_id"], skill))
+            mastery = {**mastery, **{k: round(float(v), 4) for k, v in model_mastery.items()}}
+        conn.execute("RELEASE learner")
+    except Exception:  # noqa: BLE001 - the answer must be kept even if the model fails
+        conn.execute("ROLLBACK TO learner")
+        conn.execute("RELEASE learner")
+        log.exception("learner model failed on attempt %s; kept the rule estimate", attempt["attempt_uid"])
+    return mastery
+
+
+def _next_up(learner, student, course_id):
+    if learner is None or not hasattr(learner, "next_up"):
+        return None
+    try:
+        return learner.next_up(student, course_id)
+    except Exception:  # noqa: BLE001 - a recommendation is optional; the answer is already saved
+        log.exception("learner next_up failed for course %s", course_id)
+        return None
+
+
+def _replay(conn, student: dict, row: dict) -> dict:
+    if row["student_id"] != student["id"]:
+        raise Conflict("That answer id was already used.")
+    try:
+        ex = load_exercise(conn, row["course_id"], row["exercise_id"])
+    except NotFound:  # the course was upgraded since; the stored grade still stands
+        ex = {"skills": [], "spec": {}, "lesson_id": ""}
+    mastery = {r[0]: r[1] for r in conn.execute(
+        "SELECT skill_id, p_mastery FROM mastery WHERE student_id = ? AND course_id = ?",
+        (student["id"], row["course_id"])) if r[0] in ex["skills"]}
+    status = conn.execute("SELECT status FROM lesson_progress WHERE student_id = ? AND course_id = ? AND lesson_id = ?",
+                          (student["id"], row["course_id"], ex["lesson_id"])).fetchone()
+    correct = bool(row["correct"])
+    feedback = ("pending" if row["graded_by"] == "pending" else "correct" if correct
+                else "partly" if row["score"] > 0 else "incorrect")
+    return {"attempt_uid": row["attempt_uid"], "correct": correct, "score": row["score"], "feedback": feedback,
+            "graded_by": row["graded_by"], "explanation": ex["spec"].get("explanation", ""), "mastery": mastery,
+            "lesson_status": status[0] if status else "started", "replayed": True}

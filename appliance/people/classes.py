@@ -1,0 +1,202 @@
+"""Classes, rosters and assignments.
+
+A class belongs to one teacher; admins may manage any class. New students get a fresh random PIN
+(when the class uses PINs) that is returned once, so the teacher can print it, and stored only hashed.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import sqlite3
+
+from flask_babel import gettext as _
+
+from appliance.errors import BadRequest, NotFound
+from appliance.people.accounts import AVATAR_COLOURS, AVATARS, clean_name, create_student
+from appliance.people.passwords import hash_pin, new_pin
+from appliance.store.database import now_iso
+from appliance.sync import outbox
+
+log = logging.getLogger(__name__)
+
+MAX_ROSTER_IMPORT = 200
+LANGUAGE_CODES = ("en", "es")
+
+
+def create_class(conn: sqlite3.Connection, *, name: str, teacher_id: int | None, uses_pin: bool = True,
+                 language: str | None = None) -> int:
+    if language and language not in LANGUAGE_CODES:
+        raise BadRequest(_("Unknown language '%(code)s'.", code=language))
+    cur = conn.execute(
+        "INSERT INTO classes (name, teacher_id, uses_pin, language, created_at) VALUES (?, ?, ?, ?, ?)",
+        (clean_name(name), teacher_id, 1 if uses_pin else 0, language or None, now_iso()),
+    )
+    return cur.lastrowid
+
+
+def update_class(conn: sqlite3.Connection, class_id: int, *, name: str, uses_pin: bool, language: str | None) -> None:
+    if language and language not in LANGUAGE_CODES:
+        raise BadRequest(_("Unknown language '%(code)s'.", code=language))
+    conn.execute("UPDATE classes SET name = ?, uses_pin = ?, language = ? WHERE id = ?",
+                 (clean_name(name), 1 if uses_pin else 0, language or None, class_id))
+
+
+def get_class(conn: sqlite3.Connection, class_id: int, user: dict | None = None) -> dict:
+    """The class, if ``user`` (teacher or admin) may manage it; NotFound otherwise (no existence leak)."""
+    row = conn.execute("SELECT * FROM classes WHERE id = ?", (class_id,)).fetchone()
+    if row is None or (user is not None and user["role"] != "admin" and row["teacher_id"] != user["id"]):
+        raise NotFound(_("There is no such class."))
+    return dict(row)
+
+
+def classes_for(conn: sqlite3.Connection, user: dict) -> list[dict]:
+    sql = ("SELECT c.*, (SELECT COUNT(*) FROM class_members m JOIN users u ON u.id = m.student_id"
+           " WHERE m.class_id = c.id AND u.disabled = 0) AS size, t.display_name AS teacher_name"
+           " FROM classes c LEFT JOIN users t ON t.id = c.teacher_id")
+    if user["role"] == "admin":
+        rows = conn.execute(sql + " ORDER BY c.name").fetchall()
+    else:
+        rows = conn.execute(sql + " WHERE c.teacher_id = ? ORDER BY c.name", (user["id"],)).fetchall()
+    return [dict(r) for r in rows]
+
+
+def roster(conn: sqlite3.Connection, class_id: int) -> list[dict]:
+    rows = conn.execute(
+        "SELECT u.id, u.display_name, u.avatar, u.uid, u.pin_hash IS NOT NULL AS has_pin FROM users u"
+        " JOIN class_members m ON m.student_id = u.id WHERE m.class_id = ? AND u.disabled = 0"
+        " ORDER BY u.display_name COLLATE NOCASE",
+        (class_id,),
+    ).fetchall()
+    return [dict(r) for r in rows]
+
+
+def _next_avatar(conn: sqlite3.Connection, class_id: int) -> str:
+    """Pick the least used picture in the class, so neighbours rarely share one."""
+    used = dict(conn.execute(
+        "SELECT u.avatar, COUNT(*) FROM users u JOIN class_members m ON m.student_id = u.id"
+        " WHERE m.class_id = ? GROUP BY u.avatar", (class_id,)).fetchall())
+    keys = [f"{a}-{c}" for c in range(AVATAR_COLOURS) for a in AVATARS]
+    return min(keys, key=lambda k: (used.get(k, 0), keys.index(k)))
+
+
+def add_students(conn: sqlite3.Connection, class_id: int, names: list[str], pin_hashes: dict[str, str]) -> list[dict]:
+    """Add students (PIN hashes computed by the caller, outside the writer); returns the new rows."""
+    cls = conn.execute("SELECT * FROM classes WHERE id = ?", (class_id,)).fetchone()
+    if cls is None:
+        raise NotFound(_("There is no such class."))
+    existing = {r[0].lower() for r in conn.execute(
+        "SELECT u.display_name FROM users u JOIN class_members m ON m.student_id = u.id"
+        " WHERE m.class_id = ? AND u.disabled = 0", (class_id,))}
+    clash = sorted({n for n in names if n.lower() in existing})
+    if clash:
+        raise BadRequest(_("This class already has a student called: %(names)s", names=", ".join(clash)))
+    added = []
+    for name in names:
+        avatar = _next_avatar(conn, class_id)
+        sid = create_student(conn, display_name=name, pin_hash=pin_hashes.get(name), avatar=avatar)
+        conn.execute("INSERT INTO class_members (class_id, student_id) VALUES (?, ?)", (class_id, sid))
+        uid = conn.execute("SELECT uid FROM users WHERE id = ?", (sid,)).fetchone()[0]
+        outbox.enqueue(conn, "enrolment", {"action": "joined", "student_uid": uid, "class_id": class_id})
+        added.append({"id": sid, "display_name": name, "avatar": avatar})
+    return added
+
+
+def enrol_new_students(db, class_id: int, names: list[str]) -> list[dict]:
+    """Create students in a class; returns [{id, display_name, avatar, pin}] with PINs shown once."""
+    names = [clean_name(n) for n in names]
+    if not names:
+        raise BadRequest(_("There are no names to add."))
+    if len(names) > MAX_ROSTER_IMPORT:
+        raise BadRequest(_("At most %(n)s students can be added at once.", n=MAX_ROSTER_IMPORT))
+    with db.read() as conn:
+        uses_pin = conn.execute("SELECT uses_pin FROM classes WHERE id = ?", (class_id,)).fetchone()
+    if uses_pin is None:
+        raise NotFound(_("There is no such class."))
+    pins = {n: new_pin() for n in names} if uses_pin[0] else {}
+    hashes = {n: hash_pin(p) for n, p in pins.items()}  # slow part, before taking the writer
+    added = db.write(lambda c: add_students(c, class_id, names, hashes))
+    for row in added:
+        row["pin"] = pins.get(row["display_name"])
+    return added
+
+
+def parse_roster_csv(text: str) -> list[str]:
+    """Names from a CSV export: one per row; a 'name' column if there is a header, else the first column.
+
+    Two columns headed first/last (or given/family name) are joined. Blank rows are skipped; duplicate
+    names are refused because a child could not tell two identical buttons apart.
+    """
+    text = text.lstrip("\ufeff")  # spreadsheet programs add a BOM
+    if not text.strip():
+        raise BadRequest(_("The file is empty."))
+    try:
+        dialect = csv.Sniffer().sniff(text[:2048], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    rows = [r for r in csv.reader(io.StringIO(text), dialect) if any(c.strip() for c in r)]
+    header = [c.strip().lower() for c in rows[0]]
+    first_keys, last_keys = ("first name", "first", "given name"), ("last name", "last", "family name", "surname")
+    if "name" in header:
+        idx = header.index("name")
+        names = [r[idx] if idx < len(r) else "" for r in rows[1:]]
+    elif any(k in header for k in first_keys):
+        fi = next(header.index(k) for k in first_keys if k in header)
+        li = next((header.index(k) for k in last_keys if k in header), None)
+        names = [" ".join(x for x in (r[fi] if fi < len(r) else "", r[li] if li is not None and li < len(r) else "") if x)
+                 for r in rows[1:]]
+    else:
+        names = [r[0] for r in rows]
+    names = [" ".join(n.split()) for n in names if n.strip()]
+    seen, dupes = set(), set()
+    for n in names:
+        (dupes if n.lower() in seen else seen).add(n.lower())
+    if dupes:
+        raise BadRequest(_("These names appear twice; add an initial to tell them apart: %(names)s", names=", ".join(sorted(dupes))))
+    if not names:
+        raise BadRequest(_("No names were found in the file."))
+    return names
+
+
+def reset_pin(db, class_id: int, student_id: int) -> str:
+    """A new PIN for a student of this class; returns it (shown once)."""
+    from appliance.people.accounts import set_pin
+
+    with db.read() as conn:
+        member = conn.execute("SELECT 1 FROM class_members WHERE class_id = ? AND student_id = ?",
+                              (class_id, student_id)).fetchone()
+    if member is None:
+        raise NotFound(_("That student is not in this class."))
+    pin = new_pin()
+    pin_hash = hash_pin(pin)
+    db.write(lambda c: set_pin(c, student_id, pin_hash))
+    return pin
+
+
+def remove_student(conn: sqlite3.Connection, class_id: int, student_id: int) -> None:
+    """Take a student out of a class; the account and its history stay (progress is never deleted)."""
+    cur = conn.execute("DELETE FROM class_members WHERE class_id = ? AND student_id = ?", (class_id, student_id))
+    if cur.rowcount == 0:
+        raise NotFound(_("That student is not in this class."))
+    uid = conn.execute("SELECT uid FROM users WHERE id = ?", (student_id,)).fetchone()[0]
+    outbox.enqueue(conn, "enrolment", {"action": "left", "student_uid": uid, "class_id": class_id})
+
+
+def set_assignments(conn: sqlite3.Connection, class_id: int, course_id: str, lesson_ids: list[str]) -> None:
+    """Replace the class's assigned lessons of one course with exactly ``lesson_ids``."""
+    known = {r[0] for r in conn.execute("SELECT id FROM lessons WHERE course_id = ?", (course_id,))}
+    unknown = [lid for lid in lesson_ids if lid not in known]
+    if unknown:
+        raise BadRequest(_("Unknown lessons: %(ids)s", ids=", ".join(unknown)))
+    conn.execute("DELETE FROM assignments WHERE class_id = ? AND course_id = ?", (class_id, course_id))
+    now = now_iso()
+    conn.executemany(
+        "INSERT INTO assignments (class_id, course_id, lesson_id, assigned_at) VALUES (?, ?, ?, ?)",
+        [(class_id, course_id, lid, now) for lid in lesson_ids],
+    )
+
+
+def classes_of_student(conn: sqlite3.Connection, student_id: int) -> list[dict]:
+    rows = conn.execute("SELECT c.* FROM classes c JOIN class_members m ON m.class_id = c.id"
+                        " WHERE m.student_id = ? ORDER BY c.id", (student_id,)).fetchall()
+    return [dict(r) for r in rows]

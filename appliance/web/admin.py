@@ -1,0 +1,169 @@
+"""Admin pages: device status, staff accounts and API tokens, course import, backup and restore."""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask_babel import gettext as _
+
+from appliance.errors import AppError, BadRequest
+from appliance.people import accounts
+from appliance.people.passwords import hash_password
+from appliance.store.database import now_iso
+from appliance.web import device, imports
+from appliance.web.security import current_user, hash_token, requires
+
+log = logging.getLogger(__name__)
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+def _services():
+    return current_app.extensions["ce"]
+
+
+@bp.get("/")
+@requires("admin")
+def status():
+    info = device.device_status(_services())
+    return render_template("admin/status.html", info=info, human_bytes=device.human_bytes,
+                           human_duration=device.human_duration)
+
+
+def _users_page(error=None, token=None, code=200):
+    with _services().db.read() as conn:
+        staff = accounts.list_staff(conn)
+        tokens = [dict(r) for r in conn.execute(
+            "SELECT t.id, t.name, t.created_at, t.last_used_at, u.username FROM api_tokens t"
+            " JOIN users u ON u.id = t.user_id ORDER BY t.created_at DESC")]
+    return render_template("admin/users.html", staff=staff, tokens=tokens, error=error, token=token), code
+
+
+@bp.get("/users")
+@requires("admin")
+def users():
+    return _users_page()
+
+
+@bp.post("/users")
+@requires("admin")
+def create_user():
+    try:
+        accounts.add_staff(_services().db, role=request.form.get("role", ""), username=request.form.get("username", ""),
+                           password=request.form.get("password", ""), display_name=request.form.get("display_name", ""))
+    except AppError as exc:
+        return _users_page(error=exc.message, code=exc.status)
+    flash(_("The account was created."))
+    return redirect(url_for("admin.users"))
+
+
+@bp.post("/users/<int:user_id>/disabled")
+@requires("admin")
+def set_disabled(user_id: int):
+    disable = request.form.get("disabled") == "1"
+    me = current_user()["id"]
+    try:
+        _services().db.write(lambda c: accounts.set_disabled(c, user_id, disable, acting_user_id=me))
+    except BadRequest as exc:
+        return _users_page(error=exc.message, code=400)
+    flash(_("The account was disabled.") if disable else _("The account was enabled."))
+    return redirect(url_for("admin.users"))
+
+
+@bp.post("/users/<int:user_id>/password")
+@requires("admin")
+def set_password(user_id: int):
+    try:
+        new_hash = hash_password(request.form.get("password", ""))
+        _services().db.write(lambda c: accounts.set_password(c, user_id, new_hash))
+    except AppError as exc:
+        return _users_page(error=exc.message, code=exc.status)
+    flash(_("The password was changed. That person's other sessions are signed out."))
+    return redirect(url_for("admin.users"))
+
+
+@bp.post("/tokens")
+@requires("admin")
+def create_token():
+    """An API token for automation (Ansible, scripts), shown once; only its hash is stored."""
+    name = " ".join(request.form.get("name", "").split())[:60] or "token"
+    token = "ce_" + secrets.token_urlsafe(32)
+    uid = current_user()["id"]
+    _services().db.write(lambda c: c.execute(
+        "INSERT INTO api_tokens (user_id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
+        (uid, name, hash_token(token), now_iso())))
+    return _users_page(token={"name": name, "value": token})
+
+
+@bp.post("/tokens/<int:token_id>/revoke")
+@requires("admin")
+def revoke_token(token_id: int):
+    _services().db.write(lambda c: c.execute("DELETE FROM api_tokens WHERE id = ?", (token_id,)))
+    flash(_("The token was revoked."))
+    return redirect(url_for("admin.users"))
+
+
+@bp.get("/content")
+@requires("admin")
+def content():
+    services = _services()
+    jobs = services.get("imports")
+    with services.db.read() as conn:
+        courses = [dict(r) for r in conn.execute(
+            "SELECT c.id, c.title, c.version, c.language, c.imported_at,"
+            " (SELECT COUNT(*) FROM lessons l WHERE l.course_id = c.id) AS lessons,"
+            " (SELECT COUNT(*) FROM exercises e WHERE e.course_id = c.id) AS exercises FROM courses c ORDER BY c.title")]
+    return render_template("admin/content.html", courses=courses, available=jobs is not None,
+                           recent=jobs.list()[:10] if jobs is not None else [], job_id=request.args.get("job"),
+                           max_mb=services.cfg.web.max_upload_mb)
+
+
+@bp.post("/content")
+@requires("admin")
+def upload_content():
+    """Form fallback without JavaScript; the page's script uses ``POST /api/v1/imports``."""
+    job_id = imports.start_import(_services(), request.files.get("bundle"), force=request.form.get("force") == "on")
+    return redirect(url_for("admin.content", job=job_id))
+
+
+@bp.get("/backup")
+@requires("admin")
+def backup():
+    return render_template("admin/backup.html", db_bytes=device.human_bytes(_services().db.size_bytes()))
+
+
+@bp.post("/backup/download")
+@requires("admin")
+def download_backup():
+    from appliance.store.backup import backup_to
+
+    services = _services()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    path = services.data_dir / "backups" / f"download-{secrets.token_hex(6)}.db"
+    backup_to(services.db, path)
+    handle = open(path, "rb")
+    os.unlink(path)  # the open handle keeps the bytes until the response is sent; nothing is left behind
+    log.info("database backup downloaded by %s", current_user()["username"])
+    return send_file(handle, mimetype="application/vnd.sqlite3", as_attachment=True,
+                     download_name=f"classroom-edge-{stamp}.db", max_age=0)
+
+
+@bp.post("/backup/restore")
+@requires("admin")
+def restore_backup():
+    from appliance.store.backup import restore_from
+
+    services = _services()
+    path = imports.save_upload(services, request.files.get("backup"), "backups", (".db", ".sqlite", ".sqlite3"))
+    try:
+        restore_from(services.db, path)
+    except AppError as exc:
+        return render_template("admin/backup.html", db_bytes=device.human_bytes(services.db.size_bytes()),
+                               error=exc.message), exc.status
+    finally:
+        path.unlink(missing_ok=True)
+    log.warning("database restored from an uploaded backup by %s", current_user()["username"])
+    flash(_("The database was restored. If your account changed, please sign in again."))
+    return redirect(url_for("admin.backup"))

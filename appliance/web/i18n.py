@@ -1,0 +1,87 @@
+"""Languages: Flask-Babel set-up and the rule that picks the language of each page.
+
+Order (first that applies wins):
+1. the language a person picked with the switcher (kept in their session),
+2. their account's language,
+3. their class's language (students; or the class whose sign-in page is open),
+4. the browser's Accept-Language,
+5. ``web.default_language``.
+Only languages with a compiled catalog (plus English, the source language) are offered.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import current_app, g, request, session
+from flask_babel import Babel, get_locale
+
+log = logging.getLogger(__name__)
+
+LANGUAGE_NAMES = {"en": "English", "es": "Español", "ar": "العربية"}
+
+
+def init_app(app) -> None:
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", "translations")
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", app.extensions["ce"].cfg.web.default_language)
+    Babel(app, locale_selector=select_locale)
+
+
+def available_languages() -> list[str]:
+    """Language codes with a catalog. Computed once per app (the catalogs ship with the package)."""
+    cached = current_app.extensions.get("ce_languages")
+    if cached is None:
+        babel = current_app.extensions["babel"].instance
+        cached = sorted({str(loc) for loc in babel.list_translations()} | {"en"})
+        current_app.extensions["ce_languages"] = cached
+    return cached
+
+
+def _usable(code: str | None) -> str | None:
+    if not code:
+        return None
+    langs = available_languages()
+    if code in langs:
+        return code
+    base = code.split("_")[0].split("-")[0]
+    return base if base in langs else None
+
+
+def select_locale() -> str:
+    from appliance.web.security import current_user
+
+    chosen = _usable(session.get("lang"))
+    if chosen:
+        return chosen
+    user = current_user() if request else None
+    if user is not None:
+        own = _usable(user.get("language"))
+        if own:
+            return own
+        if user["role"] == "student":
+            cls = _usable(_student_class_language(user["id"]))
+            if cls:
+                return cls
+    cls = _usable(g.get("class_language"))
+    if cls:
+        return cls
+    best = request.accept_languages.best_match(available_languages())
+    return best or current_app.extensions["ce"].cfg.web.default_language
+
+
+def _student_class_language(student_id: int) -> str | None:
+    db = current_app.extensions["ce"].db
+    with db.read() as conn:
+        row = conn.execute(
+            "SELECT c.language FROM classes c JOIN class_members m ON m.class_id = c.id"
+            " WHERE m.student_id = ? AND c.language IS NOT NULL ORDER BY c.id LIMIT 1", (student_id,)
+        ).fetchone()
+    return row[0] if row else None
+
+
+def text_direction() -> str:
+    loc = get_locale()
+    return getattr(loc, "text_direction", "ltr") or "ltr"
+
+
+def language_name(code: str) -> str:
+    return LANGUAGE_NAMES.get(code, code)

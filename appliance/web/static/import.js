@@ -1,0 +1,78 @@
+/* Course import with a live progress bar: upload with XHR (upload progress events), then poll the
+   import job until it is installed or refused. Without JavaScript the form posts normally. */
+(function () {
+  "use strict";
+  var POLL_MS = 700;
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var form = document.getElementById("import-form");
+    if (!form) { return; }
+    var box = document.getElementById("import-progress");
+    var bar = document.getElementById("import-bar");
+    var state = document.getElementById("import-state");
+    var api = form.getAttribute("data-api");
+
+    function msg(name, vars) {
+      var text = form.getAttribute("data-msg-" + name) || "";
+      Object.keys(vars || {}).forEach(function (k) { text = text.replace("{" + k + "}", vars[k]); });
+      return text;
+    }
+    function csrf() { return document.querySelector('meta[name="csrf-token"]').content; }
+
+    function poll(jobId) {
+      fetch(api + "/" + encodeURIComponent(jobId), { headers: { "Accept": "application/json" }, credentials: "same-origin" })
+        .then(function (r) { return r.json().then(function (j) { return { ok: r.ok, job: j }; }); })
+        .then(function (r) {
+          var job = r.job;
+          if (!r.ok) { state.textContent = msg("failed", { error: job.error || "" }); return; }
+          bar.value = job.percent || 0;
+          if (job.state === "done") {
+            bar.value = 100;
+            state.textContent = msg("done", { title: job.result.title, version: job.result.version });
+            box.setAttribute("data-state", "done");
+          } else if (job.state === "failed" || job.state === "cancelled") {
+            state.textContent = msg("failed", { error: job.error || "" });
+            box.setAttribute("data-state", "failed");
+          } else {
+            state.textContent = job.state === "queued" ? msg("queued") : msg("running", { stage: job.stage });
+            setTimeout(function () { poll(jobId); }, POLL_MS);
+          }
+        })
+        .catch(function () {
+          state.textContent = msg("lost");
+          setTimeout(function () { poll(jobId); }, POLL_MS * 3);
+        });
+    }
+
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var xhr = new XMLHttpRequest();
+      box.hidden = false;
+      box.removeAttribute("data-state");
+      bar.value = 0;
+      state.textContent = msg("uploading");
+      xhr.upload.addEventListener("progress", function (e) {
+        if (e.lengthComputable) { bar.value = Math.round(100 * e.loaded / e.total); }
+      });
+      xhr.addEventListener("load", function () {
+        var data = {};
+        try { data = JSON.parse(xhr.responseText); } catch (e) { /* shown below */ }
+        if (xhr.status >= 200 && xhr.status < 300 && data.id) {
+          bar.value = 0;
+          poll(data.id);
+        } else {
+          state.textContent = msg("failed", { error: data.error || xhr.statusText });
+          box.setAttribute("data-state", "failed");
+        }
+      });
+      xhr.addEventListener("error", function () { state.textContent = msg("failed", { error: "network" }); });
+      xhr.open("POST", api);
+      xhr.setRequestHeader("X-CSRF-Token", csrf());
+      xhr.setRequestHeader("Accept", "application/json");
+      xhr.send(new FormData(form));
+    });
+
+    var existing = form.getAttribute("data-job");
+    if (existing) { box.hidden = false; poll(existing); }
+  });
+})();

@@ -1,0 +1,212 @@
+/* Exercise runner: one question at a time, instant feedback, hints, and an answer queue that
+   survives Wi-Fi blips and page reloads.
+   Every answer gets an id made here (attempt_uid) and is stored in localStorage BEFORE it is sent.
+   It leaves the queue only when the server has answered (2xx) or refused it for good (4xx that
+   retrying cannot fix). The server counts an id once, so sending it again after a lost reply is safe. */
+(function () {
+  "use strict";
+  var QUEUE_KEY = "ce-answer-queue-v1";
+  var MAX_DELAY_MS = 30000;
+  var runner, cards, dots, statusLine, student, course, api;
+  var memoryQueue = [];
+  var sending = false, retryTimer = null, failures = 0;
+  var shownAt = {};
+
+  function uuid4() {
+    if (window.crypto && crypto.randomUUID) { return crypto.randomUUID(); }
+    var b = new Uint8Array(16);
+    crypto.getRandomValues(b);  // available on plain-http LAN pages, unlike randomUUID
+    b[6] = (b[6] & 0x0f) | 0x40; b[8] = (b[8] & 0x3f) | 0x80;
+    var h = Array.prototype.map.call(b, function (x) { return (x + 0x100).toString(16).slice(1); }).join("");
+    return h.slice(0, 8) + "-" + h.slice(8, 12) + "-" + h.slice(12, 16) + "-" + h.slice(16, 20) + "-" + h.slice(20);
+  }
+
+  function loadQueue() {
+    try { return JSON.parse(localStorage.getItem(QUEUE_KEY) || "[]"); } catch (e) { return memoryQueue; }
+  }
+  function saveQueue(q) {
+    memoryQueue = q;
+    try { localStorage.setItem(QUEUE_KEY, JSON.stringify(q)); } catch (e) { /* private mode: memory only */ }
+  }
+  function mine(q) { return q.filter(function (it) { return it.student === student; }); }
+
+  function msg(name, vars) {
+    var text = runner.getAttribute("data-msg-" + name) || "";
+    Object.keys(vars || {}).forEach(function (k) { text = text.replace("{" + k + "}", vars[k]); });
+    return text;
+  }
+  function csrf() { return document.querySelector('meta[name="csrf-token"]').content; }
+  function cardFor(exerciseId) {
+    return cards.filter(function (c) { return c.getAttribute("data-exercise") === exerciseId; })[0];
+  }
+
+  function show(index, focus) {
+    cards.forEach(function (c, i) { c.hidden = i !== index; });
+    dots.forEach(function (d, i) { d.classList.toggle("current", i === index); });
+    var card = cards[index];
+    if (!card) { return; }
+    shownAt[card.getAttribute("data-exercise")] = Date.now();
+    if (focus) {
+      var first = card.querySelector("input, textarea");
+      if (first) { first.focus(); }
+    }
+  }
+
+  function answerOf(card) {
+    var kind = card.getAttribute("data-kind");
+    if (kind === "single_choice") {
+      var picked = card.querySelector('input[name="choice"]:checked');
+      return picked ? { choice: parseInt(picked.value, 10) } : null;
+    }
+    if (kind === "multiple_choice") {
+      var all = Array.prototype.slice.call(card.querySelectorAll('input[name="choice"]:checked'));
+      return all.length ? { choices: all.map(function (i) { return parseInt(i.value, 10); }) } : null;
+    }
+    var field = card.querySelector("input[type=text], textarea");
+    var text = field.value.trim();
+    if (!text) { return null; }
+    return kind === "numeric" ? { value: text } : { text: text };
+  }
+
+  function setFeedback(card, cls, text, explanation) {
+    var box = card.querySelector(".feedback");
+    box.textContent = "";
+    var note = document.createElement("div");
+    note.className = "notice " + cls;
+    var strong = document.createElement("strong");
+    strong.textContent = text;
+    note.appendChild(strong);
+    if (explanation) {
+      var p = document.createElement("p");
+      p.style.marginBlock = ".4rem 0";
+      p.textContent = explanation;
+      note.appendChild(p);
+    }
+    box.appendChild(note);
+  }
+
+  function showResult(exerciseId, result) {
+    var card = cardFor(exerciseId);
+    if (!card) { return; }
+    var code = result.feedback || (result.correct ? "correct" : "incorrect");
+    var cls = code === "correct" ? "ok" : code === "pending" ? "" : code === "partly" ? "warn" : "bad";
+    setFeedback(card, cls, msg(code), result.correct || code === "pending" ? result.explanation : "");
+    var index = cards.indexOf(card);
+    if (result.correct || code === "pending") {
+      card.classList.add("is-correct");
+      if (dots[index]) { dots[index].classList.add("done"); }
+    }
+    var finished = cards.every(function (c) { return c.classList.contains("is-correct"); });
+    var finish = runner.querySelector(".finish");
+    if (finish && finished) { finish.hidden = false; }
+  }
+
+  function updateStatus() {
+    var waiting = mine(loadQueue()).length;
+    statusLine.textContent = waiting ? msg("waiting", { n: waiting }) : "";
+  }
+
+  function scheduleRetry() {
+    if (retryTimer) { return; }
+    failures += 1;
+    var delay = Math.min(MAX_DELAY_MS, 1000 * Math.pow(2, failures - 1)) * (0.5 + Math.random());
+    retryTimer = setTimeout(function () { retryTimer = null; flush(); }, delay);
+  }
+
+  function drop(uid) {
+    saveQueue(loadQueue().filter(function (it) { return it.uid !== uid; }));
+  }
+
+  function flush() {
+    if (sending) { return; }
+    var item = mine(loadQueue())[0];
+    updateStatus();
+    if (!item) { failures = 0; return; }
+    sending = true;
+    fetch(api, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRF-Token": csrf() },
+      body: JSON.stringify(item.body)
+    }).then(function (resp) {
+      return resp.json().catch(function () { return {}; }).then(function (data) { return { status: resp.status, data: data }; });
+    }).then(function (r) {
+      sending = false;
+      if (r.status >= 200 && r.status < 300) {
+        drop(item.uid);
+        failures = 0;
+        showResult(item.body.exercise_id, r.data);
+        flush();
+      } else if ([400, 404, 409, 413, 422].indexOf(r.status) >= 0) {
+        // The answer itself is the problem (e.g. not a number): tell the child, do not resend.
+        drop(item.uid);
+        var card = cardFor(item.body.exercise_id);
+        if (card) { setFeedback(card, "bad", r.data.error || ""); }
+        flush();
+      } else {
+        statusLine.textContent = msg("queued");
+        scheduleRetry();
+      }
+    }).catch(function () {
+      sending = false;
+      statusLine.textContent = msg("queued");
+      scheduleRetry();
+    });
+  }
+
+  function submit(card, ev) {
+    ev.preventDefault();
+    var answer = answerOf(card);
+    if (!answer) { setFeedback(card, "warn", msg("choose")); return; }
+    var id = card.getAttribute("data-exercise");
+    var uid = uuid4();
+    var q = loadQueue();
+    q.push({ uid: uid, student: student, body: {
+      attempt_uid: uid, course_id: course, exercise_id: id, answer: answer,
+      duration_ms: shownAt[id] ? Date.now() - shownAt[id] : null } });
+    saveQueue(q);
+    if (retryTimer) { clearTimeout(retryTimer); retryTimer = null; }  // a new answer is a good moment to retry
+    failures = 0;
+    flush();
+  }
+
+  function revealHint(card, button) {
+    var hints = JSON.parse(card.querySelector(".hints").getAttribute("data-hints") || "[]");
+    var box = card.querySelector(".hints");
+    var shown = box.querySelectorAll(".hint").length;
+    if (shown < hints.length) {
+      var p = document.createElement("p");
+      p.className = "hint";
+      p.textContent = hints[shown];
+      box.appendChild(p);
+    }
+    if (shown + 1 >= hints.length) { button.disabled = true; }
+  }
+
+  function init() {
+    runner = document.getElementById("runner");
+    if (!runner) { return; }
+    document.documentElement.classList.add("js");
+    cards = Array.prototype.slice.call(runner.querySelectorAll("form.exercise"));
+    dots = Array.prototype.slice.call(runner.querySelectorAll(".dots li"));
+    statusLine = runner.querySelector(".sync-state");
+    student = runner.getAttribute("data-student");
+    course = runner.getAttribute("data-course");
+    api = runner.getAttribute("data-api");
+    cards.forEach(function (card, i) {
+      if (dots[i] && dots[i].classList.contains("done")) { card.classList.add("is-correct"); }
+      card.addEventListener("submit", function (ev) { submit(card, ev); });
+      var hint = card.querySelector(".hint-btn");
+      if (hint) { hint.addEventListener("click", function () { revealHint(card, hint); }); }
+      var next = card.querySelector(".next");
+      if (next) { next.addEventListener("click", function () { show(i + 1, true); }); }
+      var prev = card.querySelector(".prev");
+      if (prev) { prev.addEventListener("click", function () { show(i - 1, true); }); }
+    });
+    var firstOpen = cards.findIndex(function (c) { return !c.classList.contains("is-correct"); });
+    show(firstOpen < 0 ? 0 : firstOpen, false);
+    window.addEventListener("online", function () { failures = 0; flush(); });
+    flush();  // answers left from before a reload or a lost connection
+  }
+
+  document.addEventListener("DOMContentLoaded", init);
+})();

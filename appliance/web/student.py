@@ -1,0 +1,129 @@
+"""The student's pages: courses, a lesson with its exercises, and their own progress.
+
+Answers go to ``POST /api/v1/attempts`` from ``static/runner.js``; the page never contains the correct
+answers (only prompts, choices and hints), so reading the HTML source does not give them away.
+"""
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, current_app, render_template
+
+from appliance.errors import NotFound
+from appliance.web.security import current_user, requires
+
+bp = Blueprint("student", __name__)
+
+
+def _db():
+    return current_app.extensions["ce"].db
+
+
+def _assigned(conn, student_id: int) -> set[tuple[str, str]]:
+    rows = conn.execute(
+        "SELECT a.course_id, a.lesson_id FROM assignments a JOIN class_members m ON m.class_id = a.class_id"
+        " WHERE m.student_id = ?", (student_id,)).fetchall()
+    return {(r[0], r[1]) for r in rows}
+
+
+@bp.get("/learn")
+@requires("student")
+def home():
+    user = current_user()
+    with _db().read() as conn:
+        courses = [dict(r) for r in conn.execute(
+            "SELECT c.id, c.title, c.description,"
+            " (SELECT COUNT(*) FROM lessons l WHERE l.course_id = c.id) AS lessons,"
+            " (SELECT COUNT(*) FROM lesson_progress p WHERE p.course_id = c.id AND p.student_id = ?"
+            "  AND p.status = 'completed') AS done"
+            " FROM courses c ORDER BY c.title", (user["id"],))]
+        assigned = _assigned(conn, user["id"])
+        todo = []
+        if assigned:
+            todo = [dict(r) for r in conn.execute(
+                "SELECT l.course_id, l.id, l.title, c.title AS course_title, p.status FROM lessons l"
+                " JOIN courses c ON c.id = l.course_id LEFT JOIN lesson_progress p ON p.course_id = l.course_id"
+                " AND p.lesson_id = l.id AND p.student_id = ? ORDER BY c.title, l.position", (user["id"],))
+                if (r["course_id"], r["id"]) in assigned and r["status"] != "completed"]
+    return render_template("student/home.html", courses=courses, todo=todo)
+
+
+@bp.get("/learn/<course_id>")
+@requires("student")
+def course(course_id: str):
+    user = current_user()
+    with _db().read() as conn:
+        c = conn.execute("SELECT id, title, description FROM courses WHERE id = ?", (course_id,)).fetchone()
+        if c is None:
+            raise NotFound("There is no such course.")
+        lessons = [dict(r) for r in conn.execute(
+            "SELECT l.id, l.title, l.position, p.status,"
+            " (SELECT COUNT(*) FROM exercises e WHERE e.course_id = l.course_id AND e.lesson_id = l.id) AS exercises"
+            " FROM lessons l LEFT JOIN lesson_progress p ON p.course_id = l.course_id AND p.lesson_id = l.id"
+            " AND p.student_id = ? WHERE l.course_id = ? ORDER BY l.position", (user["id"], course_id))]
+        assigned = _assigned(conn, user["id"])
+    for lesson in lessons:
+        lesson["assigned"] = (course_id, lesson["id"]) in assigned
+    return render_template("student/course.html", course=dict(c), lessons=lessons)
+
+
+def _exercise_view(row) -> dict:
+    """What the page may show: prompt, choices and hints; never the answer or the explanation."""
+    spec = json.loads(row["spec"])
+    return {"id": row["id"], "kind": row["kind"], "prompt": row["prompt"], "choices": spec.get("choices", []),
+            "hints": [h for h in spec.get("hints", []) if h]}
+
+
+@bp.get("/learn/<course_id>/<lesson_id>")
+@requires("student")
+def lesson(course_id: str, lesson_id: str):
+    user = current_user()
+    with _db().read() as conn:
+        row = conn.execute(
+            "SELECT l.*, c.title AS course_title FROM lessons l JOIN courses c ON c.id = l.course_id"
+            " WHERE l.course_id = ? AND l.id = ?", (course_id, lesson_id)).fetchone()
+        if row is None:
+            raise NotFound("There is no such lesson.")
+        exercises = [_exercise_view(r) for r in conn.execute(
+            "SELECT id, kind, prompt, spec FROM exercises WHERE course_id = ? AND lesson_id = ? ORDER BY position",
+            (course_id, lesson_id))]
+        done = {r[0]: bool(r[1]) for r in conn.execute(
+            "SELECT exercise_id, MAX(correct) FROM attempts WHERE student_id = ? AND course_id = ? GROUP BY exercise_id",
+            (user["id"], course_id))}
+        siblings = conn.execute("SELECT id, title FROM lessons WHERE course_id = ? AND position > ? ORDER BY position"
+                                " LIMIT 1", (course_id, row["position"])).fetchone()
+    media = [m for m in json.loads(row["media"] or "[]") if _show_media(m, row["body"], course_id)]
+    for ex in exercises:
+        ex["done"] = done.get(ex["id"])
+    return render_template("student/lesson.html", lesson=dict(row), media=media, exercises=exercises,
+                           next_lesson=dict(siblings) if siblings else None)
+
+
+def _show_media(item: dict, body: str, course_id: str) -> bool:
+    """Media blocks the body does not already show (the importer renders images inline)."""
+    asset = item.get("asset")
+    if not asset or item.get("kind", item.get("type")) not in ("video", "audio", "pdf", "image"):
+        return False
+    return f"/content/{course_id}/assets/{asset}" not in body
+
+
+@bp.get("/me/progress")
+@requires("student")
+def my_progress():
+    user = current_user()
+    with _db().read() as conn:
+        courses = []
+        for c in conn.execute("SELECT id, title FROM courses ORDER BY title").fetchall():
+            skills = [dict(r) for r in conn.execute(
+                "SELECT s.id, s.name, m.p_mastery, m.successes, m.failures FROM skills s LEFT JOIN mastery m"
+                " ON m.course_id = s.course_id AND m.skill_id = s.id AND m.student_id = ?"
+                " WHERE s.course_id = ? ORDER BY s.rowid", (user["id"], c["id"]))]
+            lessons = conn.execute(
+                "SELECT COUNT(*) AS total, SUM(p.status = 'completed') AS done FROM lessons l LEFT JOIN lesson_progress p"
+                " ON p.course_id = l.course_id AND p.lesson_id = l.id AND p.student_id = ? WHERE l.course_id = ?",
+                (user["id"], c["id"])).fetchone()
+            answers = conn.execute("SELECT COUNT(*), SUM(correct) FROM attempts WHERE student_id = ? AND course_id = ?",
+                                   (user["id"], c["id"])).fetchone()
+            courses.append({"id": c["id"], "title": c["title"], "skills": skills, "lessons_total": lessons["total"],
+                            "lessons_done": lessons["done"] or 0, "answers": answers[0], "right": answers[1] or 0})
+    return render_template("student/progress.html", courses=courses)

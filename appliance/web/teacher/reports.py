@@ -1,0 +1,162 @@
+"""What a class has learned: the students x skills grid, the hardest questions, one student's history.
+
+The grid shows each cell as a level word and a percentage as well as a colour, so it reads the same
+in greyscale, on a washed-out projector and for colour-blind teachers.
+"""
+from __future__ import annotations
+
+import json
+
+from flask import current_app, render_template, request
+from flask_babel import lazy_gettext as _l
+
+from appliance.errors import NotFound
+from appliance.people import classes as cls_mod
+from appliance.web.security import current_user, requires
+from appliance.web.teacher import bp
+
+HELP_BELOW = 0.4
+LEVELS = {  # key -> (symbol, label); the symbol is text, not colour
+    "none": ("–", _l("Not started")),
+    "help": ("!", _l("Needs help")),
+    "learning": ("…", _l("Learning")),
+    "mastered": ("✓", _l("Mastered")),
+}
+
+
+def _services():
+    return current_app.extensions["ce"]
+
+
+def level_of(p: float | None, attempts: int, threshold: float) -> str:
+    if not attempts:
+        return "none"
+    if p >= threshold:
+        return "mastered"
+    return "learning" if p >= HELP_BELOW else "help"
+
+
+def _course(conn, course_id: str | None) -> dict | None:
+    if course_id:
+        row = conn.execute("SELECT id, title FROM courses WHERE id = ?", (course_id,)).fetchone()
+        if row is None:
+            raise NotFound("There is no such course.")
+        return dict(row)
+    row = conn.execute("SELECT id, title FROM courses ORDER BY title LIMIT 1").fetchone()
+    return dict(row) if row else None
+
+
+def class_grid(conn, class_id: int, course_id: str, threshold: float) -> dict:
+    """{skills: [...], rows: [{student, cells: [{p, level, attempts}], lessons_done}]}"""
+    skills = [dict(r) for r in conn.execute("SELECT id, name FROM skills WHERE course_id = ? ORDER BY rowid", (course_id,))]
+    students = cls_mod.roster(conn, class_id)
+    mastery = {(r["student_id"], r["skill_id"]): r for r in conn.execute(
+        "SELECT m.* FROM mastery m JOIN class_members cm ON cm.student_id = m.student_id AND cm.class_id = ?"
+        " WHERE m.course_id = ?", (class_id, course_id))}
+    done = dict(conn.execute(
+        "SELECT p.student_id, COUNT(*) FROM lesson_progress p JOIN class_members cm ON cm.student_id = p.student_id"
+        " AND cm.class_id = ? WHERE p.course_id = ? AND p.status = 'completed' GROUP BY p.student_id",
+        (class_id, course_id)).fetchall())
+    rows = []
+    for s in students:
+        cells = []
+        for sk in skills:
+            m = mastery.get((s["id"], sk["id"]))
+            attempts = (m["successes"] + m["failures"]) if m else 0
+            p = m["p_mastery"] if m else None
+            cells.append({"skill": sk["id"], "p": p, "attempts": attempts, "level": level_of(p, attempts, threshold)})
+        rows.append({"student": s, "cells": cells, "lessons_done": done.get(s["id"], 0)})
+    return {"skills": skills, "rows": rows}
+
+
+def hardest_questions(conn, class_id: int, course_id: str, limit: int = 15) -> list[dict]:
+    """Exercises this class answers right least often (first answers and retries alike)."""
+    rows = conn.execute(
+        "SELECT e.id, e.prompt, e.kind, l.title AS lesson_title, COUNT(*) AS attempts, SUM(a.correct) AS right,"
+        " COUNT(DISTINCT a.student_id) AS students FROM attempts a"
+        " JOIN class_members cm ON cm.student_id = a.student_id AND cm.class_id = ?"
+        " JOIN exercises e ON e.course_id = a.course_id AND e.id = a.exercise_id"
+        " LEFT JOIN lessons l ON l.course_id = e.course_id AND l.id = e.lesson_id"
+        " WHERE a.course_id = ? AND a.graded_by != 'pending' GROUP BY e.id"
+        " ORDER BY CAST(SUM(a.correct) AS REAL) / COUNT(*) ASC, COUNT(*) DESC LIMIT ?",
+        (class_id, course_id, limit)).fetchall()
+    return [dict(r, rate=(r["right"] or 0) / r["attempts"]) for r in rows]
+
+
+def student_history(conn, student_id: int, limit: int = 200) -> dict:
+    attempts = [dict(r) for r in conn.execute(
+        "SELECT a.created_at, a.correct, a.score, a.answer, a.graded_by, a.duration_ms, e.prompt, e.kind, e.spec,"
+        " c.title AS course_title, l.title AS lesson_title FROM attempts a"
+        " LEFT JOIN exercises e ON e.course_id = a.course_id AND e.id = a.exercise_id"
+        " LEFT JOIN courses c ON c.id = a.course_id LEFT JOIN lessons l ON l.course_id = e.course_id AND l.id = e.lesson_id"
+        " WHERE a.student_id = ? ORDER BY a.created_at DESC, a.id DESC LIMIT ?", (student_id, limit))]
+    for a in attempts:
+        a["answer_text"] = describe_answer(a)
+    mastery = [dict(r) for r in conn.execute(
+        "SELECT c.title AS course_title, s.name, m.p_mastery, m.successes, m.failures FROM mastery m"
+        " JOIN skills s ON s.course_id = m.course_id AND s.id = m.skill_id JOIN courses c ON c.id = m.course_id"
+        " WHERE m.student_id = ? ORDER BY c.title, s.rowid", (student_id,))]
+    lessons = [dict(r) for r in conn.execute(
+        "SELECT c.title AS course_title, l.title, p.status, p.updated_at FROM lesson_progress p"
+        " JOIN lessons l ON l.course_id = p.course_id AND l.id = p.lesson_id JOIN courses c ON c.id = p.course_id"
+        " WHERE p.student_id = ? ORDER BY p.updated_at DESC", (student_id,))]
+    return {"attempts": attempts, "mastery": mastery, "lessons": lessons}
+
+
+def describe_answer(a: dict) -> str:
+    """The answer as the child saw it (the chosen option's text, not its index)."""
+    try:
+        answer = json.loads(a["answer"])
+        choices = json.loads(a["spec"]).get("choices", []) if a.get("spec") else []
+    except (TypeError, ValueError):
+        return a.get("answer") or ""
+    if "choice" in answer and isinstance(answer["choice"], int) and answer["choice"] < len(choices):
+        return choices[answer["choice"]]
+    if "choices" in answer:
+        return ", ".join(choices[i] for i in answer["choices"] if isinstance(i, int) and i < len(choices))
+    return str(answer.get("value", answer.get("text", "")))
+
+
+def _class_and_course(class_id: int):
+    services = _services()
+    with services.db.read() as conn:
+        cls = cls_mod.get_class(conn, class_id, current_user())
+        course = _course(conn, request.args.get("course"))
+        courses = [dict(r) for r in conn.execute("SELECT id, title FROM courses ORDER BY title")]
+    return cls, course, courses
+
+
+@bp.get("/classes/<int:class_id>/progress")
+@requires("teacher", "admin")
+def progress(class_id: int):
+    cls, course, courses = _class_and_course(class_id)
+    grid = None
+    if course is not None:
+        with _services().db.read() as conn:
+            grid = class_grid(conn, class_id, course["id"], _services().cfg.learning.mastery_threshold)
+    return render_template("teacher/grid.html", cls=cls, course=course, courses=courses, grid=grid, levels=LEVELS)
+
+
+@bp.get("/classes/<int:class_id>/hardest")
+@requires("teacher", "admin")
+def hardest(class_id: int):
+    cls, course, courses = _class_and_course(class_id)
+    rows = []
+    if course is not None:
+        with _services().db.read() as conn:
+            rows = hardest_questions(conn, class_id, course["id"])
+    return render_template("teacher/hardest.html", cls=cls, course=course, courses=courses, rows=rows)
+
+
+@bp.get("/classes/<int:class_id>/students/<int:student_id>")
+@requires("teacher", "admin")
+def student(class_id: int, student_id: int):
+    with _services().db.read() as conn:
+        cls = cls_mod.get_class(conn, class_id, current_user())
+        row = conn.execute("SELECT u.id, u.display_name, u.avatar FROM users u JOIN class_members m"
+                           " ON m.student_id = u.id WHERE m.class_id = ? AND u.id = ?", (class_id, student_id)).fetchone()
+        if row is None:
+            raise NotFound("That student is not in this class.")
+        history = student_history(conn, student_id)
+    return render_template("teacher/student.html", cls=cls, student=dict(row), history=history,
+                           threshold=_services().cfg.learning.mastery_threshold)

@@ -1,0 +1,145 @@
+"""Classes and rosters: create a class, add students one by one or from a CSV file, reset PINs,
+remove students, choose the class language, assign lessons."""
+from __future__ import annotations
+
+import logging
+
+from flask import current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from appliance.errors import BadRequest
+from appliance.people import classes as cls_mod
+from appliance.web.security import current_user, requires
+from appliance.web.teacher import bp
+
+log = logging.getLogger(__name__)
+MAX_CSV_BYTES = 256 * 1024
+
+
+def _db():
+    return current_app.extensions["ce"].db
+
+
+def _class_or_404(class_id: int) -> dict:
+    with _db().read() as conn:
+        return cls_mod.get_class(conn, class_id, current_user())
+
+
+def _language(value: str | None) -> str | None:
+    return value if value in cls_mod.LANGUAGE_CODES else None
+
+
+@bp.get("/")
+@requires("teacher", "admin")
+def home():
+    with _db().read() as conn:
+        classes = cls_mod.classes_for(conn, current_user())
+    return render_template("teacher/home.html", classes=classes, languages=cls_mod.LANGUAGE_CODES, error=None)
+
+
+@bp.post("/classes")
+@requires("teacher", "admin")
+def create_class():
+    user = current_user()
+    try:
+        class_id = _db().write(lambda c: cls_mod.create_class(
+            c, name=request.form.get("name", ""), teacher_id=user["id"],
+            uses_pin=request.form.get("uses_pin") == "on", language=_language(request.form.get("language"))))
+    except BadRequest as exc:
+        with _db().read() as conn:
+            classes = cls_mod.classes_for(conn, user)
+        return render_template("teacher/home.html", classes=classes, languages=cls_mod.LANGUAGE_CODES,
+                               error=exc.message), 400
+    flash(_("The class was created. Now add your students."))
+    return redirect(url_for("teacher.class_page", class_id=class_id))
+
+
+@bp.get("/classes/<int:class_id>")
+@requires("teacher", "admin")
+def class_page(class_id: int):
+    cls = _class_or_404(class_id)
+    with _db().read() as conn:
+        students = cls_mod.roster(conn, class_id)
+        courses = [dict(r) for r in conn.execute("SELECT id, title FROM courses ORDER BY title")]
+        assigned = {(r[0], r[1]) for r in conn.execute(
+            "SELECT course_id, lesson_id FROM assignments WHERE class_id = ?", (class_id,))}
+        for course in courses:
+            course["lessons"] = [dict(r, assigned=(course["id"], r["id"]) in assigned) for r in conn.execute(
+                "SELECT id, title FROM lessons WHERE course_id = ? ORDER BY position", (course["id"],))]
+    return render_template("teacher/class.html", cls=cls, students=students, courses=courses,
+                           languages=cls_mod.LANGUAGE_CODES)
+
+
+@bp.post("/classes/<int:class_id>/settings")
+@requires("teacher", "admin")
+def class_settings(class_id: int):
+    _class_or_404(class_id)
+    _db().write(lambda c: cls_mod.update_class(
+        c, class_id, name=request.form.get("name", ""), uses_pin=request.form.get("uses_pin") == "on",
+        language=_language(request.form.get("language"))))
+    flash(_("The class settings are saved."))
+    return redirect(url_for("teacher.class_page", class_id=class_id))
+
+
+def _pins_page(cls: dict, added: list[dict], title: str):
+    return render_template("teacher/pins.html", cls=cls, added=added, title=title)
+
+
+@bp.post("/classes/<int:class_id>/students")
+@requires("teacher", "admin")
+def add_student(class_id: int):
+    cls = _class_or_404(class_id)
+    added = cls_mod.enrol_new_students(_db(), class_id, [request.form.get("name", "")])
+    return _pins_page(cls, added, _("Student added"))
+
+
+@bp.post("/classes/<int:class_id>/import")
+@requires("teacher", "admin")
+def import_roster(class_id: int):
+    cls = _class_or_404(class_id)
+    upload = request.files.get("file")
+    if upload is not None and upload.filename:
+        raw = upload.read(MAX_CSV_BYTES + 1)
+        if len(raw) > MAX_CSV_BYTES:
+            raise BadRequest(_("That file is too big for a class list."))
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")  # older spreadsheet exports; every byte maps to a character
+    else:
+        text = request.form.get("names", "")
+    names = cls_mod.parse_roster_csv(text)
+    added = cls_mod.enrol_new_students(_db(), class_id, names)
+    log.info("imported %d students into class %d", len(added), class_id)
+    return _pins_page(cls, added, _("%(n)s students added", n=len(added)))
+
+
+@bp.post("/classes/<int:class_id>/students/<int:student_id>/pin")
+@requires("teacher", "admin")
+def reset_pin(class_id: int, student_id: int):
+    cls = _class_or_404(class_id)
+    pin = cls_mod.reset_pin(_db(), class_id, student_id)
+    with _db().read() as conn:
+        row = dict(conn.execute("SELECT id, display_name, avatar FROM users WHERE id = ?", (student_id,)).fetchone())
+    row["pin"] = pin
+    return _pins_page(cls, [row], _("New PIN"))
+
+
+@bp.post("/classes/<int:class_id>/students/<int:student_id>/remove")
+@requires("teacher", "admin")
+def remove_student(class_id: int, student_id: int):
+    _class_or_404(class_id)
+    _db().write(lambda c: cls_mod.remove_student(c, class_id, student_id))
+    flash(_("The student was taken out of the class. Their progress is kept."))
+    return redirect(url_for("teacher.class_page", class_id=class_id))
+
+
+@bp.post("/classes/<int:class_id>/assign")
+@requires("teacher", "admin")
+def assign(class_id: int):
+    _class_or_404(class_id)
+    course_id = request.form.get("course_id", "")
+    lessons = request.form.getlist("lesson")
+    _db().write(lambda c: cls_mod.set_assignments(c, class_id, course_id, lessons))
+    flash(_("Assigned lessons saved."))
+    return redirect(url_for("teacher.class_page", class_id=class_id) + "#assign")

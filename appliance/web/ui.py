@@ -1,0 +1,53 @@
+"""What every page shares: template globals, the language, security headers, the signed-in user.
+
+Installed once by ``appliance.web.auth.init_app`` (the app factory calls it with the blueprints).
+"""
+from __future__ import annotations
+
+from flask import g, request
+from flask_babel import get_locale
+
+from appliance import __version__
+from appliance.web import i18n
+from appliance.web.security import csrf_token, current_user
+
+# Only our own files: no inline script, no third-party origin. Media and PDFs come from /content.
+CSP = ("default-src 'self'; img-src 'self' data:; media-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; script-src 'self'; "
+       "object-src 'self'; frame-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'self'")
+
+
+def init_app(app) -> None:
+    i18n.init_app(app)
+    app.jinja_env.globals.update(
+        csrf_token=csrf_token,
+        current_user=_user_or_none,
+        text_direction=i18n.text_direction,
+        current_language=lambda: str(get_locale() or "en"),
+        available_languages=i18n.available_languages,
+        language_name=i18n.language_name,
+        app_version=__version__,
+        percent=lambda p: f"{round((p or 0) * 100)}%",
+    )
+    app.jinja_env.trim_blocks = True
+    app.jinja_env.lstrip_blocks = True
+    app.after_request(_headers)
+
+
+def _user_or_none():
+    try:
+        return current_user()
+    except Exception:  # noqa: BLE001 - a bad token is reported by the view; the layout just shows no user
+        return None
+
+
+def _headers(response):
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if response.mimetype == "text/html":
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        # Pages show personal progress: never cached by a shared browser or proxy.
+        response.headers.setdefault("Cache-Control", "no-store")
+    elif request.path.startswith("/static/"):
+        response.headers.setdefault("Cache-Control", "public, max-age=3600")
+    g.pop("class_language", None)
+    return response
