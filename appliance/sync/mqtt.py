@@ -1,0 +1,238 @@
+"""One MQTT v5 connection at a time, driven by the thread that owns it (relay and hub workers alike).
+
+Why not ``loop_start``/``loop_forever``: paho's own reconnect has no jitter, ignores the broker's Receive
+Maximum and would replay its own queue on reconnect behind our back. Here the owning thread calls
+``Link.loop()``, a fresh paho client is made for every attempt (so the only resends are the ones our
+outbox logic decides), and callbacks do nothing but append an event to a deque that the same thread
+drains after ``loop()`` returns: a callback never raises into paho and never touches a lock that is held
+around ``publish()``.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from appliance.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BrokerParams:
+    host: str
+    port: int
+    tls: bool
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    username: str = ""
+    password: str = ""
+    keepalive: int = 30
+    connect_timeout: float = 10.0
+
+    @classmethod
+    def from_url(cls, url: str, key: str = "sync.broker_url", **kw) -> "BrokerParams":
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ConfigError(f"{key}: expected mqtt://host[:port] or mqtts://host[:port] (got {url!r})")
+        tls = parts.scheme == "mqtts"
+        if tls and not kw.get("ca_file"):
+            raise ConfigError(f"{key}: mqtts:// needs a pinned CA (set ca_file); system CAs are not trusted")
+        return cls(parts.hostname, parts.port or (8883 if tls else 1883), tls, **kw)
+
+
+def tls_context(params: BrokerParams) -> ssl.SSLContext:
+    """A client context that trusts only the pinned CA and checks the broker's name."""
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=params.ca_file)
+        if params.cert_file:
+            ctx.load_cert_chain(params.cert_file, params.key_file or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load TLS files ({params.ca_file}): {exc}") from None
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def describe_error(exc: BaseException) -> str:
+    """A reason an administrator can act on, for the status page."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS: the broker's certificate is not trusted ({exc.verify_message}); check sync.ca_file"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {exc.reason or exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the broker running on that port?)"
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return "connection timed out (no route to the broker?)"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the broker's name: {exc.strerror}"
+    if isinstance(exc, OSError):
+        return f"network error: {exc.strerror or exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+AUTH_CODES = {134: "bad user name or password", 135: "not authorized", 140: "bad authentication method"}
+
+
+def describe_connack(rc) -> tuple[str, bool]:
+    """(text, is_auth_failure) for a refused CONNACK."""
+    value = getattr(rc, "value", rc)
+    if value in AUTH_CODES:
+        return f"the broker refused our credentials ({AUTH_CODES[value]}); check sync.username/password", True
+    return f"the broker refused the connection ({rc})", False
+
+
+class Backoff:
+    """Doubling delay between ``low`` and ``high`` with jitter (half to full), so a fleet of boxes that
+    lost the hub together does not reconnect in lock-step."""
+
+    def __init__(self, low: float = 1.0, high: float = 60.0, rng: random.Random | None = None):
+        self.low, self.high = low, high
+        self.attempt = 0
+        self._rng = rng or random.Random()
+
+    def next(self) -> float:
+        ceiling = min(self.high, self.low * (2 ** self.attempt))
+        self.attempt += 1
+        return max(self.low, self._rng.uniform(ceiling / 2, ceiling))
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+Event = tuple  # ("connack", rc, session_present, props) / ("disconnect", rc) / ("puback", mid, rc) / ("message", msg)
+
+
+class Link:
+    """One paho client per connection attempt; events are handed over through a deque."""
+
+    def __init__(self, params: BrokerParams, client_id: str, *, clean_start: bool = False,
+                 session_expiry: int = 0, will: tuple[str, bytes] | None = None, manual_ack: bool = False,
+                 max_inflight: int = 20):
+        self.params = params
+        self.client_id = client_id
+        self.clean_start = clean_start
+        self.session_expiry = session_expiry
+        self.will = will
+        self.manual_ack = manual_ack
+        self.max_inflight = max_inflight
+        self.client: mqtt.Client | None = None
+        self.connected = False
+        self.connecting_since = 0.0
+        self.events: collections.deque = collections.deque()
+        self.bytes_out = 0
+        self._gen: object | None = None
+        self._ssl = tls_context(params) if params.tls else None
+
+    def connect(self) -> None:
+        """Blocking TCP (+TLS) connect and CONNECT; raises OSError/ssl.SSLError on failure."""
+        self.close()
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5,
+                        manual_ack=self.manual_ack)
+        c.suppress_exceptions = True
+        c.connect_timeout = self.params.connect_timeout
+        # paho cannot change this once connected; we never exceed it (our own cap is at most this).
+        c.max_inflight_messages_set(self.max_inflight)
+        if self.params.username:
+            c.username_pw_set(self.params.username, self.params.password or None)
+        if self._ssl is not None:
+            c.tls_set_context(self._ssl)
+        if self.will:
+            c.will_set(self.will[0], self.will[1], qos=1, retain=True)
+        gen = object()  # events of an older client are ignored
+        c.on_connect = lambda cl, ud, flags, rc, props: self._event(gen, "connack", rc, flags.session_present, props)
+        c.on_disconnect = lambda cl, ud, flags, rc, props: self._event(gen, "disconnect", rc)
+        c.on_publish = lambda cl, ud, mid, rc, props: self._event(gen, "puback", mid, rc)
+        c.on_message = lambda cl, ud, msg: self._event(gen, "message", msg)
+        self._gen = gen
+        props = Properties(PacketTypes.CONNECT)
+        if self.session_expiry:
+            props.SessionExpiryInterval = self.session_expiry
+        self.client = c
+        self.connecting_since = time.monotonic()
+        c.connect(self.params.host, self.params.port, keepalive=self.params.keepalive,
+                  clean_start=self.clean_start, properties=props)
+
+    def _event(self, gen, *ev) -> None:
+        try:
+            if gen is self._gen:
+                self.events.append(ev)
+        except Exception:  # noqa: BLE001 - never raise into paho's thread
+            log.exception("dropping an MQTT event")
+
+    def loop(self, timeout: float) -> bool:
+        """Run the network once; False when the connection is gone."""
+        if self.client is None:
+            return False
+        try:
+            rc = self.client.loop(timeout)
+        except (OSError, ValueError) as exc:
+            log.info("connection lost: %s", exc)
+            return False
+        return rc == mqtt.MQTT_ERR_SUCCESS
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                user: list[tuple[str, str]] | None = None, content_type: str | None = None) -> int | None:
+        """Queue a publish; returns its mid, or None when there is no connection."""
+        if self.client is None:
+            return None
+        props = None
+        if user or content_type:
+            props = Properties(PacketTypes.PUBLISH)
+            if user:
+                props.UserProperty = user
+            if content_type:
+                props.ContentType = content_type
+        info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=props)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return None
+        self.bytes_out += len(payload)
+        return info.mid
+
+    def subscribe(self, topics: list[str], qos: int = 1) -> None:
+        if self.client is not None and topics:
+            self.client.subscribe([(t, qos) for t in topics])
+
+    def unsubscribe(self, topics: list[str]) -> None:
+        if self.client is not None and topics:
+            self.client.unsubscribe(topics)
+
+    def ack(self, mid: int) -> None:
+        if self.client is not None:
+            self.client.ack(mid, 1)
+
+    def disconnect(self) -> None:
+        if self.client is not None and self.connected:
+            self.client.disconnect()
+            for _ in range(20):  # flush the DISCONNECT
+                if not self.loop(0.05):
+                    break
+        self.close()
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client._reset_sockets()  # noqa: SLF001 - close both sockets now, not at GC time
+        self.client = None
+        self.connected = False
+        self.events.clear()
+        self._gen = None
+
+
+def receive_maximum(props) -> int:
+    """The broker's Receive Maximum from CONNACK properties (65535 when absent, per MQTT v5)."""
+    return int(getattr(props, "ReceiveMaximum", 65535) or 65535)
+
+
+def user_properties(msg) -> dict[str, str]:
+    props = getattr(msg, "properties", None)
+    return dict(getattr(props, "UserProperty", None) or [])

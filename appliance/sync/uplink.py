@@ -1,0 +1,202 @@
+"""Outbox -> hub: batching, flow control, end-to-end acknowledgements and resends.
+
+Delivery is at-least-once and the hub stores by event id, so the *effect* is exactly once. The rules:
+
+* A batch is the outbox rows with seq in ``[lo, hi]`` read in one go; its id carries a per-process nonce,
+  so only acks for batches this process sent can delete anything.
+* Rows are deleted only when the hub's ack (``.../down/ack``, sent after its commit) names the batch. A
+  PUBACK only frees a slot of the MQTT in-flight window.
+* Unacknowledged batches stay in memory (a few MB at most) and are re-published on every new connection
+  and after ``ack_timeout_s``; after a restart the cursor starts again from the oldest row.
+* At most ``min(max_inflight, broker Receive Maximum)`` publishes wait for PUBACK and at most
+  ``max_unacked_batches`` batches wait for the hub.
+
+Blobs (federated updates) go one at a time, chunk by chunk, on ``.../up/fl``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+
+from appliance.sync import codec, outbox
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_S = 0.25
+MAX_ACK_BYTES = 4096
+
+
+@dataclass
+class Batch:
+    id: str
+    lo: int
+    hi: int
+    count: int
+    raw_bytes: int
+    payload: bytes
+    sent_at: float = 0.0
+    pending: bool = True  # (re)send at the next opportunity
+
+
+@dataclass
+class BlobSend:
+    blob: outbox.Blob
+    next_idx: int = 0
+    sent_at: float = 0.0
+
+
+class Uplink:
+    def __init__(self, db, topic_events: str, topic_fl: str, settings, clock=time.monotonic):
+        self.db = db
+        self.topic_events = topic_events
+        self.topic_fl = topic_fl
+        self.s = settings
+        self.clock = clock
+        self.nonce = secrets.token_hex(4)
+        self.cursor = 0
+        self.inflight: dict[str, Batch] = {}
+        self.unpubacked: dict[int, str] = {}
+        self.cap = settings.max_inflight
+        self.blob: BlobSend | None = None
+        self._acks: list[Batch] = []
+        self._blob_acks: list[str] = []
+        self._next_poll = 0.0
+        self.stats = {"batches_sent": 0, "events_sent": 0, "bytes_sent": 0, "json_bytes_sent": 0,
+                      "batches_acked": 0, "events_acked": 0, "blobs_acked": 0, "resends": 0,
+                      "last_success": None, "publish_refused": None}
+
+    # -- connection events ------------------------------------------------------------------
+    def on_connected(self, receive_max: int) -> None:
+        self.cap = max(1, min(self.s.max_inflight, receive_max))
+        self.unpubacked.clear()
+        for b in self.inflight.values():
+            b.pending = True
+        if self.blob is not None:
+            self.blob.next_idx = 0  # the hub keeps what it stored; resending is cheap and simple
+        self._next_poll = 0.0
+
+    def on_disconnected(self) -> None:
+        self.unpubacked.clear()
+
+    def on_puback(self, mid: int, rc) -> None:
+        self.unpubacked.pop(mid, None)
+        if getattr(rc, "is_failure", False):
+            # e.g. "not authorized" (ACL) or a payload over the broker's size limit: it will be retried
+            # after ack_timeout_s; the status page shows why in the meantime.
+            self.stats["publish_refused"] = str(rc)
+            log.warning("broker refused a publish: %s", rc)
+
+    def on_ack(self, payload: bytes) -> None:
+        if len(payload) > MAX_ACK_BYTES:
+            log.warning("ignoring an oversized ack (%d bytes)", len(payload))
+            return
+        try:
+            doc = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            log.warning("ignoring a malformed ack")
+            return
+        if not isinstance(doc, dict):
+            return
+        batch = self.inflight.get(doc.get("batch")) if isinstance(doc.get("batch"), str) else None
+        if batch is not None:
+            self._acks.append(batch)
+        elif isinstance(doc.get("blob"), str) and self.blob and doc["blob"] == self.blob.blob.event_id:
+            self._blob_acks.append(doc["blob"])
+        else:
+            log.debug("ack for a batch this process did not send (or already acknowledged): %s", doc)
+
+    # -- the pump ---------------------------------------------------------------------------
+    def pump(self, link) -> None:
+        self._apply_acks()
+        now = self.clock()
+        for b in self.inflight.values():
+            if not b.pending and now - b.sent_at > self.s.ack_timeout_s:
+                log.info("batch %s not acknowledged within %.0f s: sending it again", b.id, self.s.ack_timeout_s)
+                b.pending = True
+                self.stats["resends"] += 1
+        for b in self.inflight.values():
+            if b.pending and self._room():
+                self._send(link, b)
+        while self._room() and len(self.inflight) < self.s.max_unacked_batches and now >= self._next_poll:
+            b = self._next_batch()
+            if b is None:
+                self._next_poll = now + IDLE_POLL_S
+                break
+            self.inflight[b.id] = b
+            self._send(link, b)
+        self._pump_blob(link, now)
+
+    def _room(self) -> bool:
+        return len(self.unpubacked) < self.cap
+
+    def _next_batch(self) -> Batch | None:
+        with self.db.read() as conn:
+            rows = outbox.read_batch(conn, self.cursor, self.s.batch_max_events, self.s.batch_max_kb * 1024)
+        if not rows:
+            return None
+        payload, raw = codec.encode_rows(rows, self.s.compression_level)
+        lo, hi = rows[0].seq, rows[-1].seq
+        self.cursor = hi
+        return Batch(f"{self.nonce}-{lo}-{hi}", lo, hi, len(rows), raw, payload)
+
+    def _send(self, link, b: Batch) -> None:
+        mid = link.publish(self.topic_events, b.payload, user=[
+            ("batch", b.id), ("count", str(b.count)), ("first_seq", str(b.lo)), ("last_seq", str(b.hi)),
+            ("json_bytes", str(b.raw_bytes)), ("codec", codec.CODEC_NAME)], content_type=codec.CONTENT_TYPE)
+        if mid is None:
+            return  # not connected: stays pending
+        self.unpubacked[mid] = b.id
+        b.pending = False
+        b.sent_at = self.clock()
+        self.stats["batches_sent"] += 1
+        self.stats["events_sent"] += b.count
+        self.stats["bytes_sent"] += len(b.payload)
+        self.stats["json_bytes_sent"] += b.raw_bytes
+
+    def _apply_acks(self) -> None:
+        if self._acks:
+            acks, self._acks = self._acks, []
+            self.db.write(lambda c: [outbox.delete_range(c, b.lo, b.hi) for b in acks])
+            for b in acks:
+                if self.inflight.pop(b.id, None) is not None:
+                    self.stats["batches_acked"] += 1
+                    self.stats["events_acked"] += b.count
+            self.stats["last_success"] = time.time()
+        if self._blob_acks:
+            done, self._blob_acks = self._blob_acks, []
+            self.db.write(lambda c: [outbox.delete_blob(c, e) for e in done])
+            self.blob = None
+            self.stats["blobs_acked"] += len(done)
+            self.stats["last_success"] = time.time()
+
+    def _pump_blob(self, link, now: float) -> None:
+        if self.blob is None:
+            with self.db.read() as conn:
+                blob = outbox.next_blob(conn)
+            if blob is None:
+                return
+            self.blob = BlobSend(blob)
+        bs = self.blob
+        if bs.next_idx >= bs.blob.chunks:
+            if now - bs.sent_at > self.s.ack_timeout_s:
+                log.info("update %s not acknowledged: sending it again", bs.blob.event_id)
+                bs.next_idx = 0
+                self.stats["resends"] += 1
+            return
+        while bs.next_idx < bs.blob.chunks and self._room():
+            with self.db.read() as conn:
+                data = outbox.blob_chunk(conn, bs.blob.id, bs.next_idx)
+            b = bs.blob
+            mid = link.publish(self.topic_fl, data, user=[
+                ("event_id", b.event_id), ("type", b.type), ("idx", str(bs.next_idx)), ("chunks", str(b.chunks)),
+                ("size", str(b.size)), ("sha256", b.sha256), ("meta", b.meta)],
+                content_type="application/octet-stream")
+            if mid is None:
+                return
+            self.unpubacked[mid] = f"blob:{b.event_id}"
+            self.stats["bytes_sent"] += len(data)
+            bs.next_idx += 1
+            bs.sent_at = now
