@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,7 @@ class Broker:
 
     def __post_init__(self):
         self.dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o755)
         self.data_dir = self.dir / "data"
         self.data_dir.mkdir(exist_ok=True)
         _give_to_mosquitto(self.data_dir)
@@ -205,20 +207,29 @@ def require_mosquitto() -> None:
         pytest.skip("Debian's mosquitto is not installed (apt-get install mosquitto)")
 
 
+def broker_dir(prefix: str = "ce-mosquitto-") -> Path:
+    """A directory the dropped-privilege broker can reach (pytest's tmp_path sits under a 0700 dir)."""
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(d, 0o755)
+    return d
+
+
 @pytest.fixture
-def broker_factory(tmp_path):
+def broker_factory():
     """``make(users=..., tls=..., extra_conf=...)`` -> a started Broker; all are stopped at the end."""
     require_mosquitto()
+    root = broker_dir()
     made: list[Broker] = []
 
     def make(name: str = "broker", **kw) -> Broker:
-        b = Broker(tmp_path / name, **kw)
+        b = Broker(root / name, **kw)
         made.append(b)
         return b.start()
 
     yield make
     for b in made:
         b.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -275,3 +286,69 @@ def load(sections: dict[str, dict]):
     env = {f"CLASSROOM_EDGE_{sec.upper()}__{k.upper()}": (",".join(v) if isinstance(v, list) else str(v))
            for sec, keys in sections.items() for k, v in keys.items()}
     return load_config(env=env)
+
+
+def wait_until(pred, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
+    """Poll ``pred`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+# -- the clients: box services, relays, hub workers (each stopped at the end of the test) ---------------
+@pytest.fixture
+def open_services():
+    """``open_services(cfg)`` -> Services (migrated); closed at the end."""
+    from appliance.services import Services
+
+    opened = []
+
+    def make(cfg):
+        s = Services.open(cfg)
+        opened.append(s)
+        return s
+
+    yield make
+    for s in reversed(opened):
+        s.close()
+
+
+@pytest.fixture
+def start_relay():
+    """``start_relay(cfg, db, handler=None)`` -> a started SyncService; stopped at the end."""
+    from appliance.sync.service import SyncService
+
+    started = []
+
+    def make(cfg, db, handler=None):
+        svc = SyncService(cfg, db, handler)
+        svc.start()
+        started.append(svc)
+        return svc
+
+    yield make
+    for svc in reversed(started):
+        svc.stop(15)
+
+
+@pytest.fixture
+def start_hub():
+    """``start_hub(cfg, index=0)`` -> a started IngestWorker; stopped at the end."""
+    from appliance.hub.ingest import IngestWorker
+
+    started = []
+
+    def make(cfg, index=0, **kw):
+        w = IngestWorker(cfg, index=index, **kw)
+        w.start()
+        started.append(w)
+        return w
+
+    yield make
+    for w in reversed(started):
+        w.stop(10)

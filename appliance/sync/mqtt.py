@@ -52,10 +52,23 @@ class BrokerParams:
         return cls(parts.hostname, parts.port or (8883 if tls else 1883), tls, **kw)
 
 
+class _ClosingContext(ssl.SSLContext):
+    """Remembers the socket it wrapped last: paho leaves a socket whose handshake failed to the garbage
+    collector (a ResourceWarning per retry, for days, on a box with a wrong CA); ``Link`` closes it."""
+
+    last_socket = None
+
+    def wrap_socket(self, *args, **kwargs):
+        sock = super().wrap_socket(*args, **kwargs)
+        self.last_socket = sock
+        return sock
+
+
 def tls_context(params: BrokerParams) -> ssl.SSLContext:
     """A client context that trusts only the pinned CA and checks the broker's name."""
     try:
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=params.ca_file)
+        ctx = _ClosingContext(ssl.PROTOCOL_TLS_CLIENT)  # verify_mode=CERT_REQUIRED, check_hostname=True
+        ctx.load_verify_locations(cafile=params.ca_file)  # only this CA: no system store
         if params.cert_file:
             ctx.load_cert_chain(params.cert_file, params.key_file or None)
     except (OSError, ssl.SSLError) as exc:
@@ -160,8 +173,17 @@ class Link:
             props.SessionExpiryInterval = self.session_expiry
         self.client = c
         self.connecting_since = time.monotonic()
-        c.connect(self.params.host, self.params.port, keepalive=self.params.keepalive,
-                  clean_start=self.clean_start, properties=props)
+        try:
+            c.connect(self.params.host, self.params.port, keepalive=self.params.keepalive,
+                      clean_start=self.clean_start, properties=props)
+        except BaseException:
+            if self._ssl is not None and self._ssl.last_socket is not None:
+                self._ssl.last_socket.close()
+            self.close()
+            raise
+        finally:
+            if self._ssl is not None:
+                self._ssl.last_socket = None
 
     def _event(self, gen, *ev) -> None:
         try:

@@ -66,7 +66,7 @@ class Uplink:
         self._next_poll = 0.0
         self.stats = {"batches_sent": 0, "events_sent": 0, "bytes_sent": 0, "json_bytes_sent": 0,
                       "batches_acked": 0, "events_acked": 0, "blobs_acked": 0, "resends": 0,
-                      "last_success": None, "publish_refused": None}
+                      "max_unpubacked": 0, "last_success": None, "publish_refused": None}
 
     # -- connection events ------------------------------------------------------------------
     def on_connected(self, receive_max: int) -> None:
@@ -149,6 +149,7 @@ class Uplink:
         if mid is None:
             return  # not connected: stays pending
         self.unpubacked[mid] = b.id
+        self.stats["max_unpubacked"] = max(self.stats["max_unpubacked"], len(self.unpubacked))
         b.pending = False
         b.sent_at = self.clock()
         self.stats["batches_sent"] += 1
@@ -197,6 +198,7 @@ class Uplink:
             if mid is None:
                 return
             self.unpubacked[mid] = f"blob:{b.event_id}"
+            self.stats["max_unpubacked"] = max(self.stats["max_unpubacked"], len(self.unpubacked))
             self.stats["bytes_sent"] += len(data)
             bs.next_idx += 1
             bs.sent_at = now
