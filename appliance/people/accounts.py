@@ -12,7 +12,7 @@ import re
 import sqlite3
 import uuid
 
-from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _
 
 from appliance.errors import BadRequest, Conflict, NotFound
 from appliance.people.passwords import hash_password, hash_pin

@@ -10,7 +10,7 @@ import io
 import logging
 import sqlite3
 
-from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _
 
 from appliance.errors import BadRequest, NotFound
 from appliance.people.accounts import AVATAR_COLOURS, AVATARS, clean_name, create_student

@@ -20,7 +20,7 @@ import threading
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _
 
 from appliance.errors import BadRequest
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 
 from appliance.errors import BadRequest, NotFound, TooManyRequests
@@ -18,6 +18,7 @@ from appliance.people.accounts import admin_exists
 from appliance.people.passwords import verify_password, verify_pin
 from appliance.people.throttle import LoginThrottle
 from appliance.web import ui
+from appliance.web.i18n import use_class_language
 from appliance.web.security import current_user, requires, sign_in
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def pick_name(class_id: int):
     with _services().db.read() as conn:
         cls = classes_mod.get_class(conn, class_id)
         students = classes_mod.roster(conn, class_id)
-    g.class_language = cls["language"]
+    use_class_language(cls["language"])
     return render_template("auth/names.html", cls=cls, students=students)
 
 
@@ -111,7 +112,7 @@ def student_pin(class_id: int, student_id: int):
     with db.read() as conn:
         student, cls = _student_for_signin(conn, student_id, class_id)
         needs_pin = _needs_pin(conn, student_id)
-    g.class_language = cls["language"]
+    use_class_language(cls["language"])
     if request.method == "GET":
         if not needs_pin:
             return render_template("auth/confirm.html", cls=cls, student=student)

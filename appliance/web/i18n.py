@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from flask import current_app, g, request, session
-from flask_babel import Babel, get_locale
+from flask_babel import Babel, get_locale, refresh
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,12 @@ def _student_class_language(student_id: int) -> str | None:
             " WHERE m.student_id = ? AND c.language IS NOT NULL ORDER BY c.id LIMIT 1", (student_id,)
         ).fetchone()
     return row[0] if row else None
+
+
+def use_class_language(code: str | None) -> None:
+    """A page about one class (its sign-in pages) speaks that class's language."""
+    g.class_language = code
+    refresh()  # the language was already chosen before the view ran; choose again
 
 
 def text_direction() -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from flask import Blueprint, current_app, render_template
+from flask_babel import gettext as _
 
 from appliance.errors import NotFound
 from appliance.web.security import current_user, requires
@@ -55,7 +56,7 @@ def course(course_id: str):
     with _db().read() as conn:
         c = conn.execute("SELECT id, title, description FROM courses WHERE id = ?", (course_id,)).fetchone()
         if c is None:
-            raise NotFound("There is no such course.")
+            raise NotFound(_("There is no such course."))
         lessons = [dict(r) for r in conn.execute(
             "SELECT l.id, l.title, l.position, p.status,"
             " (SELECT COUNT(*) FROM exercises e WHERE e.course_id = l.course_id AND e.lesson_id = l.id) AS exercises"
@@ -83,7 +84,7 @@ def lesson(course_id: str, lesson_id: str):
             "SELECT l.*, c.title AS course_title FROM lessons l JOIN courses c ON c.id = l.course_id"
             " WHERE l.course_id = ? AND l.id = ?", (course_id, lesson_id)).fetchone()
         if row is None:
-            raise NotFound("There is no such lesson.")
+            raise NotFound(_("There is no such lesson."))
         exercises = [_exercise_view(r) for r in conn.execute(
             "SELECT id, kind, prompt, spec FROM exercises WHERE course_id = ? AND lesson_id = ? ORDER BY position",
             (course_id, lesson_id))]

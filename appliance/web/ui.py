@@ -30,7 +30,14 @@ def init_app(app) -> None:
     )
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
+    app.before_request(_pick_language)
     app.after_request(_headers)
+
+
+def _pick_language():
+    # Decide the language before the view opens a database snapshot: the choice may read the
+    # student's class, and a view that calls gettext inside its own ``db.read()`` must not nest one.
+    get_locale()
 
 
 def _user_or_none():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from flask import current_app, render_template, request
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from appliance.errors import NotFound
@@ -40,7 +41,7 @@ def _course(conn, course_id: str | None) -> dict | None:
     if course_id:
         row = conn.execute("SELECT id, title FROM courses WHERE id = ?", (course_id,)).fetchone()
         if row is None:
-            raise NotFound("There is no such course.")
+            raise NotFound(_("There is no such course."))
         return dict(row)
     row = conn.execute("SELECT id, title FROM courses ORDER BY title LIMIT 1").fetchone()
     return dict(row) if row else None
@@ -156,7 +157,7 @@ def student(class_id: int, student_id: int):
         row = conn.execute("SELECT u.id, u.display_name, u.avatar FROM users u JOIN class_members m"
                            " ON m.student_id = u.id WHERE m.class_id = ? AND u.id = ?", (class_id, student_id)).fetchone()
         if row is None:
-            raise NotFound("That student is not in this class.")
+            raise NotFound(_("That student is not in this class."))
         history = student_history(conn, student_id)
     return render_template("teacher/student.html", cls=cls, student=dict(row), history=history,
                            threshold=_services().cfg.learning.mastery_threshold)

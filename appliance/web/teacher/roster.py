@@ -41,10 +41,12 @@ def home():
 @requires("teacher", "admin")
 def create_class():
     user = current_user()
+    # Read the form here: the write runs in the database's writer thread, outside this request.
+    name, uses_pin = request.form.get("name", ""), request.form.get("uses_pin") == "on"
+    language = _language(request.form.get("language"))
     try:
         class_id = _db().write(lambda c: cls_mod.create_class(
-            c, name=request.form.get("name", ""), teacher_id=user["id"],
-            uses_pin=request.form.get("uses_pin") == "on", language=_language(request.form.get("language"))))
+            c, name=name, teacher_id=user["id"], uses_pin=uses_pin, language=language))
     except BadRequest as exc:
         with _db().read() as conn:
             classes = cls_mod.classes_for(conn, user)
@@ -74,9 +76,9 @@ def class_page(class_id: int):
 @requires("teacher", "admin")
 def class_settings(class_id: int):
     _class_or_404(class_id)
-    _db().write(lambda c: cls_mod.update_class(
-        c, class_id, name=request.form.get("name", ""), uses_pin=request.form.get("uses_pin") == "on",
-        language=_language(request.form.get("language"))))
+    name, uses_pin = request.form.get("name", ""), request.form.get("uses_pin") == "on"
+    language = _language(request.form.get("language"))
+    _db().write(lambda c: cls_mod.update_class(c, class_id, name=name, uses_pin=uses_pin, language=language))
     flash(_("The class settings are saved."))
     return redirect(url_for("teacher.class_page", class_id=class_id))
 

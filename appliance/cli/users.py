@@ -1,0 +1,137 @@
+"""``classroom-edge users add|list|disable|enable|passwd`` and ``classroom-edge classes list``.
+
+The first admin of a box can be created here instead of on the one-time /setup page (provisioning).
+Passwords are read from a prompt (asked twice) or, for scripts, one line on stdin with
+``--password-stdin``; never from the command line, where ``ps`` and shell history would keep them.
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+
+from appliance.cli.common import config_from_args
+from appliance.errors import BadRequest, NotFound
+
+
+def register(sub) -> None:
+    p = sub.add_parser("users", help="manage teacher and admin accounts")
+    usub = p.add_subparsers(dest="users_command", metavar="ACTION", required=True)
+    add = usub.add_parser("add", help="create a teacher or admin account")
+    add.add_argument("--role", choices=("admin", "teacher"), required=True)
+    add.add_argument("--username", required=True)
+    add.add_argument("--display-name", default="")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    add.set_defaults(func=_add)
+    lst = usub.add_parser("list", help="list teacher and admin accounts (JSON)")
+    lst.set_defaults(func=_list)
+    for name, disabled in (("disable", True), ("enable", False)):
+        d = usub.add_parser(name, help=f"{name} an account")
+        d.add_argument("username")
+        d.set_defaults(func=lambda a, disabled=disabled: _set_disabled(a, disabled))
+    pw = usub.add_parser("passwd", help="set a new password")
+    pw.add_argument("username")
+    pw.add_argument("--password-stdin", action="store_true")
+    pw.set_defaults(func=_passwd)
+    for q in (add, lst, pw) + tuple(usub.choices[n] for n in ("disable", "enable")):
+        q.add_argument("--data-dir", help="override [storage] data_dir")
+
+    c = sub.add_parser("classes", help="list classes and their sizes")
+    csub = c.add_subparsers(dest="classes_command", metavar="ACTION", required=True)
+    cl = csub.add_parser("list", help="list classes (JSON)")
+    cl.add_argument("--data-dir")
+    cl.set_defaults(func=_classes)
+
+
+def _db(args):
+    from appliance.store import open_database
+
+    return open_database(config_from_args(args, storage={"data_dir": args.data_dir}))
+
+
+def read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise BadRequest("--password-stdin: nothing was written to stdin.")
+        return line.rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Password again: "):
+        raise BadRequest("The two passwords are different.")
+    return first
+
+
+def _add(args) -> int:
+    from appliance.people.accounts import add_staff
+
+    password = read_password(args.password_stdin)
+    db = _db(args)
+    try:
+        add_staff(db, role=args.role, username=args.username, password=password, display_name=args.display_name)
+    finally:
+        db.close()
+    print(f"created {args.role} account '{args.username.strip().lower()}'")
+    return 0
+
+
+def _list(args) -> int:
+    from appliance.people.accounts import list_staff
+
+    db = _db(args)
+    try:
+        with db.read() as conn:
+            print(json.dumps(list_staff(conn), indent=2))
+    finally:
+        db.close()
+    return 0
+
+
+def _user_id(db, username: str) -> int:
+    with db.read() as conn:
+        row = conn.execute("SELECT id FROM users WHERE username = ?", (username.strip().lower(),)).fetchone()
+    if row is None:
+        raise NotFound(f"There is no account '{username}'.")
+    return row[0]
+
+
+def _set_disabled(args, disabled: bool) -> int:
+    from appliance.people.accounts import set_disabled
+
+    db = _db(args)
+    try:
+        uid = _user_id(db, args.username)
+        db.write(lambda c: set_disabled(c, uid, disabled))
+    finally:
+        db.close()
+    print(f"{'disabled' if disabled else 'enabled'} '{args.username}'")
+    return 0
+
+
+def _passwd(args) -> int:
+    from appliance.people.accounts import set_password
+    from appliance.people.passwords import hash_password
+
+    password = read_password(args.password_stdin)
+    db = _db(args)
+    try:
+        uid = _user_id(db, args.username)
+        new_hash = hash_password(password)
+        db.write(lambda c: set_password(c, uid, new_hash))
+    finally:
+        db.close()
+    print(f"password of '{args.username}' changed")
+    return 0
+
+
+def _classes(args) -> int:
+    db = _db(args)
+    try:
+        with db.read() as conn:
+            rows = conn.execute(
+                "SELECT c.id, c.name, c.uses_pin, c.language, t.username AS teacher,"
+                " (SELECT COUNT(*) FROM class_members m WHERE m.class_id = c.id) AS students"
+                " FROM classes c LEFT JOIN users t ON t.id = c.teacher_id ORDER BY c.name").fetchall()
+        print(json.dumps([dict(r) for r in rows], indent=2))
+    finally:
+        db.close()
+    return 0

@@ -1,0 +1,173 @@
+"""POST /api/v1/attempts: grading, idempotency on attempt_uid, progress, mastery, outbox, hooks."""
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+
+import pytest
+from lms_fixtures import RIGHT, csrf_of
+
+
+def _token(client) -> str:
+    return csrf_of(client.get("/learn").get_data(as_text=True))
+
+
+def _post(client, exercise_id, answer, uid=None, token=None, course="fractions-mini"):
+    body = {"attempt_uid": uid or str(uuid.uuid4()), "course_id": course, "exercise_id": exercise_id,
+            "answer": answer, "duration_ms": 1200}
+    return client.post("/api/v1/attempts", json=body, headers={"X-CSRF-Token": token or _token(client)})
+
+
+def _count(services, sql, *args):
+    with services.db.read() as conn:
+        return conn.execute(sql, args).fetchone()[0]
+
+
+def test_right_and_wrong_answers_get_instant_feedback(services, course, student_client):
+    ok = _post(student_client, "e1", {"choice": 1})
+    assert ok.status_code == 201
+    body = ok.get_json()
+    assert body["correct"] is True and body["feedback"] == "correct" and body["score"] == 1.0
+    assert body["explanation"].startswith("One half") and body["mastery"]["parts"] > 0
+    bad = _post(student_client, "e3", {"value": "2/3"}).get_json()
+    assert bad["correct"] is False and bad["feedback"] == "incorrect"
+    assert bad["mastery"]["parts"] < body["mastery"]["parts"] + 0.3
+
+
+def test_retried_submission_counts_once_and_returns_the_original_result(services, course, student_client):
+    uid = str(uuid.uuid4())
+    token = _token(student_client)
+    first = _post(student_client, "e1", {"choice": 0}, uid=uid, token=token)
+    assert first.status_code == 201 and first.get_json()["correct"] is False
+    # The same uid again, even with a different (right) answer, is the same attempt: the reply was lost.
+    again = _post(student_client, "e1", {"choice": 1}, uid=uid, token=token)
+    assert again.status_code == 200
+    replay = again.get_json()
+    assert replay["replayed"] is True and replay["correct"] is False
+    assert _count(services, "SELECT COUNT(*) FROM attempts WHERE attempt_uid = ?", uid) == 1
+    assert _count(services, "SELECT successes + failures FROM mastery WHERE skill_id = 'parts'") == 1
+    assert _count(services, "SELECT COUNT(*) FROM outbox WHERE type = 'attempt'") == 1
+
+
+def test_concurrent_duplicates_are_recorded_once(app, services, course, klass):
+    from lms_fixtures import sign_in_student
+
+    ana = klass["students"]["Ana"]
+    uid = str(uuid.uuid4())
+    results = []
+
+    def send():
+        c = app.test_client()
+        sign_in_student(c, klass["id"], ana["id"], ana["pin"])
+        results.append(_post(c, "e2", {"choices": [0, 2]}, uid=uid))
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.status_code for r in results).count(201) == 1
+    assert all(r.get_json()["correct"] for r in results)
+    assert _count(services, "SELECT COUNT(*) FROM attempts WHERE attempt_uid = ?", uid) == 1
+
+
+def test_attempt_uid_of_another_student_is_refused(app, services, course, klass, student_client):
+    from lms_fixtures import sign_in_student
+
+    uid = str(uuid.uuid4())
+    assert _post(student_client, "e1", {"choice": 1}, uid=uid).status_code == 201
+    ben = klass["students"]["Ben"]
+    other = app.test_client()
+    sign_in_student(other, klass["id"], ben["id"], ben["pin"])
+    resp = _post(other, "e1", {"choice": 1}, uid=uid)
+    assert resp.status_code == 409 and resp.get_json()["code"] == "conflict"
+
+
+def test_outbox_event_carries_uids_not_row_ids(services, course, klass, student_client):
+    uid = str(uuid.uuid4())
+    _post(student_client, "e3", {"value": "0.75"}, uid=uid)
+    with services.db.read() as conn:
+        row = conn.execute("SELECT payload FROM outbox WHERE type = 'attempt'").fetchone()
+        student_uid = conn.execute("SELECT uid FROM users WHERE id = ?", (klass["students"]["Ana"]["id"],)).fetchone()[0]
+    event = json.loads(row["payload"])
+    assert event["attempt_uid"] == uid and event["student_uid"] == student_uid
+    assert "student_id" not in event and event["correct"] is True and event["answer"] == {"value": "0.75"}
+
+
+def test_lesson_completes_when_every_exercise_is_answered(services, course, student_client):
+    token = _token(student_client)
+    statuses = [_post(student_client, ex, RIGHT[ex], token=token).get_json()["lesson_status"] for ex in ("e1", "e2", "e3", "e4")]
+    assert statuses == ["started", "started", "started", "completed"]
+    assert _count(services, "SELECT COUNT(*) FROM outbox WHERE type = 'lesson_progress'") == 2
+
+
+def test_free_text_waits_for_the_model_and_does_not_move_mastery(services, course, student_client):
+    body = _post(student_client, "e6", RIGHT["e6"]).get_json()
+    assert body["feedback"] == "pending" and body["graded_by"] == "pending" and body["mastery"] == {}
+    assert _count(services, "SELECT COUNT(*) FROM mastery") == 0
+
+
+def test_free_text_uses_the_semantic_hook_when_present(services, course, student_client):
+    services.provide("semantic", lambda text, refs: 0.9 if "half" in text else 0.1)
+    body = _post(student_client, "e6", RIGHT["e6"]).get_json()
+    assert body["correct"] is True and body["graded_by"] == "model"
+    assert _post(student_client, "e6", {"text": "no idea"}).get_json()["correct"] is False
+
+
+class _Learner:
+    def __init__(self, fail=False):
+        self.fail = fail
+        self.seen = []
+
+    def observe(self, conn, attempt):
+        self.seen.append(attempt)
+        # Writes inside the attempt's transaction are allowed (and rolled back alone on failure).
+        conn.execute("INSERT INTO kv (key, value) VALUES (?, 'x')", (attempt["attempt_uid"],))
+        if self.fail:
+            raise RuntimeError("model exploded")
+        return {s: 0.5 for s in attempt["skills"]}
+
+    def next_up(self, student, course_id):
+        return {"exercise_id": "e5", "course_id": course_id}
+
+
+def test_learner_hook_sets_mastery_and_next_up(services, course, student_client):
+    learner = _Learner()
+    services.provide("learner", learner)
+    body = _post(student_client, "e1", {"choice": 1}).get_json()
+    assert body["mastery"] == {"parts": 0.5} and body["next"]["exercise_id"] == "e5"
+    assert learner.seen[0]["student_uid"] and learner.seen[0]["correct"] is True
+    assert _count(services, "SELECT p_mastery FROM mastery WHERE skill_id = 'parts'") == 0.5
+
+
+def test_failing_learner_hook_never_loses_the_answer(services, course, student_client):
+    services.provide("learner", _Learner(fail=True))
+    resp = _post(student_client, "e1", {"choice": 1})
+    assert resp.status_code == 201
+    assert _count(services, "SELECT COUNT(*) FROM attempts") == 1
+    assert _count(services, "SELECT COUNT(*) FROM kv") == 0  # the hook's own write was rolled back
+    assert resp.get_json()["mastery"]["parts"] == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"course_id": "fractions-mini", "exercise_id": "e1", "answer": {"choice": 1}}, "attempt_uid"),
+    ({"attempt_uid": "x", "course_id": "fractions-mini", "exercise_id": "e1", "answer": {"choice": 1}}, "attempt_uid"),
+    ({"attempt_uid": str(uuid.uuid4()), "course_id": "fractions-mini", "exercise_id": "e1", "answer": {"choice": 7}}, "not one of"),
+    ({"attempt_uid": str(uuid.uuid4()), "course_id": "fractions-mini", "exercise_id": "e3", "answer": {"value": "lots"}}, "number"),
+])
+def test_bad_submissions_get_clear_json_errors_and_store_nothing(services, course, student_client, body, message):
+    resp = student_client.post("/api/v1/attempts", json=body, headers={"X-CSRF-Token": _token(student_client)})
+    assert resp.status_code == 400 and message in resp.get_json()["error"]
+    assert _count(services, "SELECT COUNT(*) FROM attempts") == 0
+
+
+def test_unknown_exercise_is_404_json(services, course, student_client):
+    resp = _post(student_client, "nope", {"choice": 1})
+    assert resp.status_code == 404 and resp.is_json
+
+
+def test_attempts_need_the_csrf_header(services, course, student_client):
+    resp = student_client.post("/api/v1/attempts", json={"attempt_uid": str(uuid.uuid4()), "course_id": "fractions-mini",
+                                                         "exercise_id": "e1", "answer": {"choice": 1}})
+    assert resp.status_code == 403 and resp.is_json

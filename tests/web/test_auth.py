@@ -1,0 +1,199 @@
+"""Sign-in: the one-time setup page, staff passwords, student PINs, throttling, sessions."""
+from __future__ import annotations
+
+import threading
+
+from lms_fixtures import csrf_of, make_class, page_csrf, sign_in_staff, sign_in_student
+
+from appliance.people import classes
+from appliance.people.throttle import LoginThrottle
+
+
+def _setup(client, username="root", password="s3cret-pass", password2=None):
+    token = page_csrf(client, "/setup")
+    return client.post("/setup", data={"csrf_token": token, "username": username, "display_name": "Root",
+                                       "password": password, "password2": password2 or password})
+
+
+def test_first_start_redirects_to_setup_and_setup_works_once(app, services):
+    c = app.test_client()
+    assert c.get("/").location.endswith("/setup")
+    resp = _setup(c)
+    assert resp.status_code == 302 and resp.location.endswith("/admin/")
+    assert c.get("/admin/").status_code == 200  # signed in as the new admin
+    with services.db.read() as conn:
+        row = conn.execute("SELECT role, password_hash FROM users WHERE username = 'root'").fetchone()
+    assert row["role"] == "admin" and row["password_hash"].startswith("$argon2id$")
+    # Once an admin exists, the page is gone for everybody.
+    other = app.test_client()
+    assert other.get("/setup").status_code == 404
+    assert other.get("/").location.endswith("/signin")
+
+
+def test_setup_refuses_mismatched_or_short_passwords(app, services):
+    c = app.test_client()
+    assert _setup(c, password="s3cret-pass", password2="different1").status_code == 400
+    assert _setup(c, password="short").status_code == 400
+    with services.db.read() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM users").fetchone()[0] == 0
+
+
+def test_two_simultaneous_setups_make_one_admin(app, services):
+    clients = [app.test_client() for _ in range(4)]
+    tokens = [page_csrf(c, "/setup") for c in clients]
+    codes = []
+
+    def go(i):
+        codes.append(clients[i].post("/setup", data={"csrf_token": tokens[i], "username": f"admin{i}",
+                                                     "password": "s3cret-pass", "password2": "s3cret-pass"}).status_code)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with services.db.read() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM users WHERE role = 'admin'").fetchone()[0] == 1
+    assert sorted(codes).count(302) == 1 and all(c in (302, 404, 409) for c in codes)
+
+
+def test_staff_sign_in_and_wrong_password(app, teacher):
+    c = app.test_client()
+    bad = sign_in_staff(c, "tom", "wrong password")
+    assert bad.status_code == 401 and "not right" in bad.get_data(as_text=True)
+    ok = sign_in_staff(c, "tom")
+    assert ok.status_code == 302 and ok.location.endswith("/teach/")
+
+
+def test_disabled_account_cannot_sign_in(app, services, teacher):
+    services.db.write(lambda c: c.execute("UPDATE users SET disabled = 1 WHERE id = ?", (teacher["id"],)))
+    assert sign_in_staff(app.test_client(), "tom").status_code == 401
+
+
+def test_next_parameter_cannot_redirect_off_site(app, teacher):
+    c = app.test_client()
+    token = page_csrf(c, "/signin/staff")
+    for evil in ("https://evil.example/", "//evil.example/x", "javascript:alert(1)"):
+        resp = c.post("/signin/staff", data={"csrf_token": token, "username": "tom", "password": "correct horse",
+                                             "next": evil})
+        assert resp.status_code == 302 and resp.location == "/teach/"
+        token = page_csrf(c, "/signin/staff")
+    resp = c.post("/signin/staff", data={"csrf_token": token, "username": "tom", "password": "correct horse",
+                                         "next": "/teach/classes/1"})
+    assert resp.location == "/teach/classes/1"
+
+
+def test_throttle_per_account_blocks_even_the_right_password(app, services, teacher):
+    limit = services.cfg.web.login_max_failures
+    for i in range(limit):
+        c = app.test_client()  # fresh sessions, and spread over addresses: the account limit still applies
+        token = page_csrf(c, "/signin/staff")
+        resp = c.post("/signin/staff", data={"csrf_token": token, "username": "tom", "password": "nope-nope"},
+                      environ_base={"REMOTE_ADDR": f"10.0.0.{i + 1}"})
+        assert resp.status_code == 401
+    c = app.test_client()
+    token = page_csrf(c, "/signin/staff")
+    resp = c.post("/signin/staff", data={"csrf_token": token, "username": "tom", "password": "correct horse"},
+                  environ_base={"REMOTE_ADDR": "10.0.0.99"})
+    assert resp.status_code == 429
+    assert "wait" in resp.get_data(as_text=True)
+
+
+def test_throttle_per_address_covers_many_accounts(app, services):
+    limit = services.cfg.web.login_max_failures
+    c = app.test_client()
+    for i in range(limit):
+        token = page_csrf(c, "/signin/staff")
+        assert c.post("/signin/staff", data={"csrf_token": token, "username": f"guess{i}", "password": "x" * 9},
+                      environ_base={"REMOTE_ADDR": "10.9.9.9"}).status_code == 401
+    token = page_csrf(c, "/signin/staff")
+    assert c.post("/signin/staff", data={"csrf_token": token, "username": "another", "password": "x" * 9},
+                  environ_base={"REMOTE_ADDR": "10.9.9.9"}).status_code == 429
+    # A different device is not affected.
+    assert c.post("/signin/staff", data={"csrf_token": token, "username": "another", "password": "x" * 9},
+                  environ_base={"REMOTE_ADDR": "10.9.9.10"}).status_code == 401
+
+
+def test_throttle_window_expires(services):
+    t = LoginThrottle(services.db, max_failures=2, window_s=60)
+    for _ in range(2):
+        t.failed("kid", "1.2.3.4", now=1000.0)
+    try:
+        t.check("kid", None, now=1030.0)
+        raise AssertionError("should be throttled")
+    except Exception as exc:  # noqa: BLE001
+        assert exc.status == 429 and exc.detail["retry_after_s"] == 30
+    t.check("kid", None, now=1061.0)  # both failures left the window
+    with services.db.read() as conn:
+        before = conn.execute("SELECT COUNT(*) FROM login_failures").fetchone()[0]
+    t.failed("other", None, now=5000.0)  # recording prunes rows older than the window
+    with services.db.read() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM login_failures").fetchone()[0] == 1 < before
+
+
+def test_student_signs_in_with_class_name_and_pin(app, klass):
+    c = app.test_client()
+    page = c.get("/signin").get_data(as_text=True)
+    assert "Class 4B" in page
+    names = c.get(f"/signin/class/{klass['id']}").get_data(as_text=True)
+    assert "Ana" in names and "Ben" in names and "av-" in names  # names with pictures
+    ana = klass["students"]["Ana"]
+    pin_page = c.get(f"/signin/class/{klass['id']}/student/{ana['id']}").get_data(as_text=True)
+    assert 'inputmode="numeric"' in pin_page and "keypad" in pin_page
+    wrong = "0000" if ana["pin"] != "0000" else "1111"
+    assert sign_in_student(c, klass["id"], ana["id"], wrong).status_code == 401
+    resp = sign_in_student(c, klass["id"], ana["id"], ana["pin"])
+    assert resp.status_code == 302 and resp.location.endswith("/learn")
+    assert c.get("/learn").status_code == 200
+
+
+def test_student_pin_throttled_after_max_failures(app, services, klass):
+    ana = klass["students"]["Ana"]
+    wrong = "0000" if ana["pin"] != "0000" else "1111"
+    c = app.test_client()
+    for _ in range(services.cfg.web.login_max_failures):
+        assert sign_in_student(c, klass["id"], ana["id"], wrong).status_code == 401
+    assert sign_in_student(c, klass["id"], ana["id"], ana["pin"]).status_code == 429
+
+
+def test_class_without_pin_signs_in_with_one_tap(app, services, teacher):
+    class_id, students = make_class(services.db, teacher["id"], ["Cleo"], uses_pin=False, name="Little ones")
+    assert students["Cleo"]["pin"] is None
+    c = app.test_client()
+    page = c.get(f"/signin/class/{class_id}/student/{students['Cleo']['id']}").get_data(as_text=True)
+    assert "that's me" in page.replace("&#39;", "'")
+    assert sign_in_student(c, class_id, students["Cleo"]["id"], None).status_code == 302
+
+
+def test_student_cannot_sign_in_through_another_class(app, services, teacher, klass):
+    other_id, _ = make_class(services.db, teacher["id"], ["Zed"], name="Other")
+    ana = klass["students"]["Ana"]
+    c = app.test_client()
+    assert c.get(f"/signin/class/{other_id}/student/{ana['id']}").status_code == 404
+
+
+def test_pin_reset_signs_out_the_old_session(app, services, klass, student_client):
+    assert student_client.get("/learn").status_code == 200
+    classes.reset_pin(services.db, klass["id"], klass["students"]["Ana"]["id"])
+    assert student_client.get("/learn").status_code == 401
+
+
+def test_sign_out_requires_csrf_and_clears_session(app, student_client):
+    assert student_client.post("/signout").status_code == 403
+    token = csrf_of(student_client.get("/learn").get_data(as_text=True))
+    assert student_client.post("/signout", data={"csrf_token": token}).status_code == 302
+    assert student_client.get("/learn").status_code == 401
+
+
+def test_session_cookie_flags(app, teacher):
+    c = app.test_client()
+    resp = sign_in_staff(c, "tom")
+    cookie = resp.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_pages_carry_a_strict_content_security_policy(app):
+    resp = app.test_client().get("/signin")
+    csp = resp.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+    assert "<script>" not in resp.get_data(as_text=True)  # no inline script, so the policy holds

@@ -1,0 +1,147 @@
+"""Teacher pages: classes, rosters (add, CSV, PIN reset, remove), assignments and the reports."""
+from __future__ import annotations
+
+import re
+import uuid
+
+from lms_fixtures import RIGHT, csrf_of, make_class, make_staff, sign_in_staff, sign_in_student
+
+from appliance.people.passwords import verify_pin
+
+
+def _token(client, path="/teach/"):
+    return csrf_of(client.get(path).get_data(as_text=True))
+
+
+def test_teacher_creates_a_class_and_adds_a_student_with_a_pin(app, services, teacher_client):
+    resp = teacher_client.post("/teach/classes", data={"csrf_token": _token(teacher_client), "name": "Class 5A",
+                                                       "uses_pin": "on", "language": "es"})
+    assert resp.status_code == 302
+    class_id = int(resp.location.rsplit("/", 1)[1])
+    page = teacher_client.post(f"/teach/classes/{class_id}/students",
+                               data={"csrf_token": _token(teacher_client), "name": "  Maya   Lopez "})
+    html = page.get_data(as_text=True)
+    pin = re.search(r'data-testid="pin">(\d{4})<', html).group(1)
+    assert "Maya Lopez" in html
+    with services.db.read() as conn:
+        row = conn.execute("SELECT u.* FROM users u JOIN class_members m ON m.student_id = u.id WHERE m.class_id = ?",
+                           (class_id,)).fetchone()
+        cls = conn.execute("SELECT * FROM classes WHERE id = ?", (class_id,)).fetchone()
+    assert cls["language"] == "es" and cls["uses_pin"] == 1
+    assert verify_pin(row["pin_hash"], pin) and pin not in row["pin_hash"]
+    assert sign_in_student(app.test_client(), class_id, row["id"], pin).status_code == 302
+
+
+def test_csv_import_adds_everyone_with_distinct_pictures(services, teacher, klass, teacher_client):
+    csv = "First name;Last name\nLi;Wei\nSam;Okafor\n\nJo;Smith\n"
+    page = teacher_client.post(f"/teach/classes/{klass['id']}/import", data={
+        "csrf_token": _token(teacher_client), "names": csv}).get_data(as_text=True)
+    assert "3 students added" in page and len(re.findall(r'data-testid="pin"', page)) == 3
+    with services.db.read() as conn:
+        rows = conn.execute("SELECT u.display_name, u.avatar FROM users u JOIN class_members m ON m.student_id = u.id"
+                            " WHERE m.class_id = ?", (klass["id"],)).fetchall()
+    assert {r[0] for r in rows} == {"Ana", "Ben", "Li Wei", "Sam Okafor", "Jo Smith"}
+    assert len({r[1] for r in rows}) == 5
+
+
+def test_csv_import_file_upload_and_duplicates_refused(services, klass, teacher_client):
+    import io
+
+    data = {"csrf_token": _token(teacher_client), "file": (io.BytesIO("name\nAna\nZoe\n".encode()), "class.csv")}
+    resp = teacher_client.post(f"/teach/classes/{klass['id']}/import", data=data, content_type="multipart/form-data")
+    assert resp.status_code == 400 and "already has a student called: Ana" in resp.get_data(as_text=True)
+    with services.db.read() as conn:  # nothing half-added
+        assert conn.execute("SELECT COUNT(*) FROM users WHERE display_name = 'Zoe'").fetchone()[0] == 0
+
+
+def test_reset_pin_shows_a_new_pin_once(app, services, klass, teacher_client):
+    ana = klass["students"]["Ana"]
+    html = teacher_client.post(f"/teach/classes/{klass['id']}/students/{ana['id']}/pin",
+                               data={"csrf_token": _token(teacher_client)}).get_data(as_text=True)
+    new_pin = re.search(r'data-testid="pin">(\d{4})<', html).group(1)
+    c = app.test_client()
+    if new_pin != ana["pin"]:
+        assert sign_in_student(c, klass["id"], ana["id"], ana["pin"]).status_code == 401
+    assert sign_in_student(c, klass["id"], ana["id"], new_pin).status_code == 302
+    assert new_pin not in teacher_client.get(f"/teach/classes/{klass['id']}").get_data(as_text=True)
+
+
+def test_remove_student_keeps_history(services, course, klass, teacher_client, student_client):
+    token = csrf_of(student_client.get("/learn").get_data(as_text=True))
+    student_client.post("/api/v1/attempts", headers={"X-CSRF-Token": token}, json={
+        "attempt_uid": str(uuid.uuid4()), "course_id": course, "exercise_id": "e1", "answer": RIGHT["e1"]})
+    ana = klass["students"]["Ana"]
+    resp = teacher_client.post(f"/teach/classes/{klass['id']}/students/{ana['id']}/remove",
+                               data={"csrf_token": _token(teacher_client)})
+    assert resp.status_code == 302
+    page = teacher_client.get(f"/teach/classes/{klass['id']}").get_data(as_text=True)
+    assert "Ana" not in page and "Ben" in page
+    with services.db.read() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM attempts").fetchone()[0] == 1
+        assert conn.execute("SELECT COUNT(*) FROM outbox WHERE type = 'enrolment'").fetchone()[0] == 3
+
+
+def test_assign_lessons(services, course, klass, teacher_client):
+    resp = teacher_client.post(f"/teach/classes/{klass['id']}/assign", data={
+        "csrf_token": _token(teacher_client), "course_id": course, "lesson": ["what-is-a-fraction"]})
+    assert resp.status_code == 302
+    page = teacher_client.get(f"/teach/classes/{klass['id']}").get_data(as_text=True)
+    assert re.search(r'value="what-is-a-fraction" checked', page)
+    assert not re.search(r'value="equal-fractions" checked', page)
+    bad = teacher_client.post(f"/teach/classes/{klass['id']}/assign", data={
+        "csrf_token": _token(teacher_client), "course_id": course, "lesson": ["nope"]})
+    assert bad.status_code == 400
+
+
+def test_progress_grid_hardest_and_history(app, services, course, klass, teacher_client, student_client):
+    token = csrf_of(student_client.get("/learn").get_data(as_text=True))
+
+    def answer(ex, ans):
+        student_client.post("/api/v1/attempts", headers={"X-CSRF-Token": token}, json={
+            "attempt_uid": str(uuid.uuid4()), "course_id": course, "exercise_id": ex, "answer": ans})
+
+    for _ in range(6):
+        answer("e1", RIGHT["e1"])       # parts: mastered after six right answers
+    answer("e5", {"choice": 2})         # equivalent: one wrong answer -> needs help
+    grid = teacher_client.get(f"/teach/classes/{klass['id']}/progress").get_data(as_text=True)
+    assert 'data-skill="parts" data-level="mastered"' in grid and "88%" in grid
+    assert 'data-skill="equivalent" data-level="help"' in grid
+    assert 'data-skill="add" data-level="none"' in grid
+    assert "Mastered" in grid and "Needs help" in grid and "Not started" in grid  # words, not only colour
+    hardest = teacher_client.get(f"/teach/classes/{klass['id']}/hardest").get_data(as_text=True)
+    assert hardest.index("Which fraction equals 2/4?") < hardest.index("Which fraction is one half?")
+    assert "0%" in hardest and "100%" in hardest
+    ana = klass["students"]["Ana"]
+    history = teacher_client.get(f"/teach/classes/{klass['id']}/students/{ana['id']}").get_data(as_text=True)
+    assert history.count("Which fraction is one half?") == 6 and "2/2" in history  # the chosen option's text
+    api = teacher_client.get(f"/api/v1/classes/{klass['id']}/progress?course={course}").get_json()
+    by_name = {s["display_name"]: s for s in api["students"]}
+    assert by_name["Ana"]["skills"]["parts"]["level"] == "mastered"
+    assert by_name["Ben"]["skills"]["parts"]["level"] == "none"
+
+
+def test_teachers_cannot_see_each_others_classes(app, services, klass):
+    make_staff(services.db, "teacher", "tina")
+    c = app.test_client()
+    sign_in_staff(c, "tina")
+    assert c.get(f"/teach/classes/{klass['id']}").status_code == 404
+    assert c.get(f"/teach/classes/{klass['id']}/progress").status_code == 404
+    ana = klass["students"]["Ana"]
+    assert c.get(f"/teach/classes/{klass['id']}/students/{ana['id']}").status_code == 404
+    token = _token(c)
+    assert c.post(f"/teach/classes/{klass['id']}/students", data={"csrf_token": token, "name": "X"}).status_code == 404
+    assert c.get("/api/v1/classes").get_json() == []
+
+
+def test_admin_sees_every_class(admin_client, klass):
+    assert "Class 4B" in admin_client.get("/teach/").get_data(as_text=True)
+    assert admin_client.get(f"/teach/classes/{klass['id']}").status_code == 200
+
+
+def test_class_language_applies_to_its_students(app, services, teacher):
+    class_id, students = make_class(services.db, teacher["id"], ["Lucia"], name="Clase 3", language="es")
+    c = app.test_client()
+    names = c.get(f"/signin/class/{class_id}").get_data(as_text=True)
+    assert 'lang="es"' in names
+    sign_in_student(c, class_id, students["Lucia"]["id"], students["Lucia"]["pin"])
+    assert '<html lang="es"' in c.get("/learn").get_data(as_text=True)
