@@ -43,13 +43,13 @@ class InferenceEngine:
         self._watcher: threading.Thread | None = None
 
     @classmethod
-    def from_services(cls, services: Services) -> "InferenceEngine":
+    def from_services(cls, services: Services) -> InferenceEngine:
         s = services.cfg.inference
         repo = Path(s.repository) if s.repository else services.data_dir / "models"
         return cls(s, repo, services.cache_dir)
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def start(self) -> "InferenceEngine":
+    def start(self) -> InferenceEngine:
         for name in self.wanted_models():
             self._sync_model(name)
         if self.settings.watch_interval_s > 0:
@@ -77,7 +77,7 @@ class InferenceEngine:
                     return
                 try:
                     self._sync_model(name)
-                except Exception:  # noqa: BLE001 - the watcher must survive a bad repository entry
+                except Exception:
                     log.exception("checking model %s failed", name)
 
     # -- loading and swapping ------------------------------------------------------------------

@@ -157,6 +157,15 @@ def infer(name: str, version: str | None = None):
     return jsonify(body)
 
 
+@bp.route("/v2/<path:rest>", methods=["GET", "POST"])
+@requires("anonymous")
+@csrf_exempt
+def unknown_endpoint(rest: str):
+    # Werkzeug decodes %2F before routing, so "models/../x/infer" lands here rather than on a model
+    # route; OIP clients expect a 400 with a reason, not an HTML 404.
+    raise BadRequest(f"no such inference endpoint, or a bad model name: /v2/{rest}")
+
+
 @bp.get("/metrics")
 @requires("anonymous")
 def metrics():

@@ -17,12 +17,17 @@ from appliance.inference.backend import Backend, LoadRequest
 from appliance.inference.backends import backend_class
 from appliance.inference.batcher import Batcher
 from appliance.inference.repository import ModelVersion, Repository
-from appliance.inference.tensors import NUMPY_OF, TensorSpec, check_inputs, decode_json_tensor
+from appliance.inference.tensors import (
+    NUMPY_OF,
+    TensorSpec,
+    check_inputs,
+    decode_json_tensor,
+)
 
 log = logging.getLogger(__name__)
 
 
-def _sample(spec: TensorSpec, batch: int) -> np.ndarray:
+def sample_input(spec: TensorSpec, batch: int) -> np.ndarray:
     """A valid all-zero input (zero is a valid token id, feature value and index)."""
     shape = [batch if (i == 0 and d == -1) else (d if d >= 0 else 1) for i, d in enumerate(spec.shape)]
     if spec.datatype == "BYTES":
@@ -47,7 +52,7 @@ class LoadedModel:
         self.retired = False
 
     @classmethod
-    def load(cls, repo: Repository, mv: ModelVersion, settings, cache_dir: Path, metrics=None) -> "LoadedModel":
+    def load(cls, repo: Repository, mv: ModelVersion, settings, cache_dir: Path, metrics=None) -> LoadedModel:
         backend_type = mv.backend or settings.backend
         t0 = time.perf_counter()
         repo.verify(mv, backend_type)
@@ -91,7 +96,7 @@ class LoadedModel:
             samples = [{t["name"]: decode_json_tensor(t) for t in custom}]
         else:
             sizes = sorted({1, self.max_batch_size}) if self.max_batch_size > 1 else [1]
-            samples = [{s.name: _sample(s, n) for s in self.backend.inputs} for n in sizes]
+            samples = [{s.name: sample_input(s, n) for s in self.backend.inputs} for n in sizes]
         for sample in samples:
             for _ in range(max(1, runs)):
                 self.backend.infer(sample)

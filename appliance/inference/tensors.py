@@ -68,7 +68,7 @@ class TensorSpec:
     shape: tuple[int, ...]
 
     @classmethod
-    def from_json(cls, obj: dict, where: str) -> "TensorSpec":
+    def from_json(cls, obj: dict, where: str) -> TensorSpec:
         try:
             name, datatype, shape = obj["name"], obj["datatype"], obj["shape"]
         except (KeyError, TypeError):

@@ -1,0 +1,202 @@
+"""``classroom-edge models list | import | build | quantize | bench | activate | rollback | build-engine | sign``.
+
+Activation and rollback check the version the same way a web worker will (hashes, signature, load,
+warm-up) before ACTIVE changes, so a broken version is refused here and never reaches the workers;
+the running workers pick up the new ACTIVE file within ``inference.watch_interval_s``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from appliance.cli.common import config_from_args
+
+
+def register(sub) -> None:
+    p = sub.add_parser("models", help="manage the on-device model repository")
+    msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+
+    def add(name, helptext, func):
+        c = msub.add_parser(name, help=helptext)
+        c.add_argument("--config", dest="sub_config", help="config file")
+        c.add_argument("--data-dir", help="override [storage] data_dir")
+        c.add_argument("--repo", help="model repository (default: inference.repository or <data_dir>/models)")
+        c.set_defaults(func=func)
+        return c
+
+    c = add("list", "models, versions and which one is active", _list)
+    c.add_argument("--json", action="store_true")
+    c = add("import", "copy a version directory (with model.json) into the repository", _import)
+    c.add_argument("path")
+    c.add_argument("--name")
+    c.add_argument("--version")
+    c.add_argument("--activate", action="store_true")
+    add("build", "build the default models (learner, MiniLM) from the installed packages", _build)
+    c = add("quantize", "make an int8 version (dynamic, per-channel weights) of a version", _quantize)
+    c.add_argument("name")
+    c.add_argument("--version", help="source version (default: the active one)")
+    c.add_argument("--per-tensor", action="store_true", help="one scale per tensor instead of per channel")
+    c.add_argument("--activate", action="store_true")
+    c = add("bench", "latency and throughput of a version in this process (JSON)", _bench)
+    c.add_argument("name")
+    c.add_argument("--version")
+    c.add_argument("--batch", type=int, default=1)
+    c.add_argument("--seconds", type=float, default=3.0)
+    c = add("activate", "verify, load and warm a version, then make it the active one", _activate)
+    c.add_argument("name")
+    c.add_argument("version")
+    c = add("rollback", "go back to the version that was active before", _rollback)
+    c.add_argument("name")
+    c = add("build-engine", "build the TensorRT engine of a version for this GPU (cached)", _build_engine)
+    c.add_argument("name")
+    c.add_argument("--version")
+    c.add_argument("--force", action="store_true", help="rebuild even when a cached engine exists")
+    c = add("sign", "sign a version directory's model.json with an Ed25519 key (before import)", _sign)
+    c.add_argument("path")
+    c.add_argument("--key-file", required=True, help="file holding the base64 raw 32-byte private key")
+
+
+def _context(args):
+    cfg = config_from_args(args, storage={"data_dir": args.data_dir})
+    from appliance.inference.repository import Repository
+
+    repo_dir = Path(args.repo) if args.repo else (
+        Path(cfg.inference.repository) if cfg.inference.repository else Path(cfg.storage.data_dir) / "models")
+    cache = Path(cfg.storage.cache_dir) if cfg.storage.cache_dir else Path(cfg.storage.data_dir) / "cache"
+    return cfg, Repository(repo_dir, cfg.inference.trusted_keys), cache
+
+
+def _version(repo, name, version):
+    version = version or repo.active_version(name)
+    if version is None:
+        from appliance.errors import NotFound
+
+        raise NotFound(f"model {name!r} is not in {repo.root}")
+    return repo.version(name, version)
+
+
+def _check_loads(cfg, repo, cache, mv) -> None:
+    from appliance.inference.loaded import LoadedModel
+
+    LoadedModel.load(repo, mv, cfg.inference, cache).close()
+
+
+def _list(args) -> int:
+    _cfg, repo, _cache = _context(args)
+    rows = []
+    for name in repo.model_names():
+        active = repo.active_version(name)
+        for v in repo.versions(name):
+            try:
+                meta = repo.version(name, v).meta
+            except Exception as exc:  # noqa: BLE001 - list what can be read, say what cannot
+                meta = {"error": str(exc)}
+            rows.append({"model": name, "version": v, "active": v == active, "sha256": meta.get("sha256", "")[:12],
+                         "signed": bool(meta.get("signature")), "metrics": meta.get("metrics", {}),
+                         "error": meta.get("error")})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no models in {repo.root} (classroom-edge models build)")
+    for r in rows:
+        mark = "*" if r["active"] else " "
+        extra = r["error"] or " ".join(f"{k}={v}" for k, v in r["metrics"].items() if not isinstance(v, (dict, list)))
+        print(f"{mark} {r['model']:<16} {r['version']:<8} {r['sha256']:<12} {'signed' if r['signed'] else 'unsigned':<8} {extra}")
+    return 0
+
+
+def _import(args) -> int:
+    cfg, repo, cache = _context(args)
+    mv = repo.import_version(Path(args.path), name=args.name, version=args.version)
+    print(f"imported {mv.name} version {mv.version}")
+    if args.activate:
+        _check_loads(cfg, repo, cache, mv)
+        repo.set_active(mv.name, mv.version)
+        print(f"{mv.name} version {mv.version} is active")
+    return 0
+
+
+def _build(args) -> int:
+    _cfg, repo, _cache = _context(args)
+    try:
+        from appliance.inference.builders import build_default_models
+    except ImportError as exc:
+        print(f"the model builders are not available in this build: {exc}", file=sys.stderr)
+        return 1
+    result = build_default_models(repo.root)
+    print(json.dumps(result, indent=2, default=str) if result is not None else f"built the default models in {repo.root}")
+    return 0
+
+
+def _quantize(args) -> int:
+    from appliance.inference.versions import quantize_version
+
+    cfg, repo, cache = _context(args)
+    new = quantize_version(repo, _version(repo, args.name, args.version), per_channel=not args.per_tensor)
+    print(f"{new.name} version {new.version}: int8 ({new.meta['provenance']['quantization']})")
+    if args.activate:
+        _check_loads(cfg, repo, cache, new)
+        repo.set_active(new.name, new.version)
+        print(f"{new.name} version {new.version} is active")
+    return 0
+
+
+def _bench(args) -> int:
+    from appliance.inference.versions import bench_version
+
+    cfg, repo, cache = _context(args)
+    print(json.dumps(bench_version(repo, _version(repo, args.name, args.version), cfg.inference, cache,
+                                   args.batch, args.seconds), indent=2))
+    return 0
+
+
+def _activate(args) -> int:
+    cfg, repo, cache = _context(args)
+    mv = repo.version(args.name, args.version)
+    _check_loads(cfg, repo, cache, mv)
+    repo.set_active(mv.name, mv.version)
+    print(f"{mv.name} version {mv.version} is active (web workers switch within {cfg.inference.watch_interval_s:g} s)")
+    return 0
+
+
+def _rollback(args) -> int:
+    cfg, repo, cache = _context(args)
+    target = repo.rollback_target(args.name)
+    _check_loads(cfg, repo, cache, repo.version(args.name, target))
+    repo.mark_rolled_back(args.name, target)
+    print(f"{args.name} rolled back to version {target}")
+    return 0
+
+
+def _build_engine(args) -> int:
+    from appliance.inference.backend import LoadRequest
+    from appliance.inference.backends.tensorrt import TensorRTBackend
+
+    cfg, repo, cache = _context(args)
+    reason = TensorRTBackend.check_environment()
+    if reason:
+        print(f"TensorRT is not available on this box: {reason}", file=sys.stderr)
+        return 1
+    from appliance.inference.backends.tensorrt_build import build_engine
+
+    mv = _version(repo, args.name, args.version)
+    repo.verify(mv, "tensorrt")
+    request = LoadRequest(name=mv.name, version=mv.version, path=mv.model_file("tensorrt"), sha256=mv.sha256,
+                          max_batch_size=int(mv.meta.get("max_batch_size", cfg.inference.batch_max_size)),
+                          settings=cfg.inference, cache_dir=cache, meta=mv.meta)
+    print(build_engine(request, force=args.force))
+    return 0
+
+
+def _sign(args) -> int:
+    from appliance.inference.signing import sign_manifest
+
+    _context(args)  # logging and config checks, like every command
+    manifest_path = Path(args.path) / "model.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    key = Path(args.key_file).read_text(encoding="utf-8").strip()
+    manifest_path.write_text(json.dumps(sign_manifest(manifest, key), indent=2), encoding="utf-8")
+    print(f"signed {manifest_path}")
+    return 0

@@ -1,0 +1,77 @@
+"""Making new versions from existing ones (int8 quantization) and measuring one in-process.
+
+Used by ``classroom-edge models quantize`` and ``models bench``. A new version is staged in a temporary
+directory and imported through ``Repository.import_version``, so it appears whole and verified or not
+at all; it is not activated unless asked.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from appliance.inference.loaded import LoadedModel, sample_input
+from appliance.inference.repository import ModelVersion, Repository, sha256_file
+
+log = logging.getLogger(__name__)
+
+
+def quantize_version(repo: Repository, mv: ModelVersion, per_channel: bool = True) -> ModelVersion:
+    """Dynamic int8 quantization of weights (activations quantized at run time) into a new version."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src = mv.model_file("onnxruntime")
+    if sha256_file(src) != mv.sha256:
+        from appliance.errors import IntegrityError
+
+        raise IntegrityError(f"{mv.name} version {mv.version}: {src.name} does not match its sha256")
+    with tempfile.TemporaryDirectory(prefix="ce-quantize-") as tmp:
+        stage = Path(tmp) / "v"
+        stage.mkdir()
+        out = stage / "model.onnx"
+        quantize_dynamic(str(src), str(out), per_channel=per_channel, weight_type=QuantType.QInt8)
+        for rel in (mv.meta.get("files") or {}):
+            (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(mv.path / rel, stage / rel)
+        meta = {k: v for k, v in mv.meta.items() if k not in ("signature", "metrics", "file", "version")}
+        meta.update({
+            "sha256": sha256_file(out),
+            "provenance": {**(mv.meta.get("provenance") or {}), "quantized_from": mv.version,
+                           "quantization": f"dynamic int8, {'per-channel' if per_channel else 'per-tensor'} weights",
+                           "source_sha256": mv.sha256},
+        })
+        (stage / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        new = repo.import_version(stage, name=mv.name)
+    log.info("%s: version %s is the int8 quantization of version %s (%d -> %d bytes)", mv.name, new.version,
+             mv.version, src.stat().st_size, new.model_file("onnxruntime").stat().st_size)
+    return new
+
+
+def bench_version(repo: Repository, mv: ModelVersion, settings, cache_dir: Path, batch: int, seconds: float) -> dict:
+    """Latency and throughput of one version on generated inputs, straight on its backend."""
+    model = LoadedModel.load(repo, mv, settings, cache_dir)
+    try:
+        sample = {s.name: sample_input(s, batch if model.max_batch_size else 1) for s in model.backend.inputs}
+        times = []
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline or len(times) < 5:
+            t0 = time.perf_counter()
+            model.backend.infer(sample)
+            times.append(time.perf_counter() - t0)
+        lat = np.array(times)
+        rows = batch if model.max_batch_size else 1
+        return {
+            "model": mv.name, "version": mv.version, **model.backend.describe(), "batch": rows, "runs": len(times),
+            "p50_ms": round(float(np.percentile(lat, 50)) * 1000, 3),
+            "p99_ms": round(float(np.percentile(lat, 99)) * 1000, 3),
+            "rows_per_s": round(rows * len(times) / float(lat.sum()), 1),
+            "file_mb": round(mv.model_file(mv.backend or settings.backend).stat().st_size / 1e6, 2),
+        }
+    finally:
+        model.close()
+

@@ -1,0 +1,185 @@
+"""The engine: loading, refusing, swapping under load with zero failed requests, fallback reporting."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+from inference_models import affine_model, lookup_model, write_version
+
+from appliance.errors import BadRequest, Unavailable
+from appliance.inference.repository import Repository
+
+
+def y_of(engine, x=1.0):
+    return engine.infer("affine", {"x": np.full((1, 4), x, np.float32)})["y"]
+
+
+def test_serves_the_active_version_and_reports_it(repo, make_engine):
+    write_version(repo, "affine", "1", affine_model(1.0))
+    write_version(repo, "affine", "2", affine_model(2.0))
+    engine = make_engine()
+    assert np.all(y_of(engine) == 4.0)  # 1*2 + 2: the highest version, no ACTIVE yet
+    (status,) = engine.models_status()
+    assert status["version"] == "2" and status["ready"] and status["active_providers"] == ["CPUExecutionProvider"]
+    assert status["requests"] == 1 and status["p50_ms"] is not None
+    st = engine.status()
+    assert st.state == "ok" and "affine v2" in st.detail
+
+
+def test_tampered_model_is_refused_at_start_and_others_still_serve(repo, make_engine):
+    write_version(repo, "affine", "1", affine_model(1.0))
+    bad = write_version(repo, "lookup", "1", lookup_model())
+    (bad / "model.onnx").write_bytes((bad / "model.onnx").read_bytes() + b"\0")
+    engine = make_engine()
+    assert np.all(y_of(engine) == 3.0)
+    with pytest.raises(Unavailable, match="does not match its sha256"):
+        engine.infer("lookup", {"ids": np.array([0])})
+    st = engine.status()
+    assert st.state == "degraded" and "lookup" in st.detail and "sha256" in st.detail
+
+
+def test_unsigned_model_refused_when_keys_configured(repo, make_engine):
+    from test_repository import keypair
+
+    write_version(repo, "affine", "1", affine_model(1.0))
+    engine = make_engine(trusted_keys=[keypair()[1]])
+    assert not engine.ready()
+    assert "not signed" in engine.status().detail
+
+
+def test_warm_up_failure_keeps_the_version_out(repo, make_engine):
+    warm = [{"name": "ids", "datatype": "INT64", "shape": [1], "data": [99]}]  # out of the table: fails
+    write_version(repo, "lookup", "1", lookup_model(), warmup=warm)
+    engine = make_engine()
+    assert engine.loaded("lookup") is None
+    assert "could not run" in engine.status().detail
+
+
+def test_cuda_requested_but_unavailable_is_reported_as_fallback(repo, make_engine):
+    """The real case on this machine: no CUDA in this ONNX Runtime, so the model runs on the CPU and
+    the status must say so instead of quietly being slow."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this ONNX Runtime has CUDA; the fallback case cannot be shown here")
+    write_version(repo, "affine", "1", affine_model(1.0))
+    engine = make_engine(providers=["cuda", "cpu"])
+    assert np.all(y_of(engine) == 3.0)
+    (m,) = engine.models_status()
+    assert m["requested_providers"] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert m["active_providers"] == ["CPUExecutionProvider"]
+    assert "CUDAExecutionProvider was requested but is not active" in m["fallback"]
+    st = engine.status()
+    assert st.state == "degraded" and "CUDAExecutionProvider" in st.detail
+    assert 'ce_inference_provider_fallback{model="affine"} 1.0' in engine.metrics.exposition()[0].decode()
+
+
+def test_unknown_model_and_inactive_version_are_bad_requests(repo, make_engine):
+    write_version(repo, "affine", "1", affine_model(1.0))
+    engine = make_engine()
+    with pytest.raises(BadRequest, match="unknown model"):
+        engine.infer("nope", {})
+    with pytest.raises(BadRequest, match="serves version 1"):
+        engine.run("affine", {"x": np.ones((1, 4), np.float32)}, version="7")
+    with pytest.raises(BadRequest, match="must be FP32"):
+        engine.infer("affine", {"x": np.ones((1, 4), np.int64)})
+
+
+def test_request_larger_than_a_batch_is_split(repo, make_engine):
+    write_version(repo, "affine", "1", affine_model(1.0), max_batch_size=4)
+    engine = make_engine()
+    x = np.arange(40, dtype=np.float32).reshape(10, 4)
+    assert np.array_equal(engine.infer("affine", {"x": x})["y"], x * 2 + 1)
+
+
+def test_in_flight_request_keeps_the_old_version_until_it_finishes(repo, make_engine):
+    write_version(repo, "affine", "1", affine_model(1.0))
+    write_version(repo, "affine", "2", affine_model(2.0))
+    Repository(repo).set_active("affine", "1")
+    engine = make_engine()
+    with engine.using("affine") as old:
+        engine.activate("affine", "2")
+        assert engine.loaded("affine").version == "2"
+        assert old.retired and old.batcher is not None
+        # The old version still answers its in-flight caller after the switch.
+        assert np.all(old.run({"x": np.ones((1, 4), np.float32)})["y"] == 3.0)
+    with pytest.raises(Unavailable):
+        old.batcher.submit({"x": np.ones((1, 4), np.float32)})  # closed once its last user left
+    assert (repo / "affine" / "ACTIVE").read_text() == "2\n"
+
+
+def test_swaps_under_concurrent_load_fail_no_request(repo, make_engine):
+    for v in ("1", "2", "3"):
+        write_version(repo, "affine", v, affine_model(float(v)))
+    Repository(repo).set_active("affine", "1")
+    engine = make_engine()
+    stop = threading.Event()
+    failures, answered = [], {}
+    lock = threading.Lock()
+
+    def client(k):
+        n = 0
+        while not stop.is_set() and n < 5000:
+            x = float(k)
+            try:
+                version, out = engine.run("affine", {"x": np.full((1, 4), x, np.float32)})
+                if not np.all(out["y"] == 2 * x + float(version)):
+                    failures.append(f"wrong answer from version {version}: {out['y']}")
+            except Exception as exc:  # noqa: BLE001 - counted as a failed request
+                failures.append(repr(exc))
+            with lock:
+                answered[version] = answered.get(version, 0) + 1
+            n += 1
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    try:
+        for step in ("2", "3", "rollback", "1", "rollback", "3"):
+            time.sleep(0.05)
+            if step == "rollback":
+                engine.rollback("affine")
+            else:
+                engine.activate("affine", step)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert failures == []
+    assert engine.loaded("affine").version == "3"
+    assert len(answered) >= 2, f"the swaps happened while requests were running: {answered}"
+
+
+def test_watcher_follows_active_written_by_another_process(repo, make_engine):
+    write_version(repo, "affine", "1", affine_model(1.0))
+    write_version(repo, "affine", "2", affine_model(2.0))
+    Repository(repo).set_active("affine", "1")
+    engine = make_engine(watch_interval_s=0.05)
+    assert np.all(y_of(engine) == 3.0)
+    Repository(repo).set_active("affine", "2")  # what `classroom-edge models activate` does
+    deadline = time.monotonic() + 20
+    while engine.loaded("affine").version != "2" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert np.all(y_of(engine) == 4.0)
+
+
+def test_watcher_does_not_swap_to_a_broken_version(repo, make_engine):
+    write_version(repo, "affine", "1", affine_model(1.0))
+    bad = write_version(repo, "affine", "2", affine_model(2.0))
+    Repository(repo).set_active("affine", "1")
+    manifest = json.loads((bad / "model.json").read_text())
+    manifest["sha256"] = "0" * 64
+    (bad / "model.json").write_text(json.dumps(manifest))
+    engine = make_engine(watch_interval_s=0.05)
+    (repo / "affine" / "ACTIVE").write_text("2\n")  # someone bypassed the CLI
+    deadline = time.monotonic() + 20
+    while not engine.status().detail.startswith("affine: version 2") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "version 2" in engine.status().detail
+    assert np.all(y_of(engine) == 3.0), "version 1 keeps serving"
+    with pytest.raises(Exception, match="sha256"):
+        engine.activate("affine", "2")
+    assert engine.loaded("affine").version == "1"

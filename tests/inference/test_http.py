@@ -1,0 +1,213 @@
+"""Open Inference Protocol v2 over HTTP: the happy paths, and every malformed request is a 4xx with
+{"error": ...}, never a 500."""
+from __future__ import annotations
+
+import pytest
+from inference_models import (
+    affine_model,
+    echo_model,
+    lookup_model,
+    seqsum_model,
+    write_version,
+)
+
+from appliance.config import load_config
+from appliance.services import Services
+
+
+@pytest.fixture
+def served(tmp_path, repo):
+    write_version(repo, "affine", "1", affine_model(1.0))
+    write_version(repo, "affine", "2", affine_model(2.0))
+    write_version(repo, "echo", "1", echo_model())
+    write_version(repo, "lookup", "1", lookup_model())
+    write_version(repo, "seq", "1", seqsum_model(), batch_padding={"input_ids": 0, "attention_mask": 0})
+
+    def make(**env):
+        env = {"STORAGE__DATA_DIR": tmp_path / "data", "CONTENT__INSTALL_DEMO": "false", "INFERENCE__REPOSITORY": repo,
+               "INFERENCE__WATCH_INTERVAL_S": 0, **env}
+        cfg = load_config(env={f"CLASSROOM_EDGE_{k}": str(v) for k, v in env.items()})
+        services = Services.open(cfg)
+        from appliance.inference.engine import attach
+        from appliance.web.app import create_app
+
+        attach(services)
+        app = create_app(services)
+        app.config["TESTING"] = True
+        made.append(services)
+        return app.test_client(), services
+
+    made = []
+    yield make
+    for s in made:
+        s.close()
+
+
+def tensor(name, datatype, shape, data):
+    return {"name": name, "datatype": datatype, "shape": shape, "data": data}
+
+
+def test_health_server_and_model_metadata(served):
+    client, _ = served()
+    assert client.get("/v2/health/live").get_json() == {"live": True}
+    r = client.get("/v2/health/ready")
+    assert r.status_code == 200 and r.get_json() == {"ready": True}
+    assert client.get("/v2").get_json()["name"] == "classroom-edge"
+    meta = client.get("/v2/models/affine").get_json()
+    assert meta["versions"] == ["1", "2"] and meta["platform"] == "onnxruntime_onnx"
+    assert meta["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
+    assert meta["outputs"] == [{"name": "y", "datatype": "FP32", "shape": [-1, 4]}]
+    assert client.get("/v2/models/affine/versions/1").get_json()["name"] == "affine"
+    assert client.get("/v2/models/affine/ready").get_json()["ready"] is True
+    assert client.get("/v2/models/affine/versions/2/ready").status_code == 200
+    r = client.get("/v2/models/affine/versions/1/ready")
+    assert r.status_code == 400 and r.get_json()["ready"] is False  # on disk, not the active one
+
+
+def test_infer_fp32_nested_and_flat(served):
+    client, _ = served()
+    body = {"id": "r1", "inputs": [tensor("x", "FP32", [2, 4], [[1, 2, 3, 4], [5, 6, 7, 8]])]}
+    r = client.post("/v2/models/affine/infer", json=body)
+    assert r.status_code == 200, r.get_json()
+    out = r.get_json()
+    assert out["model_name"] == "affine" and out["model_version"] == "2" and out["id"] == "r1"
+    (y,) = out["outputs"]
+    assert y["name"] == "y" and y["datatype"] == "FP32" and y["shape"] == [2, 4]
+    assert y["data"] == [float(2 * v + 2) for v in range(1, 9)]
+    flat = {"inputs": [tensor("x", "FP32", [1, 4], [0.5, 0.5, 0.5, 0.5])], "outputs": [{"name": "y"}]}
+    r = client.post("/v2/models/affine/versions/2/infer", json=flat)
+    assert r.get_json()["outputs"][0]["data"] == [3.0] * 4
+
+
+def test_infer_int64_and_bytes(served):
+    client, _ = served()
+    r = client.post("/v2/models/seq/infer", json={"inputs": [
+        tensor("input_ids", "INT64", [2, 3], [1, 2, 3, 4, 5, 0]),
+        tensor("attention_mask", "INT64", [2, 3], [1, 1, 1, 1, 1, 0])]})
+    assert r.status_code == 200
+    assert r.get_json()["outputs"][0] == {"name": "total", "datatype": "INT64", "shape": [2], "data": [6, 9]}
+    r = client.post("/v2/models/echo/infer", json={"inputs": [tensor("text", "BYTES", [2], ["hello", "élève"])]})
+    assert r.status_code == 200
+    assert r.get_json()["outputs"][0] == {"name": "echo", "datatype": "BYTES", "shape": [2], "data": ["hello", "élève"]}
+
+
+BAD_REQUESTS = [
+    ("/v2/models/nope/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])]}, "unknown model"),
+    ("/v2/models/..%2Fetc/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])]}, "no such inference endpoint"),
+    ("/v2/models/a%20b/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])]}, "not valid"),
+    ("/v2/models/affine/versions/9/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])]}, "serves version 2"),
+    ("/v2/models/affine/infer", "not json at all", "JSON object"),
+    ("/v2/models/affine/infer", [1, 2], "JSON object"),
+    ("/v2/models/affine/infer", {}, "non-empty list"),
+    ("/v2/models/affine/infer", {"inputs": "x"}, "non-empty list"),
+    ("/v2/models/affine/infer", {"inputs": [42]}, "must be an object"),
+    ("/v2/models/affine/infer", {"inputs": [{"name": "x"}]}, "unknown datatype"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP99", [1, 4], [1, 2, 3, 4])]}, "unknown datatype"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", "1x4", [1, 2, 3, 4])]}, "shape must be"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, -4], [1, 2, 3, 4])]}, "shape must be"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3])]}, "do not fill shape"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [2, 2], [1, 2, 3, 4])]}, "must have shape"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, 4], ["a", "b", "c", "d"])]}, "FP32 values"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [2, 2], [[1, 2], [3]])]}, "regular array"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "INT64", [1, 4], [1, 2, 3, 4])]}, "must be FP32"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, 4], None)]}, "no data"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("z", "FP32", [1, 4], [1, 2, 3, 4])]}, "missing input"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])] * 2}, "given twice"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4]), tensor("w", "FP32", [1], [1])]}, "unknown input"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])], "outputs": [{"name": "q"}]}, "unknown output"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])], "outputs": "y"}, "list of objects"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])], "id": 7}, "'id' must be"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [0, 4], [])]}, "rows per request"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1000, 1000, 4], [0])]}, "at most"),
+    ("/v2/models/affine/infer", {"inputs": [{**tensor("x", "FP32", [1, 4], [0]), "parameters": {"binary_data_size": 16}}]}, "binary"),
+    ("/v2/models/seq/infer", {"inputs": [tensor("input_ids", "INT64", [1, 1], [1.5]), tensor("attention_mask", "INT64", [1, 1], [1])]}, "INT64 values"),
+    ("/v2/models/seq/infer", {"inputs": [tensor("input_ids", "INT64", [1, 1], [2**70]), tensor("attention_mask", "INT64", [1, 1], [1])]}, "INT64 values"),
+    ("/v2/models/echo/infer", {"inputs": [tensor("text", "BYTES", [2], ["a", 3])]}, "strings"),
+    ("/v2/models/lookup/infer", {"inputs": [tensor("ids", "INT64", [1], [99])]}, "could not run on this input"),
+]
+
+
+@pytest.mark.parametrize("url, body, message", BAD_REQUESTS)
+def test_bad_requests_are_400_with_a_reason(served, url, body, message):
+    client, _ = served()
+    if isinstance(body, str):
+        r = client.post(url, data=body, content_type="application/json")
+    else:
+        r = client.post(url, json=body)
+    assert r.status_code == 400, (r.status_code, r.get_data(as_text=True))
+    assert message in r.get_json()["error"]
+
+
+@pytest.mark.parametrize("url", ["/v2/models/nope", "/v2/models/affine/versions/9", "/v2/models/nope/ready",
+                                 "/v2/models/a%20b", "/v2/models/affine/versions/..%2F1/ready"])
+def test_bad_metadata_requests_are_400(served, url):
+    client, _ = served()
+    r = client.get(url)
+    assert r.status_code == 400 and "error" in r.get_json()
+
+
+def test_a_bad_row_in_a_shared_batch_does_not_fail_the_others(served):
+    """Many clients at once, one of them sending an id outside the table: only that one fails."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client, _ = served()
+
+    def call(i):
+        ids = [99] if i == 13 else [i % 5]
+        return i, client.post("/v2/models/lookup/infer", json={"inputs": [tensor("ids", "INT64", [1], ids)]})
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(call, range(40)))
+    for i, r in results:
+        if i == 13:
+            assert r.status_code == 400
+        else:
+            assert r.status_code == 200, r.get_json()
+            assert r.get_json()["outputs"][0]["data"] == [float(2 * (i % 5)), float(2 * (i % 5) + 1)]
+
+
+def test_no_engine_in_this_process_is_503_not_500(client):
+    assert client.get("/v2/health/live").status_code == 200
+    r = client.get("/v2/health/ready")
+    assert r.status_code == 400 and r.get_json() == {"ready": False}
+    r = client.post("/v2/models/affine/infer", json={"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])]})
+    assert r.status_code == 503 and "not running" in r.get_json()["error"]
+
+
+def test_closed_infer_needs_a_token(served):
+    import secrets
+
+    from appliance.store import now_iso
+    from appliance.web.security import hash_token
+
+    client, services = served(INFERENCE__OPEN_INFER="false")
+    body = {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])]}
+    r = client.post("/v2/models/affine/infer", json=body)
+    assert r.status_code == 401
+    assert client.get("/v2/models/affine").status_code == 200, "metadata stays open"
+    token = secrets.token_urlsafe(16)
+
+    def add(conn):
+        uid = conn.execute("INSERT INTO users (role, display_name, uid, created_at) VALUES ('student', 'S', 'u-1', ?)",
+                           (now_iso(),)).lastrowid
+        conn.execute("INSERT INTO api_tokens (user_id, name, token_hash, created_at) VALUES (?, 'lab', ?, ?)",
+                     (uid, hash_token(token), now_iso()))
+
+    services.db.write(add)
+    r = client.post("/v2/models/affine/infer", json=body, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200
+    r = client.post("/v2/models/affine/infer", json=body, headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401
+
+
+def test_admin_model_endpoints_need_admin(served):
+    client, _ = served()
+    assert client.get("/api/v1/models").status_code == 401
+    assert client.post("/api/v1/models/affine/rollback").status_code in (401, 403)
+
+
+def test_every_inference_route_declares_a_role(served):
+    from appliance.web.security import undeclared_endpoints
+
+    client, _ = served()
+    assert not [e for e in undeclared_endpoints(client.application) if e.startswith("inference.")]

@@ -1,0 +1,95 @@
+"""Prometheus exposition: request counts by outcome, batch sizes, queue time, latency per model, the
+loaded version; and the admin summary's percentiles and batch sizes."""
+from __future__ import annotations
+
+import re
+import threading
+
+import numpy as np
+import pytest
+from inference_models import affine_model, write_version
+from prometheus_client.parser import text_string_to_metric_families
+
+from appliance.errors import BadRequest
+
+
+def samples(text):
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_metrics_content(repo, make_engine):
+    write_version(repo, "affine", "3", affine_model(3.0))
+    engine = make_engine()
+    for _ in range(5):
+        engine.infer("affine", {"x": np.ones((2, 4), np.float32)})
+    with pytest.raises(BadRequest):
+        engine.infer("affine", {"x": np.ones((2, 5), np.float32)})
+    text = engine.metrics.exposition()[0].decode()
+    s = samples(text)
+    assert s[("ce_inference_requests_total", (("model", "affine"), ("outcome", "success")))] == 5
+    assert s[("ce_inference_requests_total", (("model", "affine"), ("outcome", "client_error")))] == 1
+    assert s[("ce_inference_request_duration_seconds_count", (("model", "affine"),))] == 5
+    assert s[("ce_inference_batch_size_count", (("model", "affine"),))] == 5
+    assert s[("ce_inference_batch_size_sum", (("model", "affine"),))] == 10  # five batches of two rows
+    assert s[("ce_inference_batch_size_bucket", (("le", "1.0"), ("model", "affine")))] == 0
+    assert s[("ce_inference_batch_size_bucket", (("le", "2.0"), ("model", "affine")))] == 5
+    assert s[("ce_inference_queue_duration_seconds_count", (("model", "affine"),))] == 5
+    assert s[("ce_inference_compute_duration_seconds_count", (("model", "affine"),))] == 5
+    info = [k for k in s if k[0] == "ce_inference_model_info"]
+    assert dict(info[0][1]) == {"model": "affine", "version": "3", "backend": "onnxruntime", "providers": "CPUExecutionProvider"}
+    assert s[("ce_inference_model_ready", (("model", "affine"),))] == 1
+    assert s[("ce_inference_provider_fallback", (("model", "affine"),))] == 0
+
+
+def test_unknown_model_names_do_not_create_series(repo, make_engine):
+    write_version(repo, "affine", "1", affine_model(1.0))
+    engine = make_engine()
+    for i in range(20):
+        with pytest.raises(BadRequest):
+            engine.infer(f"junk{i}", {})
+    assert "junk" not in engine.metrics.exposition()[0].decode()
+
+
+def test_admin_summary_counts_batches_and_latency(repo, make_engine):
+    write_version(repo, "affine", "1", affine_model(1.0))
+    engine = make_engine()
+    threads = [threading.Thread(target=lambda: [engine.infer("affine", {"x": np.ones((1, 4), np.float32)}) for _ in range(50)])
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (m,) = engine.models_status()
+    assert m["requests"] == 200 and m["errors"] == 0
+    assert 0 < m["p50_ms"] <= m["p99_ms"]
+    assert 1 <= m["mean_batch_rows"] <= m["max_batch_rows"] <= 4
+    assert m["batches"] <= 200
+
+
+def test_metrics_endpoint_over_http(tmp_path, repo):
+    from appliance.config import load_config
+    from appliance.inference.engine import attach
+    from appliance.services import Services
+    from appliance.web.app import create_app
+
+    write_version(repo, "affine", "1", affine_model(1.0))
+    env = {"CLASSROOM_EDGE_STORAGE__DATA_DIR": str(tmp_path / "d"), "CLASSROOM_EDGE_CONTENT__INSTALL_DEMO": "false",
+           "CLASSROOM_EDGE_INFERENCE__REPOSITORY": str(repo), "CLASSROOM_EDGE_INFERENCE__WATCH_INTERVAL_S": "0"}
+    services = Services.open(load_config(env=env))
+    try:
+        attach(services)
+        client = create_app(services).test_client()
+        body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
+        assert client.post("/v2/models/affine/infer", json=body).status_code == 200
+        r = client.get("/metrics")
+        assert r.status_code == 200 and r.content_type.startswith("text/plain")
+        assert re.search(r'ce_inference_requests_total\{model="affine",outcome="success"\} 1\.0', r.get_data(as_text=True))
+        health = client.get("/api/v1/health").get_json()
+        (part,) = [p for p in health["parts"] if p["name"] == "inference"]
+        assert part["state"] == "ok" and part["models"][0]["version"] == "1"
+    finally:
+        services.close()
