@@ -56,6 +56,9 @@ def rootfs_tarball() -> Path:
     run(["mmdebstrap", "--variant=minbase", f"--include={','.join(packages)}", SUITE, str(partial), MIRROR],
         timeout=1200)
     partial.rename(tarball)  # only a complete build is ever found in the cache
+    for stale in CACHE.glob(f"rootfs-{SUITE}-*.tar"):
+        if stale != tarball:
+            stale.unlink()  # built for a package list that no longer exists
     return tarball
 
 
@@ -74,6 +77,9 @@ def wheelhouse() -> Path:
     (partial / ".complete").touch()
     shutil.rmtree(house, ignore_errors=True)
     partial.rename(house)
+    for stale in CACHE.glob("wheelhouse-*"):
+        if stale != house and not stale.name.endswith(".partial"):
+            shutil.rmtree(stale, ignore_errors=True)
     return house
 
 
