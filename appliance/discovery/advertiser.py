@@ -10,10 +10,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from zeroconf import DNSOutgoing, DNSQuestion, ServiceInfo, Zeroconf
-from zeroconf.const import _CLASS_IN, _FLAGS_AA, _FLAGS_QR_QUERY, _FLAGS_QR_RESPONSE, _TYPE_ANY
+from zeroconf.const import (
+    _CLASS_IN,
+    _FLAGS_AA,
+    _FLAGS_QR_QUERY,
+    _FLAGS_QR_RESPONSE,
+    _TYPE_ANY,
+)
 
 from appliance.discovery import names
 from appliance.discovery.conflicts import ConflictWatch

@@ -71,7 +71,7 @@ class PeerBrowser(ServiceListener):
     def update_service(self, zc: Zeroconf, type_: str, name: str) -> None:
         self._resolve(zc, type_, name)
 
-    def remove_service(self, zc: Zeroconf, type_: str, name: str) -> None:  # noqa: ARG002
+    def remove_service(self, zc: Zeroconf, type_: str, name: str) -> None:
         with self._lock:
             gone = self._peers.pop(name, None)
         if gone:
@@ -86,7 +86,7 @@ class PeerBrowser(ServiceListener):
             peer = describe(info)
             if self._own and peer["box_id"] == self._own:
                 return  # our own announcement, echoed back
-        except Exception:  # noqa: BLE001 - a bad record from the LAN must not kill browsing
+        except Exception:
             log.exception("ignoring unreadable announcement %s", name)
             return
         with self._lock:

@@ -82,7 +82,7 @@ class ConflictWatch(RecordUpdateListener):
         with self._lock:
             self._own.update(str(ipaddress.ip_address(a)) for a in addresses)
 
-    def async_update_records(self, zc, now, records) -> None:  # noqa: ARG002 - zeroconf's signature
+    def async_update_records(self, zc, now, records) -> None:
         # Never raise into zeroconf's loop: a failure here would only cost us conflict detection.
         try:
             for update in records:
@@ -113,11 +113,12 @@ class ConflictWatch(RecordUpdateListener):
             box = parse_txt(record.text).get("id")
             if box != self._box_id:
                 _put(ev.box_ids if box else ev.other, box or record.name, expires, ttl)
-        elif isinstance(record, DNSService):
+        elif isinstance(record, DNSService) and (
             # Same target host and port is either us or a box that also claims the host name (the
             # address records decide that); another target is someone else's service.
-            if record.server.lower() != names.host_fqdn(label) or record.port != self._port:
-                _put(ev.other, record.server, expires, ttl)
+            record.server.lower() != names.host_fqdn(label) or record.port != self._port
+        ):
+            _put(ev.other, record.server, expires, ttl)
 
     @staticmethod
     def _label_for(name: str) -> str | None:

@@ -96,4 +96,4 @@ def has_link(name: str, sys_class_net: str = "/sys/class/net") -> bool:
         state = Path(sys_class_net, name, "operstate").read_text(encoding="ascii").strip()
     except OSError:
         return True  # no sysfs view (containers): assume linked rather than never announcing
-    return state not in ("down", "lowerlayerdown", "notpresent")
+    return state not in ("down", "lowerlayerdown", "notpresent", "dormant")

@@ -190,7 +190,7 @@ class DiscoveryService:
                     self._writer.write(self.status_dict())
                     self._notify.watchdog()
                     self._stop.wait(self._poll)
-        except Exception as exc:  # noqa: BLE001 - reported through status and the exit code
+        except Exception as exc:
             if self._stop.is_set() and isinstance(exc, Unavailable):
                 return  # interrupted while probing: an ordinary stop (the finally block still runs)
             log.exception("mDNS advertiser failed")
@@ -269,7 +269,7 @@ class DiscoveryService:
         if self._adv is not None:
             try:
                 self._adv.close()
-            except Exception:  # noqa: BLE001 - still close the sockets below
+            except Exception:
                 log.exception("withdrawing the mDNS records failed")
         zc, self._zc = self._zc, None
         if zc is not None:

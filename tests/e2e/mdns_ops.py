@@ -10,7 +10,14 @@ import http.client
 import logging
 import threading
 
-from zeroconf import AddressResolverIPv4, IPVersion, ServiceBrowser, ServiceInfo, ServiceListener, Zeroconf
+from zeroconf import (
+    AddressResolverIPv4,
+    IPVersion,
+    ServiceBrowser,
+    ServiceInfo,
+    ServiceListener,
+    Zeroconf,
+)
 
 from appliance.config import load_config
 from appliance.discovery import names

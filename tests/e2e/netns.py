@@ -5,7 +5,7 @@ own little network: ``Lab.namespace()`` makes a namespace (loopback up, IPv6 off
 ``Lab.link()`` joins two namespaces with a veth pair, ``Lab.switch()`` makes a bridge in a namespace of
 its own for three or more hosts. Everything is created *inside* the namespaces (``ip -n NS link add``),
 so interface names never clash with the host's, and names carry the test process id so parallel runs
-never collide. ``Lab.close()`` (or the ``netns_lab`` fixture) kills what runs inside and deletes
+never collide. ``Lab.close()`` (or a fixture built on ``lab_for_test``) kills what runs inside and deletes
 every namespace, also after a failed test; namespaces left by a killed run are swept on the next start.
 
 Code runs inside a namespace either as a one-shot command (``Namespace.run``) or as a long-lived
@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 import pytest
 
@@ -50,7 +51,7 @@ def unavailable_reason() -> str | None:
 
 def sh(argv: list[str], *, check: bool = True, timeout: float = 15.0, input: str | None = None) -> str:
     """Run a command on the host (for ``ip`` itself); stdout, or NetnsError with stderr."""
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input, check=False)
     if check and proc.returncode != 0:
         raise NetnsError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc.stdout
@@ -204,7 +205,7 @@ class Agent:
 class Switch:
     """A bridge in its own namespace; ``plug`` connects a host namespace to it."""
 
-    def __init__(self, lab: "Lab", ns: Namespace) -> None:
+    def __init__(self, lab: Lab, ns: Namespace) -> None:
         self._lab = lab
         self.ns = ns
         self._ports = itertools.count(1)
@@ -239,7 +240,7 @@ class Lab:
         self.agents: list[Agent] = []
         self.log_dir = Path(tempfile.mkdtemp(prefix="netns-lab-"))
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -287,9 +288,11 @@ class Lab:
         shutil.rmtree(self.log_dir, ignore_errors=True)
 
 
-@pytest.fixture
-def netns_lab():
-    """A ``Lab`` for one test, torn down afterwards; skips (with the reason) when not root."""
+def lab_for_test():
+    """Body of a test fixture: yields a ``Lab`` and tears it down; skips (with the reason) when not root.
+
+    Use it as ``@pytest.fixture def lab(): yield from netns.lab_for_test()``.
+    """
     reason = unavailable_reason()
     if reason:
         pytest.skip(reason)

@@ -50,7 +50,7 @@ def op_serve_http(state, port=0, body="hello", host="0.0.0.0"):
     page = body.encode()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's naming
+        def do_GET(self):
             if self.path.startswith("/api/v1/health"):
                 data, ctype = b'{"status": "ok"}', "application/json"
             else:
@@ -101,7 +101,7 @@ def cleanup(state) -> None:
     for fn in reversed(state.pop("cleanup", [])):
         try:
             fn()
-        except Exception:  # noqa: BLE001 - keep cleaning up the rest
+        except Exception:
             log.exception("cleanup step failed")
 
 
