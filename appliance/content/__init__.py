@@ -1,8 +1,9 @@
 """Course content: the bundle format, the importer, the shared blob store and asset serving.
 
-The runtime calls ``attach(services)`` once at start (it provides the ``blobs``, ``content_importer``
-and ``content_jobs`` components and the ``content`` health status), then
-``install_demo_if_empty(services)`` when ``content.install_demo`` is on. Nothing here runs at import.
+The runtime calls ``attach(services)`` in each serving process (it provides the ``blobs``,
+``content_importer`` and ``imports`` (an ``ImportJobs``) components and the ``content`` health status), and
+``install_demo_if_empty(services)`` once before serving
+(it checks ``content.install_demo`` itself). Nothing here runs at import.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def attach(services):
     importer = Importer(services.db, store, cfg)
     services.provide("blobs", store)
     services.provide("content_importer", importer)
-    services.provide("content_jobs", ImportJobs(importer))
+    services.provide("imports", ImportJobs(importer))
 
     def status() -> PartStatus:
         use = store.usage()
@@ -60,7 +61,13 @@ def install_demo_if_empty(services) -> list:
     with services.db.read() as conn:
         if conn.execute("SELECT count(*) FROM courses").fetchone()[0]:
             return []
-    store = services.get("blobs") or attach(services)
+    store = services.get("blobs")
+    if store is None:
+        # Called before attach() (first-start preparation): a store just for this import.
+        from appliance.content.blobs import BlobStore
+
+        store = BlobStore(services.data_dir / "blobs", services.db, services.cfg.content.blob_quota_mb * MB,
+                          cache_dir=services.cache_dir)
     local = services.cfg.replace(content={"trusted_keys": []})
     importer = Importer(services.db, store, local)
     results = []

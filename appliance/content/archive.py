@@ -12,9 +12,9 @@ import os
 import stat
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from appliance.errors import ImportRejected
 
@@ -35,7 +35,7 @@ class Limits:
     max_manifest_bytes: int
 
     @classmethod
-    def from_config(cls, cfg) -> "Limits":
+    def from_config(cls, cfg) -> Limits:
         c = cfg.content
         return cls(c.max_bundle_mb * 1024 * 1024, float(c.max_compression_ratio), c.max_files,
                    c.max_manifest_mb * 1024 * 1024)

@@ -12,10 +12,10 @@ the web process cannot evict a blob that the other is about to reference.
 from __future__ import annotations
 
 import contextlib
-import json
 import fcntl
 import gzip
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -23,8 +23,8 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from appliance.errors import ImportRejected, IntegrityError
 from appliance.store import Database
@@ -49,6 +49,10 @@ class Staging:
         self.dir = root / ".staging" / uuid.uuid4().hex
         self.dir.mkdir(parents=True)
         self.files: dict[str, Path] = {}
+        # Held while the import runs, so ``recover`` in another process (a restarting web worker)
+        # can tell a live staging directory from one left by a crash.
+        self._held = os.open(self.dir / ".held", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._held, fcntl.LOCK_EX)
 
     def put(self, chunks: Iterable[bytes], sha256: str, size: int, label: str,
             on_bytes: Callable[[int], None] | None = None, keep: bool = True) -> None:
@@ -58,8 +62,7 @@ class Staging:
         h = hashlib.sha256()
         n = 0
         path = self.dir / sha256
-        out = open(path, "wb") if keep else None
-        try:
+        with open(path, "wb") if keep else contextlib.nullcontext() as out:
             for chunk in chunks:
                 h.update(chunk)
                 n += len(chunk)
@@ -72,9 +75,6 @@ class Staging:
             if out is not None:
                 out.flush()
                 os.fsync(out.fileno())
-        finally:
-            if out is not None:
-                out.close()
         if n != size:
             raise IntegrityError(f"asset '{label}' is {n} bytes but course.json declares {size}.")
         if h.hexdigest() != sha256:
@@ -84,6 +84,22 @@ class Staging:
 
     def discard(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+        os.close(self._held)
+
+    @staticmethod
+    def abandoned(path: Path) -> bool:
+        """True when no live import holds the staging directory ``path``."""
+        try:
+            fd = os.open(path / ".held", os.O_RDWR)
+        except FileNotFoundError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
 
 
 class BlobStore:
@@ -119,10 +135,10 @@ class BlobStore:
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{uuid.uuid4().hex}.tmp")
-        with self.open(sha256) as src, open(tmp, "wb") as raw:
-            # mtime=0: the same blob always compresses to the same bytes.
-            with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz:
-                shutil.copyfileobj(src, gz, 1 << 16)
+        # mtime=0 and no file name: the same blob always compresses to the same bytes.
+        with (self.open(sha256) as src, open(tmp, "wb") as raw,
+              gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=6, mtime=0) as gz):
+            shutil.copyfileobj(src, gz, 1 << 16)
         os.replace(tmp, target)
         return target
 
@@ -255,10 +271,14 @@ class BlobStore:
                 p.unlink()
 
     def recover(self) -> dict:
-        """At start: drop staging left by an interrupted import and files no row knows (a crash
-        between placing and committing), and forget unpinned rows whose file is gone."""
+        """At start: drop staging left by an interrupted import (not one still running in another
+        process), files no row knows (a crash between placing and committing; safe because placing
+        and committing happen under the same lock), and unpinned rows whose file is gone."""
         with self.locked():
-            shutil.rmtree(self.root / ".staging", ignore_errors=True)
+            staging = self.root / ".staging"
+            for sub in (staging.iterdir() if staging.is_dir() else ()):
+                if Staging.abandoned(sub):
+                    shutil.rmtree(sub, ignore_errors=True)
             with self.db.read() as conn:
                 rows = {r[0]: r[1] for r in conn.execute("SELECT sha256, pinned FROM blobs")}
             orphans = 0

@@ -22,13 +22,21 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 from appliance.content import signing
 from appliance.content.archive import Limits, Source, open_source
 from appliance.content.blobs import BlobStore
-from appliance.content.bundle import MANIFEST, SIGNATURE, Manifest, asset_member, is_asset_member, load_manifest, parse_version
+from appliance.content.bundle import (
+    MANIFEST,
+    SIGNATURE,
+    Manifest,
+    asset_member,
+    is_asset_member,
+    load_manifest,
+    parse_version,
+)
 from appliance.content.markup import render_lesson
 from appliance.errors import Conflict, ImportRejected, IntegrityError, Unavailable
 from appliance.store import Database, now_iso
@@ -115,7 +123,7 @@ class Importer:
                 self.db.write(lambda c: _replace_course(c, manifest, manifest_sha, rows, previous, sig_row))
                 try:
                     self.blobs.evict_to_fit(0)  # blobs only the old version used are unpinned now
-                except Exception:  # noqa: BLE001 - the course is installed; the next import retries the cleanup
+                except Exception:
                     log.exception("course %s is installed, but evicting its unpinned blobs failed", manifest.course_id)
         log.info("imported course %s %s (%s, %d new bytes)", manifest.course_id, manifest.version, status, new_bytes)
         report(total, total, "done")
@@ -204,19 +212,26 @@ def build_rows(manifest: Manifest) -> dict[str, list[tuple]]:
 
 
 _UPSERTS = {
-    "skills": ("INSERT INTO skills (course_id, id, name, description, prerequisites) VALUES (?, ?, ?, ?, ?) "
-               "ON CONFLICT (course_id, id) DO UPDATE SET name = excluded.name, description = excluded.description, "
-               "prerequisites = excluded.prerequisites", "id"),
-    "lessons": ("INSERT INTO lessons (course_id, id, position, title, body, media, skills) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (course_id, id) DO UPDATE SET position = excluded.position, title = excluded.title, "
-                "body = excluded.body, media = excluded.media, skills = excluded.skills", "id"),
-    "exercises": ("INSERT INTO exercises (course_id, id, lesson_id, position, kind, prompt, spec, skills, difficulty) "
-                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (course_id, id) DO UPDATE SET "
-                  "lesson_id = excluded.lesson_id, position = excluded.position, kind = excluded.kind, "
-                  "prompt = excluded.prompt, spec = excluded.spec, skills = excluded.skills, "
-                  "difficulty = excluded.difficulty", "id"),
-    "course_assets": ("INSERT INTO course_assets (course_id, name, sha256, mime) VALUES (?, ?, ?, ?) "
-                      "ON CONFLICT (course_id, name) DO UPDATE SET sha256 = excluded.sha256, mime = excluded.mime", "name"),
+    "skills": (
+        ("INSERT INTO skills (course_id, id, name, description, prerequisites) VALUES (?, ?, ?, ?, ?) "
+         "ON CONFLICT (course_id, id) DO UPDATE SET name = excluded.name, description = excluded.description, "
+         "prerequisites = excluded.prerequisites"),
+        "id"),
+    "lessons": (
+        ("INSERT INTO lessons (course_id, id, position, title, body, media, skills) VALUES (?, ?, ?, ?, ?, ?, ?) "
+         "ON CONFLICT (course_id, id) DO UPDATE SET position = excluded.position, title = excluded.title, "
+         "body = excluded.body, media = excluded.media, skills = excluded.skills"),
+        "id"),
+    "exercises": (
+        ("INSERT INTO exercises (course_id, id, lesson_id, position, kind, prompt, spec, skills, difficulty) "
+         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (course_id, id) DO UPDATE SET "
+         "lesson_id = excluded.lesson_id, position = excluded.position, kind = excluded.kind, "
+         "prompt = excluded.prompt, spec = excluded.spec, skills = excluded.skills, difficulty = excluded.difficulty"),
+        "id"),
+    "course_assets": (
+        ("INSERT INTO course_assets (course_id, name, sha256, mime) VALUES (?, ?, ?, ?) "
+         "ON CONFLICT (course_id, name) DO UPDATE SET sha256 = excluded.sha256, mime = excluded.mime"),
+        "name"),
 }
 
 

@@ -83,17 +83,15 @@ class ImportJobs:
             if item is _STOP:
                 return
             job_id, path, force, delete_after = item
-            try:
-                if self._stopping.is_set():
-                    self._update(job_id, state="cancelled", stage="cancelled", finished_at=time.time(),
-                                 error="cancelled: the box is shutting down.")
-                    continue
-                self._run(job_id, path, force)
-            finally:
-                if delete_after:
-                    path.unlink(missing_ok=True)
+            if self._stopping.is_set():
+                final = {"state": "cancelled", "stage": "cancelled", "error": "cancelled: the box is shutting down."}
+            else:
+                final = self._run(job_id, path, force)
+            if delete_after:
+                path.unlink(missing_ok=True)  # before the final state, so a waiter never sees it linger
+            self._update(job_id, finished_at=time.time(), **final)
 
-    def _run(self, job_id: str, path: Path, force: bool) -> None:
+    def _run(self, job_id: str, path: Path, force: bool) -> dict:
         self._update(job_id, state="running", stage="checking")
 
         def progress(done: int, total: int, stage: str) -> None:
@@ -106,15 +104,12 @@ class ImportJobs:
             result = self._importer.run(path, force=force, progress=progress)
         except AppError as exc:
             log.warning("import of %s failed: %s", path.name, exc.message)
-            self._update(job_id, state="failed", stage="failed", error=exc.message, code=exc.code,
-                         finished_at=time.time())
-        except Exception as exc:  # noqa: BLE001 - reported to the admin page, with the traceback in the log
+            return {"state": "failed", "stage": "failed", "error": exc.message, "code": exc.code}
+        except Exception as exc:
             log.exception("import of %s failed unexpectedly", path.name)
-            self._update(job_id, state="failed", stage="failed", code="internal_error",
-                         error=f"unexpected error during import: {exc}", finished_at=time.time())
-        else:
-            self._update(job_id, state="done", stage="done", result=result.to_json(), percent=100.0,
-                         finished_at=time.time())
+            return {"state": "failed", "stage": "failed", "code": "internal_error",
+                    "error": f"unexpected error during import: {exc}"}
+        return {"state": "done", "stage": "done", "result": result.to_json(), "percent": 100.0}
 
     def close(self, timeout: float = 60.0) -> None:
         self._stopping.set()

@@ -57,11 +57,11 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None | str:
             return "unsatisfiable"
         return max(0, size - n), size - 1
     start = int(first)
-    end = int(last) if last else size - 1
-    if end < start:
-        return None
     if start >= size:
         return "unsatisfiable"
+    end = int(last) if last else size - 1
+    if end < start:
+        return None  # "bytes=9-3" is invalid syntax, not an unsatisfiable range
     return start, min(end, size - 1)
 
 
@@ -116,7 +116,7 @@ def asset(course_id: str, name: str):
         gz = store.gzipped(sha)
         length = gz.stat().st_size
         headers.update({"Content-Encoding": "gzip", "Content-Length": str(length)})
-        return Response(_stream(gz, 0, length), 200, headers=headers, mimetype=mime, direct_passthrough=True)
+        return Response(_stream(gz, 0, length), 200, headers=headers, content_type=mime, direct_passthrough=True)
 
     status, start, length = 200, 0, size
     rng = request.headers.get("Range")
@@ -131,4 +131,4 @@ def asset(course_id: str, name: str):
             status, length = 206, end - start + 1
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     headers["Content-Length"] = str(length)
-    return Response(_stream(path, start, length), status, headers=headers, mimetype=mime, direct_passthrough=True)
+    return Response(_stream(path, start, length), status, headers=headers, content_type=mime, direct_passthrough=True)

@@ -10,8 +10,8 @@ import os
 import shutil
 import uuid
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from appliance.content.bundle import MANIFEST, SIGNATURE, asset_member
 

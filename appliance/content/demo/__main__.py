@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
-from pathlib import Path
 
 from appliance.content import demo
 from appliance.content.demo.text import LANGUAGES

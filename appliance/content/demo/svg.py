@@ -33,8 +33,8 @@ def frac_label(x: float, y: float, n: int | str, d: int | str, size: int = 20) -
     w = size * 0.7 * max(len(str(n)), len(str(d))) + 6
     return [
         f'<text x="{_n(x)}" y="{_n(y + size)}" text-anchor="middle" font-size="{size}" {FONT} fill="{INK}">{n}</text>',
-        f'<line x1="{_n(x - w / 2)}" y1="{_n(y + size + 5)}" x2="{_n(x + w / 2)}" y2="{_n(y + size + 5)}" '
-        f'stroke="{INK}" stroke-width="2"/>',
+        (f'<line x1="{_n(x - w / 2)}" y1="{_n(y + size + 5)}" x2="{_n(x + w / 2)}" y2="{_n(y + size + 5)}" '
+         f'stroke="{INK}" stroke-width="2"/>'),
         f'<text x="{_n(x)}" y="{_n(y + 2 * size + 8)}" text-anchor="middle" font-size="{size}" {FONT} fill="{INK}">{d}</text>',
     ]
 

@@ -1,5 +1,5 @@
 """English text of the demo course (ages 9-11)."""
-# ruff: noqa: E501 - prose reads better on one line per sentence than wrapped
+
 
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve")
 PARTS = {2: ("half", "halves"), 3: ("third", "thirds"), 4: ("quarter", "quarters"), 5: ("fifth", "fifths"),

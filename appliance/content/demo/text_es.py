@@ -1,5 +1,5 @@
 """Texto en español del curso de demostración (de 9 a 11 años)."""
-# ruff: noqa: E501 - prose reads better on one line per sentence than wrapped
+
 
 NUMBERS = ("cero", "un", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve", "diez", "once", "doce")
 PARTS = {2: ("medio", "medios"), 3: ("tercio", "tercios"), 4: ("cuarto", "cuartos"), 5: ("quinto", "quintos"),
