@@ -1,0 +1,54 @@
+"""``classroom-edge users`` and ``classes``: the first admin without the web page, for provisioning."""
+from __future__ import annotations
+
+import io
+import json
+import sys
+
+from appliance.cli.main import main
+from appliance.config import load_config
+from appliance.people.passwords import verify_password
+from appliance.store import open_database
+
+
+def _run(monkeypatch, capsys, tmp_path, *argv, stdin=""):
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    monkeypatch.setenv("CLASSROOM_EDGE_CONTENT__INSTALL_DEMO", "false")
+    code = main([*argv, "--data-dir", str(tmp_path)])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_add_list_disable_and_passwd(monkeypatch, capsys, tmp_path):
+    code, out, _ = _run(monkeypatch, capsys, tmp_path, "users", "add", "--role", "admin", "--username", "Root",
+                        "--password-stdin", stdin="a very good password\n")
+    assert code == 0 and "created admin account 'root'" in out
+    code, out, _ = _run(monkeypatch, capsys, tmp_path, "users", "list")
+    listed = json.loads(out)
+    assert code == 0 and listed[0]["username"] == "root" and listed[0]["role"] == "admin"
+    assert "password_hash" not in listed[0]
+    code, _, err = _run(monkeypatch, capsys, tmp_path, "users", "add", "--role", "teacher", "--username", "root",
+                        "--password-stdin", stdin="another password\n")
+    assert code == 1 and "already taken" in err
+    code, _, err = _run(monkeypatch, capsys, tmp_path, "users", "disable", "root")
+    assert code == 1 and "last active admin" in err
+    code, _, _ = _run(monkeypatch, capsys, tmp_path, "users", "passwd", "root", "--password-stdin", stdin="new password!\n")
+    assert code == 0
+    db = open_database(load_config(env={"CLASSROOM_EDGE_STORAGE__DATA_DIR": str(tmp_path)}))
+    try:
+        with db.read() as conn:
+            h = conn.execute("SELECT password_hash FROM users WHERE username = 'root'").fetchone()[0]
+    finally:
+        db.close()
+    assert verify_password(h, "new password!")
+
+
+def test_empty_stdin_and_short_password_fail_cleanly(monkeypatch, capsys, tmp_path):
+    code, _, err = _run(monkeypatch, capsys, tmp_path, "users", "add", "--role", "admin", "--username", "x1",
+                        "--password-stdin", stdin="")
+    assert code == 1 and "stdin" in err
+    code, _, err = _run(monkeypatch, capsys, tmp_path, "users", "add", "--role", "admin", "--username", "x1",
+                        "--password-stdin", stdin="short\n")
+    assert code == 1 and "at least 8" in err
+    code, out, _ = _run(monkeypatch, capsys, tmp_path, "classes", "list")
+    assert code == 0 and json.loads(out) == []

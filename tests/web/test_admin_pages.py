@@ -1,0 +1,153 @@
+"""Admin pages: device status, accounts, course import with progress, backup and restore."""
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import pytest
+from lms_fixtures import csrf_of, sign_in_staff
+
+from appliance.services import PartStatus
+
+
+def _token(client, path="/admin/"):
+    return csrf_of(client.get(path).get_data(as_text=True))
+
+
+def test_status_page_shows_the_box_and_every_part(services, admin_client):
+    services.report_status("sync", lambda: PartStatus("sync", "disabled", "no uplink configured"))
+    services.report_status("inference", lambda: PartStatus("inference", "failed", "model file missing"))
+    html = admin_client.get("/admin/").get_data(as_text=True)
+    for text in ("Version", "Running for", "Free disk", "Database", "Course files", "no uplink configured",
+                 "model file missing", "Switched off", "Failed"):
+        assert text in html, text
+    info = admin_client.get("/api/v1/status").get_json()
+    assert info["database_bytes"] > 0 and info["disk"]["free_bytes"] > 0
+    assert {p["name"]: p["state"] for p in info["parts"]} == {"sync": "disabled", "inference": "failed"}
+
+
+def test_admin_creates_and_disables_a_teacher(app, services, admin_client):
+    resp = admin_client.post("/admin/users", data={"csrf_token": _token(admin_client), "role": "teacher",
+                                                   "username": "Maria.G", "display_name": "María", "password": "pizza pizza 9"})
+    assert resp.status_code == 302
+    c = app.test_client()
+    assert sign_in_staff(c, "maria.g", "pizza pizza 9").status_code == 302
+    with services.db.read() as conn:
+        uid = conn.execute("SELECT id FROM users WHERE username = 'maria.g'").fetchone()[0]
+    admin_client.post(f"/admin/users/{uid}/disabled", data={"csrf_token": _token(admin_client), "disabled": "1"})
+    assert c.get("/teach/").status_code == 401  # the live session ends with the account
+    assert sign_in_staff(app.test_client(), "maria.g", "pizza pizza 9").status_code == 401
+
+
+def test_duplicate_username_and_weak_password_are_refused(admin_client, teacher):
+    dup = admin_client.post("/admin/users", data={"csrf_token": _token(admin_client), "role": "teacher",
+                                                  "username": "tom", "password": "long password"})
+    assert dup.status_code == 409 and "already taken" in dup.get_data(as_text=True)
+    weak = admin_client.post("/admin/users", data={"csrf_token": _token(admin_client), "role": "teacher",
+                                                   "username": "newbie", "password": "short"})
+    assert weak.status_code == 400 and "at least 8" in weak.get_data(as_text=True)
+
+
+def test_last_admin_cannot_be_disabled(services, admin, admin_client):
+    resp = admin_client.post(f"/admin/users/{admin['id']}/disabled", data={"csrf_token": _token(admin_client), "disabled": "1"})
+    assert resp.status_code == 400
+    with services.db.read() as conn:
+        assert conn.execute("SELECT disabled FROM users WHERE id = ?", (admin["id"],)).fetchone()[0] == 0
+
+
+def test_password_change_signs_out_other_sessions(app, teacher, admin_client):
+    teacher_session = app.test_client()
+    sign_in_staff(teacher_session, "tom")
+    resp = admin_client.post(f"/admin/users/{teacher['id']}/password",
+                             data={"csrf_token": _token(admin_client), "password": "brand new secret"})
+    assert resp.status_code == 302
+    assert teacher_session.get("/teach/").status_code == 401
+    assert sign_in_staff(app.test_client(), "tom", "brand new secret").status_code == 302
+
+
+def test_backup_download_and_restore_round_trip(app, services, tmp_path, course, klass, admin_client):
+    resp = admin_client.post("/admin/backup/download", data={"csrf_token": _token(admin_client, "/admin/backup")})
+    assert resp.status_code == 200 and "attachment" in resp.headers["Content-Disposition"]
+    backup = tmp_path / "copy.db"
+    backup.write_bytes(resp.get_data())
+    resp.close()
+    assert not list((services.data_dir / "backups").glob("*.db"))  # nothing left on the box
+    conn = sqlite3.connect(backup)
+    assert conn.execute("SELECT COUNT(*) FROM users WHERE role = 'student'").fetchone()[0] == 2
+    conn.close()
+    # Change something, then restore: the change is undone.
+    services.db.write(lambda c: c.execute("DELETE FROM class_members"))
+    with open(backup, "rb") as f:
+        resp = admin_client.post("/admin/backup/restore", data={"csrf_token": _token(admin_client, "/admin/backup"),
+                                                                "backup": (f, "copy.db")}, content_type="multipart/form-data")
+    assert resp.status_code == 302
+    with services.db.read() as c:
+        assert c.execute("SELECT COUNT(*) FROM class_members").fetchone()[0] == 2
+
+
+
+
+def test_restore_refuses_garbage(services, admin_client, klass):
+    import io
+
+    resp = admin_client.post("/admin/backup/restore", data={
+        "csrf_token": _token(admin_client, "/admin/backup"), "backup": (io.BytesIO(b"garbage" * 1000), "x.db")},
+        content_type="multipart/form-data")
+    assert resp.status_code == 400 and "not a database backup" in resp.get_data(as_text=True)
+    with services.db.read() as c:
+        assert c.execute("SELECT COUNT(*) FROM class_members").fetchone()[0] == 2
+
+
+@pytest.fixture
+def content_attached(services):
+    from appliance.content import attach
+
+    attach(services)
+    return services
+
+
+def _wait_job(client, job_id, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/v1/imports/{job_id}").get_json()
+        if job["state"] not in ("queued", "running"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError("import did not finish")
+
+
+def test_course_import_through_the_api_with_progress(tmp_path, content_attached, admin_client):
+    from appliance.content import demo
+
+    bundle = demo.write(tmp_path / "demo.zip", "en")
+    token = _token(admin_client, "/admin/content")
+    with open(bundle, "rb") as f:
+        resp = admin_client.post("/api/v1/imports", headers={"X-CSRF-Token": token},
+                                 data={"bundle": (f, "demo.zip")}, content_type="multipart/form-data")
+    assert resp.status_code == 202
+    job = _wait_job(admin_client, resp.get_json()["id"])
+    assert job["state"] == "done" and job["percent"] == 100.0 and job["result"]["lessons"] >= 6
+    page = admin_client.get("/admin/content").get_data(as_text=True)
+    assert job["result"]["title"] in page and "Installed" in page
+    assert not list((content_attached.data_dir / "uploads").glob("*"))  # the upload was removed
+
+
+def test_bad_bundle_is_refused_with_a_clear_message(content_attached, admin_client):
+    import io
+
+    token = _token(admin_client, "/admin/content")
+    resp = admin_client.post("/api/v1/imports", headers={"X-CSRF-Token": token},
+                             data={"bundle": (io.BytesIO(b"PK\x03\x04 not really a zip"), "bad.zip")},
+                             content_type="multipart/form-data")
+    job = _wait_job(admin_client, resp.get_json()["id"])
+    assert job["state"] == "failed" and job["error"]
+    wrong_type = admin_client.post("/api/v1/imports", headers={"X-CSRF-Token": token},
+                                   data={"bundle": (io.BytesIO(b"x"), "notes.txt")}, content_type="multipart/form-data")
+    assert wrong_type.status_code == 400 and ".zip" in wrong_type.get_json()["error"]
+
+
+def test_import_unavailable_without_content_engine(admin_client):
+    html = admin_client.get("/admin/content").get_data(as_text=True)
+    assert "Course import is not available" in html
+    resp = admin_client.get("/api/v1/imports/abc")
+    assert resp.status_code == 503 and resp.is_json

@@ -1,0 +1,49 @@
+"""People rules: names, usernames, passwords and PINs, roster CSV parsing."""
+from __future__ import annotations
+
+import pytest
+
+from appliance.errors import BadRequest
+from appliance.people import classes
+from appliance.people.accounts import clean_name, clean_username
+from appliance.people.passwords import hash_pin, new_pin, verify_password, verify_pin, hash_password
+
+
+def test_roster_csv_formats():
+    assert classes.parse_roster_csv("name,age\nAna,9\nBen,10\n") == ["Ana", "Ben"]
+    assert classes.parse_roster_csv("\ufeffFirst Name;Last Name\nLi;Wei\nSam;\n") == ["Li Wei", "Sam"]
+    assert classes.parse_roster_csv("Ana\nBen\n\n  Carla   Diaz \n") == ["Ana", "Ben", "Carla Diaz"]
+    assert classes.parse_roster_csv("given name\tfamily name\nJo\tSmith\n") == ["Jo Smith"]
+    with pytest.raises(BadRequest, match="twice"):
+        classes.parse_roster_csv("name\nAna\nana\n")
+    with pytest.raises(BadRequest):
+        classes.parse_roster_csv("   \n")
+    with pytest.raises(BadRequest):
+        classes.parse_roster_csv("name\n\n")
+
+
+def test_names_and_usernames():
+    assert clean_name("  Ana   María ") == "Ana María"
+    with pytest.raises(BadRequest):
+        clean_name(" ")
+    with pytest.raises(BadRequest):
+        clean_name("x" * 61)
+    assert clean_username(" Tom.K ") == "tom.k"
+    for bad in ("a", "tom k", "../x", "-tom", "t" * 41):
+        with pytest.raises(BadRequest):
+            clean_username(bad)
+
+
+def test_password_and_pin_hashing():
+    h = hash_password("correct horse")
+    assert h.startswith("$argon2id$") and verify_password(h, "correct horse") and not verify_password(h, "wrong one")
+    assert not verify_password(None, "anything")
+    with pytest.raises(BadRequest):
+        hash_password("short")
+    pin = new_pin()
+    assert len(pin) == 4 and pin.isdigit() and len(set(pin)) > 1
+    ph = hash_pin(pin)
+    assert ph.startswith("$argon2id$") and verify_pin(ph, pin)
+    assert not verify_pin(ph, "12345") and not verify_pin(ph, "abcd") and not verify_pin(ph, "")
+    with pytest.raises(BadRequest):
+        hash_pin("12a4")
