@@ -9,112 +9,27 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from fractions import Fraction
 
+from appliance.content.demo.builder import (
+    Builder,
+    coprime,
+    frac_pattern,
+    fs,
+    mixed,
+    proper,
+    raw,
+)
 from appliance.content.demo.text import Lang
 
 SEED = "classroom-edge fractions v1"
 NAMES = ("Sam", "Ana", "Leo", "Maya", "Omar", "Zoe", "Iker", "Lucía")
 
 
-def fs(f: Fraction) -> str:
-    """A fraction as children write it: 3/4 (never 6/8 unless asked), whole numbers bare."""
-    return str(f.numerator) if f.denominator == 1 else f"{f.numerator}/{f.denominator}"
-
-
-def raw(n: int, d: int) -> str:
-    """An unsimplified fraction exactly as written (6/8 stays 6/8)."""
-    return f"{n}/{d}"
-
-
-def mixed(f: Fraction) -> str:
-    w, r = divmod(f.numerator, f.denominator)
-    return f"{w} {r}/{f.denominator}" if r else str(w)
-
-
-def frac_pattern(text: str) -> str:
-    """A regex accepting ``text`` with any spaces around the slash ("3 / 4")."""
-    parts = [re.escape(p) for p in text.split("/")]
-    return r"^\s*" + r"\s*/\s*".join(parts) + r"\s*$"
-
-
-def tolerance_for(f: Fraction) -> float:
-    # Exact decimals (3/4 = 0.75) must be typed exactly; repeating ones (2/3) accept two decimals.
-    d = f.denominator
-    while d % 2 == 0:
-        d //= 2
-    while d % 5 == 0:
-        d //= 5
-    return 0.0 if d == 1 else 0.005
-
-
-class Builder:
-    def __init__(self, lang: Lang, rng: random.Random):
-        self.t = lang
-        self.rng = rng
-        self.items: list[dict] = []
-        self._seen: set[tuple] = set()
-
-    def fresh(self, key: tuple) -> bool:
-        """True the first time ``key`` is seen, so generators never repeat an exercise."""
-        if key in self._seen:
-            return False
-        self._seen.add(key)
-        return True
-
-    def _add(self, prefix: str, lesson: str, kind: str, skills: list[str], difficulty: float, prompt: str, spec: dict):
-        n = sum(1 for e in self.items if e["id"].startswith(prefix + "-")) + 1
-        jitter = self.rng.uniform(-0.04, 0.04)
-        self.items.append({
-            "id": f"{prefix}-{n:02d}", "lesson": lesson, "kind": kind, "skills": skills,
-            "difficulty": round(min(1.0, max(0.0, difficulty + jitter)), 2), "prompt": prompt, "spec": spec,
-        })
-
-    def single(self, prefix, lesson, skills, diff, prompt, correct: str, wrong: list[str], hints, expl):
-        options = [correct] + [w for w in dict.fromkeys(wrong) if w != correct]
-        self.rng.shuffle(options)
-        self._add(prefix, lesson, "single_choice", skills, diff, prompt,
-                  {"choices": options, "answer": options.index(correct), "hints": hints, "explanation": expl})
-
-    def multiple(self, prefix, lesson, skills, diff, prompt, options: list[tuple[str, bool]], hints, expl):
-        options = list(dict(options).items())
-        self.rng.shuffle(options)
-        self._add(prefix, lesson, "multiple_choice", skills, diff, prompt,
-                  {"choices": [o for o, _ in options], "answer": [i for i, (_, ok) in enumerate(options) if ok],
-                   "hints": hints, "explanation": expl})
-
-    def numeric(self, prefix, lesson, skills, diff, prompt, answer: Fraction, hints, expl):
-        self._add(prefix, lesson, "numeric", skills, diff, prompt,
-                  {"answer": float(answer), "tolerance": tolerance_for(answer), "hints": hints, "explanation": expl})
-
-    def short(self, prefix, lesson, skills, diff, prompt, answers: list[str], hints, expl, patterns=(), case_sensitive=False):
-        self._add(prefix, lesson, "short_text", skills, diff, prompt,
-                  {"answers": answers, "patterns": list(patterns), "case_sensitive": case_sensitive,
-                   "hints": hints, "explanation": expl})
-
-    def free(self, prefix, lesson, skills, diff, prompt, references: list[str], hints, expl):
-        self._add(prefix, lesson, "free_text", skills, diff, prompt,
-                  {"references": references, "threshold": None, "hints": hints, "explanation": expl})
-
-
-def _proper(rng: random.Random, dens=(3, 4, 5, 6, 8, 10, 12)) -> tuple[int, int]:
-    d = rng.choice(dens)
-    return rng.randint(1, d - 1), d
-
-
-def _coprime(rng: random.Random, dens) -> tuple[int, int]:
-    """A proper fraction already in simplest form (word problems read better with 3/4 than 6/8)."""
-    while True:
-        n, d = _proper(rng, dens)
-        if math.gcd(n, d) == 1:
-            return n, d
-
-
 def basics(b: Builder) -> None:
     t, rng, L, S = b.t, b.rng, "what-is-a-fraction", ["fraction-basics"]
     while sum(e["id"].startswith("basics-") for e in b.items) < 3:
-        n, d = _proper(rng)
+        n, d = proper(rng)
         if b.fresh(("pizza", n, d)):
             b.single("basics", L, S, 0.15, t("pizza_q", n=n, d=d), raw(n, d), [raw(d, n), raw(d - n, d), raw(n, d + n)],
                      [t("pizza_hint1"), t("pizza_hint2")], t("pizza_expl", n=n, d=d))
@@ -122,9 +37,9 @@ def basics(b: Builder) -> None:
         words = t.words(n, d)[0]
         b.short("basics", L, S, 0.25, t("write_frac_q", words=words), [raw(n, d)], [t("write_frac_hint")],
                 t("write_frac_expl", words=words, n=n, d=d), patterns=[frac_pattern(raw(n, d))])
-    n, d = _proper(rng)
+    n, d = proper(rng)
     b.numeric("basics", L, S, 0.1, t("numerator_q", n=n, d=d), Fraction(n), [t("numden_hint")], t("numerator_expl", n=n, d=d))
-    n, d = _proper(rng, (5, 7, 9, 11))
+    n, d = proper(rng, (5, 7, 9, 11))
     b.numeric("basics", L, S, 0.1, t("denominator_q", n=n, d=d), Fraction(d), [t("numden_hint")], t("denominator_expl", n=n, d=d))
     for n, d in ((1, 2), (3, 4)):
         words = t.words(n, d)
@@ -152,7 +67,7 @@ def compare(b: Builder) -> None:
                 d1, d2 = rng.sample(range(n + 1, 11), 2)
                 a, c, hint = Fraction(n, d1), Fraction(n, d2), t("cmp_hint_same_num")
             else:
-                a, c = Fraction(*_proper(rng, (2, 3, 4, 5, 6))), Fraction(*_proper(rng, (3, 4, 6, 8)))
+                a, c = Fraction(*proper(rng, (2, 3, 4, 5, 6))), Fraction(*proper(rng, (3, 4, 6, 8)))
                 hint = t("cmp_hint_common")
             if a != c and b.fresh(("cmp", a, c)):
                 break
@@ -164,7 +79,7 @@ def compare(b: Builder) -> None:
                  t("bigger_q", a=fs(a), b=fs(c)), fs(big), [fs(a), fs(c), t("equal")], [hint], expl)
     for _ in range(2):
         while True:
-            a, c = Fraction(*_proper(rng, (3, 4, 5, 6, 8))), Fraction(*_proper(rng, (3, 4, 5, 6, 8)))
+            a, c = Fraction(*proper(rng, (3, 4, 5, 6, 8))), Fraction(*proper(rng, (3, 4, 5, 6, 8)))
             if b.fresh(("sym", a, c)):
                 break
         sym = ">" if a > c else "<" if a < c else "="
@@ -174,7 +89,7 @@ def compare(b: Builder) -> None:
     for d_pool in ((4, 5, 6, 8), (6, 8, 10, 12)):
         opts: dict[Fraction, bool] = {}
         while len(opts) < 5:
-            f = Fraction(*_proper(rng, d_pool))
+            f = Fraction(*proper(rng, d_pool))
             if f != Fraction(1, 2):
                 opts[f] = f > Fraction(1, 2)
         if not any(opts.values()):
@@ -189,7 +104,7 @@ def equivalent(b: Builder) -> None:
     t, rng, L, S = b.t, b.rng, "equivalent-fractions", ["equivalent-fractions"]
     for _ in range(3):
         while True:
-            n, d = _proper(rng, (2, 3, 4, 5))
+            n, d = proper(rng, (2, 3, 4, 5))
             k = rng.randint(2, 4)
             if math.gcd(n, d) == 1 and b.fresh(("eq", n, d, k)):
                 break
@@ -199,7 +114,7 @@ def equivalent(b: Builder) -> None:
                  t("equiv_expl", f=raw(n, d), n=n, d=d, k=k, g=g))
     for _ in range(3):
         while True:
-            n, d = _proper(rng, (3, 4, 5, 6))
+            n, d = proper(rng, (3, 4, 5, 6))
             k = rng.randint(2, 5)
             if b.fresh(("miss", n, d, k)):
                 break
@@ -208,7 +123,7 @@ def equivalent(b: Builder) -> None:
     for base in (Fraction(1, 2), Fraction(2, 3)):
         opts = {raw(base.numerator * k, base.denominator * k): True for k in rng.sample(range(2, 6), 2)}
         for _ in range(3):
-            n, d = _proper(rng, (4, 6, 8, 9, 10))
+            n, d = proper(rng, (4, 6, 8, 9, 10))
             opts.setdefault(raw(n, d), Fraction(n, d) == base)
         right = ", ".join(o for o, ok in opts.items() if ok)
         b.multiple("equivalent", L, S, 0.5, t("equal_to_q", f=fs(base)), list(opts.items()), [t("equiv_hint")],
@@ -219,7 +134,7 @@ def equivalent(b: Builder) -> None:
 def simplify(b: Builder) -> None:
     t, rng, L, S = b.t, b.rng, "equivalent-fractions", ["simplify-fractions"]
     while sum(e["id"].startswith("simplify-") for e in b.items) < 5:
-        n, d = _proper(rng, (2, 3, 4, 5))
+        n, d = proper(rng, (2, 3, 4, 5))
         k = rng.randint(2, 6)
         s = Fraction(n, d)
         if s.numerator != n or not b.fresh(("simp", n * k, d * k)):
@@ -230,10 +145,10 @@ def simplify(b: Builder) -> None:
                 t("simplify_expl", n=n * k, d=d * k, g=g, a=s.numerator, b=s.denominator, f=raw(n * k, d * k), s=fs(s)),
                 patterns=[frac_pattern(fs(s))])
     for _ in range(2):
-        simple = Fraction(*_proper(rng, (5, 7, 9)))
+        simple = Fraction(*proper(rng, (5, 7, 9)))
         wrong = []
         while len(wrong) < 3:
-            n, d = _proper(rng, (4, 6, 8, 10, 12))
+            n, d = proper(rng, (4, 6, 8, 10, 12))
             if math.gcd(n, d) > 1:
                 wrong.append(raw(n, d))
         b.single("simplify", L, S, 0.5, t("simplest_q"), fs(simple), wrong, [t("simplest_hint")],
@@ -278,7 +193,7 @@ def fraction_of(b: Builder) -> None:
     t, rng, L, S = b.t, b.rng, "fraction-of-a-number", ["fraction-of-number"]
     for i in range(6):
         while True:
-            n, d = _proper(rng, (2, 3, 4, 5, 6, 8))
+            n, d = proper(rng, (2, 3, 4, 5, 6, 8))
             big = d * rng.randint(2, 6 if i < 3 else 12)
             if b.fresh(("of", n, d, big)):
                 break
@@ -356,13 +271,13 @@ def word_problems(b: Builder) -> None:
     names = list(NAMES)
     rng.shuffle(names)
     for i in range(2):
-        n, d = _coprime(rng, (3, 4, 5, 6))
+        n, d = coprime(rng, (3, 4, 5, 6))
         total = d * rng.randint(3, 8)
         r = Fraction(n, d) * total
         b.numeric("word", L, S, 0.55, t("wp_share_q", name=names[i], N=total, f=raw(n, d)), r,
                   [t("of_hint1", N=total, d=d), t("of_hint2", n=n)],
                   t("of_expl", N=total, d=d, g=total // d, n=n, r=fs(r)))
-    n, d = _coprime(rng, (4, 5, 10))
+    n, d = coprime(rng, (4, 5, 10))
     length = d * rng.randint(2, 5)
     r = Fraction(n, d) * length
     b.numeric("word", L, S, 0.6, t("wp_ribbon_q", name=names[2], L=length, f=raw(n, d)), r,
