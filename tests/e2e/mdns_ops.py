@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import http.client
 import logging
+import socket
 import threading
 
 from zeroconf import (
     AddressResolverIPv4,
+    AddressResolverIPv6,
     IPVersion,
     ServiceBrowser,
     ServiceInfo,
@@ -28,7 +30,7 @@ log = logging.getLogger("mdns_ops")
 
 # --- the box ---------------------------------------------------------------------------------------
 def advertise(state, data_dir, hostname, interfaces, port, room="Room 12", site="school-a", device="box-a",
-              poll_interval_s=0.5, health_url=""):
+              poll_interval_s=0.5, health_url="", recheck_s=60.0, ip_version="v4"):
     """Start the real ``DiscoveryService`` with a config built from these values."""
     env = {
         "CLASSROOM_EDGE_STORAGE__DATA_DIR": data_dir,
@@ -38,6 +40,8 @@ def advertise(state, data_dir, hostname, interfaces, port, room="Room 12", site=
         "CLASSROOM_EDGE_MDNS__INTERFACES": ",".join(interfaces),
         "CLASSROOM_EDGE_MDNS__POLL_INTERVAL_S": str(poll_interval_s),
         "CLASSROOM_EDGE_MDNS__HEALTH_URL": health_url,
+        "CLASSROOM_EDGE_MDNS__RECHECK_S": str(recheck_s),
+        "CLASSROOM_EDGE_MDNS__IP_VERSION": ip_version,
         "CLASSROOM_EDGE_WEB__PORT": str(port),
         "CLASSROOM_EDGE_SYNC__SITE": site,
         "CLASSROOM_EDGE_SYNC__DEVICE": device,
@@ -85,9 +89,11 @@ class _Names(ServiceListener):
             self.removed.append(name)
 
 
-def student_start(state, interfaces_ips):
-    """A Zeroconf instance bound to the student's own address(es), browsing both service types."""
-    zc = Zeroconf(interfaces=list(interfaces_ips), ip_version=IPVersion.V4Only)
+def student_start(state, interfaces_ips, ipv6_ifindex=None):
+    """A Zeroconf instance bound to the student's own address(es), browsing both service types;
+    with ``ipv6_ifindex`` it also listens on IPv6 on that interface."""
+    interfaces = list(interfaces_ips) + ([ipv6_ifindex] if ipv6_ifindex else [])
+    zc = Zeroconf(interfaces=interfaces, ip_version=IPVersion.All if ipv6_ifindex else IPVersion.V4Only)
     listener = _Names()
     browser = ServiceBrowser(zc, list(names.SERVICE_TYPES), listener=listener)
     state["student"] = (zc, browser, listener)
@@ -126,7 +132,19 @@ def student_resolve(state, host, timeout_ms=2000):
     zc, _, _ = state["student"]
     resolver = AddressResolverIPv4(host)
     resolver.request(zc, timeout_ms)
-    return resolver.parsed_addresses()
+    return resolver.parsed_addresses(IPVersion.V4Only)
+
+
+def student_resolve6(state, host, timeout_ms=2000):
+    """IPv6 addresses for ``host`` (AAAA records)."""
+    zc, _, _ = state["student"]
+    resolver = AddressResolverIPv6(host)
+    resolver.request(zc, timeout_ms)
+    return resolver.parsed_addresses(IPVersion.V6Only)
+
+
+def ifindex(state, name):
+    return socket.if_nametoindex(name)
 
 
 def student_fetch(state, host, port, path="/", timeout_ms=2000):

@@ -256,6 +256,10 @@ class Lab:
             # Fewer moving parts: no duplicate address detection, no IPv6 multicast chatter.
             ns.set_sysctl("net.ipv6.conf.all.disable_ipv6", "1")
             ns.set_sysctl("net.ipv6.conf.default.disable_ipv6", "1")
+        else:
+            # Addresses usable at once: duplicate address detection only makes tests wait (and the
+            # namespace cannot hold a duplicate anyway).
+            ns.set_sysctl("net.ipv6.conf.default.accept_dad", "0")
         return ns
 
     def link(self, a: Namespace, a_dev: str, b: Namespace, b_dev: str,
@@ -288,7 +292,7 @@ class Lab:
         shutil.rmtree(self.log_dir, ignore_errors=True)
 
 
-def lab_for_test():
+def lab_for_test(ipv6: bool = False):
     """Body of a test fixture: yields a ``Lab`` and tears it down; skips (with the reason) when not root.
 
     Use it as ``@pytest.fixture def lab(): yield from netns.lab_for_test()``.
@@ -296,7 +300,7 @@ def lab_for_test():
     reason = unavailable_reason()
     if reason:
         pytest.skip(reason)
-    lab = Lab()
+    lab = Lab(ipv6=ipv6)
     try:
         yield lab
     finally:

@@ -226,6 +226,62 @@ def test_boxes_that_could_not_hear_each_other_sort_out_the_clash_later(netns_lab
     assert status1["renamed"] is True and status1["hostname"] == "room12-2.local"
 
 
+def test_two_networks_joined_later_are_sorted_out_by_the_periodic_self_check(netns_lab, tmp_path):
+    # Two classrooms on their own switches, then someone cables the switches together: no box sees a
+    # link change and nobody asks, so only the boxes' own periodic query for their name finds the clash.
+    sw1, sw2 = netns_lab.switch(), netns_lab.switch()
+    ns1, ns2 = netns_lab.namespace("box1"), netns_lab.namespace("box2")
+    sw1.plug(ns1, "eth0", "10.77.0.11/24")
+    sw2.plug(ns2, "eth0", "10.77.0.12/24")
+    boxes = []
+    for i, ns in enumerate((ns1, ns2), 1):
+        agent = netns_lab.agent(ns)
+        agent.call("serve_http", port=8080, body=f"<p>box {i}</p>")
+        agent.call("mdns_ops:advertise", data_dir=str(tmp_path / f"box{i}"), hostname="room12",
+                   interfaces=["eth0"], port=8080, device=f"box-{i}", poll_interval_s=0.5, recheck_s=2.0)
+        assert agent.call("mdns_ops:box_wait_ready", wait_s=20, timeout=30)["ready"]
+        boxes.append(agent)
+    assert [b.call("mdns_ops:box_status")["name"] for b in boxes] == ["room12", "room12"]
+
+    netns_lab.link(sw1.ns, "uplink", sw2.ns, "uplink")
+    sw1.ns.ip("link", "set", "uplink", "master", "br0")
+    sw2.ns.ip("link", "set", "uplink", "master", "br0")
+
+    wait_for(lambda: boxes[0].call("mdns_ops:box_status")["name"] == "room12-2", 30, what="box 1 moving")
+    assert boxes[1].call("mdns_ops:box_status")["name"] == "room12"
+    student_ns = netns_lab.namespace("student")
+    sw2.plug(student_ns, "eth0", f"{STUDENT_IP}/24")
+    student = netns_lab.agent(student_ns)
+    student.call("mdns_ops:student_start", interfaces_ips=[STUDENT_IP])
+    _assert_both_reachable(student, {"room12": "<p>box 2</p>", "room12-2": "<p>box 1</p>"})
+
+
+@pytest.fixture
+def netns_lab_v6():
+    yield from netns.lab_for_test(ipv6=True)
+
+
+def test_ip_version_all_announces_ipv6_addresses_too(netns_lab_v6, tmp_path):
+    lab = netns_lab_v6
+    box_ns, student_ns = _box_and_student(lab)
+    box_ns.add_address("eth0", "fd00:77::1/64")
+    student_ns.add_address("eth0", "fd00:77::2/64")
+    box, student = lab.agent(box_ns), lab.agent(student_ns)
+    box.call("serve_http", port=8080, body=PAGE)
+    student.call("mdns_ops:student_start", interfaces_ips=[STUDENT_IP],
+                 ipv6_ifindex=student.call("mdns_ops:ifindex", name="eth0"))
+    box.call("mdns_ops:advertise", data_dir=str(tmp_path / "box"), hostname="room12", interfaces=["eth0"],
+             port=8080, ip_version="all")
+    status = box.call("mdns_ops:box_wait_ready", wait_s=20, timeout=30)["status"]
+    assert status["addresses"][0] == BOX_IP and "fd00:77::1" in status["addresses"]
+
+    wait_for(lambda: "fd00:77::1" in student.call("mdns_ops:student_resolve6", host="room12.local."), 15,
+             what="AAAA record")
+    assert student.call("mdns_ops:student_resolve", host="room12.local.") == [BOX_IP]
+    seen = wait_for(lambda: (s := _names_seen(student)) and len(s) == 2 and s, 15, what="both services")
+    assert {"10.77.0.1", "fd00:77::1"} <= set(seen["room12._http._tcp.local."]["addresses"])
+
+
 def test_stopping_the_box_withdraws_its_records(netns_lab, tmp_path):
     box_ns, student_ns = _box_and_student(netns_lab)
     box, student = netns_lab.agent(box_ns), netns_lab.agent(student_ns)
