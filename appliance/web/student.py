@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from flask import Blueprint, current_app, render_template
+from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from appliance.errors import NotFound
@@ -37,7 +38,7 @@ def home():
             " (SELECT COUNT(*) FROM lessons l WHERE l.course_id = c.id) AS lessons,"
             " (SELECT COUNT(*) FROM lesson_progress p WHERE p.course_id = c.id AND p.student_id = ?"
             "  AND p.status = 'completed') AS done"
-            " FROM courses c ORDER BY c.title", (user["id"],))]
+            " FROM courses c ORDER BY c.language = ? DESC, c.title", (user["id"], str(get_locale())))]
         assigned = _assigned(conn, user["id"])
         todo = []
         if assigned:
