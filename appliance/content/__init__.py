@@ -20,6 +20,7 @@ def attach(services):
     from appliance.content.blobs import BlobStore
     from appliance.content.importer import Importer
     from appliance.content.jobs import ImportJobs
+    from appliance.content.jobstore import JobStore
     from appliance.services import PartStatus
 
     cfg = services.cfg
@@ -29,7 +30,7 @@ def attach(services):
     importer = Importer(services.db, store, cfg)
     services.provide("blobs", store)
     services.provide("content_importer", importer)
-    services.provide("imports", ImportJobs(importer))
+    services.provide("imports", ImportJobs(importer, JobStore(services.db)))
 
     def status() -> PartStatus:
         use = store.usage()

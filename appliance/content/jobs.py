@@ -1,9 +1,10 @@
 """Course imports in the background, for the admin page's live progress bar.
 
 One worker thread runs imports one after another (they serialise on the blob store's lock anyway). The
-page polls ``get(job_id)``, a plain dict ready for JSON. ``close()`` cancels queued jobs, asks the
-running one to stop at its next progress report (only before its commit, so nothing is half-done),
-and joins the thread: nothing outlives the process's orderly shutdown.
+page polls ``get(job_id)``, a plain dict ready for JSON; with a ``JobStore`` the status is also kept in
+the database, so a poll answered by another web worker sees it too. ``close()`` cancels queued jobs,
+asks the running one to stop at its next progress report (only before its commit, so nothing is
+half-done), and joins the thread: nothing outlives the process's orderly shutdown.
 """
 from __future__ import annotations
 
@@ -17,18 +18,22 @@ import uuid
 from pathlib import Path
 
 from appliance.content.importer import Importer
+from appliance.content.jobstore import JobStore
 from appliance.errors import AppError, ImportRejected
 
 log = logging.getLogger(__name__)
 
 _STOP = object()
 CANCELLABLE_STAGES = ("checking", "verifying")
+PERSIST_EVERY_S = 0.25  # progress reaches the database a few times a second, state changes at once
 
 
 class ImportJobs:
-    def __init__(self, importer: Importer, keep: int = 50):
+    def __init__(self, importer: Importer, store: JobStore | None = None, keep: int = 50):
         self._importer = importer
+        self._store = store
         self._keep = keep
+        self._persisted: dict[str, float] = {}
         self._jobs: collections.OrderedDict[str, dict] = collections.OrderedDict()
         self._queue: queue.Queue = queue.Queue()
         self._cond = threading.Condition()
@@ -44,6 +49,9 @@ class ImportJobs:
         job = {"id": job_id, "label": label or Path(path).name, "state": "queued", "stage": "queued",
                "done_bytes": 0, "total_bytes": 0, "percent": 0.0, "result": None, "error": None, "code": None,
                "force": force, "created_at": time.time(), "finished_at": None}
+        if self._store is not None:
+            self._store.save(job)  # first: a poll through another worker must find it, and a
+            self._store.prune()    # failure here leaves no half-registered job behind
         with self._cond:
             self._jobs[job_id] = job
             while len(self._jobs) > self._keep:
@@ -60,11 +68,17 @@ class ImportJobs:
     def get(self, job_id: str) -> dict | None:
         with self._cond:
             job = self._jobs.get(job_id)
-            return dict(job) if job else None
+            if job is not None:
+                return dict(job)
+        return self._store.load(job_id) if self._store is not None else None
 
     def list(self) -> list[dict]:
+        """Recent jobs, newest first (this process's and, with a store, every worker's)."""
         with self._cond:
-            return [dict(j) for j in reversed(self._jobs.values())]
+            local = {j["id"]: dict(j) for j in self._jobs.values()}
+        merged = {j["id"]: j for j in (self._store.recent() if self._store is not None else [])}
+        merged.update(local)
+        return sorted(merged.values(), key=lambda j: j["created_at"], reverse=True)[: self._keep]
 
     def wait(self, job_id: str, timeout: float | None = None) -> dict:
         """Block until the job has finished (or ``timeout``); returns its status."""
@@ -73,6 +87,18 @@ class ImportJobs:
             return dict(self._jobs[job_id])
 
     def _update(self, job_id: str, **changes) -> None:
+        # Only the worker thread changes a job after submit, so the snapshot cannot go stale. The
+        # database is written first: whoever ``wait``s and then polls another worker sees the same.
+        with self._cond:
+            snapshot = {**self._jobs[job_id], **changes}
+        now = time.monotonic()
+        if self._store is not None and ("state" in changes or now - self._persisted.get(job_id, 0.0) >= PERSIST_EVERY_S):
+            self._persisted[job_id] = now
+            try:
+                self._store.save(snapshot)
+            except Exception as exc:  # noqa: BLE001 - the import itself must not fail because its
+                # progress could not be recorded; this worker still answers from memory.
+                log.warning("could not record progress of import %s: %s", job_id, exc)
         with self._cond:
             self._jobs[job_id].update(changes)
             self._cond.notify_all()

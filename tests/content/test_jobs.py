@@ -59,3 +59,40 @@ def test_close_cancels_before_commit_and_joins(content, tmp_path):
     assert jobs.get(queued)["state"] == "cancelled"
     assert rows(content, "SELECT count(*) FROM courses") == [(0,)]
     assert not any(t.name == "content-import" and t.is_alive() for t in threading.enumerate())
+
+
+def test_any_worker_sees_the_job_through_the_database(content, tmp_path):
+    """Gunicorn runs several workers: the one polled is often not the one importing."""
+    from appliance.content.jobstore import JobStore
+
+    running_here = content.get("imports")
+    other_worker = ImportJobs(content.get("content_importer"), JobStore(content.db))
+    job_id = running_here.submit(pack(tmp_path / "mini.zip", *course()))
+    running_here.wait(job_id, timeout=60)
+    seen = other_worker.get(job_id)
+    assert seen["state"] == "done" and seen["result"]["course_id"] == "mini" and seen["percent"] == 100.0
+    assert [j["id"] for j in other_worker.list()] == [job_id]
+    assert other_worker.get("unknown") is None
+    other_worker.close()
+
+
+def test_a_job_whose_process_died_is_reported_failed(content):
+    import json
+    import subprocess
+    import sys
+
+    from appliance.content.jobstore import JobStore, process_owner
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    owner = process_owner(child.pid)
+    child.kill()
+    child.wait()
+    job = {"id": "j1", "label": "x.zip", "state": "running", "stage": "verifying", "created_at": 1.0}
+    content.db.write(lambda c: c.execute("INSERT INTO import_jobs VALUES ('j1', ?, 1.0, ?)", (owner, json.dumps(job))))
+    seen = JobStore(content.db).load("j1")
+    assert seen["state"] == "failed" and seen["code"] == "interrupted" and "start it again" in seen["error"]
+    # A job of a live process (this one) stays as it is.
+    alive = dict(job, id="j2")
+    content.db.write(lambda c: c.execute("INSERT INTO import_jobs VALUES ('j2', ?, 2.0, ?)",
+                                         (process_owner(), json.dumps(alive))))
+    assert JobStore(content.db).load("j2")["state"] == "running"
