@@ -30,6 +30,9 @@ from appliance.sync import manifest as mf
 log = logging.getLogger(__name__)
 
 CHUNK_RETRY_S = 60.0
+# After a resumed session the broker redelivers what it had queued; a SUBSCRIBE lost in the cut is not
+# there to redeliver, so whatever has not arrived after this grace period is asked for again.
+RESUME_GRACE_S = 5.0
 MAX_CHUNK_FAILURES = 3
 
 
@@ -46,7 +49,7 @@ class Transfer:
     m: mf.Manifest
     dir: Path
     missing: set[int]
-    requested: dict[int, float] = field(default_factory=dict)  # idx -> when asked
+    requested: dict[int, float] = field(default_factory=dict)  # idx -> when to ask again
     failures: dict[int, int] = field(default_factory=dict)
 
     @property
@@ -93,7 +96,7 @@ class Downlink:
         now = self.clock()
         for t in self.transfers.values():
             if session_present:
-                t.requested = {i: now for i in t.requested}  # the broker still holds them for us
+                t.requested = {i: min(at, now + RESUME_GRACE_S) for i, at in t.requested.items()}
             else:
                 t.requested.clear()
 
@@ -175,7 +178,7 @@ class Downlink:
                 del self.transfers[key]
                 self._finish(t)
                 continue
-            stale = [i for i, at in t.requested.items() if now - at > CHUNK_RETRY_S]
+            stale = [i for i, at in t.requested.items() if now > at]
             if stale:  # lost on the way (e.g. the broker restarted): ask again
                 link.unsubscribe([t.m.chunk_topic(i) for i in stale])
                 for i in stale:
@@ -184,7 +187,7 @@ class Downlink:
             if want:
                 link.subscribe([t.m.chunk_topic(i) for i in want])
                 for i in want:
-                    t.requested[i] = now
+                    t.requested[i] = now + CHUNK_RETRY_S
 
     def _finish(self, t: Transfer) -> None:
         """Assemble and verify; hand over on the installer thread."""
