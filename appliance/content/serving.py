@@ -5,7 +5,8 @@ HTML links assets with ``?v=<sha prefix>``; when that matches, the URL names exa
 and may be cached for a year as ``immutable``. Without it (or with a stale one after an upgrade) the
 response must be revalidated. ``Range`` serves one byte range for video seeking; text types are sent
 gzip-compressed (from a cached compressed copy) to clients that accept it. Every response carries
-``nosniff`` and a sandboxing CSP, because an SVG opened on its own is a document that could run script.
+``nosniff``, and types that render as documents (SVG, text) a sandboxing CSP, because an SVG opened on
+its own could otherwise run script as the box.
 """
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "public, no-cache"
 COMPRESSIBLE = {"image/svg+xml", "text/plain", "text/html", "text/css", "text/javascript", "application/javascript",
                 "application/json", "text/csv", "text/vtt"}
+# Types a browser renders as a document when opened on their own: sandboxed, so an SVG with a
+# <script> cannot act as the box. Not PDF (the sandbox would block the browser's PDF viewer) nor media.
+SCRIPTABLE = {"image/svg+xml", "text/plain", "text/csv", "text/vtt", "application/json"}
+SANDBOX = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -101,9 +106,10 @@ def asset(course_id: str, name: str):
         "ETag": f'"{etag}"',
         "Cache-Control": IMMUTABLE if request.args.get("v") == sha[:16] else REVALIDATE,
         "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox",
         "Accept-Ranges": "bytes",
     }
+    if mime in SCRIPTABLE:
+        headers["Content-Security-Policy"] = SANDBOX
     if compressible:
         headers["Vary"] = "Accept-Encoding"
     store.touch(sha)
