@@ -80,8 +80,9 @@ class Config:
     sources: dict[str, str]
 
     def __getattr__(self, name: str) -> Any:
+        # Looked up in __dict__ so unpickling (sections are sent to a spawned child) cannot recurse.
         try:
-            return self.values[name]
+            return self.__dict__["values"][name]
         except KeyError:
             raise AttributeError(name) from None
 

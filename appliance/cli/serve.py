@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import multiprocessing
 
 from appliance.cli.common import config_from_args
 
@@ -68,16 +69,33 @@ def _run(args) -> int:
     return 0
 
 
-def _web(args) -> int:
+def _prepare_once(cfg) -> None:
     from appliance.bootstrap import prepare
+    from appliance.cli.common import setup_logging
+    from appliance.services import Services
+
+    setup_logging(cfg.logging.level)
+    services = Services.open(cfg)
+    try:
+        prepare(services)
+    finally:
+        services.close()
+
+
+def _web(args) -> int:
     from appliance.services import Services
     from appliance.web.server import gunicorn_server
 
     cfg = _cfg(args)
-    # Migrations, the demo course and the models are done once, in the master, before any fork.
-    services = Services.open(cfg)
-    prepare(services)
-    services.close()
+    # Migrations, the demo course and the models are done once before any worker starts, in a
+    # short-lived child: the master then never imports the model toolchain, and stays small.
+    ctx = multiprocessing.get_context("spawn")
+    child = ctx.Process(target=_prepare_once, args=(cfg,), name="prepare")
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        log.error("first-start preparation failed (exit code %s)", child.exitcode)
+        return 1
 
     def wsgi_factory():
         from appliance.bootstrap import attach_components

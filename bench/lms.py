@@ -1,0 +1,109 @@
+"""LMS under a classroom's load (issue 2): 40 signed-in students hitting the student home, a lesson
+page, an asset and answer submissions on the real ``classroom-edge web`` (gunicorn), driven by wrk.
+
+Each wrk thread owns one connection and one student's session cookie, so all 40 are distinct
+signed-in students; every answer carries a fresh attempt_uid, so each one is a real durable write
+(group commit, synchronous=FULL). Target on the 2-core dev machine: p99 <= 50 ms for every endpoint,
+web process RSS <= 120 MB.
+
+    python -m bench.lms [--quick] [--duration S]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+
+from bench.classroom import right_answer, seed, sign_in
+from bench.common import emit, rss_mb, server, wrk
+
+STUDENTS = 40
+
+
+def _lua_sessions(sessions) -> str:
+    rows = []
+    for s, token in sessions:
+        cookie = "; ".join(f"{c.name}={c.value}" for c in s.cookies)
+        rows.append("{%s, %s}" % (json.dumps(cookie), json.dumps(token)))
+    return "sessions = {" + ",\n".join(rows) + "}\n"
+
+
+_THREADS = r"""
+local counter = 1
+setup = function(thread)
+  thread:set("idx", counter)
+  counter = counter + 1
+end
+init = function(args)
+  local s = sessions[((idx - 1) % #sessions) + 1]
+  wrk.headers["Cookie"] = s[1]
+  wrk.headers["X-CSRF-Token"] = s[2]
+  n = 0
+end
+"""
+
+
+def _get_script(sessions) -> str:
+    return _lua_sessions(sessions) + _THREADS
+
+
+def _post_script(sessions, room) -> str:
+    body_prefix = json.dumps({"course_id": room["course_id"], "exercise_id": room["exercise"]["id"],
+                              "answer": right_answer(room["exercise"])})[:-1]
+    return _lua_sessions(sessions) + _THREADS + r"""
+request = function()
+  n = n + 1
+  local body = %s .. string.format(', "attempt_uid": "bench-%%03d-%%09d"}', idx, n)
+  -- nil headers: wrk.format then uses wrk.headers (cookie, CSRF token, content type) set in init()
+  wrk.headers["Content-Type"] = "application/json"
+  return wrk.format("POST", "/api/v1/attempts", nil, body)
+end
+""" % json.dumps(body_prefix)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--duration", type=float, default=None)
+    args = ap.parse_args(argv)
+    duration = args.duration or (3 if args.quick else 15)
+    data_dir = tempfile.mkdtemp(prefix="ce-bench-lms-")
+    room = seed(data_dir, STUDENTS, demo=True)
+    endpoints = {
+        "student_home": f"/learn/{room['course_id']}",
+        "lesson_page": f"/learn/{room['course_id']}/{room['lesson_id']}",
+        "asset": f"/content/{room['course_id']}/assets/{room['asset']}",
+    }
+    results = {}
+    with server("web", data_dir=data_dir) as (base, proc):
+        sessions = [sign_in(base, room["class_id"], st) for st in room["students"]]
+        # Warm every worker's caches (templates, first connections) before measuring.
+        wrk(base + endpoints["lesson_page"], connections=STUDENTS, threads=STUDENTS, duration_s=1, lua=_get_script(sessions))
+        for name, path in endpoints.items():
+            results[name] = wrk(base + path, connections=STUDENTS, threads=STUDENTS, duration_s=duration,
+                                lua=_get_script(sessions))
+        results["answer_submission"] = wrk(base + "/api/v1/attempts", connections=STUDENTS, threads=STUDENTS,
+                                           duration_s=duration, lua=_post_script(sessions, room))
+        results["health_ceiling"] = wrk(base + "/api/v1/health", connections=STUDENTS, threads=STUDENTS,
+                                        duration_s=duration)
+        rss = rss_mb(proc.pid, with_children=True)
+    worst_p99 = max(results[k]["p99_ms"] for k in ("student_home", "lesson_page", "asset", "answer_submission"))
+    out = {
+        "benchmark": "lms",
+        "concurrent_students": STUDENTS,
+        "duration_s_each": duration,
+        "endpoints": results,
+        "rss_mb": rss,
+        "targets": {
+            "p99_ms_max": 50,
+            "worst_p99_ms": worst_p99,
+            "p99_ok": worst_p99 <= 50,
+            "rss_mb_max_per_process": 120,
+            "rss_ok": max([rss["master"], *rss.get("workers", [])]) <= 120,
+        },
+    }
+    return emit("lms", out)
+
+
+if __name__ == "__main__":
+    main()
