@@ -166,6 +166,10 @@ class DirSource(Source):
         try:
             self._walk(self._root, "", limits, depth=0)
             self._check_totals(limits)
+        except OSError as exc:
+            os.close(self._root)
+            # e.g. a USB stick's unreadable system folder: say which, rather than fail obscurely.
+            raise ImportRejected(f"cannot read {exc.filename or 'a file'} in {self.label}: {exc.strerror}.") from None
         except BaseException:
             os.close(self._root)
             raise

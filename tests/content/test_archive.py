@@ -165,3 +165,22 @@ def test_encrypted_member_is_refused(importer, tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(ImportRejected, match="encrypted"):
         importer.run(path)
+
+
+def test_unreadable_folder_in_a_directory_bundle_is_a_clear_refusal(importer, tmp_path, monkeypatch):
+    doc, files = course()
+    path = pack(tmp_path / "b", doc, files)
+    (path / ".Trashes").mkdir()
+    real_scandir = os.scandir
+
+    def scandir(fd):
+        # We run as root, so chmod cannot make a folder unreadable; the empty .Trashes folder is the
+        # one listing that fails, as it does on a stick written by another system.
+        entries = list(real_scandir(fd))
+        if not entries:
+            raise PermissionError(13, "Permission denied", ".Trashes")
+        return iter(entries)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(ImportRejected, match=r"cannot read \.Trashes.*Permission denied"):
+        importer.run(path)
