@@ -52,6 +52,15 @@ RIGHT = {"e1": {"choice": 1}, "e2": {"choices": [0, 2]}, "e3": {"value": "3/4"},
          "e5": {"choice": 0}, "e6": {"text": "Because both are one half."}}
 
 
+def lms_config(data_dir, **env):
+    """Same as tests/conftest.py make_config (imported by name, ``conftest`` is ambiguous across dirs)."""
+    from appliance.config import load_config
+
+    base = {"CLASSROOM_EDGE_STORAGE__DATA_DIR": str(data_dir), "CLASSROOM_EDGE_CONTENT__INSTALL_DEMO": "false"}
+    base.update({f"CLASSROOM_EDGE_{k.upper()}": str(v) for k, v in env.items()})
+    return load_config(env=base)
+
+
 def seed_course(db, course_id: str = COURSE_ID, title: str = "Fractions (mini)") -> str:
     def write(conn):
         conn.execute("INSERT INTO courses (id, version, title, language, description, manifest, bundle_sha256, imported_at)"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 from lms_browser import attach_demo_content, axe_violations, chromium, ensure_axe, live_server, need_chromium, shot
-from lms_fixtures import make_class, make_staff, seed_course
+from lms_fixtures import lms_config, make_class, make_staff, seed_course
 
 pytestmark = pytest.mark.slow
 
@@ -16,8 +16,6 @@ pytestmark = pytest.mark.slow
 def world(tmp_path_factory):
     need_chromium()
     axe = ensure_axe()
-    from conftest import make_config
-
     people = {}
 
     def prepare(services):
@@ -27,7 +25,7 @@ def world(tmp_path_factory):
         class_id, students = make_class(services.db, teacher["id"], ["Ana", "Ben", "Carla"])
         people.update(class_id=class_id, students=students)
 
-    with live_server(make_config(tmp_path_factory.mktemp("lms-a11y")), prepare=prepare) as (url, services):
+    with live_server(lms_config(tmp_path_factory.mktemp("lms-a11y")), prepare=prepare) as (url, services):
         yield url, services, axe, people
 
 

@@ -12,7 +12,7 @@ import re
 
 import pytest
 from lms_browser import ARTIFACTS, answer_exercise, attach_demo_content, chromium, live_server, need_chromium, shot
-from lms_fixtures import make_staff, seed_course
+from lms_fixtures import lms_config, make_staff, seed_course
 
 pytestmark = pytest.mark.slow
 
@@ -27,9 +27,7 @@ def _prepare(services):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     need_chromium()
-    from conftest import make_config
-
-    cfg = make_config(tmp_path_factory.mktemp("lms-browser"))
+    cfg = lms_config(tmp_path_factory.mktemp("lms-browser"))
     with live_server(cfg, prepare=_prepare, before_serving=_add_pseudo_rtl) as (url, services):
         yield url, services
 
