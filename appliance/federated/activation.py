@@ -14,7 +14,10 @@ request fails during the swap. ``classroom-edge train rollback`` is the one comm
 from __future__ import annotations
 
 import logging
+import shutil
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -64,15 +67,18 @@ def consider(services, repo_version: str) -> Decision:
         earlier = _recorded(conn, model, version)
     if earlier is not None:
         return Decision(version, earlier["status"], earlier["reason"])
+    serving = serving_repository(cfg)
+    current = _served_before(serving, model, repo_version)
+    if current is not None and not (serving.root / model / "ACTIVE").exists():
+        serving.set_active(model, current)  # pin: a version nobody judged must not serve by being highest
     try:
         new = load_verified(open_repository(cfg), model, repo_version)
     except IntegrityError as exc:
         d = Decision(version, "rejected", exc.message)
+        _quarantine(cfg, model, repo_version)
         _store(services, d, repo_version, "")
         log.warning("global model %s version %d rejected: %s", model, version, exc.message)
         return d
-    serving = serving_repository(cfg)
-    current = serving.active_version(model)
     d = _judge(services, new, serving, current)
     if d.status == "active":
         _activate(services, serving, d, repo_version, new.sha256)
@@ -80,6 +86,29 @@ def consider(services, repo_version: str) -> Decision:
         _store(services, d, repo_version, new.sha256)
     log.info("global model %s version %d: %s (%s)", model, version, d.status, d.reason)
     return d
+
+
+def _quarantine(cfg, model: str, repo_version: str) -> None:
+    """Move a version that failed verification out of the repository, so nothing can ever load it; kept
+    under <data_dir>/federated/rejected for whoever investigates."""
+    src = repository_dir(cfg) / model / repo_version
+    if not src.is_dir():
+        return
+    dest = Path(cfg.storage.data_dir) / "federated" / "rejected" / f"{model}-{repo_version}-{int(time.time())}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(src), str(dest))
+    log.warning("moved rejected %s version %s to %s", model, repo_version, dest)
+
+
+def _served_before(serving, model: str, new: str) -> str | None:
+    """What served before ``new`` arrived. Without an ACTIVE file the repository serves its highest
+    version, which may be ``new`` itself; then the answer is the highest of the others."""
+    if (serving.root / model / "ACTIVE").exists():
+        return serving.active_version(model)
+    from appliance.inference.repository import version_key
+
+    others = sorted((v for v in serving.versions(model) if v != new), key=version_key)
+    return others[-1] if others else None
 
 
 def _judge(services, new, serving, current: str | None) -> Decision:

@@ -27,6 +27,7 @@ class Interaction:
     skills: tuple[str, ...]
     correct: int
     timestamp: float
+    seq: int = 0  # attempts.id: the order answers were recorded in, immune to clock jumps
 
 
 def item_key(course_id: str, exercise_id: str) -> str:
@@ -50,14 +51,15 @@ def parse_ts(text: str) -> float:
 def load_interactions(conn: sqlite3.Connection) -> list[Interaction]:
     """Every graded answer on this box, oldest first (answers to exercises since removed are skipped)."""
     rows = conn.execute(
-        "SELECT u.uid, a.course_id, a.exercise_id, a.correct, a.created_at, e.skills FROM attempts a "
+        "SELECT u.uid, a.course_id, a.exercise_id, a.correct, a.created_at, e.skills, a.id FROM attempts a "
         "JOIN exercises e ON e.course_id = a.course_id AND e.id = a.exercise_id "
         "JOIN users u ON u.id = a.student_id ORDER BY a.created_at, a.id").fetchall()
     out = []
-    for uid, course, exercise, correct, created, skills in rows:
+    for uid, course, exercise, correct, created, skills, seq in rows:
         try:
             tags = tuple(skill_key(course, s) for s in json.loads(skills))
-            out.append(Interaction(uid, item_key(course, exercise), tags, int(bool(correct)), parse_ts(created)))
+            out.append(Interaction(uid, item_key(course, exercise), tags, int(bool(correct)), parse_ts(created),
+                                   int(seq)))
         except (ValueError, TypeError) as exc:
             log.warning("skipping attempt on %s/%s: %s", course, exercise, exc)
             continue

@@ -85,19 +85,20 @@ class Rows:
     X: sparse.csr_matrix
     y: np.ndarray
     owners: np.ndarray   # student id per row
-    stamps: np.ndarray   # epoch seconds per row
+    seqs: np.ndarray     # recording order per row (``Interaction.seq``; the timestamp for simulator rows)
 
     @classmethod
     def build(cls, attempts: Sequence, spec: FeatureSpec) -> "Rows":
         X, y, ordered = build_dataset(attempts, spec)
         owners = np.asarray([a.student_id for a in ordered], dtype=object)
-        stamps = np.fromiter((float(a.timestamp) for a in ordered), dtype=np.float64, count=len(ordered))
-        return cls(X, y, owners, stamps)
+        seqs = np.fromiter((float(getattr(a, "seq", 0) or a.timestamp) for a in ordered), dtype=np.float64,
+                           count=len(ordered))
+        return cls(X, y, owners, seqs)
 
     def mask(self, *, since: float | None = None, exclude: frozenset | set = frozenset(),
              only: frozenset | set | None = None) -> np.ndarray:
         keep = np.fromiter((o not in exclude and (only is None or o in only) for o in self.owners),
                            dtype=bool, count=len(self.owners))
         if since is not None:
-            keep &= self.stamps > since
+            keep &= self.seqs > since
         return keep

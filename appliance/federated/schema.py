@@ -32,7 +32,7 @@ CREATE TABLE fl_updates (
     weight REAL,                           -- hub: samples x 1/sqrt(1 + staleness)
     version INTEGER,                       -- hub: the global version it went into
     reason TEXT,                           -- hub: why it was refused
-    data_until REAL,                       -- box: newest interaction (epoch s) it learnt from
+    data_until REAL,                       -- box: newest answer (attempts.id) it learnt from: the watermark
     loss_before REAL,                      -- box: mean log loss of the base model on the training rows
     loss_after REAL,                       -- box: the same after local training
     created_at TEXT NOT NULL,

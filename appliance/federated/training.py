@@ -99,7 +99,7 @@ def run_training(services, *, now: bool = False, rng: np.random.Generator | None
     key = UpdateKey(box, base.version, new_update_id())
     upd = make_update(key, f.model, base.params, fit.params, fit.rows, f.clip_norm, f.noise_multiplier, rng)
     blob = encode(upd, f.quant_block, rng)
-    _record(services, upd, blob, rho_new, float(rows.stamps[fresh].max()), fit)
+    _record(services, upd, blob, rho_new, float(rows.seqs[fresh].max()), fit)
     eps = eps_after if math.isfinite(eps_after) else None
     log.info("update %s: %d answers, %d bytes (%.0f%% of float32), norm %.3f%s", key, fit.rows, len(blob),
              100 * len(blob) / float32_size(upd.delta.size), upd.norm, " (clipped)" if upd.clipped else "")
