@@ -157,7 +157,7 @@ STRINGS = {
     "of_expl": "{N} ÷ {d} = {g} en cada grupo, y {n} × {g} = {r}.",
     "to_mixed_q": "Escribe {f} como número mixto (por ejemplo 1 1/2).",
     "to_mixed_hint": "¿Cuántas veces enteras cabe {d} en {n}? ¿Cuánto sobra?",
-    "to_mixed_expl": "{n} ÷ {d} = {w} y sobran {r}, así que {f} = {m}.",
+    "to_mixed_expl": "{n} ÷ {d} = {w} con resto {r}, así que {f} = {m}.",
     "to_improper_q": "Escribe {m} como fracción impropia (como 7/4).",
     "to_improper_hint": "Multiplica el número entero por el denominador y suma el numerador.",
     "to_improper_expl": "{w} × {d} + {n} = {top}, así que {m} = {top}/{d}.",
