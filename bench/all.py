@@ -6,7 +6,7 @@ import json
 import sys
 import time
 
-BENCHES = ("lms", "learner_model", "quantization", "inference", "sync", "federated")
+BENCHES = ("lms", "content", "learner_model", "quantization", "inference", "sync", "federated")
 
 
 def main(argv=None) -> int:
