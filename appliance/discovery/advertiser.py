@@ -32,6 +32,7 @@ PROBE_GAP_S = 0.25
 # Answers to multicast queries may be delayed up to ~1 s when the responder announced the same
 # record a moment ago (RFC 6762 section 14), so listen a little longer than the probes take.
 PROBE_LISTEN_S = 1.25
+DEFEND_EVERY_S = 10.0
 
 
 class Advertiser:
@@ -55,6 +56,7 @@ class Advertiser:
         self._infos: list[ServiceInfo] = []
         self._addresses: list[str] = []
         self._defending = False
+        self._defended_at = 0.0
         self.label: str | None = None
         self.renames = 0
         zc.add_listener(self._watch, None)
@@ -195,10 +197,15 @@ class Advertiser:
                 return "reannounced"
             return None
         if self._watch.we_keep(ev, self._addresses):
+            now = time.monotonic()
             if not self._defending:
                 log.warning("another box also claims %s.local (%s); keeping it", self.label, ", ".join(ev.addresses))
-            self._defending = True
-            self._reannounce()  # so the other side sees our claim and gives way
+            elif now - self._defended_at < DEFEND_EVERY_S:
+                return None
+            # Announce so the other side sees our claim and gives way; a box that never does (an old
+            # version, a crashed one whose records linger) gets a reminder only every DEFEND_EVERY_S.
+            self._defending, self._defended_at = True, now
+            self._reannounce()
             return "defended"
         old = self.label
         log.warning("%s.local is also claimed by %s; moving to another name", old,

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 _IP_VERSIONS = {"v4": IPVersion.V4Only, "v6": IPVersion.V6Only, "all": IPVersion.All}
 HEALTH_TIMEOUT_S = 2.0
 HEALTH_RETRY_S = 1.0
+MAX_CONSECUTIVE_ERRORS = 5
 
 
 def box_id(cfg) -> str:
@@ -112,6 +113,7 @@ class DiscoveryService:
         self._poll = s.poll_interval_s
         self._browse = s.browse_peers
         self._polls = 0
+        self._errors = 0
         self._recheck_every = max(1, round(s.recheck_s / s.poll_interval_s)) if s.recheck_s > 0 else 0
         self._health_url = s.health_url or f"http://127.0.0.1:{cfg.web.port}/api/v1/health"
 
@@ -165,6 +167,7 @@ class DiscoveryService:
             "services": adv.services() if label else [],
             "port": self._advert.port,
             "interfaces": self._snap.interfaces or list(self._interfaces),
+            "interfaces_without_address": list(self._snap.missing),
             "txt": self._advert.txt() if self.enabled else {},
             "peers": self.peers(),
         }
@@ -186,7 +189,7 @@ class DiscoveryService:
         try:
             if self._wait_for_web():
                 while not self._stop.is_set():
-                    self._step()
+                    self._guarded_step()
                     self._writer.write(self.status_dict())
                     self._notify.watchdog()
                     self._stop.wait(self._poll)
@@ -221,6 +224,21 @@ class DiscoveryService:
             self._stop.wait(HEALTH_RETRY_S)
         return False
 
+    def _guarded_step(self) -> None:
+        """One round; a passing fault (a socket error while an interface goes away) is retried on the
+        next round, but a fault that repeats is raised so the service fails visibly and restarts."""
+        try:
+            self._step()
+        except Exception:
+            if self._stop.is_set():
+                raise
+            self._errors += 1
+            if self._errors >= MAX_CONSECUTIVE_ERRORS:
+                raise
+            log.warning("mDNS round failed (%d in a row), retrying", self._errors, exc_info=True)
+            return
+        self._errors = 0
+
     def _step(self) -> None:
         snap = netif.snapshot(self._interfaces, self._ip_version)
         if not snap:
@@ -240,8 +258,9 @@ class DiscoveryService:
             adv.claim(snap.addresses, prefer=adv.label)
         elif snap != self._snap:
             adv.readdress(snap.addresses)
-            if set(snap.linked) - set(self._snap.linked):
-                log.info("link up on %s: announcing again", ", ".join(sorted(set(snap.linked) - set(self._snap.linked))))
+            came_up = sorted(set(snap.linked) - set(self._snap.linked))
+            if came_up:
+                log.info("link up on %s: announcing again", ", ".join(came_up))
                 adv.reassert()
         else:
             adv.check()

@@ -284,7 +284,8 @@ class Lab:
         for agent in reversed(self.agents):
             agent.close()
             # pytest shows captured output only for a failed test: the agents' logs explain it.
-            print(f"----- log of the agent in {agent.ns} -----\n{agent.log_path.read_text(errors='replace')}")
+            print(f"----- log of the agent in {agent.ns} -----\n{agent.log_path.read_text(errors='replace')}",
+                  file=sys.stderr)
         self.agents.clear()
         for ns in reversed(self.namespaces):
             _delete_namespace(ns.name)
