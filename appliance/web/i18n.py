@@ -81,6 +81,7 @@ def _student_class_language(student_id: int) -> str | None:
 def use_class_language(code: str | None) -> None:
     """A page about one class (its sign-in pages) speaks that class's language."""
     g.class_language = code
+    g.pop("_ce_translations", None)
     refresh()  # the language was already chosen before the view ran; choose again
 
 

@@ -5,7 +5,7 @@ Installed once by ``appliance.web.auth.init_app`` (the app factory calls it with
 from __future__ import annotations
 
 from flask import g, request
-from flask_babel import get_locale
+from flask_babel import get_locale, get_translations
 
 from appliance import __version__
 from appliance.web import i18n
@@ -18,6 +18,13 @@ CSP = ("default-src 'self'; img-src 'self' data:; media-src 'self'; style-src 's
 
 def init_app(app) -> None:
     i18n.init_app(app)
+    # Flask-Babel resolves the translations through three context lookups per string; a lesson page
+    # has ~80 strings, so keep the request's catalog on ``g`` (i18n.use_class_language drops it).
+    app.jinja_env.install_gettext_callables(
+        gettext=lambda s: _translations().ugettext(s),
+        ngettext=lambda s, p, n: _translations().ungettext(s, p, n),
+        newstyle=True,
+    )
     app.jinja_env.globals.update(
         csrf_token=csrf_token,
         current_user=_user_or_none,
@@ -38,6 +45,13 @@ def _pick_language():
     # Decide the language before the view opens a database snapshot: the choice may read the
     # student's class, and a view that calls gettext inside its own ``db.read()`` must not nest one.
     get_locale()
+
+
+def _translations():
+    t = g.get("_ce_translations")
+    if t is None:
+        t = g._ce_translations = get_translations()
+    return t
 
 
 def _user_or_none():

@@ -95,6 +95,8 @@
     if (result.correct || code === "pending") {
       card.classList.add("is-correct");
       if (dots[index]) { dots[index].classList.add("done"); }
+      var next = card.querySelector(".next");
+      if (next && !card.hidden) { next.focus(); }  // Enter moves on: no hunting for the button
     }
     var finished = cards.every(function (c) { return c.classList.contains("is-correct"); });
     var finish = runner.querySelector(".finish");
