@@ -19,8 +19,8 @@ SKILLS = [("parts", "Parts of a whole", []), ("equivalent", "Equivalent fraction
 
 LESSONS = [
     ("what-is-a-fraction", "What is a fraction?",
-     "<p>A fraction names <strong>equal parts</strong> of a whole.</p>"
-     "<p>In <em>3/4</em> the bottom number says how many parts; the top says how many we take.</p>",
+     ("<p>A fraction names <strong>equal parts</strong> of a whole.</p>"
+      "<p>In <em>3/4</em> the bottom number says how many parts; the top says how many we take.</p>"),
      ["parts"]),
     ("equal-fractions", "Equal fractions",
      "<h2>Same amount, different names</h2><ul><li>1/2 = 2/4</li><li>2/3 = 4/6</li></ul>", ["equivalent"]),

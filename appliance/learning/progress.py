@@ -177,7 +177,7 @@ def _learner_observe(conn, learner, attempt, ex, mastery: dict) -> dict:
                              (float(p), attempt["student_id"], ex["course_id"], skill))
             mastery = {**mastery, **{k: round(float(v), 4) for k, v in model_mastery.items()}}
         conn.execute("RELEASE learner")
-    except Exception:  # noqa: BLE001 - the answer must be kept even if the model fails
+    except Exception:
         conn.execute("ROLLBACK TO learner")
         conn.execute("RELEASE learner")
         log.exception("learner model failed on attempt %s; kept the rule estimate", attempt["attempt_uid"])
@@ -189,7 +189,7 @@ def _next_up(learner, student, course_id):
         return None
     try:
         return learner.next_up(student, course_id)
-    except Exception:  # noqa: BLE001 - a recommendation is optional; the answer is already saved
+    except Exception:
         log.exception("learner next_up failed for course %s", course_id)
         return None
 

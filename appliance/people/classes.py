@@ -13,7 +13,12 @@ import sqlite3
 from flask_babel import lazy_gettext as _
 
 from appliance.errors import BadRequest, NotFound
-from appliance.people.accounts import AVATAR_COLOURS, AVATARS, clean_name, create_student
+from appliance.people.accounts import (
+    AVATAR_COLOURS,
+    AVATARS,
+    clean_name,
+    create_student,
+)
 from appliance.people.passwords import hash_pin, new_pin
 from appliance.store.database import now_iso
 from appliance.sync import outbox

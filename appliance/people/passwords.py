@@ -19,7 +19,6 @@ import threading
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-
 from flask_babel import lazy_gettext as _
 
 from appliance.errors import BadRequest

@@ -6,7 +6,16 @@ import os
 import secrets
 import time
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 from flask_babel import gettext as _
 
 from appliance.errors import AppError, BadRequest
@@ -143,7 +152,7 @@ def download_backup():
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     path = services.data_dir / "backups" / f"download-{secrets.token_hex(6)}.db"
     backup_to(services.db, path)
-    handle = open(path, "rb")
+    handle = open(path, "rb")  # noqa: SIM115 - closed by the WSGI server after streaming
     os.unlink(path)  # the open handle keeps the bytes until the response is sent; nothing is left behind
     log.info("database backup downloaded by %s", current_user()["username"])
     return send_file(handle, mimetype="application/vnd.sqlite3", as_attachment=True,

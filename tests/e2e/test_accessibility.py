@@ -6,7 +6,15 @@ through it, and keyboard use of the PIN form.
 from __future__ import annotations
 
 import pytest
-from lms_browser import attach_demo_content, axe_violations, chromium, ensure_axe, live_server, need_chromium, shot
+from lms_browser import (
+    attach_demo_content,
+    axe_violations,
+    chromium,
+    ensure_axe,
+    live_server,
+    need_chromium,
+    shot,
+)
 from lms_fixtures import lms_config, make_class, make_staff, seed_course
 
 pytestmark = pytest.mark.slow

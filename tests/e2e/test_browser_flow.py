@@ -11,7 +11,15 @@ from __future__ import annotations
 import re
 
 import pytest
-from lms_browser import ARTIFACTS, answer_exercise, attach_demo_content, chromium, live_server, need_chromium, shot
+from lms_browser import (
+    ARTIFACTS,
+    answer_exercise,
+    attach_demo_content,
+    chromium,
+    live_server,
+    need_chromium,
+    shot,
+)
 from lms_fixtures import lms_config, make_staff, seed_course
 
 pytestmark = pytest.mark.slow

@@ -3,8 +3,13 @@ already signed in as each role."""
 from __future__ import annotations
 
 import pytest
-
-from lms_fixtures import make_class, make_staff, seed_course, sign_in_staff, sign_in_student
+from lms_fixtures import (
+    make_class,
+    make_staff,
+    seed_course,
+    sign_in_staff,
+    sign_in_student,
+)
 
 
 @pytest.fixture

@@ -6,7 +6,13 @@ import pytest
 from appliance.errors import BadRequest
 from appliance.people import classes
 from appliance.people.accounts import clean_name, clean_username
-from appliance.people.passwords import hash_pin, new_pin, verify_password, verify_pin, hash_password
+from appliance.people.passwords import (
+    hash_password,
+    hash_pin,
+    new_pin,
+    verify_password,
+    verify_pin,
+)
 
 
 def test_roster_csv_formats():

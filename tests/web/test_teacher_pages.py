@@ -4,7 +4,14 @@ from __future__ import annotations
 import re
 import uuid
 
-from lms_fixtures import RIGHT, csrf_of, make_class, make_staff, sign_in_staff, sign_in_student
+from lms_fixtures import (
+    RIGHT,
+    csrf_of,
+    make_class,
+    make_staff,
+    sign_in_staff,
+    sign_in_student,
+)
 
 from appliance.people.passwords import verify_pin
 
@@ -47,7 +54,7 @@ def test_csv_import_adds_everyone_with_distinct_pictures(services, teacher, klas
 def test_csv_import_file_upload_and_duplicates_refused(services, klass, teacher_client):
     import io
 
-    data = {"csrf_token": _token(teacher_client), "file": (io.BytesIO("name\nAna\nZoe\n".encode()), "class.csv")}
+    data = {"csrf_token": _token(teacher_client), "file": (io.BytesIO(b"name\nAna\nZoe\n"), "class.csv")}
     resp = teacher_client.post(f"/teach/classes/{klass['id']}/import", data=data, content_type="multipart/form-data")
     assert resp.status_code == 400 and "already has a student called: Ana" in resp.get_data(as_text=True)
     with services.db.read() as conn:  # nothing half-added
