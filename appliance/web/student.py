@@ -115,7 +115,11 @@ def my_progress():
     user = current_user()
     with _db().read() as conn:
         courses = []
-        for c in conn.execute("SELECT id, title FROM courses ORDER BY title").fetchall():
+        # Courses with answers first, then those in the page's language (as on the home page).
+        rows = conn.execute(
+            "SELECT c.id, c.title FROM courses c ORDER BY EXISTS (SELECT 1 FROM attempts a WHERE a.course_id = c.id"
+            " AND a.student_id = ?) DESC, c.language = ? DESC, c.title", (user["id"], str(get_locale()))).fetchall()
+        for c in rows:
             skills = [dict(r) for r in conn.execute(
                 "SELECT s.id, s.name, m.p_mastery, m.successes, m.failures FROM skills s LEFT JOIN mastery m"
                 " ON m.course_id = s.course_id AND m.skill_id = s.id AND m.student_id = ?"
