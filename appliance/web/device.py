@@ -57,23 +57,23 @@ def device_status(services) -> dict:
 
 
 def human_bytes(n: int | None) -> str:
+    """'1.2 MB' in the page's language (decimal comma in Spanish)."""
+    from flask_babel import format_decimal
+
     if n is None:
         return "?"
     size = float(n)
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+            return f"{format_decimal(size, '#,##0' if unit == 'B' else '#,##0.0')} {unit}"
         size /= 1024
     return f"{n} B"
 
 
 def human_duration(seconds: float) -> str:
-    seconds = int(seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    return f"{minutes} min"
+    """'3 hours' / '3 horas': Babel words the uptime in the page's language."""
+    from datetime import timedelta
+
+    from flask_babel import format_timedelta
+
+    return format_timedelta(timedelta(seconds=seconds), granularity="minute")

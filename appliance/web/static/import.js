@@ -65,7 +65,7 @@
           box.setAttribute("data-state", "failed");
         }
       });
-      xhr.addEventListener("error", function () { state.textContent = msg("failed", { error: "network" }); });
+      xhr.addEventListener("error", function () { state.textContent = msg("lost"); });
       xhr.open("POST", api);
       xhr.setRequestHeader("X-CSRF-Token", csrf());
       xhr.setRequestHeader("Accept", "application/json");
