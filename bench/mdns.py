@@ -82,7 +82,7 @@ def one_round(data: Path) -> dict:
         out["clash_s"] = time.monotonic() - t0
 
         # After the clash box 1 is room12 or room12-2: wait for exactly its instance names to go.
-        prefix = box1.call("mdns_ops:box_status")["name"] + "."
+        prefix = box1.call("mdns_ops:box_status")["label"] + "."
         t0 = time.monotonic()
         box1.call("mdns_ops:box_stop", wait_s=15, timeout=30)
         _until(lambda: not any(n.startswith(prefix) for n in _seen(student)), 30)

@@ -20,7 +20,7 @@ import appliance
 from appliance.discovery import names, netif
 from appliance.discovery.advertiser import Advertiser
 from appliance.discovery.browser import PeerBrowser
-from appliance.discovery.status import StatusWriter, status_path
+from appliance.discovery.status import StatusWriter, status_path, to_part_status
 from appliance.errors import ConfigError, Unavailable
 from appliance.services import PartStatus
 
@@ -46,6 +46,31 @@ def box_id(cfg) -> str:
     return socket.gethostname()
 
 
+_ANY_HOST = ("", "0.0.0.0", "::")
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def health_url(cfg) -> str:
+    """``mdns.health_url``, else the web service's own health endpoint as seen from this machine."""
+    if cfg.mdns.health_url:
+        return cfg.mdns.health_url
+    host = cfg.web.host
+    if host in _ANY_HOST or host in _LOOPBACK:
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{cfg.web.port}/api/v1/health"
+
+
+def make_part(services) -> DiscoveryService | None:
+    """Factory for ``classroom-edge run``: the part, or None when mDNS is switched off."""
+    if not services.cfg.mdns.enabled:
+        return None
+    part = DiscoveryService(services.cfg)
+    services.provide("mdns", part)
+    return part
+
+
 def advert_from_config(cfg) -> names.Advert:
     return names.Advert(
         box_id=box_id(cfg),
@@ -62,19 +87,6 @@ class _NoNotify:
     def ready(self, status: str = "") -> None: ...
     def watchdog(self) -> None: ...
     def status(self, text: str) -> None: ...
-
-
-# Our states -> the runtime's PartStatus states (ok, disabled, starting, degraded, failed).
-_PART_STATES = {
-    "advertising": "ok",
-    "disabled": "disabled",
-    "starting": "starting",
-    "waiting-for-web": "starting",
-    "probing": "starting",
-    "waiting-for-network": "degraded",
-    "stopped": "disabled",
-    "failed": "failed",
-}
 
 
 class DiscoveryService:
@@ -105,6 +117,12 @@ class DiscoveryService:
             return  # nothing else is checked or started: a disabled part only reports "disabled"
         self._interfaces = netif.check_interfaces(self._interfaces)
         self._advert.validate()
+        if cfg.web.host in _LOOPBACK:
+            # Announcing an address nobody on the LAN can open would be worse than silence.
+            raise ConfigError(
+                f"mdns.enabled is true but web.host = {cfg.web.host}: students could not open the announced "
+                "address; set web.host = \"0.0.0.0\" (or the LAN address)"
+            )
         if s.poll_interval_s <= 0:
             raise ConfigError(f"mdns.poll_interval_s = {s.poll_interval_s}: must be more than 0")
         if s.recheck_s < 0:
@@ -115,7 +133,7 @@ class DiscoveryService:
         self._polls = 0
         self._errors = 0
         self._recheck_every = max(1, round(s.recheck_s / s.poll_interval_s)) if s.recheck_s > 0 else 0
-        self._health_url = s.health_url or f"http://127.0.0.1:{cfg.web.port}/api/v1/health"
+        self._health_url = health_url(cfg)
 
     # --- runtime part interface -------------------------------------------------------------
     def start(self) -> None:
@@ -145,10 +163,7 @@ class DiscoveryService:
 
     def status(self) -> PartStatus:
         """For the runtime and ``/api/v1/health``: the state plus everything in ``status_dict()``."""
-        info = self.status_dict()
-        extra = {k: v for k, v in info.items() if k not in ("state", "detail")}
-        extra["phase"] = info["state"]  # our finer state (probing, waiting-for-web ...)
-        return PartStatus(self.name, _PART_STATES.get(info["state"], "degraded"), info["detail"], extra)
+        return to_part_status(self.status_dict())
 
     def status_dict(self) -> dict:
         """Chosen name, addresses, services, peers... (also what the status file holds)."""
@@ -160,7 +175,7 @@ class DiscoveryService:
             "state": state,
             "detail": detail,
             "requested_name": self._base,
-            "name": label,
+            "label": label,
             "hostname": names.host_fqdn(label).rstrip(".") if label else None,
             "renamed": bool(label and label != self._base),
             "addresses": adv.addresses if label else [],

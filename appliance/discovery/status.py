@@ -13,10 +13,27 @@ import os
 import time
 from pathlib import Path
 
+from appliance.services import PartStatus
+
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 60.0
 STALE_AFTER_S = 3 * HEARTBEAT_S
+
+# Our states -> the runtime's PartStatus states (ok, disabled, starting, degraded, failed).
+PART_STATES = {
+    "advertising": "ok",
+    "disabled": "disabled",
+    "starting": "starting",
+    "waiting-for-web": "starting",
+    "probing": "starting",
+    "waiting-for-network": "degraded",
+    "stopped": "disabled",
+    "failed": "failed",
+    "not-running": "failed",
+    "stale": "failed",
+    "unknown": "degraded",
+}
 
 
 def status_path(cfg) -> Path:
@@ -67,3 +84,16 @@ def read_status(cfg, now: float | None = None) -> dict:
         body["detail"] = f"no report from the mDNS service for {int(age)} s (last state: {body.get('state')})"
         body["state"] = "stale"
     return body
+
+
+def to_part_status(info: dict) -> PartStatus:
+    """A status dict as the runtime's ``PartStatus`` (``/api/v1/health``); the finer state is ``phase``."""
+    extra = {k: v for k, v in info.items() if k not in ("name", "state", "detail")}
+    extra["phase"] = info.get("state", "unknown")
+    return PartStatus("mdns", PART_STATES.get(extra["phase"], "degraded"), info.get("detail", ""), extra)
+
+
+def part_status(cfg) -> PartStatus:
+    """For the web process, where the advertiser runs as another service: its last report as a part
+    status, e.g. ``services.report_status("mdns", lambda: part_status(cfg))``."""
+    return to_part_status(read_status(cfg))

@@ -9,6 +9,7 @@ from appliance.discovery.status import StatusWriter
 
 def _env(monkeypatch, tmp_path, **mdns):
     monkeypatch.setenv("CLASSROOM_EDGE_STORAGE__DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CLASSROOM_EDGE_WEB__HOST", "0.0.0.0")
     for k, v in mdns.items():
         monkeypatch.setenv(f"CLASSROOM_EDGE_MDNS__{k.upper()}", v)
 

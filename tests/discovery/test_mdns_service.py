@@ -7,12 +7,14 @@ import pytest
 
 from appliance.config import load_config
 from appliance.discovery import netif
-from appliance.discovery.service import DiscoveryService, box_id
+from appliance.discovery.service import DiscoveryService, box_id, health_url, make_part
 from appliance.errors import ConfigError
+from appliance.services import Services
 
 
-def _cfg(tmp_path, **mdns):
-    env = {"CLASSROOM_EDGE_STORAGE__DATA_DIR": str(tmp_path / "data"), "CLASSROOM_EDGE_SYNC__DEVICE": "box-a"}
+def _cfg(tmp_path, web_host="0.0.0.0", **mdns):
+    env = {"CLASSROOM_EDGE_STORAGE__DATA_DIR": str(tmp_path / "data"), "CLASSROOM_EDGE_SYNC__DEVICE": "box-a",
+           "CLASSROOM_EDGE_WEB__HOST": web_host}
     env.update({f"CLASSROOM_EDGE_MDNS__{k.upper()}": str(v) for k, v in mdns.items()})
     return load_config(env=env)
 
@@ -62,7 +64,7 @@ def test_status_before_start_names_the_requested_name_and_txt(tmp_path):
     part = svc.status()
     assert part.name == "mdns" and part.state == "disabled"  # not started = stopped
     info = part.to_json()
-    assert info["requested_name"] == "room-12" and info["name"] is None and info["hostname"] is None
+    assert info["requested_name"] == "room-12" and info["label"] is None and info["hostname"] is None
     assert info["txt"]["id"] == "box-a" and info["txt"]["room"] == "R12" and info["txt"]["api"] == "/v2"
     assert info["phase"] == "stopped" and info["state"] == "disabled"
 
@@ -89,3 +91,32 @@ def test_has_link_reads_operstate(tmp_path):
     assert netif.has_link("wlan0", str(tmp_path)) is False  # associated but not yet authenticated
     assert netif.has_link("br0", str(tmp_path)) is True
     assert netif.has_link("missing", str(tmp_path)) is True
+
+
+def test_a_web_service_on_loopback_is_not_announced(tmp_path):
+    with pytest.raises(ConfigError, match=r"web.host = 127.0.0.1: students could not open"):
+        DiscoveryService(_cfg(tmp_path, web_host="127.0.0.1", enabled="true", interfaces="eth0"))
+
+
+@pytest.mark.parametrize("web_host, url", [
+    ("0.0.0.0", "http://127.0.0.1:8080/api/v1/health"),
+    ("::", "http://127.0.0.1:8080/api/v1/health"),
+    ("192.168.4.2", "http://192.168.4.2:8080/api/v1/health"),
+    ("fd00::2", "http://[fd00::2]:8080/api/v1/health"),
+])
+def test_health_url_follows_where_the_web_service_listens(tmp_path, web_host, url):
+    assert health_url(_cfg(tmp_path, web_host=web_host)) == url
+    assert health_url(_cfg(tmp_path, web_host=web_host, health_url="http://x/h")) == "http://x/h"
+
+
+def test_make_part_is_none_when_disabled_and_provides_the_part_otherwise(tmp_path):
+    off = Services.open(_cfg(tmp_path / "off"))
+    on = Services.open(_cfg(tmp_path / "on", enabled="true", interfaces="eth0"))
+    try:
+        assert make_part(off) is None
+        part = make_part(on)
+        assert isinstance(part, DiscoveryService) and on.get("mdns") is part
+        assert part.name == "mdns" and part.essential is False
+    finally:
+        off.close()
+        on.close()

@@ -69,3 +69,19 @@ def test_read_status_reports_disabled_missing_unreadable_and_stale(tmp_path):
     assert fresh["state"] == "advertising" and fresh["hostname"] == "room12.local"
     later = st.read_status(cfg, now=time.time() + st.STALE_AFTER_S + 5)
     assert later["state"] == "stale" and "last state: advertising" in later["detail"]
+
+
+def test_part_status_for_the_web_process_maps_states_and_keeps_the_part_name(tmp_path):
+    cfg = _cfg(tmp_path)
+    assert st.part_status(cfg).state == "failed"  # enabled but never reported: not running
+    st.StatusWriter(st.status_path(cfg)).write(
+        {"state": "advertising", "detail": "room12-2.local at 10.0.0.5", "label": "room12-2",
+         "hostname": "room12-2.local", "peers": [{"name": "room12"}]})
+    part = st.part_status(cfg)
+    assert part.state == "ok" and part.detail == "room12-2.local at 10.0.0.5"
+    body = part.to_json()
+    assert body["name"] == "mdns" and body["phase"] == "advertising" and body["hostname"] == "room12-2.local"
+    assert body["peers"] == [{"name": "room12"}]
+    for phase, state in (("waiting-for-web", "starting"), ("waiting-for-network", "degraded"),
+                         ("failed", "failed"), ("something-new", "degraded")):
+        assert st.to_part_status({"state": phase, "detail": ""}).state == state

@@ -43,6 +43,7 @@ def advertise(state, data_dir, hostname, interfaces, port, room="Room 12", site=
         "CLASSROOM_EDGE_MDNS__RECHECK_S": str(recheck_s),
         "CLASSROOM_EDGE_MDNS__IP_VERSION": ip_version,
         "CLASSROOM_EDGE_WEB__PORT": str(port),
+        "CLASSROOM_EDGE_WEB__HOST": "0.0.0.0",
         "CLASSROOM_EDGE_SYNC__SITE": site,
         "CLASSROOM_EDGE_SYNC__DEVICE": device,
     }

@@ -54,7 +54,7 @@ def test_student_finds_box_by_service_and_name_then_opens_the_lms(netns_lab, tmp
     box.call("serve_http", port=8080, body=PAGE)
     ready = box.call("mdns_ops:box_wait_ready", wait_s=20, timeout=30)
     assert ready["ready"], ready
-    assert ready["status"]["name"] == "room12" and ready["status"]["hostname"] == "room12.local"
+    assert ready["status"]["label"] == "room12" and ready["status"]["hostname"] == "room12.local"
     assert ready["status"]["addresses"] == [BOX_IP]
 
     seen = wait_for(lambda: (s := _names_seen(student)) and len(s) == 2 and s, 15, what="both services")
@@ -99,7 +99,7 @@ def _student_follows(box, student, address):
     page = student.call("mdns_ops:student_fetch", host="room12.local.", port=8080)
     assert page == {"status": 200, "body": PAGE, "address": address}
     status = box.call("mdns_ops:box_status")
-    assert status["state"] == "advertising" and status["name"] == "room12"
+    assert status["state"] == "advertising" and status["label"] == "room12"
 
 
 def test_address_change_is_followed_by_the_student(netns_lab, tmp_path):
@@ -115,7 +115,7 @@ def test_box_that_loses_its_address_comes_back_with_the_new_one(netns_lab, tmp_p
     box_ns.del_address("eth0", f"{BOX_IP}/24")
     wait_for(lambda: box.call("mdns_ops:box_status")["state"] == "waiting-for-network", 15,
              what="box noticing it has no address")
-    assert box.call("mdns_ops:box_status")["name"] is None
+    assert box.call("mdns_ops:box_status")["label"] is None
     box_ns.add_address("eth0", f"{BOX_IP2}/24")
     _student_follows(box, student, BOX_IP2)
 
@@ -157,8 +157,8 @@ def test_two_boxes_with_one_name_end_up_under_distinct_names(netns_lab, tmp_path
     box2 = _start_box(netns_lab, ns2, tmp_path, 2)
 
     s1, s2 = box1.call("mdns_ops:box_status"), box2.call("mdns_ops:box_status")
-    assert s1["name"] == "room12" and s1["renamed"] is False
-    assert s2["name"] == "room12-2" and s2["renamed"] is True and s2["hostname"] == "room12-2.local"
+    assert s1["label"] == "room12" and s1["renamed"] is False
+    assert s2["label"] == "room12-2" and s2["renamed"] is True and s2["hostname"] == "room12-2.local"
 
     want = {"room12._http._tcp.local.", "room12-2._http._tcp.local.",
             "room12._classroom-edge._tcp.local.", "room12-2._classroom-edge._tcp.local."}
@@ -190,7 +190,7 @@ def test_boxes_switched_on_together_settle_on_distinct_names(netns_lab, tmp_path
                    interfaces=["eth0"], port=8080, device=f"box-{i}", poll_interval_s=0.5)
 
     def distinct():
-        names_ = [a.call("mdns_ops:box_status")["name"] for a in boxes]
+        names_ = [a.call("mdns_ops:box_status")["label"] for a in boxes]
         return None in names_ or len(set(names_)) != 2 or names_
 
     names_ = wait_for(lambda: (n := distinct()) is not True and n, 40, what="distinct names")
@@ -207,14 +207,14 @@ def test_boxes_that_could_not_hear_each_other_sort_out_the_clash_later(netns_lab
     sw.set_port(ports[1], up=False)
     box1 = _start_box(netns_lab, ns1, tmp_path, 1)
     box2 = _start_box(netns_lab, ns2, tmp_path, 2)
-    assert box1.call("mdns_ops:box_status")["name"] == box2.call("mdns_ops:box_status")["name"] == "room12"
+    assert box1.call("mdns_ops:box_status")["label"] == box2.call("mdns_ops:box_status")["label"] == "room12"
 
     sw.set_port(ports[1], up=True)
     student = netns_lab.agent(student_ns)  # a student device joins and asks who is there
     student.call("mdns_ops:student_start", interfaces_ips=[STUDENT_IP])
 
-    wait_for(lambda: box1.call("mdns_ops:box_status")["name"] == "room12-2", 30, what="box 1 moving")
-    assert box2.call("mdns_ops:box_status")["name"] == "room12"
+    wait_for(lambda: box1.call("mdns_ops:box_status")["label"] == "room12-2", 30, what="box 1 moving")
+    assert box2.call("mdns_ops:box_status")["label"] == "room12"
     want = {f"{n}.{t}" for n in ("room12", "room12-2") for t in ("_http._tcp.local.", "_classroom-edge._tcp.local.")}
     seen = wait_for(lambda: (s := _names_seen(student)) and set(s) == want and s, 30, what="both boxes")
     assert seen["room12._http._tcp.local."]["addresses"] == ["10.77.0.12"]
@@ -241,14 +241,14 @@ def test_two_networks_joined_later_are_sorted_out_by_the_periodic_self_check(net
                    interfaces=["eth0"], port=8080, device=f"box-{i}", poll_interval_s=0.5, recheck_s=2.0)
         assert agent.call("mdns_ops:box_wait_ready", wait_s=20, timeout=30)["ready"]
         boxes.append(agent)
-    assert [b.call("mdns_ops:box_status")["name"] for b in boxes] == ["room12", "room12"]
+    assert [b.call("mdns_ops:box_status")["label"] for b in boxes] == ["room12", "room12"]
 
     netns_lab.link(sw1.ns, "uplink", sw2.ns, "uplink")
     sw1.ns.ip("link", "set", "uplink", "master", "br0")
     sw2.ns.ip("link", "set", "uplink", "master", "br0")
 
-    wait_for(lambda: boxes[0].call("mdns_ops:box_status")["name"] == "room12-2", 30, what="box 1 moving")
-    assert boxes[1].call("mdns_ops:box_status")["name"] == "room12"
+    wait_for(lambda: boxes[0].call("mdns_ops:box_status")["label"] == "room12-2", 30, what="box 1 moving")
+    assert boxes[1].call("mdns_ops:box_status")["label"] == "room12"
     student_ns = netns_lab.namespace("student")
     sw2.plug(student_ns, "eth0", f"{STUDENT_IP}/24")
     student = netns_lab.agent(student_ns)
@@ -332,7 +332,8 @@ def test_mdns_command_notifies_systemd_and_withdraws_on_sigterm(netns_lab, tmp_p
     env = dict(os.environ, NOTIFY_SOCKET=notify.path, PYTHONPATH=str(REPO),
                CLASSROOM_EDGE_STORAGE__DATA_DIR=str(tmp_path / "data"), CLASSROOM_EDGE_MDNS__ENABLED="true",
                CLASSROOM_EDGE_MDNS__HOSTNAME="room12", CLASSROOM_EDGE_MDNS__INTERFACES="eth0",
-               CLASSROOM_EDGE_MDNS__POLL_INTERVAL_S="0.5", CLASSROOM_EDGE_WEB__PORT="8080")
+               CLASSROOM_EDGE_MDNS__POLL_INTERVAL_S="0.5", CLASSROOM_EDGE_WEB__PORT="8080",
+               CLASSROOM_EDGE_WEB__HOST="0.0.0.0")
     with open(tmp_path / "mdns.log", "w") as log:
         proc = box_ns.popen([PYTHON, "-m", "appliance", "mdns"], env=env, cwd=str(tmp_path),
                             stdout=log, stderr=subprocess.STDOUT)
@@ -359,3 +360,48 @@ def test_mdns_command_notifies_systemd_and_withdraws_on_sigterm(netns_lab, tmp_p
             proc.wait(10)
         notify.sock.close()
         print((tmp_path / "mdns.log").read_text())  # shown by pytest only if the test failed
+
+
+def test_student_opens_the_real_lms_found_over_mdns(netns_lab, tmp_path):
+    # The whole appliance in one process (``classroom-edge run``: web + mDNS parts) in the box
+    # namespace; the first start builds the default models, hence the generous timeouts.
+    box_ns, student_ns = _box_and_student(netns_lab)
+    student = netns_lab.agent(student_ns)
+    student.call("mdns_ops:student_start", interfaces_ips=[STUDENT_IP])
+    env = dict(os.environ, PYTHONPATH=str(REPO), CLASSROOM_EDGE_MDNS__ENABLED="true",
+               CLASSROOM_EDGE_MDNS__HOSTNAME="room12", CLASSROOM_EDGE_MDNS__ROOM="Room 12",
+               CLASSROOM_EDGE_MDNS__INTERFACES="eth0", CLASSROOM_EDGE_MDNS__POLL_INTERVAL_S="0.5")
+    with open(tmp_path / "run.log", "w") as log:
+        proc = box_ns.popen([PYTHON, "-m", "appliance", "run", "--host", "0.0.0.0", "--port", "8080",
+                             "--data-dir", str(tmp_path / "data")], env=env, cwd=str(tmp_path),
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        seen = wait_for(lambda: proc.poll() is None and (s := _names_seen(student)) and len(s) == 2 and s,
+                        300, interval=1.0, what="the appliance announcing itself")
+        txt = seen["room12._http._tcp.local."]["txt"]
+        assert txt["room"] == "Room 12" and txt["path"] == "/" and txt["api"] == "/v2"
+
+        home = student.call("mdns_ops:student_fetch", host="room12.local.", port=8080, path=txt["path"])
+        assert home["status"] == 302 and home["address"] == BOX_IP  # a fresh box sends people to /setup
+        setup = student.call("mdns_ops:student_fetch", host="room12.local.", port=8080, path="/setup")
+        assert setup["status"] == 200 and "Classroom Edge" in setup["body"]
+        ready = student.call("mdns_ops:student_fetch", host="room12.local.", port=8080,
+                             path=txt["api"] + "/health/ready")
+        assert ready["status"] == 200 and json.loads(ready["body"]) == {"ready": True}
+
+        def mdns_part():
+            health = student.call("http_get", url=f"http://{BOX_IP}:8080/api/v1/health")
+            part = next(p for p in json.loads(health["body"])["parts"] if p["name"] == "mdns")
+            return part if part["state"] == "ok" else None
+
+        part = wait_for(mdns_part, 15, what="mdns part ok in /api/v1/health")
+        assert part["hostname"] == "room12.local" and part["phase"] == "advertising"
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        wait_for(lambda: _names_seen(student) == {}, 5, what="goodbyes when the appliance stops")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        print((tmp_path / "run.log").read_text())  # shown by pytest only if the test failed
