@@ -95,6 +95,33 @@ def make_class(db, teacher_id: int, names: list[str], uses_pin: bool = True, nam
     return class_id, {a["display_name"]: a for a in added}
 
 
+def pseudo_rtl_dir(root):
+    """Write ``<root>/ar/LC_MESSAGES/messages.mo``, a right-to-left test catalog: every UI string prefixed
+    with an Arabic letter, so pages lay out right to left before anyone has translated them."""
+    import io
+    from pathlib import Path
+
+    from babel.messages.catalog import Catalog
+    from babel.messages.mofile import write_mo
+
+    from appliance.web import catalogs
+
+    catalog = Catalog(locale="ar", charset="utf-8")
+    for msg in catalogs.extract():
+        if not msg.id:
+            continue
+        if isinstance(msg.id, tuple):
+            catalog.add(msg.id, tuple(f"\u0639 {msg.id[1]}" for _ in range(6)))
+        else:
+            catalog.add(msg.id, f"\u0639 {msg.id}")
+    dest = Path(root) / "ar" / "LC_MESSAGES"
+    dest.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    write_mo(buf, catalog)
+    (dest / "messages.mo").write_bytes(buf.getvalue())
+    return root
+
+
 def csrf_of(html: str) -> str:
     m = re.search(r'name="csrf-token" content="([^"]+)"', html)
     assert m, "page has no csrf-token meta"

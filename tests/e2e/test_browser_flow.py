@@ -20,7 +20,7 @@ from lms_browser import (
     need_chromium,
     shot,
 )
-from lms_fixtures import lms_config, make_staff, seed_course
+from lms_fixtures import lms_config, make_staff, pseudo_rtl_dir, seed_course
 
 pytestmark = pytest.mark.slow
 
@@ -43,8 +43,6 @@ def server(tmp_path_factory):
 def _add_pseudo_rtl(app):
     import tempfile
     from pathlib import Path
-
-    from test_i18n_rtl import pseudo_rtl_dir
 
     root = Path(tempfile.mkdtemp(prefix="ce-rtl-"))
     pseudo_rtl_dir(root)
