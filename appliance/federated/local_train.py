@@ -97,6 +97,7 @@ class Rows:
 
     def mask(self, *, since: float | None = None, exclude: frozenset | set = frozenset(),
              only: frozenset | set | None = None) -> np.ndarray:
+        """Rows recorded after ``since`` (a ``seqs`` value; all when None), minus/only the given students."""
         keep = np.fromiter((o not in exclude and (only is None or o in only) for o in self.owners),
                            dtype=bool, count=len(self.owners))
         if since is not None:

@@ -50,3 +50,8 @@ def part_status(services) -> PartStatus:
     if held:
         detail += f"; version {held[0]['version']} kept as a candidate: {held[0]['reason']}"
     return PartStatus("federated", "ok", detail, extra={"federated": st})
+
+
+def attach(services) -> None:
+    """Per-process wiring (``bootstrap.attach_components``): the federated line on /api/v1/health."""
+    services.report_status("federated", lambda: part_status(services))

@@ -7,6 +7,7 @@ enough new data -> fit from the global parameters (``local_train``) -> delta, cl
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import secrets
@@ -109,8 +110,6 @@ def run_training(services, *, now: bool = False, rng: np.random.Generator | None
 
 
 def _record(services, upd, blob: bytes, rho: float, data_until, fit) -> None:
-    import hashlib
-
     from appliance.sync import outbox
 
     key = upd.key

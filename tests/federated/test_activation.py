@@ -152,3 +152,13 @@ def test_the_downlink_import_does_not_switch_the_model_on_by_itself(box, keys, m
         row = conn.execute("SELECT status, reason FROM candidates WHERE version = 1").fetchone()
     assert row["status"] == "candidate" and "below" in row["reason"]
     assert json.loads((repo.root / "learner" / "g000001" / "model.json").read_text())["federated"]["version"] == 1
+
+
+def test_health_shows_the_federated_line(services, client):
+    from appliance.federated.status import attach
+
+    attach(services)
+    parts = {p["name"]: p for p in client.get("/api/v1/health").get_json()["parts"]}
+    assert parts["federated"]["state"] == "ok"
+    assert "no update sent yet" in parts["federated"]["detail"]
+    assert parts["federated"]["federated"]["serving_version"] is None
