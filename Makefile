@@ -29,6 +29,7 @@ run: install ## start the whole appliance on http://127.0.0.1:8080 (data in ./va
 debs: ## as root: install the Debian packages the tests use
 	@if [ "$$(id -u)" = 0 ]; then \
 	  missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  command -v npm >/dev/null || missing="$$missing npm"; \
 	  if [ -n "$$missing" ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi; \
 	else echo "not root: skipping Debian packages ($(DEBS))"; fi
 

@@ -40,6 +40,7 @@ EXTRAS = {
         "ansible-lint>=24",
         "ruff>=0.5",
         "matplotlib>=3.8",
+        "openapi-spec-validator>=0.7",
     ],
 }
 
