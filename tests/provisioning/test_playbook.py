@@ -3,10 +3,12 @@ templates rendered for real and checked by the same validators the playbook uses
 (`classroom-edge config check`, `nft -c`)."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -73,12 +75,16 @@ def _render(tmp_path: Path, template: str, dest: str, validate: str, extra_vars:
         "connection": "local",
         "gather_facts": False,
         "vars_files": [str(PROV / "group_vars/all.yml")],
-        "vars": {**yaml.safe_load((PROV / "roles/app/defaults/main.yml").read_text()), **extra_vars},
+        "vars": yaml.safe_load((PROV / "roles/app/defaults/main.yml").read_text()),
         "tasks": [{"name": "Render", "ansible.builtin.template": {
             "src": str(PROV / template), "dest": str(tmp_path / dest), "mode": "0644", "validate": validate}}],
     }]
     (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
-    return ansible("ansible-playbook", "-i", "localhost,", str(tmp_path / "play.yml"), cwd=tmp_path)
+    # Extra vars outrank group_vars, as a box's inventory values do. The interpreter is the test's own:
+    # discovery on a developer machine may find a pyenv shim.
+    (tmp_path / "extra.json").write_text(json.dumps({"ansible_python_interpreter": sys.executable, **extra_vars}))
+    return ansible("ansible-playbook", "-i", "localhost,", "-e", f"@{tmp_path / 'extra.json'}",
+                   str(tmp_path / "play.yml"), cwd=tmp_path)
 
 
 BOX_VARS = {
@@ -101,7 +107,7 @@ def test_config_template_is_accepted_by_config_check(tmp_path):
     out = _render(tmp_path, "roles/app/templates/appliance.toml.j2", "appliance.toml", _config_check(), extra)
     assert out.returncode == 0, out.stdout[-3000:]
     cfg = tomllib.loads((tmp_path / "appliance.toml").read_text())
-    assert cfg["mdns"] == {"enabled": True, "hostname": "room12", "room": "Room 12 – Ms. Ødegård"}
+    assert cfg["mdns"] == {"enabled": True, "hostname": "room12", "room": "Room 12 – Ms. Ødegård", "interfaces": ["*"]}
     assert cfg["sync"]["site"] == "north-school" and cfg["sync"]["device"] == "room12"
     assert cfg["sync"]["ca_file"] == "/etc/classroom-edge/hub-ca.pem"
     assert "password" not in cfg["sync"]  # a systemd credential, never in the file

@@ -94,3 +94,13 @@ def test_watchdog_interval_is_half_the_timeout_for_this_process():
     assert notify.watchdog_interval({"WATCHDOG_USEC": "0"}) is None
     assert notify.watchdog_interval({"WATCHDOG_USEC": "soon"}) is None
     assert notify.watchdog_interval({}) is None
+
+
+def test_detach_hides_the_socket_from_others_but_keeps_notifying(listener):
+    path, sock = listener
+    environ = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid()), "HOME": "/"}
+    saved = notify.detach(environ)
+    assert environ == {"HOME": "/"}  # a library reading the environment now sees no systemd
+    assert notify.ready(env=environ) is False
+    assert notify.ready(env=saved) and sock.recv(64) == b"READY=1"
+    assert notify.watchdog_interval(saved) == 15.0
