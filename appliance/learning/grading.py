@@ -54,6 +54,10 @@ def grade(exercise: dict, answer: dict, semantic: Semantic | None = None) -> Gra
         fn = _GRADERS[kind]
     except KeyError:
         raise BadRequest(f"Unknown exercise kind '{kind}'.") from None
+    bind = getattr(semantic, "for_exercise", None)
+    if kind == "free_text" and bind is not None:
+        # Per-exercise calibrated threshold and confidence (appliance.learning.semantic); None = no model.
+        semantic = bind(exercise)
     return fn(spec, answer, semantic)
 
 
@@ -156,12 +160,16 @@ def _free(spec: dict, answer: dict, semantic: Semantic | None) -> Grade:
     text = _text(answer)
     if semantic is None:
         return Grade(False, 0.0, "pending", graded_by="pending", confidence=0.0, needs_model=True)
-    similarity = float(semantic(text, list(spec.get("references", []))))
-    threshold = spec.get("threshold")
-    threshold = DEFAULT_FREE_TEXT_THRESHOLD if threshold is None else float(threshold)
+    judge = getattr(semantic, "judge", None)
+    if judge is not None:
+        similarity, threshold, confidence = judge(text)
+    else:
+        similarity = float(semantic(text, list(spec.get("references", []))))
+        threshold = spec.get("threshold")
+        threshold = DEFAULT_FREE_TEXT_THRESHOLD if threshold is None else float(threshold)
+        # Far from the threshold = sure; near it = a teacher should look (confidence drives the review list).
+        confidence = min(1.0, abs(similarity - threshold) / max(threshold, 1 - threshold) * 2)
     correct = similarity >= threshold
-    # Far from the threshold = sure; near it = a teacher should look (confidence drives the review list).
-    confidence = min(1.0, abs(similarity - threshold) / max(threshold, 1 - threshold) * 2)
     return Grade(correct, round(similarity, 4) if not correct else 1.0, "correct" if correct else "incorrect",
                  graded_by="model", confidence=round(confidence, 4))
 

@@ -10,6 +10,8 @@ free text may run a model) and then, in ONE ``db.write`` job:
 - enqueues an ``attempt`` event (and ``lesson_progress`` when the status changes) in the outbox.
 
 Extension point for the learner model (issue 3): if ``services.get("learner")`` exists,
+- ``learner.prepare(student, exercise, correct) -> token`` (optional) is called before the write,
+  outside the writer thread, so the model runs there; the token reaches observe as ``attempt["prepared"]``;
 - ``learner.observe(conn, attempt) -> {skill_id: p} | None`` is called inside the same transaction
   (in its own savepoint) after the counts are updated; a returned mapping replaces the rule estimates
   in ``mastery.p_mastery``. It must be quick: it runs in the single writer thread.
@@ -80,9 +82,10 @@ def record_attempt(services, student: dict, submission: dict) -> dict:
         ex = load_exercise(conn, course_id, exercise_id)
     result = grade(ex, answer, semantic=services.get("semantic"))
     learner = services.get("learner")
+    prepared = _learner_prepare(learner, student, ex, result)
 
     def write(conn: sqlite3.Connection) -> dict:
-        return _store(conn, learner, student, ex, uid, answer, result, duration)
+        return _store(conn, learner, student, ex, uid, answer, result, duration, prepared)
 
     stored = services.db.write(write)
     if stored.get("replayed"):
@@ -91,7 +94,7 @@ def record_attempt(services, student: dict, submission: dict) -> dict:
     return stored
 
 
-def _store(conn, learner, student, ex, uid, answer, result: Grade, duration) -> dict:
+def _store(conn, learner, student, ex, uid, answer, result: Grade, duration, prepared=None) -> dict:
     now = now_iso()
     cur = conn.execute(
         "INSERT OR IGNORE INTO attempts (attempt_uid, student_id, course_id, exercise_id, answer, correct, score,"
@@ -110,7 +113,7 @@ def _store(conn, learner, student, ex, uid, answer, result: Grade, duration) -> 
                "skills": ex["skills"], "correct": result.correct, "score": result.score,
                "graded_by": result.graded_by, "created_at": now, "duration_ms": duration}
     if learner is not None and result.graded_by != "pending":
-        mastery = _learner_observe(conn, learner, attempt, ex, mastery)
+        mastery = _learner_observe(conn, learner, {**attempt, "prepared": prepared}, ex, mastery)
     event = {k: v for k, v in attempt.items() if k != "student_id"}
     event["kind"] = ex["kind"]
     if ex["kind"] != "free_text":
@@ -165,6 +168,18 @@ def _update_mastery(conn, student, ex, correct: bool, now) -> dict:
         )
         out[skill] = p_new
     return out
+
+
+def _learner_prepare(learner, student, ex, result: Grade):
+    """Model work before the write (outside the single writer thread); observe() then only persists."""
+    prepare = getattr(learner, "prepare", None)
+    if prepare is None or result.graded_by == "pending":
+        return None
+    try:
+        return prepare(student, ex, result.correct)
+    except Exception:  # observe() recomputes inside the write; the answer is never lost
+        log.exception("learner prepare failed for exercise %s", ex["id"])
+        return None
 
 
 def _learner_observe(conn, learner, attempt, ex, mastery: dict) -> dict:

@@ -10,3 +10,10 @@ class LearningSettings:
 
     target_success: float = setting(0.75, "Predicted success the recommender aims for (desirable difficulty).")
     mastery_threshold: float = setting(0.85, "Predicted success above which a skill counts as mastered.")
+    learner_model: str = setting("learner", "Model (in the inference repository) that predicts a student's success; when it is not loaded, mastery and recommendations use a rule estimate and the status says why.")
+    embedding_model: str = setting("minilm", "Sentence-embedding model that grades free text by meaning and powers search; when it is not loaded, free-text answers wait for the teacher and search matches words.")
+    desired_retention: float = setting(0.9, "FSRS: chance of still knowing a mastered skill when its review comes due (higher means more frequent reviews).")
+    max_review_interval_days: int = setting(180, "FSRS: longest gap between two reviews of a mastered skill, in days.")
+    review_below_confidence: float = setting(0.5, "Free-text grades the model is less confident about than this are listed first for the teacher to check.")
+    search_results: int = setting(8, "Most results a search shows.")
+    search_min_similarity: float = setting(0.25, "Search hits less similar than this to the query (cosine) are not shown.")

@@ -1,0 +1,115 @@
+"""A teacher's grade replaces the model's: the attempt, the mastery counts, the learner state and an
+outbox event (``grade_override``) change together in one transaction.
+
+The learner state is rebuilt from the stored grades with the new one (the model's view of the student
+must equal a replay of what the teacher now says), and the new mastery of the exercise's skills is
+predicted before the write, like an answer's. If the student answers in between (the state row moved
+on), the rebuild and prediction are redone inside the write.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from flask_babel import gettext as _
+
+from appliance.errors import Conflict, NotFound
+from appliance.learning import learner_state
+from appliance.learning.features import LearnerState
+from appliance.learning.predictor import rule_estimate
+from appliance.store.database import now_iso
+from appliance.sync import outbox
+
+log = logging.getLogger(__name__)
+
+
+def reviewable_attempt(conn, attempt_id: int, class_id: int) -> dict:
+    """The attempt, if its student is in ``class_id`` (the caller checked the class is theirs)."""
+    row = conn.execute(
+        "SELECT a.*, u.uid AS student_uid, e.skills, e.kind FROM attempts a JOIN users u ON u.id = a.student_id"
+        " JOIN class_members m ON m.student_id = a.student_id AND m.class_id = ?"
+        " LEFT JOIN exercises e ON e.course_id = a.course_id AND e.id = a.exercise_id WHERE a.id = ?",
+        (class_id, attempt_id)).fetchone()
+    if row is None:
+        raise NotFound(_("That answer is not from a student of this class."))
+    return dict(row)
+
+
+def _replay(conn, attempt: dict, correct: bool) -> LearnerState:
+    """The student's state if ``attempt`` had been graded ``correct`` (pending answers stay out)."""
+    state = LearnerState()
+    for r in conn.execute(
+            "SELECT a.id, a.exercise_id, a.correct, a.graded_by, a.created_at, e.skills FROM attempts a"
+            " LEFT JOIN exercises e ON e.course_id = a.course_id AND e.id = a.exercise_id"
+            " WHERE a.student_id = ? AND a.course_id = ? ORDER BY a.id", (attempt["student_id"], attempt["course_id"])):
+        mine = r["id"] == attempt["id"]
+        if r["skills"] is None or (r["graded_by"] == "pending" and not mine):
+            continue
+        ok = correct if mine else bool(r["correct"])
+        state.observe(r["exercise_id"], json.loads(r["skills"]), ok, learner_state.epoch_of(r["created_at"]))
+    return state
+
+
+def override(services, teacher: dict, class_id: int, attempt_id: int, correct: bool) -> dict:
+    """Grade the attempt ``correct`` as ``teacher``; returns {attempt_id, correct, mastery}."""
+    learner = services.get("learner")
+    predictor = getattr(learner, "predictor", None)
+    with services.db.read() as conn:
+        before = reviewable_attempt(conn, attempt_id, class_id)
+        if before["skills"] is None:
+            raise NotFound(_("That exercise is no longer in the course, so its grade cannot change."))
+        skills = json.loads(before["skills"])
+        base = learner_state.current_version(conn, before["student_id"], before["course_id"])
+        state = _replay(conn, before, correct)
+
+    def predict(st: LearnerState) -> tuple[dict, str]:
+        now = time.time()
+        if predictor is not None:
+            pred = predictor.predict(st, [(None, [s]) for s in skills], now)
+            return {s: round(p, 4) for s, p in zip(skills, pred.p)}, pred.source
+        return {s: round(rule_estimate(st, [s]), 4) for s in skills}, "rule"
+
+    mastery, source = predict(state)
+
+    def write(conn):
+        now = now_iso()
+        row = conn.execute("SELECT correct, graded_by, score FROM attempts WHERE id = ?", (attempt_id,)).fetchone()
+        if row is None or (row["graded_by"], row["correct"]) != (before["graded_by"], before["correct"]):
+            raise Conflict(_("This answer was graded again meanwhile. Reload the page to see the new grade."))
+        conn.execute("UPDATE attempts SET correct = ?, score = ?, confidence = 1, graded_by = 'teacher' WHERE id = ?",
+                     (int(correct), 1.0 if correct else 0.0, attempt_id))
+        st, m = state, mastery
+        version = learner_state.current_version(conn, before["student_id"], before["course_id"])
+        if version != base:  # the student answered since: replay again, now inside the transaction
+            st = _replay(conn, before, correct)
+            m, _src = predict(st)
+        _move_counts(conn, before, skills, correct, m, now)
+        learner_state.save(conn, before["student_id"], before["course_id"], st, (version or 0) + 1, now)
+        outbox.enqueue(conn, "grade_override", {
+            "attempt_uid": before["attempt_uid"], "student_uid": before["student_uid"], "course_id": before["course_id"],
+            "exercise_id": before["exercise_id"], "correct": correct, "score": 1.0 if correct else 0.0,
+            "previous": {"correct": bool(before["correct"]), "score": before["score"], "graded_by": before["graded_by"],
+                         "confidence": before["confidence"]},
+            "teacher_uid": teacher["uid"], "at": now})
+        return m
+
+    mastery = services.db.write(write)
+    log.info("teacher %s graded attempt %s %s (mastery by %s)", teacher["uid"], attempt_id,
+             "right" if correct else "wrong", source)
+    return {"attempt_id": attempt_id, "correct": correct, "mastery": mastery, "source": source}
+
+
+def _move_counts(conn, before: dict, skills: list, correct: bool, mastery: dict, now: str) -> None:
+    """Successes/failures as if the answer had always had the teacher's grade; p from the new estimate."""
+    was_counted = before["graded_by"] != "pending"  # progress.py does not count answers waiting for a grade
+    old = bool(before["correct"])
+    for s in skills:
+        d_ok = int(correct) - (int(old) if was_counted else 0)
+        d_bad = int(not correct) - (int(not old) if was_counted else 0)
+        conn.execute(
+            "INSERT INTO mastery (student_id, course_id, skill_id, successes, failures, p_mastery, last_practice)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (student_id, course_id, skill_id) DO UPDATE SET"
+            " successes = MAX(0, successes + excluded.successes), failures = MAX(0, failures + excluded.failures),"
+            " p_mastery = excluded.p_mastery",
+            (before["student_id"], before["course_id"], s, d_ok, d_bad, float(mastery[s]), now))

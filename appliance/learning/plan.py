@@ -1,0 +1,109 @@
+"""A course's structure as the recommender sees it: skills with prerequisites, lessons, exercises.
+
+Read once per course version and kept in memory (a course changes only when it is imported again;
+``bundle_sha256`` + ``imported_at`` notice that), so a recommendation after each answer costs no
+content queries.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+
+from appliance.errors import NotFound
+
+
+@dataclass(frozen=True)
+class Skill:
+    id: str
+    name: str
+    prerequisites: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Lesson:
+    id: str
+    title: str
+    position: int
+    skills: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Exercise:
+    id: str
+    lesson_id: str
+    position: int
+    kind: str
+    prompt: str
+    skills: tuple[str, ...]
+
+
+@dataclass
+class CoursePlan:
+    course_id: str
+    title: str
+    language: str
+    version_key: tuple
+    skills: dict[str, Skill]
+    lessons: list[Lesson]
+    exercises: dict[str, Exercise]
+    skill_lessons: dict[str, list[str]] = field(default_factory=dict)
+    skill_exercises: dict[str, list[str]] = field(default_factory=dict)
+
+    def lesson(self, lesson_id: str) -> Lesson | None:
+        return next((le for le in self.lessons if le.id == lesson_id), None)
+
+
+def load_plan(conn: sqlite3.Connection, course_id: str) -> CoursePlan:
+    c = conn.execute("SELECT id, title, language, bundle_sha256, imported_at FROM courses WHERE id = ?",
+                     (course_id,)).fetchone()
+    if c is None:
+        raise NotFound(f"There is no course {course_id!r}.")
+    skills = {r["id"]: Skill(r["id"], r["name"], tuple(json.loads(r["prerequisites"] or "[]")))
+              for r in conn.execute("SELECT id, name, prerequisites FROM skills WHERE course_id = ? ORDER BY rowid",
+                                    (course_id,))}
+    lessons = [Lesson(r["id"], r["title"], r["position"], tuple(json.loads(r["skills"] or "[]")))
+               for r in conn.execute("SELECT id, title, position, skills FROM lessons WHERE course_id = ?"
+                                     " ORDER BY position", (course_id,))]
+    exercises = {r["id"]: Exercise(r["id"], r["lesson_id"], r["position"], r["kind"], r["prompt"],
+                                   tuple(json.loads(r["skills"])))
+                 for r in conn.execute("SELECT id, lesson_id, position, kind, prompt, skills FROM exercises"
+                                       " WHERE course_id = ? ORDER BY position", (course_id,))}
+    plan = CoursePlan(course_id, c["title"], c["language"], (c["bundle_sha256"], c["imported_at"]),
+                      skills, lessons, exercises)
+    order = {le.id: le.position for le in lessons}
+    for ex in exercises.values():
+        for s in ex.skills:
+            plan.skill_exercises.setdefault(s, []).append(ex.id)
+    # A lesson teaches the skills it declares and those its exercises practise.
+    taught: dict[str, set[str]] = {le.id: set(le.skills) for le in lessons}
+    for ex in exercises.values():
+        taught.setdefault(ex.lesson_id, set()).update(ex.skills)
+    for lesson_id, skill_ids in taught.items():
+        for s in skill_ids:
+            plan.skill_lessons.setdefault(s, []).append(lesson_id)
+    for ids in plan.skill_lessons.values():
+        ids.sort(key=lambda i: order.get(i, 1 << 30))
+    return plan
+
+
+class Plans:
+    """Course plans of this process, reloaded when a course is imported again."""
+
+    def __init__(self):
+        self._plans: dict[str, CoursePlan] = {}
+        self._lock = threading.Lock()
+
+    def get(self, conn: sqlite3.Connection, course_id: str) -> CoursePlan:
+        row = conn.execute("SELECT bundle_sha256, imported_at FROM courses WHERE id = ?", (course_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"There is no course {course_id!r}.")
+        with self._lock:
+            plan = self._plans.get(course_id)
+        if plan is not None and plan.version_key == (row[0], row[1]):
+            return plan
+        plan = load_plan(conn, course_id)
+        with self._lock:
+            self._plans[course_id] = plan
+        return plan

@@ -1,0 +1,202 @@
+"""What a student should do next in a course, and why, in words a child understands.
+
+``recommend(plan, view, ...)`` is pure (no database, no model): the service gathers a ``StudentView``
+(predicted success per exercise and per skill from the learner model, review cards, recent answers)
+and this module decides, in order:
+
+1. **Review** a skill the student mastered before whose FSRS review is due (most forgotten first).
+2. **Practice** the exercise whose predicted success is closest to ``target_success`` among the skills
+   the student has started and not mastered: hard enough to learn from, not so hard it discourages
+   (desirable difficulty). Exercises answered right a moment ago are avoided.
+3. A **new lesson** for a skill whose prerequisites are all mastered, when nothing in progress is near
+   the target (or nothing is in progress).
+4. **Relearn**: when every question in progress looks too hard, read the lesson again.
+5. **Done**: every skill is mastered; the answer says when the next review is due.
+
+A prerequisite counts as met once the skill was mastered (it has a review card) even if the model
+now predicts some forgetting: reviews handle forgetting, and re-locking later lessons would punish
+the student for a holiday.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+from flask_babel import format_date
+from flask_babel import gettext as _
+
+from appliance.learning.plan import CoursePlan, Exercise
+from appliance.learning.review import Due
+
+log = logging.getLogger(__name__)
+
+# How far from the target a practice question may be before a new lesson is the better offer.
+NEAR_TARGET = 0.2
+# Below this predicted success every question in progress is "too hard for now".
+TOO_HARD = 0.4
+RECENT_S = 600          # an exercise answered in the last 10 minutes is not offered again
+FRESH_BONUS = 0.1       # prefer questions the student has not yet answered right
+
+
+@dataclass
+class StudentView:
+    mastery: dict[str, float]                 # skill -> predicted success on a typical item, now
+    predicted: dict[str, float]               # exercise -> predicted success, now
+    practised: dict[str, int]                 # skill -> graded answers
+    exercises: dict[str, tuple[int, bool, float]] = field(default_factory=dict)  # id -> (answers, last right, last at)
+    lessons: dict[str, str] = field(default_factory=dict)                        # lesson -> started | completed
+    cards: dict[str, Due] = field(default_factory=dict)                           # skill -> FSRS card
+    source: str = "model"
+
+
+@dataclass
+class Recommendation:
+    kind: str                      # review | practice | lesson | relearn | done
+    course_id: str
+    why: str
+    reason: str                    # machine code of ``why``
+    lesson_id: str | None = None
+    exercise_id: str | None = None
+    title: str = ""
+    skill_id: str | None = None
+    skill: str | None = None
+    predicted_success: float | None = None
+    due: str | None = None
+    source: str = "model"
+    url: str | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _chance(p: float) -> int:
+    return int(round(p * 20) * 5)  # "about 70%": a child does not need 71.3%
+
+
+def _quoted(names) -> str:
+    return ", ".join(f"“{n}”" for n in names)
+
+
+class _Rules:
+    def __init__(self, plan: CoursePlan, view: StudentView, target: float, threshold: float, now: datetime):
+        self.plan, self.view, self.target, self.threshold, self.now = plan, view, target, threshold, now
+        self.now_s = now.timestamp()
+
+    def mastered_now(self, s: str) -> bool:
+        return self.view.practised.get(s, 0) > 0 and self.view.mastery.get(s, 0.0) >= self.threshold
+
+    def secured(self, s: str) -> bool:
+        return s in self.view.cards or self.mastered_now(s)
+
+    def unlocked(self, s: str) -> bool:
+        skill = self.plan.skills.get(s)
+        return skill is None or all(self.secured(p) for p in skill.prerequisites if p in self.plan.skills)
+
+    def score(self, ex: Exercise) -> tuple:
+        p = self.view.predicted.get(ex.id, 0.5)
+        answers, last_right, last_at = self.view.exercises.get(ex.id, (0, False, 0.0))
+        penalty = 0.0
+        if answers and last_right:
+            penalty += FRESH_BONUS
+        if answers and self.now_s - last_at < RECENT_S:
+            penalty += 1.0
+        lesson = self.plan.lesson(ex.lesson_id)
+        return (round(abs(p - self.target) + penalty, 2), lesson.position if lesson else 0, ex.position)
+
+    def best(self, exercise_ids) -> Exercise | None:
+        pool = [self.plan.exercises[i] for i in exercise_ids if i in self.plan.exercises]
+        pool = [ex for ex in pool if all(self.unlocked(s) for s in ex.skills)]
+        return min(pool, key=self.score) if pool else None
+
+    def skill_name(self, s: str) -> str:
+        skill = self.plan.skills.get(s)
+        return skill.name if skill else s
+
+    def rec(self, kind: str, reason: str, why: str, *, ex: Exercise | None = None, lesson_id: str | None = None,
+            skill: str | None = None, p: float | None = None, due: str | None = None) -> Recommendation:
+        lesson_id = ex.lesson_id if ex is not None else lesson_id
+        lesson = self.plan.lesson(lesson_id) if lesson_id else None
+        title = ex.prompt if ex is not None else (lesson.title if lesson else self.plan.title)
+        return Recommendation(kind, self.plan.course_id, why, reason, lesson_id, ex.id if ex else None, title, skill,
+                              self.skill_name(skill) if skill else None,
+                              None if p is None else round(p, 3), due, self.view.source)
+
+
+def recommend(plan: CoursePlan, view: StudentView, target: float, threshold: float, now: datetime) -> Recommendation:
+    r = _Rules(plan, view, target, threshold, now)
+    return (_review(r) or _practice_or_lesson(r) or _done(r))
+
+
+def _review(r: _Rules) -> Recommendation | None:
+    due = sorted((d for d in r.view.cards.values() if d.skill_id in r.plan.skills and d.due <= r.now),
+                 key=lambda d: d.retrievability)
+    for d in due:
+        ex = r.best(r.plan.skill_exercises.get(d.skill_id, []))
+        if ex is None:
+            continue
+        name = r.skill_name(d.skill_id)
+        why = _("Time to review “%(skill)s”. You mastered it before, and practising just as you start to forget "
+                "helps you remember it for longer.", skill=name)
+        return r.rec("review", "review_due", why, ex=ex, skill=d.skill_id, p=r.view.predicted.get(ex.id))
+    return None
+
+
+def _practice_or_lesson(r: _Rules) -> Recommendation | None:
+    in_progress = [s for s in r.plan.skills if r.view.practised.get(s, 0) > 0 and not r.mastered_now(s)
+                   and r.unlocked(s)]
+    candidates = {i for s in in_progress for i in r.plan.skill_exercises.get(s, [])}
+    ex = r.best(candidates)
+    p = r.view.predicted.get(ex.id, 0.5) if ex else None
+    if ex is not None and abs(p - r.target) <= NEAR_TARGET:
+        return _practice(r, ex, p)
+    new = _new_lesson(r)
+    if new is not None:
+        return new
+    if ex is not None and p < TOO_HARD:
+        weakest = min((s for s in ex.skills if s in r.plan.skills), key=lambda s: r.view.mastery.get(s, 0.0),
+                      default=ex.skills[0])
+        lessons = r.plan.skill_lessons.get(weakest, [ex.lesson_id])
+        why = _("The questions on “%(skill)s” look hard for you right now. Reading the lesson again first will help.",
+                skill=r.skill_name(weakest))
+        return r.rec("relearn", "too_hard", why, lesson_id=lessons[0], skill=weakest, p=p)
+    return _practice(r, ex, p) if ex is not None else None
+
+
+def _practice(r: _Rules, ex: Exercise, p: float) -> Recommendation:
+    skill = min((s for s in ex.skills if s in r.plan.skills), key=lambda s: r.view.mastery.get(s, 0.0),
+                default=ex.skills[0])
+    why = _("Practise “%(skill)s”: we think you have about a %(chance)s%% chance of getting this one right. "
+            "That is hard enough to learn from, but not too hard.", skill=r.skill_name(skill), chance=_chance(p))
+    return r.rec("practice", "desirable_difficulty", why, ex=ex, skill=skill, p=p)
+
+
+def _new_lesson(r: _Rules) -> Recommendation | None:
+    fresh = [s for s in r.plan.skills if r.view.practised.get(s, 0) == 0 and not r.secured(s) and r.unlocked(s)
+             and r.plan.skill_lessons.get(s)]
+    if not fresh:
+        return None
+    position = {le.id: le.position for le in r.plan.lessons}
+    skill = min(fresh, key=lambda s: (position.get(r.plan.skill_lessons[s][0], 0), list(r.plan.skills).index(s)))
+    lesson_id = r.plan.skill_lessons[skill][0]
+    prereqs = [p for p in r.plan.skills[skill].prerequisites if p in r.plan.skills]
+    if prereqs:
+        why = _("New for you: “%(skill)s”. You are ready for it because you have mastered %(prereqs)s.",
+                skill=r.skill_name(skill), prereqs=_quoted(r.skill_name(p) for p in prereqs))
+        reason = "prerequisites_met"
+    else:
+        why = _("A good place to start: “%(skill)s” does not need anything you have not learned yet.",
+                skill=r.skill_name(skill))
+        reason = "no_prerequisites"
+    return r.rec("lesson", reason, why, lesson_id=lesson_id, skill=skill, p=r.view.mastery.get(skill))
+
+
+def _done(r: _Rules) -> Recommendation:
+    upcoming = sorted((d for d in r.view.cards.values() if d.skill_id in r.plan.skills), key=lambda d: d.due)
+    if upcoming:
+        nxt = upcoming[0]
+        why = _("You have mastered every skill in this course! Your next review, “%(skill)s”, is on %(date)s.",
+                skill=r.skill_name(nxt.skill_id), date=format_date(nxt.due, "long"))
+        return r.rec("done", "all_mastered", why, skill=nxt.skill_id, due=nxt.due.isoformat())
+    why = _("There is nothing to practise in this course right now.")
+    return r.rec("done", "nothing_left", why)

@@ -1,0 +1,202 @@
+"""Search lessons and exercises by meaning, in the language of the student's courses.
+
+Each course's lesson titles (with the start of the lesson text) and exercise prompts are embedded once
+per course version and model and kept in ``search_vectors``; each web worker loads them into one
+matrix per course, so a search costs one query embedding and a matrix-vector product. An upgraded
+course (new ``bundle_sha256``) or a new model version is indexed again on its first search.
+
+Without the embedding model the search still works: it matches words (accents and case ignored) and
+says so, rather than showing nothing.
+"""
+from __future__ import annotations
+
+import html
+import logging
+import re
+import threading
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from urllib.parse import quote
+
+import numpy as np
+
+from appliance.errors import AppError, BadRequest
+
+log = logging.getLogger(__name__)
+
+MAX_QUERY = 200
+LESSON_SNIPPET = 400  # characters of lesson text next to its title (the encoder reads 128 tokens)
+_TAG = re.compile(r"<[^>]+>")
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass
+class Hit:
+    kind: str            # lesson | exercise
+    course_id: str
+    lesson_id: str
+    item_id: str
+    title: str
+    lesson_title: str
+    score: float
+    url: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SearchResult:
+    query: str
+    mode: str                       # meaning | words
+    hits: list[Hit] = field(default_factory=list)
+    note: str = ""                  # why the search matched words only
+
+    def to_json(self) -> dict:
+        return {"query": self.query, "mode": self.mode, "note": self.note, "hits": [h.to_json() for h in self.hits]}
+
+
+@dataclass
+class _Item:
+    kind: str
+    item_id: str
+    lesson_id: str
+    title: str
+    text: str
+
+
+def plain_text(body: str) -> str:
+    return " ".join(html.unescape(_TAG.sub(" ", body or "")).split())
+
+
+def _fold(text: str) -> list[str]:
+    s = unicodedata.normalize("NFKD", text.casefold())
+    return _WORD.findall("".join(ch for ch in s if not unicodedata.combining(ch)))
+
+
+def url_of(course_id: str, lesson_id: str, exercise_id: str | None = None) -> str:
+    url = f"/learn/{quote(course_id, safe='')}/{quote(lesson_id, safe='')}"
+    return url + (f"#ex-{quote(exercise_id, safe='')}" if exercise_id else "")
+
+
+def course_items(conn, course_id: str) -> tuple[str, list[_Item], dict[str, str]]:
+    """(course version, items to index, lesson titles)."""
+    sha = conn.execute("SELECT bundle_sha256 || ':' || imported_at FROM courses WHERE id = ?", (course_id,)).fetchone()
+    lessons = {r["id"]: dict(r) for r in conn.execute("SELECT id, title, body FROM lessons WHERE course_id = ?", (course_id,))}
+    items = [_Item("lesson", lid, lid, le["title"], f"{le['title']}. {plain_text(le['body'])[:LESSON_SNIPPET]}")
+             for lid, le in lessons.items()]
+    items += [_Item("exercise", r["id"], r["lesson_id"], r["prompt"], r["prompt"]) for r in conn.execute(
+        "SELECT id, lesson_id, prompt FROM exercises WHERE course_id = ? ORDER BY position", (course_id,))]
+    return (sha[0] if sha else ""), items, {k: v["title"] for k, v in lessons.items()}
+
+
+class SearchIndex:
+    def __init__(self, db, embedder, settings):
+        self.db, self.embedder, self.settings = db, embedder, settings
+        self._matrices: dict[str, tuple] = {}  # course -> (version key, items, matrix, lesson titles)
+        self._lock = threading.Lock()
+        self._build_locks: dict[str, threading.Lock] = {}
+
+    def search(self, query: str, course_ids: list[str], k: int | None = None) -> SearchResult:
+        query = " ".join((query or "").split())
+        if not query:
+            raise BadRequest("Type something to search for.")
+        if len(query) > MAX_QUERY:
+            raise BadRequest(f"A search can be at most {MAX_QUERY} characters.")
+        k = k or self.settings.search_results
+        ok, why = self.embedder.available()
+        if ok:
+            try:
+                return self._by_meaning(query, course_ids, k)
+            except AppError as exc:  # the model went away mid-search: words still find things
+                why = exc.message
+                log.warning("search by meaning failed, matching words: %s", why)
+        return self._by_words(query, course_ids, k, why)
+
+    # -- by meaning ---------------------------------------------------------------------------
+    def _by_meaning(self, query: str, course_ids: list[str], k: int) -> SearchResult:
+        q = self.embedder.embed([query])
+        hits = []
+        for cid in course_ids:
+            items, M, titles = self._matrix(cid, q.identity)
+            if not len(items):
+                continue
+            scores = M @ q.vectors[0]
+            for i in np.argsort(-scores)[:k]:
+                if scores[i] < self.settings.search_min_similarity:
+                    break
+                it = items[i]
+                hits.append(self._hit(cid, it, float(scores[i]), titles))
+        hits.sort(key=lambda h: -h.score)
+        return SearchResult(query, "meaning", hits[:k])
+
+    def _hit(self, course_id: str, it: _Item, score: float, titles: dict[str, str]) -> Hit:
+        return Hit(it.kind, course_id, it.lesson_id, it.item_id, it.title, titles.get(it.lesson_id, ""),
+                   round(score, 4), url_of(course_id, it.lesson_id, it.item_id if it.kind == "exercise" else None))
+
+    def _matrix(self, course_id: str, ident: str):
+        with self.db.read() as conn:
+            row = conn.execute("SELECT bundle_sha256 || ':' || imported_at FROM courses WHERE id = ?",
+                               (course_id,)).fetchone()
+        key = (row[0] if row else "", ident)
+        with self._lock:
+            cached = self._matrices.get(course_id)
+            lock = self._build_locks.setdefault(course_id, threading.Lock())
+        if cached is None or cached[0] != key:
+            with lock:  # one thread indexes, the others wait for its result
+                with self._lock:
+                    cached = self._matrices.get(course_id)
+                if cached is None or cached[0] != key:
+                    with self.db.read() as conn:
+                        version, items, titles = course_items(conn, course_id)
+                    items, M = self._load_or_build(course_id, version, ident, items)
+                    cached = ((version, ident), items, M, titles)
+                    with self._lock:
+                        self._matrices[course_id] = cached
+        return cached[1], cached[2], cached[3]
+
+    def _load_or_build(self, course_id: str, version: str, ident: str, items: list[_Item]):
+        with self.db.read() as conn:
+            rows = conn.execute("SELECT kind, item_id, vector FROM search_vectors WHERE course_id = ? AND model = ?"
+                                " AND bundle_sha256 = ?", (course_id, ident, version)).fetchall()
+        stored = {(r["kind"], r["item_id"]): np.frombuffer(r["vector"], dtype="<f4") for r in rows}
+        if items and all((it.kind, it.item_id) in stored for it in items):
+            return items, np.stack([stored[(it.kind, it.item_id)] for it in items])
+        emb = self.embedder.embed([it.text for it in items]) if items else None
+        if emb is not None and emb.identity != ident:
+            raise AppError("the embedding model changed while indexing; search again")
+        M = emb.vectors if emb is not None else np.zeros((0, 1), np.float32)
+
+        def write(conn):
+            conn.execute("DELETE FROM search_vectors WHERE course_id = ?", (course_id,))
+            conn.executemany(
+                "INSERT INTO search_vectors (course_id, model, bundle_sha256, kind, item_id, lesson_id, title, vector)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(course_id, ident, version, it.kind, it.item_id, it.lesson_id, it.title,
+                  M[i].astype("<f4").tobytes()) for i, it in enumerate(items)])
+
+        self.db.write(write)
+        log.info("indexed %d lessons and exercises of %s for search on %s", len(items), course_id, ident)
+        return items, M
+
+    def index_course(self, course_id: str) -> int:
+        """Build (or load) the course's vectors now; returns how many items it has."""
+        ident = self.embedder.identity()
+        if ident is None:
+            raise AppError(self.embedder.available()[1])
+        return len(self._matrix(course_id, ident)[0])
+
+    # -- by words -----------------------------------------------------------------------------
+    def _by_words(self, query: str, course_ids: list[str], k: int, why: str) -> SearchResult:
+        words = set(_fold(query))
+        hits = []
+        with self.db.read() as conn:
+            for cid in course_ids:
+                _version, items, titles = course_items(conn, cid)
+                for it in items:
+                    have = set(_fold(it.text))
+                    found = sum(1 for w in words if w in have or (len(w) >= 4 and any(h.startswith(w) for h in have)))
+                    if found:
+                        hits.append(self._hit(cid, it, found / len(words), titles))
+        hits.sort(key=lambda h: (-h.score, h.kind != "lesson"))
+        return SearchResult(query, "words", hits[:k], why)

@@ -1,0 +1,208 @@
+"""Free-text answers graded by meaning, with a threshold calibrated per exercise on the serving model.
+
+Similarity = the best cosine between the answer and the exercise's reference answers, embedded by the
+int8 MiniLM that the box serves. One fixed threshold cannot fit every exercise: a short factual
+reference ("Yes, because 5 is more than 4") sits closer to everything than a long explanation, and an
+English encoder scores Spanish paraphrases lower. So each exercise gets its own threshold, calibrated
+on the same int8 model (``calibrate.choose_threshold``) from
+- positives: each reference scored against the other references (how far apart right answers can be),
+  and shortened references (a right answer a child writes is often incomplete),
+- negatives: the question itself (copying it is not an answer), the other questions of the course and
+  their reference answers (on topic but wrong), and everyday non-answers ("I don't know").
+The result is stored in ``semantic_calibration`` per exercise and model version, computed on first
+use for all free-text exercises of the course at once (one batch through the engine).
+
+A grade's confidence is how far the similarity lies from the threshold, in units of that exercise's
+calibrated spread (``calibrate.confidence``): the teacher's review page lists the least confident
+grades first. A threshold the
+course author set in the exercise spec wins over the calibrated one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from appliance.errors import Unavailable
+from appliance.learning.calibrate import (
+    Calibration,
+    choose_threshold,
+    confidence,
+    negatives_for,
+    shortened,
+)
+from appliance.store.database import now_iso
+
+log = logging.getLogger(__name__)
+
+
+def refs_sha(references: list[str]) -> str:
+    return hashlib.sha256(json.dumps(list(references), ensure_ascii=False).encode()).hexdigest()
+
+
+@dataclass
+class Judgement:
+    similarity: float
+    threshold: float
+    confidence: float
+
+
+class BoundJudge:
+    """``judge(text)`` for one exercise (what ``grading.grade`` uses for free text)."""
+
+    def __init__(self, grader: SemanticGrader, exercise: dict):
+        self.grader, self.exercise = grader, exercise
+
+    def judge(self, text: str) -> tuple[float, float, float]:
+        j = self.grader.judge(self.exercise, text)
+        return j.similarity, j.threshold, j.confidence
+
+    def __call__(self, text: str, references: list[str]) -> float:
+        return self.grader(text, references)
+
+
+class SemanticGrader:
+    def __init__(self, db, embedder):
+        self.db = db
+        self.embedder = embedder
+        self._calibrations: dict[tuple, Calibration] = {}
+        self._lock = threading.Lock()
+        self._course_locks: dict[str, threading.Lock] = {}
+
+    def available(self) -> tuple[bool, str]:
+        return self.embedder.available()
+
+    # -- the contract of appliance.learning.grading -----------------------------------------------
+    def __call__(self, text: str, references: list[str]) -> float:
+        """Best cosine between ``text`` and the references, clipped to [0, 1]."""
+        refs = [r for r in references if isinstance(r, str) and r.strip()]
+        if not refs:
+            return 0.0
+        ans = self.embedder.embed([text]).vectors
+        ref = self.embedder.embed(refs, cache=True).vectors
+        return float(np.clip((ref @ ans[0]).max(), 0.0, 1.0))
+
+    def for_exercise(self, exercise: dict) -> BoundJudge | None:
+        """A judge for ``exercise``, or None when the model is not loaded (the answer waits for a teacher)."""
+        if self.embedder.loaded() is None:
+            return None
+        return BoundJudge(self, exercise)
+
+    def judge(self, exercise: dict, text: str) -> Judgement:
+        spec = exercise["spec"] if isinstance(exercise["spec"], dict) else json.loads(exercise["spec"])
+        refs = [r for r in spec.get("references", []) if isinstance(r, str) and r.strip()]
+        similarity = self(text, refs)
+        try:
+            cal = self.calibration(exercise)
+        except Unavailable as exc:  # e.g. the model was swapped mid-calibration: grade now, calibrate later
+            log.warning("calibration of %s/%s failed (%s); default threshold used", exercise["course_id"],
+                        exercise["id"], exc.message)
+            cal = choose_threshold([], [], refs_sha(spec.get("references", [])))
+        threshold = float(spec["threshold"]) if spec.get("threshold") is not None else cal.threshold
+        return Judgement(round(similarity, 4), round(threshold, 4),
+                         round(confidence(similarity, threshold, cal.spread), 4))
+
+    # -- calibration ------------------------------------------------------------------------------
+    def calibration(self, exercise: dict) -> Calibration:
+        ident = self.embedder.identity()
+        if ident is None:
+            raise Unavailable(self.available()[1])
+        key = (exercise["course_id"], exercise["id"], ident)
+        spec = exercise["spec"] if isinstance(exercise["spec"], dict) else json.loads(exercise["spec"])
+        sha = refs_sha(spec.get("references", []))
+        with self._lock:
+            cal = self._calibrations.get(key)
+        if cal is not None and cal.refs_sha256 == sha:
+            return cal
+        with self.db.read() as conn:
+            row = conn.execute("SELECT * FROM semantic_calibration WHERE course_id = ? AND exercise_id = ? AND model = ?",
+                               key).fetchone()
+        if row is not None and row["refs_sha256"] == sha:
+            cal = Calibration(row["threshold"], row["spread"], row["refs_sha256"], json.loads(row["detail"]))
+        else:
+            cal = self.calibrate_course(exercise["course_id"]).get(exercise["id"])
+            if cal is None:  # the exercise is not (or no longer) in the database: calibrate it alone
+                cal = self._calibrate([dict(exercise, spec=spec)], [], ident)[exercise["id"]]
+        with self._lock:
+            self._calibrations[key] = cal
+        return cal
+
+    def _course_lock(self, course_id: str) -> threading.Lock:
+        with self._lock:
+            return self._course_locks.setdefault(course_id, threading.Lock())
+
+    def calibrate_course(self, course_id: str) -> dict[str, Calibration]:
+        """Calibrate every free-text exercise of the course on the current model and store the result."""
+        with self._course_lock(course_id):  # 16 threads asking at once calibrate once
+            ident = self.embedder.identity()
+            if ident is None:
+                raise Unavailable(self.available()[1])
+            with self.db.read() as conn:
+                rows = [dict(r) for r in conn.execute("SELECT course_id, id, kind, prompt, spec FROM exercises"
+                                                      " WHERE course_id = ? ORDER BY position", (course_id,))]
+                done = {r["exercise_id"]: r["refs_sha256"] for r in conn.execute(
+                    "SELECT exercise_id, refs_sha256 FROM semantic_calibration WHERE course_id = ? AND model = ?",
+                    (course_id, ident))}
+            for r in rows:
+                r["spec"] = json.loads(r["spec"])
+            free = [r for r in rows if r["kind"] == "free_text"]
+            todo = [r for r in free if done.get(r["id"]) != refs_sha(r["spec"].get("references", []))]
+            result = self._calibrate(todo, rows, ident) if todo else {}
+            if result:
+                self._store(course_id, ident, result)
+            with self.db.read() as conn:
+                stored = {r["exercise_id"]: Calibration(r["threshold"], r["spread"], r["refs_sha256"], json.loads(r["detail"]))
+                          for r in conn.execute("SELECT * FROM semantic_calibration WHERE course_id = ? AND model = ?",
+                                                (course_id, ident))}
+            return {**stored, **result}
+
+    def _calibrate(self, todo: list[dict], course_rows: list[dict], ident: str) -> dict[str, Calibration]:
+        plans = {}
+        texts: list[str] = []
+        for ex in todo:
+            refs = [r for r in ex["spec"].get("references", []) if isinstance(r, str) and r.strip()]
+            short = [(i, s) for i, r in enumerate(refs) for s in shortened(r)]
+            neg = negatives_for(ex, course_rows)
+            plans[ex["id"]] = (ex, refs, short, neg)
+            texts += refs + [s for _i, s in short] + neg
+        unique = list(dict.fromkeys(texts))
+        emb = self.embedder.embed(unique, cache=True)
+        if emb.identity != ident:
+            raise Unavailable("the embedding model changed during calibration; try again")
+        index = {t: i for i, t in enumerate(unique)}
+        V = emb.vectors
+        out = {}
+        for ex_id, (ex, refs, short, neg) in plans.items():
+            R = V[[index[r] for r in refs]] if refs else None
+            pos: list[float] = []
+            negs: list[float] = []
+            if R is not None:
+                for i in range(len(refs)):
+                    # Against the OTHER references: a right answer is a paraphrase, not a copy.
+                    others = np.delete(R, i, axis=0) if len(refs) > 1 else R
+                    if len(refs) > 1:
+                        pos.append(float((others @ R[i]).max()))
+                    pos += [float((others @ V[index[s]]).max()) for j, s in short if j == i]
+                negs = [float((R @ V[index[n]]).max()) for n in neg]
+            out[ex_id] = choose_threshold(pos, negs, refs_sha(ex["spec"].get("references", [])))
+        return out
+
+    def _store(self, course_id: str, ident: str, result: dict[str, Calibration]) -> None:
+        at = now_iso()
+
+        def write(conn):
+            for ex_id, cal in result.items():
+                conn.execute(
+                    "INSERT INTO semantic_calibration (course_id, exercise_id, model, refs_sha256, threshold, spread,"
+                    " detail, calibrated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (course_id, exercise_id, model)"
+                    " DO UPDATE SET refs_sha256 = excluded.refs_sha256, threshold = excluded.threshold,"
+                    " spread = excluded.spread, detail = excluded.detail, calibrated_at = excluded.calibrated_at",
+                    (course_id, ex_id, ident, cal.refs_sha256, cal.threshold, cal.spread, json.dumps(cal.detail), at))
+
+        self.db.write(write)
+        log.info("calibrated %d free-text exercises of %s on %s: %s", len(result), course_id, ident,
+                 ", ".join(f"{k}={v.threshold:.2f}" for k, v in sorted(result.items())))

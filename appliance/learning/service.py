@@ -1,0 +1,167 @@
+"""The learning features wired into the LMS: ``attach(services)`` (called by bootstrap.attach_components).
+
+Provides
+- ``learner``: the hooks of ``appliance.learning.progress``:
+  ``prepare(student, exercise, correct)`` runs in the request thread BEFORE the write: it reads the
+  student's ``LearnerState``, folds the answer in and asks the learner model for the new mastery of
+  the answered item's skills (concurrent students' predictions batch in the engine);
+  ``observe(conn, attempt)`` runs in the single writer thread and only persists: the state (if its row
+  still has the version the prediction was made from; otherwise it recomputes, which only happens when
+  one student's answers race each other) and the FSRS review cards; it returns the new mastery.
+  ``next_up(student, course_id)`` recommends what to do next (``recommender``).
+- ``semantic``: free-text grading by meaning (``semantic.SemanticGrader``).
+- ``search``: search by meaning (``search.SearchIndex``).
+and the ``learning`` status: which model each feature uses, or the rule estimate / word search it falls
+back to, and why.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from appliance.learning import learner_state
+from appliance.learning.embedder import Embedder
+from appliance.learning.features import LearnerState
+from appliance.learning.plan import Plans
+from appliance.learning.predictor import LearnerPredictor
+from appliance.learning.recommender import StudentView, recommend
+from appliance.learning.review import Reviews
+from appliance.learning.search import SearchIndex, url_of
+from appliance.learning.semantic import SemanticGrader
+from appliance.services import PartStatus, Services
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """A prediction made outside the writer, valid while the state row still has ``base``."""
+    exercise_id: str
+    base: int | None
+    state: LearnerState
+    mastery: dict[str, float]
+    source: str
+    at: float
+
+
+class LearnerService:
+    def __init__(self, services: Services, predictor: LearnerPredictor):
+        self.services = services
+        self.settings = services.cfg.learning
+        self.predictor = predictor
+        self.reviews = Reviews(self.settings)
+        self.plans = Plans()
+        self.stats = {"prepared": 0, "recomputed": 0}
+
+    # -- after an answer ---------------------------------------------------------------------------
+    def prepare(self, student: dict, exercise: dict, correct: bool) -> Prepared:
+        now = time.time()
+        with self.services.db.read() as conn:
+            stored = learner_state.load(conn, student["id"], exercise["course_id"])
+        state = stored.state
+        state.observe(exercise["id"], exercise["skills"], correct, now)
+        mastery, source = self._mastery(state, exercise["skills"], now)
+        return Prepared(exercise["id"], stored.version, state, mastery, source, now)
+
+    def _mastery(self, state: LearnerState, skills, now: float) -> tuple[dict[str, float], str]:
+        pred = self.predictor.predict(state, [(None, [s]) for s in skills], now)
+        return {s: round(p, 4) for s, p in zip(skills, pred.p)}, pred.source
+
+    def observe(self, conn, attempt: dict) -> dict | None:
+        """In the writer: persist state and review cards; the model's mastery (None = keep the rule's)."""
+        sid, cid, skills = attempt["student_id"], attempt["course_id"], attempt["skills"]
+        version = learner_state.current_version(conn, sid, cid)
+        prepared = attempt.get("prepared")
+        if isinstance(prepared, Prepared) and prepared.exercise_id == attempt["exercise_id"] and prepared.base == version:
+            state, mastery, source = prepared.state, prepared.mastery, prepared.source
+            self.stats["prepared"] += 1
+        else:
+            # Another answer of this student was stored since the prediction (or none was made).
+            stored = learner_state.load(conn, sid, cid, exclude_uid=attempt["attempt_uid"])
+            state = stored.state
+            at = learner_state.epoch_of(attempt["created_at"])
+            state.observe(attempt["exercise_id"], skills, bool(attempt["correct"]), at)
+            mastery, source = self._mastery(state, skills, at)
+            self.stats["recomputed"] += 1
+        learner_state.save(conn, sid, cid, state, (version or 0) + 1, attempt["created_at"])
+        if source != "model":
+            # The rule estimate progress.py just wrote is what the cards go by.
+            mastery = {r[0]: r[1] for r in conn.execute(
+                "SELECT skill_id, p_mastery FROM mastery WHERE student_id = ? AND course_id = ?", (sid, cid))
+                if r[0] in skills}
+        at_dt = datetime.fromisoformat(attempt["created_at"])
+        self.reviews.record(conn, sid, cid, skills, bool(attempt["correct"]), mastery,
+                            self.settings.mastery_threshold, at_dt)
+        return mastery if source == "model" else None
+
+    # -- what next -------------------------------------------------------------------------------
+    def next_up(self, student: dict, course_id: str) -> dict | None:
+        now = time.time()
+        now_dt = datetime.fromtimestamp(now, UTC)
+        with self.services.db.read() as conn:
+            plan = self.plans.get(conn, course_id)
+            state = learner_state.load(conn, student["id"], course_id).state
+            answered = {r["exercise_id"]: (r["n"], bool(r["correct"]), learner_state.epoch_of(r["created_at"]))
+                        for r in conn.execute(
+                            "SELECT exercise_id, COUNT(*) AS n, correct, created_at, MAX(id) FROM attempts"
+                            " WHERE student_id = ? AND course_id = ? AND graded_by != 'pending' GROUP BY exercise_id",
+                            (student["id"], course_id))}
+            lessons = {r[0]: r[1] for r in conn.execute(
+                "SELECT lesson_id, status FROM lesson_progress WHERE student_id = ? AND course_id = ?",
+                (student["id"], course_id))}
+            cards = self.reviews.cards(conn, student["id"], course_id, now_dt)
+        skills = list(plan.skills)
+        exercises = list(plan.exercises.values())
+        pred = self.predictor.predict(state, [(None, [s]) for s in skills]
+                                      + [(ex.id, list(ex.skills)) for ex in exercises], now)
+        view = StudentView(
+            mastery=dict(zip(skills, pred.p[:len(skills)])),
+            predicted={ex.id: p for ex, p in zip(exercises, pred.p[len(skills):])},
+            practised={s: st.success + st.failure for s, st in state.skills.items()},
+            exercises=answered, lessons=lessons, cards=cards, source=pred.source)
+        rec = recommend(plan, view, self.settings.target_success, self.settings.mastery_threshold, now_dt)
+        if rec.lesson_id:
+            rec.url = url_of(course_id, rec.lesson_id, rec.exercise_id)
+        out = rec.to_json()
+        out["course_title"] = plan.title
+        return out
+
+    def home(self, student: dict, language: str | None) -> dict | None:
+        """Next up for the student home: the course worked on last, else the first in their language."""
+        with self.services.db.read() as conn:
+            row = conn.execute("SELECT a.course_id FROM attempts a JOIN courses c ON c.id = a.course_id"
+                               " WHERE a.student_id = ? ORDER BY a.id DESC LIMIT 1", (student["id"],)).fetchone()
+            if row is None:
+                row = conn.execute("SELECT id FROM courses ORDER BY language = ? DESC, title LIMIT 1",
+                                   (language or "",)).fetchone()
+        return self.next_up(student, row[0]) if row else None
+
+
+def learning_status(predictor: LearnerPredictor, embedder: Embedder, learner: LearnerService) -> PartStatus:
+    l_ok, l_why = predictor.available()
+    e_ok, e_why = embedder.available()
+    detail = [f"mastery and next up by {l_why}" if l_ok else f"mastery and next up use a rule estimate: {l_why}",
+              f"free text and search by {e_why}" if e_ok
+              else f"free-text answers wait for the teacher and search matches words: {e_why}"]
+    extra = {"learner_model": {"ready": l_ok, "detail": l_why}, "embedding_model": {"ready": e_ok, "detail": e_why},
+             "answers": dict(learner.stats)}
+    return PartStatus("learning", "ok" if l_ok and e_ok else "degraded", "; ".join(detail), extra)
+
+
+def attach(services: Services) -> LearnerService:
+    """Runtime hook: the learner hooks, free-text grading and search for this process."""
+    s = services.cfg.learning
+    predictor = LearnerPredictor(services, s.learner_model)
+    embedder = Embedder(services, s.embedding_model)
+    learner = LearnerService(services, predictor)
+    services.provide("learner", learner)
+    services.provide("semantic", SemanticGrader(services.db, embedder))
+    services.provide("search", SearchIndex(services.db, embedder, s))
+    services.report_status("learning", lambda: learning_status(predictor, embedder, learner))
+    ok_l, why_l = predictor.available()
+    ok_e, why_e = embedder.available()
+    log.info("learning: %s; %s", why_l if ok_l else f"rule estimate ({why_l})",
+             why_e if ok_e else f"no grading by meaning ({why_e})")
+    return learner
