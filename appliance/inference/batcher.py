@@ -76,14 +76,48 @@ class Batcher:
         self._cond = threading.Condition()
         self._closing = False
         self._last_requests = 1  # requests in the previous batch: evidence of concurrent traffic
+        self._busy = False  # a run (inline or batch) is in progress: one at a time, like one Triton instance
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}")
         self._thread.start()
 
     def submit(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run ``inputs`` (each with the batch on axis 0) in the next batch; blocks until done."""
-        return self.submit_async(inputs).result()
+        """Run ``inputs`` (each with the batch on axis 0) in the next batch; blocks until done.
+
+        When the model is idle and nobody is queued, the caller runs it on its own thread: handing a
+        lone request to the batching thread and back costs two thread wake-ups (more than a small
+        model's run on a busy 2-core box) and there is nothing to batch it with. Requests that arrive
+        while that run is going queue up and form the next batch as usual.
+        """
+        n, key = self._shape_key(inputs)
+        with self._cond:
+            self._check_open()
+            inline = not self._busy and not self._queue
+            if inline:
+                self._busy = True
+            else:
+                req = self._enqueue(inputs, n, key)
+        if not inline:
+            return req.future.result()
+        started = time.perf_counter()
+        try:
+            return self._run(inputs)
+        finally:
+            elapsed = time.perf_counter() - started
+            with self._cond:
+                self._busy = False
+                self._last_requests = 1
+                if self._queue:
+                    self._cond.notify()  # requests that queued meanwhile are the batcher's now
+            self._report(BatchInfo(rows=n, requests=1, queue_s=[0.0], compute_s=elapsed))
 
     def submit_async(self, inputs: dict[str, np.ndarray]) -> Future:
+        """Queue ``inputs`` for the batching thread (never inline); the future holds the outputs."""
+        n, key = self._shape_key(inputs)
+        with self._cond:
+            self._check_open()
+            return self._enqueue(inputs, n, key).future
+
+    def _shape_key(self, inputs: dict[str, np.ndarray]) -> tuple[int, tuple]:
         rows = {a.shape[0] if a.ndim else -1 for a in inputs.values()}
         if len(rows) != 1 or -1 in rows:
             raise BadRequest("every input must have the same batch size on its first axis")
@@ -94,16 +128,27 @@ class Batcher:
             (k, a.dtype.str, a.shape[2:] if k in self._pad and a.ndim >= 2 else a.shape[1:], a.ndim)
             for k, a in inputs.items()
         ))
+        return n, key
+
+    def _check_open(self) -> None:
+        if self._closing:
+            raise Unavailable(f"model {self.name} is being unloaded")
+        if len(self._queue) >= self.max_queue:
+            raise Unavailable(f"model {self.name} is busy ({self.max_queue} requests waiting); try again")
+
+    def _enqueue(self, inputs, n: int, key: tuple) -> _Request:
         req = _Request(inputs, n, key)
-        with self._cond:
-            if self._closing:
-                raise Unavailable(f"model {self.name} is being unloaded")
-            if len(self._queue) >= self.max_queue:
-                raise Unavailable(f"model {self.name} is busy ({self.max_queue} requests waiting); try again")
-            self._queue.append(req)
-            self._queued_rows += n
-            self._cond.notify()
-        return req.future
+        self._queue.append(req)
+        self._queued_rows += n
+        self._cond.notify()  # only the batching thread waits on this condition
+        return req
+
+    def _report(self, info: BatchInfo) -> None:
+        if self._on_batch is not None:
+            try:
+                self._on_batch(info)
+            except Exception:  # noqa: BLE001 - metrics must never stop the batcher
+                log.exception("metrics callback failed for %s", self.name)
 
     def close(self, timeout: float = 30.0) -> None:
         with self._cond:
@@ -116,10 +161,11 @@ class Batcher:
     # -- the batching thread --------------------------------------------------------------------
     def _take_batch(self) -> list[_Request] | None:
         with self._cond:
-            while not self._queue:
-                if self._closing:
+            while not self._queue or self._busy:
+                if self._closing and not self._queue:
                     return None
                 self._cond.wait()
+            self._busy = True
             deadline = self._queue[0].enqueued + self.max_delay_s
             concurrent = self._last_requests > 1 or len(self._queue) > 1
             while concurrent and self._queued_rows < self.max_batch_size and not self._closing:
@@ -148,19 +194,16 @@ class Batcher:
             started = time.perf_counter()
             try:
                 self._run_batch(batch)
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - a caller must always get an answer
                 log.exception("batch for %s failed", self.name)
                 for req in batch:
                     if not req.future.done():
                         req.future.set_exception(exc)
-            if self._on_batch is not None:
-                try:
-                    self._on_batch(BatchInfo(
-                        rows=sum(r.rows for r in batch), requests=len(batch),
-                        queue_s=[started - r.enqueued for r in batch], compute_s=time.perf_counter() - started,
-                    ))
-                except Exception:
-                    log.exception("metrics callback failed for %s", self.name)
+            elapsed = time.perf_counter() - started
+            with self._cond:
+                self._busy = False
+            self._report(BatchInfo(rows=sum(r.rows for r in batch), requests=len(batch),
+                                   queue_s=[started - r.enqueued for r in batch], compute_s=elapsed))
 
     def _run_batch(self, batch: list[_Request]) -> None:
         if len(batch) == 1:

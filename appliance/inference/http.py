@@ -13,12 +13,14 @@ elements) is a 400 with ``{"error": ...}``; a model that is not loaded is a 503;
 """
 from __future__ import annotations
 
+import json
 import logging
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from appliance import __version__
 from appliance.errors import BadRequest, Unauthorized, Unavailable
+from appliance.inference.binary import HEADER, decode_binary_tensor, encode_binary_tensor, split_body
 from appliance.inference.repository import check_name
 from appliance.inference.tensors import decode_json_tensor, encode_json_tensor
 from appliance.web.security import csrf_exempt, current_user, requires
@@ -107,32 +109,52 @@ def model_ready(name: str, version: str | None = None):
 
 
 def _parse_infer_body(max_elements: int):
-    # force: OIP clients do not all send Content-Type: application/json.
-    body = request.get_json(force=True, silent=True)
+    """(inputs by name, requested outputs {name: binary?} or None, request id, binary by default?)."""
+    header_length = request.headers.get(HEADER)
+    if header_length is not None:
+        body, rest = split_body(request.get_data(cache=False), header_length)
+    else:
+        # force: OIP clients do not all send Content-Type: application/json.
+        body, rest = request.get_json(force=True, silent=True), None
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object (Content-Type: application/json).")
     items = body.get("inputs")
     if not isinstance(items, list) or not items:
         raise BadRequest("'inputs' must be a non-empty list of tensors")
-    arrays, total = {}, 0
+    arrays, total, offset = {}, 0, 0
     for item in items:
-        arr = decode_json_tensor(item, max_elements)
+        size = (item.get("parameters") or {}).get("binary_data_size") if isinstance(item, dict) else None
+        if size is not None:
+            if rest is None:
+                raise BadRequest(f"binary input data needs the {HEADER} header")
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(rest):
+                raise BadRequest(f"input {item.get('name')!r}: binary_data_size does not fit the body")
+            arr = decode_binary_tensor(item, rest[offset:offset + size], max_elements)
+            offset += size
+        else:
+            arr = decode_json_tensor(item, max_elements)
         if item["name"] in arrays:
             raise BadRequest(f"input {item['name']!r} is given twice")
         total += arr.size
         if total > max_elements:
             raise BadRequest(f"the request has more than {max_elements} elements")
         arrays[item["name"]] = arr
+    if rest is not None and offset != len(rest):
+        raise BadRequest(f"{len(rest) - offset} bytes of binary data belong to no input")
+    params = body.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise BadRequest("'parameters' must be an object")
+    binary_default = params.get("binary_data_output") is True
     wanted = body.get("outputs")
-    names = None
+    outputs = None
     if wanted is not None:
         if not isinstance(wanted, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in wanted):
             raise BadRequest("'outputs' must be a list of objects with a name")
-        names = [o["name"] for o in wanted]
+        outputs = {o["name"]: (o.get("parameters") or {}).get("binary_data", binary_default) is True for o in wanted}
     req_id = body.get("id")
     if req_id is not None and not isinstance(req_id, str):
         raise BadRequest("'id' must be a string")
-    return arrays, names, req_id
+    return arrays, outputs, req_id, binary_default
 
 
 @bp.post("/v2/models/<name>/infer")
@@ -143,18 +165,28 @@ def infer(name: str, version: str | None = None):
     engine = _engine()
     if not engine.settings.open_infer and current_user() is None:
         raise Unauthorized("Inference needs a signed-in user or an API token on this box (inference.open_infer is off).")
-    arrays, names, req_id = _parse_infer_body(engine.settings.max_request_elements)
+    arrays, wanted, req_id, binary_default = _parse_infer_body(engine.settings.max_request_elements)
     answered, outputs = engine.run(name, arrays, version)
-    if names is not None:
-        unknown = [n for n in names if n not in outputs]
-        if unknown:
-            raise BadRequest(f"unknown output(s): {', '.join(unknown)} (this model returns {', '.join(outputs)})")
-        outputs = {n: outputs[n] for n in names}
-    body = {"model_name": name, "model_version": answered,
-            "outputs": [encode_json_tensor(k, v) for k, v in outputs.items()]}
+    if wanted is None:
+        wanted = {k: binary_default for k in outputs}
+    unknown = [n for n in wanted if n not in outputs]
+    if unknown:
+        raise BadRequest(f"unknown output(s): {', '.join(unknown)} (this model returns {', '.join(outputs)})")
+    described, blobs = [], []
+    for out_name, binary in wanted.items():
+        if binary:
+            desc, blob = encode_binary_tensor(out_name, outputs[out_name])
+            described.append(desc)
+            blobs.append(blob)
+        else:
+            described.append(encode_json_tensor(out_name, outputs[out_name]))
+    body = {"model_name": name, "model_version": answered, "outputs": described}
     if req_id is not None:
         body["id"] = req_id
-    return jsonify(body)
+    if not blobs:
+        return jsonify(body)
+    head = json.dumps(body, separators=(",", ":")).encode()
+    return Response(head + b"".join(blobs), content_type="application/octet-stream", headers={HEADER: str(len(head))})
 
 
 @bp.route("/v2/<path:rest>", methods=["GET", "POST"])

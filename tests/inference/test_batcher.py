@@ -214,3 +214,28 @@ def test_delay_is_spent_only_when_traffic_is_concurrent():
         assert model.batches == [1, 1, 1]
     finally:
         b.close()  # closing cuts any wait short
+
+
+def test_idle_model_runs_a_lone_request_on_the_callers_thread_and_batches_the_rest():
+    threads_seen = []
+    model = GatedModel()
+    original = model.__call__
+
+    def run(inputs):
+        threads_seen.append(threading.current_thread().name)
+        return original(inputs)
+
+    b = Batcher("m", run, max_batch_size=32, max_delay_s=0.0)
+    try:
+        caller = ThreadPoolExecutor(1, thread_name_prefix="caller")
+        inline = caller.submit(b.submit, {"x": np.ones((1, 3), np.float32)})
+        assert model.entered.wait(10)
+        queued = [b.submit_async({"x": np.full((1, 3), float(i), np.float32)}) for i in range(5)]
+        model.gate.set()
+        assert np.all(inline.result(10)["y"] == 3)
+        assert [float(f.result(10)["y"][0, 0]) for f in queued] == [2 * i + 1 for i in range(5)]
+        caller.shutdown()
+    finally:
+        b.close()
+    assert threads_seen[0].startswith("caller") and threads_seen[1] == "batcher-m"
+    assert model.batches == [1, 5], "one run at a time: the five waited and ran together"

@@ -2,6 +2,10 @@
 {"error": ...}, never a 500."""
 from __future__ import annotations
 
+import json
+import struct
+
+import numpy as np
 import pytest
 from inference_models import (
     affine_model,
@@ -211,3 +215,78 @@ def test_every_inference_route_declares_a_role(served):
 
     client, _ = served()
     assert not [e for e in undeclared_endpoints(client.application) if e.startswith("inference.")]
+
+
+def _binary_request(head: dict, blobs: list[bytes]):
+    """The wire format tritonclient writes: JSON, then the raw tensors, JSON length in a header."""
+    js = json.dumps(head).encode()
+    return js + b"".join(blobs), {"Inference-Header-Content-Length": str(len(js))}
+
+
+def _split_response(r):
+    n = int(r.headers["Inference-Header-Content-Length"])
+    return json.loads(r.data[:n]), r.data[n:]
+
+
+def test_binary_tensors_in_and_out(served):
+    client, _ = served()
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    body, headers = _binary_request({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 4],
+                                                 "parameters": {"binary_data_size": x.nbytes}}],
+                                     "parameters": {"binary_data_output": True}}, [x.tobytes()])
+    r = client.post("/v2/models/affine/infer", data=body, headers=headers, content_type="application/octet-stream")
+    assert r.status_code == 200, r.data[:300]
+    head, rest = _split_response(r)
+    (y,) = head["outputs"]
+    assert y["parameters"]["binary_data_size"] == len(rest) == 32 and "data" not in y
+    assert np.array_equal(np.frombuffer(rest, np.float32).reshape(2, 4), x * 2 + 2)
+
+    texts = ["a", "élève", ""]
+    blob = b"".join(struct.pack("<I", len(t.encode())) + t.encode() for t in texts)
+    body, headers = _binary_request({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [3],
+                                                 "parameters": {"binary_data_size": len(blob)}}]}, [blob])
+    r = client.post("/v2/models/echo/infer", data=body, headers=headers)
+    assert r.status_code == 200 and r.get_json()["outputs"][0]["data"] == texts  # JSON out unless asked
+
+    ids = np.array([[3, 4, 5]], np.int64)
+    mask = np.array([[1, 1, 0]], np.int64)
+    body, headers = _binary_request({"inputs": [
+        {"name": "input_ids", "datatype": "INT64", "shape": [1, 3], "parameters": {"binary_data_size": 24}},
+        {"name": "attention_mask", "datatype": "INT64", "shape": [1, 3], "data": [1, 1, 0]}],
+        "outputs": [{"name": "total", "parameters": {"binary_data": True}}]}, [ids.tobytes()])
+    r = client.post("/v2/models/seq/infer", data=body, headers=headers)
+    head, rest = _split_response(r)
+    assert np.frombuffer(rest, np.int64).tolist() == [7] and mask.sum() == 2
+
+
+@pytest.mark.parametrize("head, blobs, header, message", [
+    ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "parameters": {"binary_data_size": 16}}]},
+     [b"\0" * 12], None, "does not fit the body"),
+    ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "parameters": {"binary_data_size": 12}}]},
+     [b"\0" * 12], None, "do not fill shape"),
+    ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "parameters": {"binary_data_size": 16}}]},
+     [b"\0" * 20], None, "belong to no input"),
+    ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "parameters": {"binary_data_size": 16}}]},
+     [b"\0" * 16], "99999", "but the body has"),
+    ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "parameters": {"binary_data_size": 16}}]},
+     [b"\0" * 16], "many", "byte count"),
+    ({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 6}}]},
+     [struct.pack("<I", 9) + b"ab"], None, "truncated"),
+    ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "parameters": {"binary_data_size": -1}}]},
+     [], None, "does not fit the body"),
+])
+def test_bad_binary_requests_are_400(served, head, blobs, header, message):
+    client, _ = served()
+    body, headers = _binary_request(head, blobs)
+    if header is not None:
+        headers["Inference-Header-Content-Length"] = header
+    model = "echo" if head["inputs"][0]["name"] == "text" else "affine"
+    r = client.post(f"/v2/models/{model}/infer", data=body, headers=headers)
+    assert r.status_code == 400 and message in r.get_json()["error"], r.get_json()
+
+
+def test_binary_data_without_the_header_is_400(served):
+    client, _ = served()
+    r = client.post("/v2/models/affine/infer", json={"inputs": [
+        {"name": "x", "datatype": "FP32", "shape": [1, 4], "parameters": {"binary_data_size": 16}}]})
+    assert r.status_code == 400 and "needs the Inference-Header-Content-Length" in r.get_json()["error"]
