@@ -45,6 +45,15 @@ def attach_components(services: Services) -> None:
     _attach("content", services, "appliance.content", "attach")
     _attach("inference", services, "appliance.inference.engine", "attach")
     _attach("learning", services, "appliance.learning.service", "attach")
+    _report_separate_services(services)
+
+
+def _report_separate_services(services: Services) -> None:
+    """On a box, mDNS and sync run as their own units; the web process shows their last report."""
+    from appliance.discovery.status import part_status
+
+    cfg = services.cfg
+    services.report_status("mdns", lambda: part_status(cfg))
 
 
 def _attach(name: str, services: Services, module: str, func: str) -> None:
