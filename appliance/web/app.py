@@ -24,6 +24,7 @@ BLUEPRINTS = (
     "appliance.web.admin",
     "appliance.web.api",
     "appliance.web.setup",
+    "appliance.web.learning_views",
     "appliance.content.serving",
     "appliance.inference.http",
 )

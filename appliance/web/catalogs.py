@@ -23,7 +23,8 @@ PACKAGE = Path(__file__).resolve().parents[1]          # appliance/
 TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "lazy_gettext": None, "_l": None}
 METHOD_MAP = [("web/templates/**.html", "jinja2"), ("web/**.py", "python"), ("people/**.py", "python"),
-              ("learning/grading.py", "python"), ("learning/progress.py", "python")]
+              ("learning/grading.py", "python"), ("learning/progress.py", "python"),
+              ("learning/recommender.py", "python"), ("learning/overrides.py", "python")]
 OPTIONS = {"web/templates/**.html": {"extensions": "jinja2.ext.i18n", "trim_blocks": "true", "lstrip_blocks": "true"}}
 
 

@@ -91,6 +91,7 @@
     var code = result.feedback || (result.correct ? "correct" : "incorrect");
     var cls = code === "correct" ? "ok" : code === "pending" ? "" : code === "partly" ? "warn" : "bad";
     setFeedback(card, cls, msg(code), result.correct || code === "pending" ? result.explanation : "");
+    showMastery(card, result.mastery);
     var index = cards.indexOf(card);
     if (result.correct || code === "pending") {
       card.classList.add("is-correct");
@@ -101,6 +102,30 @@
     var finished = cards.every(function (c) { return c.classList.contains("is-correct"); });
     var finish = runner.querySelector(".finish");
     if (finish && finished) { finish.hidden = false; }
+  }
+
+  // The new mastery of the question's skills, straight from the answer's reply: learning made visible.
+  function showMastery(card, mastery) {
+    var note = card.querySelector(".feedback .notice");
+    if (!note || !mastery) { return; }
+    var names = {};
+    try { names = JSON.parse(runner.getAttribute("data-skills") || "{}"); } catch (e) { /* ids will do */ }
+    Object.keys(mastery).forEach(function (skill) {
+      var pct = Math.round(mastery[skill] * 100);
+      var line = document.createElement("div");
+      line.className = "mastery-line";
+      var label = document.createElement("span");
+      label.textContent = msg("mastery", { skill: names[skill] || skill, pct: pct });
+      var meter = document.createElement("div");
+      meter.className = "meter";
+      meter.setAttribute("aria-hidden", "true");
+      var fill = document.createElement("span");
+      fill.style.inlineSize = pct + "%";
+      meter.appendChild(fill);
+      line.appendChild(label);
+      line.appendChild(meter);
+      note.appendChild(line);
+    });
   }
 
   function updateStatus() {
@@ -205,7 +230,9 @@
       if (prev) { prev.addEventListener("click", function () { show(i - 1, true); }); }
     });
     var firstOpen = cards.findIndex(function (c) { return !c.classList.contains("is-correct"); });
-    show(firstOpen < 0 ? 0 : firstOpen, false);
+    // "Next up" links to one question as #ex-<id>.
+    var wanted = location.hash.indexOf("#ex-") === 0 ? cards.indexOf(cardFor(decodeURIComponent(location.hash.slice(4)))) : -1;
+    show(wanted >= 0 ? wanted : (firstOpen < 0 ? 0 : firstOpen), wanted >= 0);
     window.addEventListener("online", function () { failures = 0; flush(); });
     flush();  // answers left from before a reload or a lost connection
   }

@@ -1,0 +1,164 @@
+"""Pages of the learning features: search by meaning, the teacher's free-text grade review, and the
+template helpers other pages include (next up on the student home, where mastery comes from, the
+models on the admin page).
+
+The helpers are Jinja globals set in ``init_app`` so the pages that show them only need an
+``{% include "learning/..." %}``; each one degrades to nothing (with a log line) rather than break
+the page it sits on.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import get_locale
+from flask_babel import gettext as _
+
+from appliance.errors import BadRequest, NotFound, Unavailable
+from appliance.learning import overrides
+from appliance.people import classes as cls_mod
+from appliance.web.security import current_user, requires
+
+log = logging.getLogger(__name__)
+bp = Blueprint("learning", __name__)
+
+REVIEW_LIMIT = 100
+
+
+def _services():
+    return current_app.extensions["ce"]
+
+
+def init_app(app) -> None:
+    app.jinja_env.globals.update(learning_next_up=_next_up_for_home, learning_mastery_source=_mastery_source,
+                                 learning_skill_names=_skill_names)
+
+
+def _skill_names(course_id: str) -> dict[str, str]:
+    """Skill id -> name, so the exercise page can name the skills whose mastery an answer changed."""
+    with _services().db.read() as conn:
+        return {r[0]: r[1] for r in conn.execute("SELECT id, name FROM skills WHERE course_id = ?", (course_id,))}
+
+
+def _next_up_for_home() -> dict | None:
+    user = current_user()
+    learner = _services().get("learner")
+    if user is None or user["role"] != "student" or learner is None:
+        return None
+    try:
+        return learner.home(user, str(get_locale() or ""))
+    except Exception:
+        log.exception("next up for the student home failed")
+        return None
+
+
+def _mastery_source() -> dict:
+    """Where the grid's numbers come from, for the sentence under it."""
+    for part in _services().statuses():
+        if part.name == "learning":
+            model = part.extra.get("learner_model", {})
+            return {"model": bool(model.get("ready")), "detail": model.get("detail", "")}
+    return {"model": False, "detail": "the learning part is not running"}
+
+
+# -- search ---------------------------------------------------------------------------------------
+def _search_courses(course_id: str | None) -> list[str]:
+    with _services().db.read() as conn:
+        if course_id:
+            if conn.execute("SELECT 1 FROM courses WHERE id = ?", (course_id,)).fetchone() is None:
+                raise NotFound(_("There is no such course."))
+            return [course_id]
+        lang = str(get_locale() or "")
+        rows = conn.execute("SELECT id, language FROM courses ORDER BY title").fetchall()
+    mine = [r["id"] for r in rows if r["language"].split("-")[0] == lang.split("_")[0]]
+    return mine or [r["id"] for r in rows]
+
+
+def _search(q: str, course_id: str | None):
+    index = _services().get("search")
+    if index is None:
+        raise Unavailable(_("Search is not available right now: the learning part did not start."))
+    return index.search(q, _search_courses(course_id))
+
+
+@bp.get("/search")
+@requires("student", "teacher", "admin")
+def search_page():
+    q = request.args.get("q", "")
+    course_id = request.args.get("course") or None
+    result, error = None, None
+    if q.strip():
+        try:
+            result = _search(q, course_id)
+        except BadRequest as exc:
+            error = exc.message
+    return render_template("learning/search.html", q=q, course_id=course_id, result=result, error=error)
+
+
+@bp.get("/api/v1/search")
+@requires("student", "teacher", "admin")
+def search_api():
+    """Search lessons and exercises by meaning (?q=TEXT, optional &course=ID; else the courses in the
+    reader's language). ``mode`` is ``words`` when the embedding model is not available."""
+    return jsonify(_search(request.args.get("q", ""), request.args.get("course") or None).to_json())
+
+
+# -- grade review ---------------------------------------------------------------------------------
+def _review_rows(conn, class_id: int, show_all: bool, below: float) -> list[dict]:
+    rows = conn.execute(
+        "SELECT a.id, a.answer, a.correct, a.score, a.confidence, a.graded_by, a.created_at, a.course_id,"
+        " a.exercise_id, u.display_name, u.avatar, e.prompt, e.spec, sc.threshold, sc.detail"
+        " FROM attempts a JOIN class_members m ON m.student_id = a.student_id AND m.class_id = ?"
+        " JOIN users u ON u.id = a.student_id JOIN exercises e ON e.course_id = a.course_id AND e.id = a.exercise_id"
+        " LEFT JOIN semantic_calibration sc ON sc.course_id = a.course_id AND sc.exercise_id = a.exercise_id"
+        "  AND sc.calibrated_at = (SELECT MAX(calibrated_at) FROM semantic_calibration s2"
+        "   WHERE s2.course_id = a.course_id AND s2.exercise_id = a.exercise_id)"
+        " WHERE e.kind = 'free_text' AND (? OR a.graded_by = 'pending' OR (a.graded_by = 'model' AND a.confidence < ?))"
+        " ORDER BY a.graded_by = 'teacher', a.graded_by != 'pending', a.confidence, a.id DESC LIMIT ?",
+        (class_id, 1 if show_all else 0, below, REVIEW_LIMIT)).fetchall()
+    out = []
+    for r in rows:
+        d = dict(r)
+        spec = json.loads(d.pop("spec"))
+        d["references"] = spec.get("references", [])
+        d["text"] = (json.loads(d.pop("answer")) or {}).get("text", "")
+        detail = json.loads(d.pop("detail") or "{}")
+        d["separation"] = detail.get("balanced_accuracy")
+        out.append(d)
+    return out
+
+
+@bp.get("/teach/classes/<int:class_id>/grades")
+@requires("teacher", "admin")
+def grades(class_id: int):
+    services = _services()
+    show_all = request.args.get("show") == "all"
+    below = services.cfg.learning.review_below_confidence
+    with services.db.read() as conn:
+        cls = cls_mod.get_class(conn, class_id, current_user())
+        rows = _review_rows(conn, class_id, show_all, below)
+    return render_template("learning/grades.html", cls=cls, rows=rows, show_all=show_all, below=below)
+
+
+@bp.post("/teach/classes/<int:class_id>/grades/<int:attempt_id>")
+@requires("teacher", "admin")
+def override_grade(class_id: int, attempt_id: int):
+    services = _services()
+    verdict = request.form.get("verdict")
+    if verdict not in ("correct", "incorrect"):
+        raise BadRequest(_("Choose whether the answer is right or not."))
+    with services.db.read() as conn:
+        cls_mod.get_class(conn, class_id, current_user())
+    overrides.override(services, current_user(), class_id, attempt_id, verdict == "correct")
+    flash(_("Saved: the answer is marked right.") if verdict == "correct" else _("Saved: the answer is marked not right."))
+    return redirect(url_for("learning.grades", class_id=class_id, show=request.form.get("show") or None))
