@@ -68,7 +68,7 @@ class LearnerState:
                 "items": dict(self.items), "success": self.success, "failure": self.failure}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "LearnerState":
+    def from_dict(cls, data: dict) -> LearnerState:
         try:
             skills = {k: SkillStats(int(v[0]), int(v[1]), None if v[2] is None else float(v[2]),
                                     float(v[3])) for k, v in data.get("skills", {}).items()}
@@ -167,7 +167,7 @@ class FeatureSpec:
                 "shared_features": list(SHARED_FEATURES), "n_features": self.n_features}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "FeatureSpec":
+    def from_dict(cls, data: dict) -> FeatureSpec:
         if data.get("kind") != "best-lr-hashed" or data.get("version") != 1:
             raise ValueError(f"unsupported learner feature spec: {data.get('kind')!r} v{data.get('version')}")
         if list(data.get("shared_features", SHARED_FEATURES)) != list(SHARED_FEATURES):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 from scipy import optimize, sparse
@@ -128,7 +128,7 @@ def split_students(rows: list, test_fraction: float, seed: int) -> tuple[np.ndar
     owners = [r.student_id for r in rows]
     students = sorted(set(owners))
     rng = np.random.default_rng(seed)
-    test = set(rng.choice(students, size=max(1, int(round(len(students) * test_fraction))),
+    test = set(rng.choice(students, size=max(1, round(len(students) * test_fraction)),
                           replace=False).tolist())
     mask = np.fromiter((o in test for o in owners), dtype=bool, count=len(owners))
     return ~mask, mask

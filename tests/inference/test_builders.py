@@ -18,8 +18,17 @@ import pytest
 from scipy.special import erf
 
 from appliance.config import load_config
-from appliance.inference.builders import MODELS, build_default_models, calibration_inputs, sha256_file
-from appliance.inference.builders.minilm import build_minilm, load_weights, package_model_dir
+from appliance.inference.builders import (
+    MODELS,
+    build_default_models,
+    calibration_inputs,
+    sha256_file,
+)
+from appliance.inference.builders.minilm import (
+    build_minilm,
+    load_weights,
+    package_model_dir,
+)
 from appliance.inference.builders.quantize import quantize_embedding_rows
 from appliance.inference.builders.smoothing import smooth_layernorm_matmuls
 from appliance.inference.builders.tokenizer import SentenceTokenizer

@@ -9,10 +9,23 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from appliance.inference.builders.learner import INPUT, OUTPUT, check_against_numpy, learner_to_onnx
+from appliance.inference.builders.learner import (
+    INPUT,
+    OUTPUT,
+    check_against_numpy,
+    learner_to_onnx,
+)
 from appliance.learning.features import DAY, SHARED_FEATURES, FeatureSpec, LearnerState
 from appliance.learning.learner_train import (
-    auc, build_dataset, params_to_vector, rmse, split_students, train, train_default, vector_to_params)
+    auc,
+    build_dataset,
+    params_to_vector,
+    rmse,
+    split_students,
+    train,
+    train_default,
+    vector_to_params,
+)
 from appliance.learning.simulator import make_curriculum, simulate_classroom
 
 
@@ -93,7 +106,7 @@ def test_auc_matches_pairwise_definition():
 
 
 def test_held_out_students_are_predicted_well(trained):
-    model, m = trained
+    _model, m = trained
     assert m["auc"] > 0.70
     assert m["ceiling_auc"] - m["auc"] < 0.05  # close to the best any model could do
     assert m["rmse"] < m["ceiling_rmse"] + 0.02

@@ -1,13 +1,22 @@
 """The student simulator: reproducible, well-formed, and its students learn, forget and differ."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 
 from appliance.learning.simulator import (
-    DAY, GUESS, SLIP, Attempt, _skill_order, _Student, make_curriculum, simulate_classroom)
+    DAY,
+    GUESS,
+    SLIP,
+    Attempt,
+    _skill_order,
+    _Student,
+    make_curriculum,
+    simulate_classroom,
+)
 
 
 def test_same_seed_same_classroom_other_seed_other_classroom():
@@ -96,13 +105,13 @@ def test_outcomes_follow_the_true_probabilities():
     assert abs(y.mean() - p.mean()) < 0.01
     # Calibration by decile of p_true: outcomes track the known truth.
     edges = np.quantile(p, np.linspace(0, 1, 11))
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         sel = (p >= lo) & (p <= hi)
         assert abs(y[sel].mean() - p[sel].mean()) < 0.05
 
 
-@pytest.mark.parametrize("kw", [dict(curriculum_order="alphabetical"), dict(pace=0), dict(n_students=-1),
-                                dict(forgetting=-1.0)])
+@pytest.mark.parametrize("kw", [{"curriculum_order": "alphabetical"}, {"pace": 0}, {"n_students": -1},
+                                {"forgetting": -1.0}])
 def test_bad_parameters_are_refused(kw):
     with pytest.raises(ValueError):
         simulate_classroom(0, **kw)

@@ -18,7 +18,7 @@ import logging
 import shutil
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -66,10 +66,15 @@ def _publish(repo, staging: Path, manifest: dict) -> str:
 
 
 def build_learner(repo, work: Path, built_at: str, seed: int = 0) -> str:
-    from appliance.inference.builders.learner import INPUT, OUTPUT, check_against_numpy, learner_to_onnx
-    from appliance.learning.learner_train import train_default
-
     import onnx
+
+    from appliance.inference.builders.learner import (
+        INPUT,
+        OUTPUT,
+        check_against_numpy,
+        learner_to_onnx,
+    )
+    from appliance.learning.learner_train import train_default
 
     model, metrics = train_default(seed=seed)
     proto = learner_to_onnx(model)
@@ -177,7 +182,7 @@ def build_default_models(repo_dir, models: tuple[str, ...] = MODELS) -> dict[str
     root = Path(repo_dir)
     root.mkdir(parents=True, exist_ok=True)
     repo = Repository(root)
-    built_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    built_at = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     out: dict[str, str] = {}
     # Staging inside the repository keeps the final rename on one filesystem.
