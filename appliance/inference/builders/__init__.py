@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from appliance.errors import AppError, BadRequest, Unavailable
+
 log = logging.getLogger(__name__)
 
 BUILDER_VERSION = 1
@@ -88,7 +90,7 @@ def build_learner(repo, work: Path, built_at: str, seed: int = 0) -> str:
         "learner", staging / "model.onnx",
         [{"name": INPUT, "datatype": "FP32", "shape": [-1, f]}],
         [{"name": OUTPUT, "datatype": "FP32", "shape": [-1, 1]}],
-        task="knowledge-tracing", max_batch_size=256, max_queue_delay_ms=1,
+        task="knowledge-tracing", role="serving", max_batch_size=256, max_queue_delay_ms=1,
         learner_feature_spec=model.spec.to_dict(), metrics=metrics,
         provenance={"source": {"kind": "simulator", "module": "appliance.learning.simulator", "seed": seed},
                     "builder": "appliance.inference.builders.learner", "builder_version": BUILDER_VERSION,
@@ -117,12 +119,13 @@ def build_minilm_pair(repo, work: Path, built_at: str) -> dict[str, str]:
     out = {}
     for name, d, quant in (("minilm-fp32", fp32_dir, None), ("minilm", int8_dir, int8_info)):
         size = (d / "model.onnx").stat().st_size
-        metrics = {"size_bytes": size, **({k: v for k, v in checks.items() if quant or not k.startswith("int8")})}
+        metrics = {"size_bytes": size, **(checks if quant else {})}
         manifest = _manifest(
             name, d / "model.onnx",
             [{"name": n, "datatype": "INT64", "shape": [-1, -1]} for n in minilm.INPUTS],
             [{"name": minilm.OUTPUT, "datatype": "FP32", "shape": [-1, 384]}],
-            task="sentence-embedding", files={"tokenizer.json": sha256_file(d / "tokenizer.json")},
+            task="sentence-embedding", role="reference" if quant is None else "serving",
+            files={"tokenizer.json": sha256_file(d / "tokenizer.json")},
             tokenizer={"file": "tokenizer.json", "max_tokens": MAX_TOKENS, "kind": "huggingface-tokenizers"},
             max_batch_size=32, max_queue_delay_ms=2, batch_padding={"input_ids": 0, "attention_mask": 0},
             metrics=metrics,
@@ -173,24 +176,38 @@ def self_check(fp32_dir: Path, int8_dir: Path) -> dict:
 
 
 def build_default_models(repo_dir, models: tuple[str, ...] = MODELS) -> dict[str, str]:
-    """Build the default models into `repo_dir`; returns {model name: version}."""
+    """Build the default models into `repo_dir`; returns {model name: version}.
+
+    Each model is built independently: if one cannot be built (say the MiniLM package is missing)
+    the others are still published, then Unavailable names what failed and why.
+    """
     from appliance.inference.repository import Repository
 
     unknown = set(models) - set(MODELS)
     if unknown:
-        raise ValueError(f"unknown default model(s) {sorted(unknown)}; choose from {list(MODELS)}")
+        raise BadRequest(f"unknown default model(s) {sorted(unknown)}; choose from {list(MODELS)}")
     root = Path(repo_dir)
     root.mkdir(parents=True, exist_ok=True)
     repo = Repository(root)
     built_at = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     out: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    steps = []
+    if "learner" in models:
+        steps.append(("learner", lambda work: {"learner": build_learner(repo, work, built_at)}))
+    if {"minilm", "minilm-fp32"} & set(models):
+        steps.append(("minilm", lambda work: build_minilm_pair(repo, work, built_at)))
     # Staging inside the repository keeps the final rename on one filesystem.
     with tempfile.TemporaryDirectory(dir=root, prefix=".build-") as tmp:
-        work = Path(tmp)
-        if "learner" in models:
-            out["learner"] = build_learner(repo, work, built_at)
-        if {"minilm", "minilm-fp32"} & set(models):
-            out.update(build_minilm_pair(repo, work, built_at))
+        for name, step in steps:
+            try:
+                out.update(step(Path(tmp)))
+            except (OSError, ValueError, RuntimeError, AppError) as exc:
+                log.error("default model %s could not be built: %s", name, exc)
+                failed[name] = f"{type(exc).__name__}: {exc}"
     log.info("default models built in %.1f s: %s", time.perf_counter() - t0, out)
+    if failed:
+        raise Unavailable(f"could not build {', '.join(failed)} ({'; '.join(failed.values())}); "
+                          f"built: {out or 'nothing'}", detail={"built": out, "failed": failed})
     return out
