@@ -58,7 +58,7 @@ def make_pki(directory: Path, ips=("127.0.0.1",), names=("localhost",), cn: str 
     from cryptography.x509.oid import NameOID
 
     directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
@@ -151,16 +151,13 @@ class Broker:
             lines += [f"certfile {self.tls.cert_file}", f"keyfile {self.tls.key_file}", "tls_version tlsv1.2"]
         self.conf_file.write_text("\n".join(lines) + "\n" + self.extra_conf)
 
-    def start(self, timeout: float = 10.0) -> "Broker":
+    def start(self, timeout: float = 10.0) -> Broker:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         cmd = [MOSQUITTO, "-c", str(self.conf_file)]
         if self.netns:
             cmd = ["ip", "netns", "exec", self.netns] + cmd
-        log = open(self.log_file, "ab")
-        try:
+        with open(self.log_file, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        finally:
-            log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -173,7 +170,7 @@ class Broker:
     def _listening(self) -> bool:
         if self.netns:
             out = subprocess.run(["ip", "netns", "exec", self.netns, "ss", "-ltnH", f"sport = :{self.port}"],
-                                 capture_output=True, text=True).stdout
+                                 capture_output=True, text=True, check=False).stdout
             return bool(out.strip())
         try:
             with socket.create_connection((self.host, self.port), timeout=0.5):
@@ -343,10 +340,13 @@ def start_hub():
 
     started = []
 
-    def make(cfg, index=0, **kw):
+    def make(cfg, index=0, wait=True, **kw):
         w = IngestWorker(cfg, index=index, **kw)
         w.start()
         started.append(w)
+        # Messages published before the shared subscription exists go nowhere: wait for the SUBACK.
+        if wait and not w.subscribed.wait(30):
+            raise AssertionError(f"hub worker {index} did not subscribe: {w.status()}")
         return w
 
     yield make

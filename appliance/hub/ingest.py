@@ -24,7 +24,14 @@ import time
 from appliance.errors import AppError
 from appliance.hub.store import BatchIn, HubStore
 from appliance.sync import codec
-from appliance.sync.mqtt import Backoff, BrokerParams, Link, describe_connack, describe_error, user_properties
+from appliance.sync.mqtt import (
+    Backoff,
+    BrokerParams,
+    Link,
+    describe_connack,
+    describe_error,
+    user_properties,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +70,7 @@ class IngestWorker:
         self._threads: list[threading.Thread] = []
         self._next_attempt = 0.0
         self._gen = 0
+        self.subscribed = threading.Event()  # set once the broker confirmed the shared subscriptions
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -92,7 +100,7 @@ class IngestWorker:
         while not self._stop.is_set():
             try:
                 self._net_tick()
-            except Exception as exc:  # noqa: BLE001 - logged, the connection is rebuilt
+            except Exception as exc:
                 log.exception("hub network loop")
                 self._lost(f"{type(exc).__name__}: {exc}")
 
@@ -120,6 +128,12 @@ class IngestWorker:
                 self.state, self.reason = "online", ""
                 self.link.subscribe(self.topics)
                 log.info("hub worker %s connected; subscribed to %s", self.link.client_id, ", ".join(self.topics))
+            elif ev[0] == "suback":
+                if any(getattr(code, "is_failure", False) for code in ev[2]):
+                    self.reason = f"the broker refused the subscription: {ev[2]}"
+                    log.error("hub worker: %s", self.reason)
+                else:
+                    self.subscribed.set()
             elif ev[0] == "message":
                 self._inbox.put((ev[1], self._gen))
         while self._outbox:
@@ -134,6 +148,7 @@ class IngestWorker:
             self._lost("no CONNACK from the broker in time")
 
     def _lost(self, reason: str) -> None:
+        self.subscribed.clear()
         self.link.close()
         self._next_attempt = time.monotonic() + self.backoff.next()
         self.state, self.reason = "offline", reason
@@ -212,7 +227,7 @@ class IngestWorker:
         if done and self.on_update is not None:
             try:
                 self.on_update(site, device, props["event_id"])
-            except Exception:  # noqa: BLE001 - the update is stored; the hook's failure is its own
+            except Exception:
                 log.exception("federated update hook failed")
 
     def _reject(self, msg, gen, reason: str) -> None:

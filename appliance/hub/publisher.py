@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Self
 
 from appliance.errors import AppError, ConfigError, Unavailable
 from appliance.store.database import now_iso
@@ -71,7 +72,7 @@ class Publisher:
         self._pending: set[int] = set()
         self._retained: dict[str, bytes] = {}
 
-    def __enter__(self) -> "Publisher":
+    def __enter__(self) -> Self:
         try:
             self.link.connect()
         except OSError as exc:

@@ -18,7 +18,6 @@ CREATE TABLE hub_events (
     received_at TEXT NOT NULL
 );
 CREATE INDEX hub_events_device ON hub_events(site, device, ts);
-CREATE INDEX hub_events_type ON hub_events(type, ts);
 
 CREATE TABLE hub_batches (
     site TEXT NOT NULL,

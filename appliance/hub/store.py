@@ -19,6 +19,7 @@ from appliance.store.database import connect, now_iso
 from appliance.store.migrations import _split_sql, apply_migrations
 
 log = logging.getLogger(__name__)
+dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 INSERT_EVENT = ("INSERT INTO hub_events (event_id, site, device, type, schema, ts, priority, payload, batch_id, "
                 "received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING")
@@ -45,7 +46,7 @@ class HubStore:
         self._conn = None
 
     # -- connection -----------------------------------------------------------------------------
-    def open(self) -> "HubStore":
+    def open(self) -> HubStore:
         if self.kind == "sqlite":
             self.path.parent.mkdir(parents=True, exist_ok=True)
             apply_migrations(self.path, MIGRATIONS)
@@ -88,7 +89,7 @@ class HubStore:
                 self._conn.execute("ROLLBACK")
             else:
                 self._conn.rollback()
-        except Exception:  # noqa: BLE001 - the original error is what matters
+        except Exception:
             log.debug("rollback failed", exc_info=True)
 
     def _migrate_pg(self) -> None:
@@ -113,9 +114,9 @@ class HubStore:
         cur = self._begin()
         try:
             for b in batches:
+                # json.loads kept the box's (sorted) key order, so a plain compact dump reproduces its text.
                 rows = [(e["event_id"], b.site, b.device, e["type"], e["schema"], e["ts"], e["priority"],
-                         json.dumps(e["payload"], separators=(",", ":"), sort_keys=True), b.batch_id, received)
-                        for e in b.events]
+                         dumps(e["payload"]), b.batch_id, received) for e in b.events]
                 cur.executemany(self._sql(INSERT_EVENT), rows)
                 new = max(cur.rowcount, 0)  # both drivers sum rowcount over executemany; conflicts count 0
                 cur.execute(self._sql(UPSERT_BATCH), (b.site, b.device, b.batch_id, len(rows), new, received))

@@ -14,7 +14,7 @@ bomb cannot blow up memory) and the structure is checked field by field.
 from __future__ import annotations
 
 import json
-from typing import Iterable
+from collections.abc import Iterable
 
 import zstandard
 

@@ -240,7 +240,7 @@ class Downlink:
                 return
             try:
                 self._install(t)
-            except Exception as exc:  # noqa: BLE001 - reported on the status page; offered again after a restart
+            except Exception as exc:
                 log.exception("installing %s %s version %s failed", t.m.kind, t.m.name, t.m.version)
                 self.stats["install_error"] = f"{t.m.kind} {t.m.name} {t.m.version}: {exc}"
                 self.refused[t.key] = t.m.sha256

@@ -42,7 +42,7 @@ class BrokerParams:
     connect_timeout: float = 10.0
 
     @classmethod
-    def from_url(cls, url: str, key: str = "sync.broker_url", **kw) -> "BrokerParams":
+    def from_url(cls, url: str, key: str = "sync.broker_url", **kw) -> BrokerParams:
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise ConfigError(f"{key}: expected mqtt://host[:port] or mqtts://host[:port] (got {url!r})")
@@ -123,7 +123,9 @@ class Backoff:
         self.attempt = 0
 
 
-Event = tuple  # ("connack", rc, session_present, props) / ("disconnect", rc) / ("puback", mid, rc) / ("message", msg)
+# ("connack", rc, session_present, props) / ("disconnect", rc) / ("puback", mid, rc) / ("message", msg) /
+# ("suback", mid, reason codes)
+Event = tuple
 
 
 class Link:
@@ -167,6 +169,7 @@ class Link:
         c.on_disconnect = lambda cl, ud, flags, rc, props: self._event(gen, "disconnect", rc)
         c.on_publish = lambda cl, ud, mid, rc, props: self._event(gen, "puback", mid, rc)
         c.on_message = lambda cl, ud, msg: self._event(gen, "message", msg)
+        c.on_subscribe = lambda cl, ud, mid, codes, props: self._event(gen, "suback", mid, codes)
         self._gen = gen
         props = Properties(PacketTypes.CONNECT)
         if self.session_expiry:
@@ -189,7 +192,7 @@ class Link:
         try:
             if gen is self._gen:
                 self.events.append(ev)
-        except Exception:  # noqa: BLE001 - never raise into paho's thread
+        except Exception:
             log.exception("dropping an MQTT event")
 
     def loop(self, timeout: float) -> bool:
@@ -243,7 +246,7 @@ class Link:
 
     def close(self) -> None:
         if self.client is not None:
-            self.client._reset_sockets()  # noqa: SLF001 - close both sockets now, not at GC time
+            self.client._reset_sockets()
         self.client = None
         self.connected = False
         self.events.clear()

@@ -20,7 +20,14 @@ from appliance import __version__
 from appliance.errors import AppError, ConfigError
 from appliance.sync import limits, manifest
 from appliance.sync.downlink import Downlink, DownlinkHandler
-from appliance.sync.mqtt import Backoff, BrokerParams, Link, describe_connack, describe_error, receive_maximum
+from appliance.sync.mqtt import (
+    Backoff,
+    BrokerParams,
+    Link,
+    describe_connack,
+    describe_error,
+    receive_maximum,
+)
 from appliance.sync.uplink import Uplink
 
 log = logging.getLogger(__name__)
@@ -86,6 +93,7 @@ class Relay:
         self._stop.clear()
         self.state = "connecting"
         self.downlink.start()
+        self.uplink.deleter.start()
         self._thread = threading.Thread(target=self._run, name="sync-relay")
         self._thread.start()
 
@@ -97,6 +105,7 @@ class Relay:
             if self._thread.is_alive():
                 log.error("the sync relay did not stop within %.0f s", timeout)
             self._thread = None
+        self.uplink.deleter.stop(timeout)
         self.downlink.stop(timeout)
         self.state = "stopped"
 
@@ -115,7 +124,7 @@ class Relay:
                 if self.tick_hook is not None:
                     self.tick_hook()
             self._goodbye()
-        except BaseException as exc:  # noqa: BLE001 - the status page must say the relay is gone
+        except BaseException as exc:
             self.failed = f"{type(exc).__name__}: {exc}"
             log.exception("the sync relay stopped unexpectedly")
             raise

@@ -66,6 +66,7 @@ class SyncService:
         self.relay.tick_hook = self._maybe_write_status
         self._status_file = status_path(cfg)
         self._next_write = 0.0
+        self._written_state = ""
 
     def start(self) -> None:
         self.relay.start()
@@ -90,8 +91,10 @@ class SyncService:
         return part_status(self.status_dict())
 
     def _maybe_write_status(self) -> None:
-        if time.monotonic() >= self._next_write:
+        # Every few seconds, and at once when the uplink state changes (the admin page should not lag it).
+        if time.monotonic() >= self._next_write or self.relay.state != self._written_state:
             self._next_write = time.monotonic() + STATUS_EVERY_S
+            self._written_state = self.relay.state
             self._write_status()
 
     def _write_status(self) -> None:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 
@@ -27,6 +29,55 @@ log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 0.25
 MAX_ACK_BYTES = 4096
+
+
+class AckDeleter:
+    """Deletes acknowledged rows on its own thread, every ack waiting at that moment in one transaction, so
+    the relay thread never waits for an fsync. Losing a pending delete (crash) only means a resend that
+    the hub absorbs."""
+
+    def __init__(self, db):
+        self.db = db
+        self._q: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="sync-delete")
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._q.put(None)
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.error("the outbox deleter did not stop within %.0f s", timeout)
+            self._thread = None
+
+    def submit(self, ranges: list[tuple[int, int]], blobs: list[str]) -> None:
+        self._q.put((ranges, blobs))
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            item = self._q.get()
+            if item is None:
+                break
+            ranges, blobs = list(item[0]), list(item[1])
+            while True:  # everything queued meanwhile joins this transaction
+                try:
+                    more = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                ranges += more[0]
+                blobs += more[1]
+            try:
+                self.db.write(lambda c, r=ranges, b=blobs: ([outbox.delete_range(c, lo, hi) for lo, hi in r],
+                                                             [outbox.delete_blob(c, e) for e in b]))
+            except Exception as exc:  # noqa: BLE001 - the rows stay and are resent later; the hub dedups
+                log.error("could not delete %d acknowledged batches from the outbox: %s", len(ranges), exc)
 
 
 @dataclass
@@ -64,6 +115,8 @@ class Uplink:
         self._acks: list[Batch] = []
         self._blob_acks: list[str] = []
         self._next_poll = 0.0
+        self.deleter = AckDeleter(db)
+        self._blobs_done: set[str] = set()  # acked, delete pending on the deleter thread
         self.stats = {"batches_sent": 0, "events_sent": 0, "bytes_sent": 0, "json_bytes_sent": 0,
                       "batches_acked": 0, "events_acked": 0, "blobs_acked": 0, "resends": 0,
                       "max_unpubacked": 0, "last_success": None, "publish_refused": None}
@@ -158,25 +211,28 @@ class Uplink:
         self.stats["json_bytes_sent"] += b.raw_bytes
 
     def _apply_acks(self) -> None:
-        if self._acks:
-            acks, self._acks = self._acks, []
-            self.db.write(lambda c: [outbox.delete_range(c, b.lo, b.hi) for b in acks])
-            for b in acks:
-                if self.inflight.pop(b.id, None) is not None:
-                    self.stats["batches_acked"] += 1
-                    self.stats["events_acked"] += b.count
-            self.stats["last_success"] = time.time()
-        if self._blob_acks:
-            done, self._blob_acks = self._blob_acks, []
-            self.db.write(lambda c: [outbox.delete_blob(c, e) for e in done])
+        if not self._acks and not self._blob_acks:
+            return
+        acks, self._acks = self._acks, []
+        done, self._blob_acks = self._blob_acks, []
+        self.deleter.submit([(b.lo, b.hi) for b in acks], done)
+        for b in acks:
+            if self.inflight.pop(b.id, None) is not None:
+                self.stats["batches_acked"] += 1
+                self.stats["events_acked"] += b.count
+        if done:
+            # The blob row goes on the deleter thread; remember it so it is not picked up again meanwhile.
+            self._blobs_done.add(done[0])
             self.blob = None
             self.stats["blobs_acked"] += len(done)
-            self.stats["last_success"] = time.time()
+        self.stats["last_success"] = time.time()
 
     def _pump_blob(self, link, now: float) -> None:
         if self.blob is None:
             with self.db.read() as conn:
                 blob = outbox.next_blob(conn)
+                while blob is not None and blob.event_id in self._blobs_done:
+                    blob = outbox.next_blob(conn, blob.id)
             if blob is None:
                 return
             self.blob = BlobSend(blob)

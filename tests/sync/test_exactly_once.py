@@ -73,8 +73,8 @@ def test_the_hub_ends_with_exactly_the_committed_set(mqtt_broker, tmp_path, open
     def writer():  # the LMS: events committed in small transactions while everything burns
         while len(committed) < EVENTS and not stop.is_set():
             n = min(50, EVENTS - len(committed))
-            committed.extend(box.db.write(lambda c: [outbox.enqueue(c, "attempt", {"k": len(committed) + i})
-                                                     for i in range(n)]))
+            committed.extend(box.db.write(lambda c, n=n: [outbox.enqueue(c, "attempt", {"k": len(committed) + i})
+                                                          for i in range(n)]))
             time.sleep(0.2)  # spread over the whole chaos window (~45 s), not done before the first kill
 
     def cutter():  # forced reconnects every 2 s

@@ -70,9 +70,9 @@ def test_oversized_wrong_topic_and_no_keys_are_rejected(signed):
 
 def test_validly_signed_but_inconsistent_manifests_are_rejected(signed):
     m, key, keys = signed
-    for change, reason in ((dict(chunks=m.chunks[:2]), "chunk list"), (dict(size=0), "size"),
-                           (dict(chunk_size=10 ** 7), "chunk_size"), (dict(name="../etc"), "bad name"),
-                           (dict(kind="firmware"), "unknown kind")):
+    for change, reason in (({"chunks": m.chunks[:2]}, "chunk list"), ({"size": 0}, "size"),
+                           ({"chunk_size": 10 ** 7}, "chunk_size"), ({"name": "../etc"}, "bad name"),
+                           ({"kind": "firmware"}, "unknown kind")):
         doc = {**m.unsigned_doc(), **change}
         doc["chunks"] = list(doc["chunks"])
         data = json.dumps({**doc, "signature": mf.sign(doc, key)}).encode()

@@ -7,8 +7,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from mqtt_broker import Broker, box_sections, broker_dir, hub_sections, load, require_mosquitto, wait_until, \
-    write_config
+from mqtt_broker import (
+    Broker,
+    box_sections,
+    broker_dir,
+    hub_sections,
+    load,
+    require_mosquitto,
+    wait_until,
+    write_config,
+)
 from sync_util import fill, outbox_count
 
 from appliance.hub.store import HubStore
