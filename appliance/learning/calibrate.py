@@ -39,6 +39,16 @@ class Calibration:
     detail: dict = field(default_factory=dict)
 
 
+def effective(to_references: float, to_question: float) -> float:
+    """The similarity a grade uses: to the references, minus how much closer the text is to the question.
+
+    A child who copies or restates the question scores high against the references (same topic, same
+    words) but higher still against the question; a real answer is closer to the references. The
+    discount makes "restating the question" lose points without touching real answers.
+    """
+    return to_references - max(0.0, to_question - to_references)
+
+
 def confidence(similarity: float, threshold: float, tau: float) -> float:
     return math.tanh(abs(similarity - threshold) / (2 * max(tau, MIN_TAU)))
 

@@ -23,6 +23,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
+from flask import has_app_context
 from flask_babel import format_date
 from flask_babel import gettext as _
 
@@ -72,6 +73,11 @@ class Recommendation:
 
 def _chance(p: float) -> int:
     return int(round(p * 20) * 5)  # "about 70%": a child does not need 71.3%
+
+
+def _date(d: datetime) -> str:
+    # Outside a request (CLI, tests of the service) there is no locale to format for: ISO date.
+    return format_date(d, "long") if has_app_context() else d.date().isoformat()
 
 
 def _quoted(names) -> str:
@@ -196,7 +202,7 @@ def _done(r: _Rules) -> Recommendation:
     if upcoming:
         nxt = upcoming[0]
         why = _("You have mastered every skill in this course! Your next review, “%(skill)s”, is on %(date)s.",
-                skill=r.skill_name(nxt.skill_id), date=format_date(nxt.due, "long"))
+                skill=r.skill_name(nxt.skill_id), date=_date(nxt.due))
         return r.rec("done", "all_mastered", why, skill=nxt.skill_id, due=nxt.due.isoformat())
     why = _("There is nothing to practise in this course right now.")
     return r.rec("done", "nothing_left", why)

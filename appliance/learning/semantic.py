@@ -1,7 +1,8 @@
 """Free-text answers graded by meaning, with a threshold calibrated per exercise on the serving model.
 
 Similarity = the best cosine between the answer and the exercise's reference answers, embedded by the
-int8 MiniLM that the box serves. One fixed threshold cannot fit every exercise: a short factual
+int8 MiniLM that the box serves, discounted when the answer is closer to the question than to any
+reference (``calibrate.effective``: restating the question is not an answer). One fixed threshold cannot fit every exercise: a short factual
 reference ("Yes, because 5 is more than 4") sits closer to everything than a long explanation, and an
 English encoder scores Spanish paraphrases lower. So each exercise gets its own threshold, calibrated
 on the same int8 model (``calibrate.choose_threshold``) from
@@ -32,6 +33,7 @@ from appliance.learning.calibrate import (
     Calibration,
     choose_threshold,
     confidence,
+    effective,
     negatives_for,
     shortened,
 )
@@ -95,7 +97,13 @@ class SemanticGrader:
     def judge(self, exercise: dict, text: str) -> Judgement:
         spec = exercise["spec"] if isinstance(exercise["spec"], dict) else json.loads(exercise["spec"])
         refs = [r for r in spec.get("references", []) if isinstance(r, str) and r.strip()]
-        similarity = self(text, refs)
+        similarity = 0.0
+        if refs:
+            ans = self.embedder.embed([text]).vectors[0]
+            known = self.embedder.embed(refs + [exercise.get("prompt") or ""], cache=True).vectors
+            similarity = float(np.clip((known[:-1] @ ans).max(), 0.0, 1.0))
+            if exercise.get("prompt"):
+                similarity = max(0.0, effective(similarity, float(known[-1] @ ans)))
         try:
             cal = self.calibration(exercise)
         except Unavailable as exc:  # e.g. the model was swapped mid-calibration: grade now, calibrate later
@@ -168,7 +176,7 @@ class SemanticGrader:
             short = [(i, s) for i, r in enumerate(refs) for s in shortened(r)]
             neg = negatives_for(ex, course_rows)
             plans[ex["id"]] = (ex, refs, short, neg)
-            texts += refs + [s for _i, s in short] + neg
+            texts += refs + [s for _i, s in short] + neg + [ex["prompt"]]
         unique = list(dict.fromkeys(texts))
         emb = self.embedder.embed(unique, cache=True)
         if emb.identity != ident:
@@ -178,6 +186,11 @@ class SemanticGrader:
         out = {}
         for ex_id, (ex, refs, short, neg) in plans.items():
             R = V[[index[r] for r in refs]] if refs else None
+            Q = V[index[ex["prompt"]]]
+
+            def score(others, x, Q=Q):  # the same effective similarity the grade will use
+                return max(0.0, effective(float((others @ x).max()), float(Q @ x)))
+
             pos: list[float] = []
             negs: list[float] = []
             if R is not None:
@@ -185,9 +198,9 @@ class SemanticGrader:
                     # Against the OTHER references: a right answer is a paraphrase, not a copy.
                     others = np.delete(R, i, axis=0) if len(refs) > 1 else R
                     if len(refs) > 1:
-                        pos.append(float((others @ R[i]).max()))
-                    pos += [float((others @ V[index[s]]).max()) for j, s in short if j == i]
-                negs = [float((R @ V[index[n]]).max()) for n in neg]
+                        pos.append(score(others, R[i]))
+                    pos += [score(others, V[index[s]]) for j, s in short if j == i]
+                negs = [score(R, V[index[n]]) for n in neg]
             out[ex_id] = choose_threshold(pos, negs, refs_sha(ex["spec"].get("references", [])))
         return out
 

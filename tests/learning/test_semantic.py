@@ -1,0 +1,126 @@
+"""Free-text grading by meaning: threshold choice (pure), per-exercise calibration on the int8 MiniLM
+served by the engine, grades and confidences in the answer path, the author's threshold, recalibration."""
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from learning_models import built_models, learning_services
+from lms_fixtures import make_class, make_staff
+
+from appliance.content import install_demo_if_empty
+from appliance.learning.calibrate import DEFAULT_THRESHOLD, choose_threshold, confidence
+from appliance.learning.progress import record_attempt
+
+
+def test_threshold_separates_positives_from_negatives_with_a_margin():
+    cal = choose_threshold([0.80, 0.85, 0.90, 0.75], [0.20, 0.35, 0.50, 0.55], "sha")
+    assert 0.55 < cal.threshold < 0.75
+    assert cal.threshold == pytest.approx(0.65, abs=0.01)   # the middle of the widest gap
+    assert cal.detail["balanced_accuracy"] == 1.0 and cal.detail["trust"] == 1.0
+    near, far = confidence(cal.threshold + 0.01, cal.threshold, cal.spread), confidence(0.95, cal.threshold, cal.spread)
+    assert near < 0.3 and far > 0.9
+
+
+def test_overlapping_examples_give_a_wide_spread_and_a_threshold_near_the_default():
+    pos, neg = [0.40, 0.55, 0.60, 0.70], [0.45, 0.50, 0.58, 0.65, 0.30]
+    cal = choose_threshold(pos, neg, "sha")
+    clean = choose_threshold([0.8, 0.85, 0.9], [0.2, 0.3, 0.4], "sha")
+    assert cal.spread > 3 * clean.spread                    # unsure everywhere near the threshold
+    assert cal.detail["trust"] < 1.0
+    assert abs(cal.threshold - DEFAULT_THRESHOLD) < abs(cal.detail["best_separating_threshold"] - DEFAULT_THRESHOLD) + 1e-9
+
+
+def test_no_evidence_keeps_the_default():
+    cal = choose_threshold([], [0.1, 0.2], "sha")
+    assert cal.threshold == DEFAULT_THRESHOLD and cal.detail["source"] == "default"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return built_models(tmp_path_factory)
+
+
+@pytest.fixture
+def svc(tmp_path, models):
+    s = learning_services(tmp_path / "data", models, content__install_demo="true")
+    install_demo_if_empty(s)
+    yield s
+    s.close()
+
+
+def _exercise(svc, course, ex_id) -> dict:
+    with svc.db.read() as conn:
+        row = dict(conn.execute("SELECT * FROM exercises WHERE course_id = ? AND id = ?", (course, ex_id)).fetchone())
+    row["spec"] = json.loads(row["spec"])
+    return row
+
+
+def test_every_free_text_exercise_is_calibrated_on_the_int8_model(svc, models):
+    grader = svc.get("semantic")
+    cals = grader.calibrate_course("fractions")
+    with svc.db.read() as conn:
+        free = {r[0] for r in conn.execute("SELECT id FROM exercises WHERE course_id = 'fractions' AND kind = 'free_text'")}
+        rows = [dict(r) for r in conn.execute("SELECT * FROM semantic_calibration WHERE course_id = 'fractions'")]
+    assert set(cals) == free and {r["exercise_id"] for r in rows} == free
+    int8 = json.loads((models / "minilm" / "1" / "model.json").read_text())
+    assert {r["model"] for r in rows} == {f"minilm/1/{int8['sha256'][:12]}"}   # the int8 model, not minilm-fp32
+    assert all(0.35 <= r["threshold"] <= 0.9 for r in rows)
+    assert len({round(r["threshold"], 2) for r in rows}) > 1                    # per exercise, not one number
+    assert all(json.loads(r["detail"])["negatives"] > 50 for r in rows)
+    # Spanish answers through an English encoder sit closer together: their thresholds are calibrated apart.
+    es = grader.calibrate_course("fractions-es")
+    assert es["basics-11"].threshold != cals["basics-11"].threshold
+
+
+def test_grades_by_meaning_with_confidence(svc):
+    grader = svc.get("semantic")
+    ex = _exercise(svc, "fractions", "basics-11")
+    right = grader.judge(ex, "It tells you how many equal parts the whole is cut into.")
+    off_topic = grader.judge(ex, "I like pizza.")
+    copied = grader.judge(ex, ex["prompt"])
+    assert right.similarity >= right.threshold
+    assert off_topic.similarity < off_topic.threshold and off_topic.confidence > 0.9
+    assert copied.similarity < copied.threshold   # repeating the question is not an answer
+
+
+def test_the_answer_path_stores_the_model_grade_and_its_confidence(svc):
+    teacher = make_staff(svc.db, "teacher", "tom")
+    _cid, added = make_class(svc.db, teacher["id"], ["Ana"])
+    with svc.db.read() as conn:
+        ana = dict(conn.execute("SELECT * FROM users WHERE id = ?", (added["Ana"]["id"],)).fetchone())
+    text = "The denominator says how many equal pieces the whole is divided into."
+    result = record_attempt(svc, ana, {"attempt_uid": str(uuid.uuid4()), "course_id": "fractions",
+                                       "exercise_id": "basics-11", "answer": {"text": text}})
+    want = svc.get("semantic").judge(_exercise(svc, "fractions", "basics-11"), text)
+    assert result["graded_by"] == "model" and result["correct"] is True
+    with svc.db.read() as conn:
+        row = conn.execute("SELECT confidence, correct FROM attempts WHERE attempt_uid = ?", (result["attempt_uid"],)).fetchone()
+    assert row["confidence"] == pytest.approx(want.confidence) and row["correct"] == 1
+    assert result["mastery"]  # the model-graded answer also moved the learner model
+
+
+def test_an_author_threshold_wins_over_the_calibrated_one(svc):
+    ex = _exercise(svc, "fractions", "basics-11")
+    text = "It tells you how many equal parts the whole is cut into."
+    assert svc.get("semantic").judge(ex, text).similarity >= svc.get("semantic").judge(ex, text).threshold
+    ex["spec"]["threshold"] = 0.99
+    strict = svc.get("semantic").judge(ex, text)
+    assert strict.threshold == 0.99 and strict.similarity < strict.threshold
+
+
+def test_changed_references_are_calibrated_again(svc):
+    grader = svc.get("semantic")
+    before = grader.calibration(_exercise(svc, "fractions", "word-07"))
+    new_spec = _exercise(svc, "fractions", "word-07")["spec"]
+    new_spec["references"] = ["Yes. Half of ten is five, a third of twelve is four, and five is more than four.",
+                              "She is right because 5 > 4.", "Yes: 5 is greater than 4."]
+    svc.db.write(lambda c: c.execute("UPDATE exercises SET spec = ? WHERE course_id = 'fractions' AND id = 'word-07'",
+                                     (json.dumps(new_spec),)))
+    after = grader.calibration(_exercise(svc, "fractions", "word-07"))
+    assert after.refs_sha256 != before.refs_sha256
+    with svc.db.read() as conn:
+        stored = conn.execute("SELECT refs_sha256 FROM semantic_calibration WHERE course_id = 'fractions'"
+                              " AND exercise_id = 'word-07'").fetchall()
+    assert [r[0] for r in stored] == [after.refs_sha256]
