@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from appliance.errors import AppError
 from appliance.services import PartStatus, Services
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,12 @@ def prepare(services: Services) -> None:
             log.warning("model builders not available: no default models")
         else:
             log.info("building the default models into %s (first start only)", repo)
-            build_default_models(repo)
+            try:
+                build_default_models(repo)
+            except AppError as exc:
+                # What could be built is published; the LMS serves without the rest and the
+                # inference status names what is missing.
+                log.error("default models incomplete: %s", exc.message)
 
 
 def attach_components(services: Services) -> None:
