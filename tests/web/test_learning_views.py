@@ -1,0 +1,186 @@
+"""The learning pages through the Flask app with the real models attached: next up on the student home,
+mastery in the answer's reply, search (page + API, in the class's language), the teacher's free-text
+grade review with overrides, the models on the admin page, and the pages without models."""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+
+import pytest
+from learning_models import built_models, learning_services
+from lms_fixtures import (
+    COURSE_ID,
+    csrf_of,
+    make_class,
+    make_staff,
+    seed_course,
+    sign_in_staff,
+    sign_in_student,
+)
+
+from appliance.web.app import create_app
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return built_models(tmp_path_factory)
+
+
+@pytest.fixture
+def services(tmp_path, models):
+    """Overrides tests/conftest.py: the process is wired like a serving web worker (engine + learning)."""
+    s = learning_services(tmp_path / "data", models)
+    yield s
+    s.close()
+
+
+def _answer(client, exercise_id, answer):
+    token = csrf_of(client.get("/learn").get_data(as_text=True))
+    return client.post("/api/v1/attempts", headers={"X-CSRF-Token": token},
+                       json={"attempt_uid": str(uuid.uuid4()), "course_id": COURSE_ID, "exercise_id": exercise_id,
+                             "answer": answer})
+
+
+def _next_up(html: str) -> str:
+    m = re.search(r'<section class="card next-up".*?</section>', html, re.DOTALL)
+    assert m, "no next-up card on the page"
+    return m.group(0)
+
+
+def test_student_home_shows_next_up_and_why(student_client, course):
+    card = _next_up(student_client.get("/learn").get_data(as_text=True))
+    assert 'data-kind="lesson"' in card and "What is a fraction?" in card
+    assert "A good place to start: “Parts of a whole”" in card
+    link = re.search(r'href="([^"]+)"', card).group(1)
+    assert student_client.get(link).status_code == 200
+    r = _answer(student_client, "e1", {"choice": 1})
+    card = _next_up(student_client.get("/learn").get_data(as_text=True))
+    assert r.get_json()["next"]["why"] in card.replace("&#34;", '"')
+    assert 'data-kind="practice"' in card and "#ex-" in card
+
+
+def test_the_answer_reply_carries_the_new_mastery_and_the_page_names_it(student_client, course):
+    first = _answer(student_client, "e1", {"choice": 1}).get_json()
+    second = _answer(student_client, "e3", {"value": "3/4"}).get_json()
+    assert set(first["mastery"]) == {"parts"} and second["mastery"]["parts"] > first["mastery"]["parts"]
+    assert first["mastery"]["parts"] != pytest.approx(0.3)  # the model's estimate, not the rule's first step
+    page = student_client.get(f"/learn/{COURSE_ID}/what-is-a-fraction").get_data(as_text=True)
+    names = json.loads(re.search(r'data-skills="([^"]*)"', page).group(1).replace("&#34;", '"'))
+    assert names["parts"] == "Parts of a whole"
+    assert 'data-msg-mastery="{skill}: {pct}% mastered"' in page
+
+
+def test_search_page_and_api(student_client, course):
+    html = student_client.get("/search?q=how+many+equal+parts+make+a+whole").get_data(as_text=True)
+    results = re.search(r'<ul class="lesson-list search-results">.*?</ul>', html, re.DOTALL).group(0)
+    links = re.findall(r'<li><a href="([^"]+)">', results)
+    assert links and all(link.startswith(f"/learn/{COURSE_ID}/") for link in links)
+    assert "Searching by words only" not in html
+    data = student_client.get("/api/v1/search?q=bottom number of a fraction").get_json()
+    assert data["mode"] == "meaning" and data["hits"][0]["item_id"] == "e4"
+    err = student_client.get("/api/v1/search?q=")
+    assert err.status_code == 400 and err.get_json()["code"] == "bad_request"
+    home = student_client.get("/learn").get_data(as_text=True)
+    assert 'role="search"' in home and 'action="/search"' in home
+
+
+def test_search_looks_in_the_courses_of_the_class_language(app, services, teacher, course):
+    seed_course(services.db, "fracciones-mini", "Fracciones (mini)")
+    services.db.write(lambda c: c.execute("UPDATE courses SET language = 'es' WHERE id = 'fracciones-mini'"))
+    class_id, kids = make_class(services.db, teacher["id"], ["Luz"], name="4º B", language="es")
+    c = app.test_client()
+    assert sign_in_student(c, class_id, kids["Luz"]["id"], kids["Luz"]["pin"]).status_code == 302
+    data = c.get("/api/v1/search?q=fraction").get_json()
+    assert data["hits"] and {h["course_id"] for h in data["hits"]} == {"fracciones-mini"}
+    home = c.get("/learn").get_data(as_text=True)
+    assert "Lo siguiente" in home and "Buscar lecciones y preguntas" in home
+
+
+def _free_text(services, student_id: int, text: str, graded_by: str, confidence: float, correct: int) -> int:
+    def write(conn):
+        return conn.execute(
+            "INSERT INTO attempts (attempt_uid, student_id, course_id, exercise_id, answer, correct, score, confidence,"
+            " graded_by, created_at) VALUES (?, ?, ?, 'e6', ?, ?, ?, ?, ?, '2026-01-01T00:00:00.000Z')",
+            (str(uuid.uuid4()), student_id, COURSE_ID, json.dumps({"text": text}), correct, float(correct), confidence,
+             graded_by)).lastrowid
+    return services.db.write(write)
+
+
+def test_teacher_sees_unsure_grades_first_and_overrides_them(services, teacher_client, student_client, klass, course):
+    reply = _answer(student_client, "e6", {"text": "Both are one half of the whole."}).get_json()
+    assert reply["graded_by"] == "model"
+    ana = klass["students"]["Ana"]["id"]
+    unsure = _free_text(services, ana, "They are kind of the same maybe", "model", 0.12, 1)
+    waiting = _free_text(services, ana, "two quarters make a half", "pending", 0.0, 0)
+    sure = _free_text(services, ana, "cats", "model", 0.99, 0)
+    url = f"/teach/classes/{klass['id']}/grades"
+    html = teacher_client.get(url).get_data(as_text=True)
+    order = [int(x) for x in re.findall(r'<tr data-attempt="(\d+)"', html)]
+    assert order[:2] == [waiting, unsure] and sure not in order          # only what needs checking
+    assert "Waiting for you" in html and "Model is 12% sure" in html
+    order_all = [int(x) for x in re.findall(r'<tr data-attempt="(\d+)"', teacher_client.get(url + "?show=all").get_data(as_text=True))]
+    assert order_all.index(unsure) < order_all.index(sure)
+    token = csrf_of(html)
+    with services.db.read() as conn:
+        before = conn.execute("SELECT successes FROM mastery WHERE student_id = ? AND skill_id = 'equivalent'",
+                              (ana,)).fetchone()[0]
+    r = teacher_client.post(f"{url}/{waiting}", data={"csrf_token": token, "verdict": "correct"})
+    assert r.status_code == 302 and r.location.endswith(url)
+    assert "Saved: the answer is marked right." in teacher_client.get(r.location).get_data(as_text=True)
+    with services.db.read() as conn:
+        row = conn.execute("SELECT correct, graded_by FROM attempts WHERE id = ?", (waiting,)).fetchone()
+        m = conn.execute("SELECT successes, p_mastery FROM mastery WHERE student_id = ? AND skill_id = 'equivalent'",
+                         (ana,)).fetchone()
+        events = [json.loads(p[0]) for p in conn.execute("SELECT payload FROM outbox WHERE type = 'grade_override'")]
+    assert tuple(row) == (1, "teacher") and m["successes"] == before + 1 and 0 < m["p_mastery"] < 1
+    assert len(events) == 1 and events[0]["previous"]["graded_by"] == "pending"
+    assert teacher_client.post(f"{url}/{waiting}", data={"csrf_token": token, "verdict": "maybe"}).status_code == 400
+    # Another teacher cannot see or change this class's grades.
+    make_staff(services.db, "teacher", "olga")
+    other = teacher_client.application.test_client()
+    sign_in_staff(other, "olga")
+    assert other.get(url).status_code == 404
+    olga_token = csrf_of(other.get("/teach/").get_data(as_text=True))
+    assert other.post(f"{url}/{unsure}", data={"csrf_token": olga_token, "verdict": "incorrect"}).status_code == 404
+
+
+def test_admin_status_lists_each_model(admin_client, student_client, course):
+    _answer(student_client, "e1", {"choice": 1})   # some learner traffic for the latency columns
+    html = admin_client.get("/admin/").get_data(as_text=True)
+    table = re.search(r'<table class="models">.*?</table>', html, re.DOTALL).group(0)
+    rows = {r[0]: r for r in re.findall(r'<tr><th scope="row">([^<]+)</th>(.*?)</tr>', table, re.DOTALL)}
+    assert {"learner", "minilm"} <= set(rows)
+    learner = rows["learner"][1]
+    assert "<td>1</td>" in learner and "onnxruntime" in learner and "CPUExecutionProvider" in learner
+    assert re.search(r"\d+\.\d ms", learner) and "/ 256" in learner    # p50/p99 and the batch limit
+
+
+def test_grid_says_where_mastery_comes_from(teacher_client, klass, course):
+    html = teacher_client.get(f"/teach/classes/{klass['id']}/progress").get_data(as_text=True)
+    assert "Mastery is estimated by the learner model (learner v1) after every answer." in html
+    assert f'href="/teach/classes/{klass["id"]}/grades"' in teacher_client.get(f"/teach/classes/{klass['id']}").get_data(as_text=True)
+
+
+def test_pages_without_models_still_work_and_say_why(tmp_path):
+    services = learning_services(tmp_path / "plain", None)
+    try:
+        seed_course(services.db)
+        teacher = make_staff(services.db, "teacher", "tom")
+        class_id, kids = make_class(services.db, teacher["id"], ["Ana"])
+        app = create_app(services)
+        c = app.test_client()
+        assert sign_in_student(c, class_id, kids["Ana"]["id"], kids["Ana"]["pin"]).status_code == 302
+        assert "A good place to start" in _next_up(c.get("/learn").get_data(as_text=True))
+        reply = _answer(c, "e6", {"text": "Both are half."})
+        assert reply.status_code == 201 and reply.get_json()["graded_by"] == "pending"
+        html = c.get("/search?q=Bottom+numbers").get_data(as_text=True)
+        assert "Searching by words only" in html and f"/learn/{COURSE_ID}/what-is-a-fraction#ex-e4" in html
+        t = app.test_client()
+        sign_in_staff(t, "tom")
+        grid = t.get(f"/teach/classes/{class_id}/progress").get_data(as_text=True)
+        assert "Mastery is a simple estimate" in grid and "not loaded" in grid
+        review = t.get(f"/teach/classes/{class_id}/grades").get_data(as_text=True)
+        assert "Waiting for you" in review
+    finally:
+        services.close()
