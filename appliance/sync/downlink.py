@@ -265,6 +265,7 @@ class Downlink:
         log.info("installed %s %s version %s", t.m.kind, t.m.name, t.m.version)
 
     def status(self) -> dict:
+        transfers = list(self.transfers.values())  # one C-level copy: the relay thread may change the dict
         return {**self.stats, "transfers": [
             {"kind": t.m.kind, "name": t.m.name, "version": t.m.version, "chunks": len(t.m.chunks),
-             "missing": len(t.missing)} for t in self.transfers.values()]}
+             "missing": len(t.missing)} for t in transfers]}

@@ -76,12 +76,10 @@ class InstallHandler:
         log.info("model %s version %s imported from the hub (activation is up to the model policy)", name, version)
 
     def on_content(self, course: str, path: Path) -> None:
-        from appliance.content.importer import Importer
-
-        blobs = self.services.get("blobs")
-        if blobs is None:
-            raise RuntimeError("the content store is not attached in this process (services 'blobs')")
-        result = Importer(self.services.db, blobs, self.services.cfg).run(path)
+        importer = self.services.get("content_importer")
+        if importer is None:
+            raise RuntimeError("the content store is not attached in this process (appliance.content.attach)")
+        result = importer.run(path)
         if result.course_id != course:
             log.warning("bundle announced as %s contained course %s", course, result.course_id)
         log.info("course %s %s from the hub: %s", result.course_id, result.version, result.status)

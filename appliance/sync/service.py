@@ -141,6 +141,12 @@ def read_status(cfg, db) -> dict:
     return st
 
 
+def report_status_from_file(services) -> None:
+    """For a process that does not run the relay (the web service): /api/v1/health and the admin page
+    show the relay's last status plus the live backlog."""
+    services.report_status("sync", lambda: part_status(read_status(services.cfg, services.db)))
+
+
 def make_part(services):
     """The runtime's factory: a SyncService, or None (reported as disabled) without a broker."""
     cfg = services.cfg

@@ -6,3 +6,4 @@ from mqtt_broker import (  # noqa: F401 - fixtures used by the tests in this fol
     start_hub,
     start_relay,
 )
+from pg_server import postgres_url  # noqa: F401 - a throwaway PostgreSQL for the hub's other backend

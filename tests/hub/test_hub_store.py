@@ -4,14 +4,22 @@ import os
 
 import pytest
 from mqtt_broker import load
+from pg_server import fresh_database
 
 from appliance.errors import ConfigError
 from appliance.hub.store import BatchIn, HubStore
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = HubStore(load({"storage": {"data_dir": str(tmp_path)}})).open()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """The same tests against both backends (the SQL is meant to be portable)."""
+    hub = {}
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        hub["database_url"] = fresh_database(url, f"hub_{request.node.name[5:40].lower().replace('[', '_')}"
+                                                  .rstrip("]").replace("-", "_"))
+    s = HubStore(load({"storage": {"data_dir": str(tmp_path)}, "hub": hub})).open()
+    assert s.kind == request.param
     yield s
     s.close()
 
@@ -59,7 +67,7 @@ def test_federated_update_chunks_are_assembled_and_verified(store):
         else:
             with pytest.raises(ValueError, match="sha256"):
                 store.store_fl_chunk("s1", "d1", {**bad, "idx": str(i)}, piece, 1 << 30)
-    assert store.query("SELECT count(*) FROM hub_fl_chunks") == [(0,)]
+    assert store.query("SELECT count(*) FROM hub_fl_chunks")[0][0] == 0
     with pytest.raises(ValueError, match="bad chunk numbers"):
         store.store_fl_chunk("s1", "d1", {**props, "event_id": "u3", "idx": "7"}, b"x", 1 << 30)
 

@@ -133,3 +133,30 @@ def test_a_federated_update_travels_in_chunks_and_is_deleted_on_the_hubs_ack(mqt
         assert bytes(row[2]) == data
     finally:
         reader.close()
+
+
+def test_two_workers_on_postgresql_store_a_relayed_backlog_exactly_once(mqtt_broker, tmp_path, postgres_url,
+                                                                       open_services, start_relay, start_hub):
+    from pg_server import fresh_database
+
+    hub_cfg = load(hub_sections(tmp_path / "hub", mqtt_broker,
+                                database_url=fresh_database(postgres_url, "hub_ingest_live")))
+    w1, w2 = start_hub(hub_cfg, index=1), start_hub(hub_cfg, index=2)
+    assert w1.store.kind == "postgresql"
+    box_cfg = load(box_sections(tmp_path / "box", mqtt_broker, batch_max_events=100))
+    box = open_services(box_cfg)
+    ids = box.db.write(lambda c: [outbox.enqueue(c, "attempt", {"i": i}) for i in range(3000)])
+    start_relay(box_cfg, box.db)
+
+    def left():
+        with box.db.read() as c:
+            return c.execute("SELECT count(*) FROM outbox").fetchone()[0]
+
+    wait_until(lambda: left() == 0, what="the backlog to drain into PostgreSQL")
+    reader = HubStore(hub_cfg).open()
+    try:
+        stored = [r[0] for r in reader.query("SELECT event_id FROM hub_events")]
+    finally:
+        reader.close()
+    assert sorted(stored) == sorted(ids)
+    assert w1.stats["batches"] > 0 and w2.stats["batches"] > 0

@@ -237,3 +237,33 @@ def test_publish_model_from_the_command_line(mqtt_broker, tmp_path, keys, open_s
     unpack_model(archive, unpack)
     assert (unpack / "model.onnx").read_bytes() == (src / "model.onnx").read_bytes()
     assert (tmp_path / "box" / "models" / "recommender" / "2" / "model.json").is_file()
+
+
+def test_a_published_course_bundle_is_imported_by_the_content_importer(mqtt_broker, tmp_path, keys, open_services,
+                                                                       start_relay):
+    from appliance.content import attach
+    from appliance.content.writer import write_bundle
+
+    key_file, pub = keys
+    box_cfg = load(box_sections(tmp_path / "box", mqtt_broker, trusted_keys=[pub]))
+    box = open_services(box_cfg)
+    attach(box)
+    clip = os.urandom(400_000)
+    doc = {"schema_version": 1, "id": "fractions", "version": "2.0.0", "title": "Fractions", "language": "en",
+           "skills": [{"id": "s", "name": "Halves"}],
+           "lessons": [{"id": "l1", "title": "Halves", "blocks": [{"type": "video", "asset": "clip.mp4",
+                                                                    "title": "Clip"}]}],
+           "exercises": [{"id": "e1", "lesson": "l1", "kind": "numeric", "prompt": "1/2 + 1/2", "skills": ["s"],
+                          "spec": {"answer": 1, "tolerance": 0}}],
+           "assets": {"clip.mp4": {"sha256": hashlib.sha256(clip).hexdigest(), "size": len(clip),
+                                   "mime": "video/mp4"}}}
+    bundle = write_bundle(tmp_path / "fractions.zip", json.dumps(doc).encode(), {hashlib.sha256(clip).hexdigest(): clip})
+    relay = start_relay(box_cfg, box.db, InstallHandler(box))
+    with Publisher(_hub_cfg(tmp_path, mqtt_broker, key_file)) as p:
+        p.publish("content", "fractions", "2.0.0", bundle)
+    wait_until(lambda: relay.relay.downlink.stats["installed"] == 1 or relay.relay.downlink.stats["install_error"],
+               what="the course imported")
+    assert relay.relay.downlink.stats["install_error"] is None
+    with box.db.read() as c:
+        assert c.execute("SELECT version, title FROM courses WHERE id = 'fractions'").fetchone()[:] == ("2.0.0",
+                                                                                                        "Fractions")
