@@ -33,7 +33,14 @@ import numpy as np
 from appliance.federated.update import float32_size
 from appliance.learning.features import FeatureSpec
 from bench.common import OUT, emit
-from bench.fl_world import Evaluator, Mosquitto, baselines, describe, make_world, seed_night
+from bench.fl_world import (
+    Evaluator,
+    Mosquitto,
+    baselines,
+    describe,
+    make_world,
+    seed_night,
+)
 
 log = logging.getLogger("bench.federated")
 MODEL = "learner"
@@ -102,7 +109,7 @@ def run_federated(rooms, ev: Evaluator, args, *, strategy: str, attacker: int | 
             for night in range(args.nights):
                 for r, box in zip(rooms, boxes):
                     seed_night(box.db, r.nights[night])
-                online = sorted(rng.choice(len(rooms), size=max(1, int(round(len(rooms) * args.online))),
+                online = sorted(rng.choice(len(rooms), size=max(1, round(len(rooms) * args.online)),
                                            replace=False).tolist())
                 relays = {i: SyncService(boxes[i].cfg, boxes[i].db, FederatedInstallHandler(boxes[i])) for i in online}
                 for svc in relays.values():
@@ -110,7 +117,7 @@ def run_federated(rooms, ev: Evaluator, args, *, strategy: str, attacker: int | 
                 _wait(lambda: hub.status()["published"] == hub.status()["version"], 60, "the hub's announcement")
                 newest = hub.status()["published"]
                 for i in online:  # the box syncs first: the newest global model arrives and is judged
-                    _wait(lambda b=boxes[i]: _decided(b, newest), 120, f"room {i} to get version {newest}")
+                    _wait(lambda b=boxes[i], v=newest: _decided(b, v), 120, f"room {i} to get version {newest}")
                 sent_before = hub.status()["consumed"]
                 night_sizes = []
                 for i in online:
@@ -118,7 +125,8 @@ def run_federated(rooms, ev: Evaluator, args, *, strategy: str, attacker: int | 
                         res = run_training(boxes[i], now=True)
                     if res.status == "sent":
                         night_sizes.append(res.size_bytes)
-                _wait(lambda: hub.status()["consumed"] >= sent_before + len(night_sizes), 120, "the hub to take the updates")
+                want = sent_before + len(night_sizes)
+                _wait(lambda w=want: hub.status()["consumed"] >= w, 120, "the hub to take the updates")
                 for i in online:  # the hub acknowledged end to end: the update left the box
                     _wait(lambda b=boxes[i]: _outbox_empty(b), 60, f"room {i}'s ack")
                 _wait(lambda: hub.status()["published"] == hub.status()["version"], 60, "the new version's announcement")

@@ -149,7 +149,7 @@ class Mosquitto:
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "Mosquitto":
+    def __enter__(self):
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(exe).exists():
             raise RuntimeError("Debian's mosquitto is not installed (apt-get install mosquitto)")
@@ -178,7 +178,7 @@ def seed_night(db, attempts) -> None:
     from appliance.store.database import now_iso
 
     def iso(ts: float) -> str:
-        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(round(ts * 1000)) % 1000:03d}Z"
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{round(ts * 1000) % 1000:03d}Z"
 
     def job(conn):
         conn.execute("INSERT OR IGNORE INTO courses (id, version, title, language, manifest, bundle_sha256, "

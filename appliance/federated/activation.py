@@ -25,7 +25,12 @@ from appliance.errors import Conflict, IntegrityError, NotFound
 from appliance.federated.artifact import REPO_VERSION_RE
 from appliance.federated.data import holdout_students, load_interactions
 from appliance.federated.local_train import Rows
-from appliance.federated.models import load_any, load_verified, open_repository, repository_dir
+from appliance.federated.models import (
+    load_any,
+    load_verified,
+    open_repository,
+    repository_dir,
+)
 from appliance.learning.learner_train import auc
 from appliance.store.database import now_iso
 

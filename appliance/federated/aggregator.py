@@ -49,7 +49,7 @@ class AggregatorSettings:
     norm_bound: float = 5.0
 
     @classmethod
-    def from_config(cls, cfg) -> "AggregatorSettings":
+    def from_config(cls, cfg) -> AggregatorSettings:
         f = cfg.federated
         return cls(f.model, f.buffer_size, f.max_staleness, f.strategy, f.trim_fraction, f.server_lr,
                    f.server_norm_bound or f.clip_norm)

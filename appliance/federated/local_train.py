@@ -11,8 +11,8 @@ both so that many small classrooms average into one good model:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy import optimize, sparse
@@ -88,7 +88,7 @@ class Rows:
     seqs: np.ndarray     # recording order per row (``Interaction.seq``; the timestamp for simulator rows)
 
     @classmethod
-    def build(cls, attempts: Sequence, spec: FeatureSpec) -> "Rows":
+    def build(cls, attempts: Sequence, spec: FeatureSpec) -> Rows:
         X, y, ordered = build_dataset(attempts, spec)
         owners = np.asarray([a.student_id for a in ordered], dtype=object)
         seqs = np.fromiter((float(getattr(a, "seq", 0) or a.timestamp) for a in ordered), dtype=np.float64,

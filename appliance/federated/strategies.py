@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -55,7 +55,7 @@ def trimmed_mean(deltas: Sequence[np.ndarray], weights: Sequence[float] | None =
     m = stack.shape[0]
     # At least one value per end is trimmed as soon as there are 3 updates: the point is to resist one
     # outlier even in a small buffer. Never trim everything.
-    k = min(max(int(math.floor(trim_fraction * m)), 1 if m >= 3 and trim_fraction > 0 else 0), (m - 1) // 2)
+    k = min(max(math.floor(trim_fraction * m), 1 if m >= 3 and trim_fraction > 0 else 0), (m - 1) // 2)
     return stack[k: m - k].mean(axis=0)
 
 

@@ -20,7 +20,13 @@ from appliance.federated import privacy
 from appliance.federated.data import holdout_students, load_interactions
 from appliance.federated.local_train import Rows, fit_local
 from appliance.federated.models import newest_verified, open_repository
-from appliance.federated.update import UpdateKey, encode, float32_size, make_update, new_update_id
+from appliance.federated.update import (
+    UpdateKey,
+    encode,
+    float32_size,
+    make_update,
+    new_update_id,
+)
 from appliance.store.database import now_iso
 
 log = logging.getLogger(__name__)

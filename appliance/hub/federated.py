@@ -17,8 +17,8 @@ import json
 import logging
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -72,7 +72,7 @@ class FederatedHub:
                       "versions": 0, "published": None, "publish_error": None, "last_error": None}
 
     # -- lifecycle ---------------------------------------------------------------------------------
-    def open(self, params: np.ndarray | None = None, spec: FeatureSpec | None = None) -> "FederatedHub":
+    def open(self, params: np.ndarray | None = None, spec: FeatureSpec | None = None) -> FederatedHub:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         apply_migrations(self.path, MIGRATIONS)
         self.db = Database(self.path)
@@ -114,7 +114,7 @@ class FederatedHub:
             self._wake.clear()
             try:
                 self.tick()
-            except Exception as exc:  # noqa: BLE001 - shown in status(); the next tick tries again
+            except Exception as exc:
                 log.exception("federated aggregator tick failed")
                 self.stats["last_error"] = f"{type(exc).__name__}: {exc}"
 
@@ -129,7 +129,8 @@ class FederatedHub:
                                 "AND type = ? ORDER BY received_at, event_id LIMIT ?", (UPDATE_TYPE, BATCH))
         for event_id, site, device, data in rows:
             try:
-                out = self.db.write(lambda c, d=bytes(data): self.agg.submit(c, d, sender=f"{site}/{device}"))
+                sender = f"{site}/{device}"
+                out = self.db.write(lambda c, d=bytes(data), who=sender: self.agg.submit(c, d, sender=who))
                 self.stats[{"buffered": "buffered", "refused": "refused"}.get(out.status, "duplicates")] += 1
                 if out.new_version is not None:
                     self.stats["versions"] += 1

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_config
 from fl_util import as_lms, install_local, install_version, keypair, seed_answers
 
 from appliance.errors import Conflict
@@ -19,7 +20,6 @@ from appliance.learning.features import FeatureSpec
 from appliance.learning.learner_train import params_to_vector, train
 from appliance.learning.simulator import make_curriculum, simulate_classroom
 from appliance.services import Services
-from conftest import make_config
 
 SPEC = FeatureSpec()
 

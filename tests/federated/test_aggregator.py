@@ -6,9 +6,19 @@ import math
 import numpy as np
 import pytest
 
-from appliance.federated.aggregator import Aggregator, AggregatorSettings, staleness_factor
+from appliance.federated.aggregator import (
+    Aggregator,
+    AggregatorSettings,
+    staleness_factor,
+)
 from appliance.federated.schema import MIGRATIONS
-from appliance.federated.update import ModelUpdate, UpdateKey, decode, encode, new_update_id
+from appliance.federated.update import (
+    ModelUpdate,
+    UpdateKey,
+    decode,
+    encode,
+    new_update_id,
+)
 from appliance.learning.features import FeatureSpec
 from appliance.store.database import Database
 from appliance.store.migrations import apply_migrations

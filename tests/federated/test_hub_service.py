@@ -7,7 +7,14 @@ import tarfile
 import numpy as np
 import pytest
 from fl_util import keypair, seed_answers
-from mqtt_broker import box_sections, broker_factory, hub_sections, load, mqtt_broker, wait_until  # noqa: F401
+from mqtt_broker import (  # noqa: F401 - pytest fixtures
+    box_sections,
+    broker_factory,
+    hub_sections,
+    load,
+    mqtt_broker,
+    wait_until,
+)
 
 from appliance.federated.update import ModelUpdate, UpdateKey, encode, new_update_id
 from appliance.learning.features import FeatureSpec
@@ -107,7 +114,7 @@ def test_a_failed_publish_is_retried_and_reported(hub_cfg):
 
 
 @pytest.mark.slow
-def test_the_whole_loop_over_a_real_mosquitto(tmp_path, mqtt_broker):
+def test_the_whole_loop_over_a_real_mosquitto(tmp_path, mqtt_broker):  # noqa: F811 - the fixture
     """Box trains -> outbox -> relay -> Mosquitto -> ingest -> aggregator -> publisher -> downlink -> policy."""
     from appliance.federated.downlink import FederatedInstallHandler
     from appliance.federated.training import run_training

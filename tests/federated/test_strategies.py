@@ -45,7 +45,7 @@ def test_robust_strategies_resist_one_update_scaled_by_100(strategy):
     clean = strategies.combine(strategy, honest + [honest[0]], weights, trim_fraction=0.2, bound=2.0)
     attacked = strategies.combine(strategy, honest + [poisoned], weights, trim_fraction=0.2, bound=2.0)
     naive = strategies.combine("fedavg", honest + [poisoned], weights)
-    err = lambda v: float(np.linalg.norm(v - truth))  # noqa: E731
+    err = lambda v: float(np.linalg.norm(v - truth))
     assert err(naive) > 50 * err(clean)  # the attack is real
     assert err(attacked) < 3 * err(clean) + 0.05 * np.linalg.norm(truth)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import make_config
 from fl_util import as_lms, install_version, keypair, seed_answers
 
 from appliance.federated.data import holdout_students, load_interactions
@@ -13,7 +14,6 @@ from appliance.federated.update import decode
 from appliance.learning.features import FeatureSpec
 from appliance.learning.simulator import make_curriculum, simulate_classroom
 from appliance.services import Services
-from conftest import make_config
 
 SPEC = FeatureSpec()
 

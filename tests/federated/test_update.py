@@ -42,7 +42,7 @@ def test_clip_scales_long_vectors_to_the_bound_and_keeps_their_direction():
 
 def test_clip_leaves_short_vectors_alone_and_refuses_nan():
     v = np.full(10, 0.1, dtype=np.float32)
-    clipped, norm, was = privacy.clip_l2(v, 5.0)
+    clipped, _, was = privacy.clip_l2(v, 5.0)
     assert not was and np.array_equal(clipped, v)
     with pytest.raises(ValueError):
         privacy.clip_l2(np.array([1.0, np.nan], dtype=np.float32), 1.0)
