@@ -48,9 +48,9 @@ class Classroom:
 
 
 def lms_ids(attempts) -> list[Interaction]:
-    """Attempts with the ids a box's training sees for them (``<course>/<exercise>``)."""
-    return [Interaction(a.student_id, f"{COURSE}/{exercise_id(a.item_id)}", tuple(f"{COURSE}/{s}" for s in a.skills),
-                        int(a.correct), float(round(a.timestamp, 3))) for a in attempts]
+    """Attempts with the ids a box's training sees for them (student ``<uid>/<course>``, item = exercise id)."""
+    return [Interaction(f"{a.student_id}/{COURSE}", exercise_id(a.item_id), tuple(a.skills), int(a.correct),
+                        float(round(a.timestamp, 3))) for a in attempts]
 
 
 def exercise_id(item_id: str) -> str:

@@ -1,11 +1,13 @@
 """The box's own answers, as the learner model sees them, and the students kept out of training.
 
-Ids follow one convention shared with the LMS's learner hook: an item is ``<course>/<exercise>`` and a
-skill ``<course>/<skill>``, so two courses never share a parameter by accident and the ids the model
-trains on are the ids it is asked about when serving. Students are named by their stable ``uid``.
+Ids follow the LMS's learner hook (``appliance.learning.learner_state``), so the model trains on exactly
+the rows it is asked about when serving: a student's history is kept per course, the item is the
+exercise id and the skills are the course's skill ids. Here a "student" is therefore
+``<uid>/<course>``; answers waiting for a teacher's grade are left out, as there.
 
-The holdout is a fixed, hash-chosen share of students: never trained on by this box, so every global
-model can be judged on answers it has not seen, and the same students are held out on every night.
+The holdout is a fixed, hash-chosen share of students (by uid, so all their courses): never trained on
+by this box, so every global model can be judged on answers it has not seen, the same students on
+every night.
 """
 from __future__ import annotations
 
@@ -30,12 +32,9 @@ class Interaction:
     seq: int = 0  # attempts.id: the order answers were recorded in, immune to clock jumps
 
 
-def item_key(course_id: str, exercise_id: str) -> str:
-    return f"{course_id}/{exercise_id}"
-
-
-def skill_key(course_id: str, skill_id: str) -> str:
-    return f"{course_id}/{skill_id}"
+def history_key(uid: str, course_id: str) -> str:
+    """One learner history per student and course, as ``learner_state`` keeps it."""
+    return f"{uid}/{course_id}"
 
 
 def parse_ts(text: str) -> float:
@@ -53,12 +52,12 @@ def load_interactions(conn: sqlite3.Connection) -> list[Interaction]:
     rows = conn.execute(
         "SELECT u.uid, a.course_id, a.exercise_id, a.correct, a.created_at, e.skills, a.id FROM attempts a "
         "JOIN exercises e ON e.course_id = a.course_id AND e.id = a.exercise_id "
-        "JOIN users u ON u.id = a.student_id ORDER BY a.created_at, a.id").fetchall()
+        "JOIN users u ON u.id = a.student_id WHERE a.graded_by != 'pending' ORDER BY a.id").fetchall()
     out = []
     for uid, course, exercise, correct, created, skills, seq in rows:
         try:
-            tags = tuple(skill_key(course, s) for s in json.loads(skills))
-            out.append(Interaction(uid, item_key(course, exercise), tags, int(bool(correct)), parse_ts(created),
+            tags = tuple(str(s) for s in json.loads(skills))
+            out.append(Interaction(history_key(uid, course), exercise, tags, int(bool(correct)), parse_ts(created),
                                    int(seq)))
         except (ValueError, TypeError) as exc:
             log.warning("skipping attempt on %s/%s: %s", course, exercise, exc)
@@ -70,7 +69,8 @@ def in_holdout(student_id: str, fraction: float) -> bool:
     """Deterministic: the same student is always on the same side (for a given fraction)."""
     if fraction <= 0:
         return False
-    h = hashlib.blake2b(f"ce-fl-holdout:{student_id}".encode(), digest_size=8).digest()
+    uid = student_id.split("/", 1)[0]  # a person is held out in all their courses
+    h = hashlib.blake2b(f"ce-fl-holdout:{uid}".encode(), digest_size=8).digest()
     return int.from_bytes(h, "little") / 2 ** 64 < fraction
 
 

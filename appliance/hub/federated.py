@@ -195,3 +195,18 @@ class FederatedHub:
         with self.db.read() as conn:
             summary = self.agg.summary(conn)
         return {**summary, **self.stats}
+
+
+def for_ingest(cfg, index: int) -> FederatedHub | None:
+    """The aggregator to run beside ingest worker ``index``, opened but not started, or None.
+
+    Aggregation is one sequence of versions per district, so only worker 0 runs it (the others still
+    store updates; the aggregator polls the shared table). Wiring in ``classroom-edge hub``::
+
+        fl = for_ingest(cfg, args.worker)
+        worker = IngestWorker(cfg, index=args.worker, on_update=fl.wake if fl else None)
+        ... fl.start() after worker.start(); fl.stop(); fl.close() on the way out
+    """
+    if index != 0 or not cfg.federated.enabled:
+        return None
+    return FederatedHub(cfg).open()

@@ -60,11 +60,11 @@ def seed_answers(db, attempts, course: str = COURSE) -> int:
 
 
 def as_lms(attempts, course: str = COURSE):
-    """The same attempts with the ids the box's training sees (``<course>/<id>``)."""
+    """The same attempts with the ids the box's training sees (student ``<uid>/<course>``, item = exercise id)."""
     from appliance.federated.data import Interaction
 
-    return [Interaction(a.student_id, f"{course}/{exercise_id(a.item_id)}", tuple(f"{course}/{s}" for s in a.skills),
-                        int(a.correct), float(round(a.timestamp, 3))) for a in attempts]
+    return [Interaction(f"{a.student_id}/{course}", exercise_id(a.item_id), tuple(a.skills), int(a.correct),
+                        float(round(a.timestamp, 3))) for a in attempts]
 
 
 def install_version(repo, *, version: int, params: np.ndarray, spec: FeatureSpec, key_b64: str | None,

@@ -131,3 +131,23 @@ def test_privacy_budget_is_recorded_and_enforced(box, keys):
     assert third.status == "budget" and third.epsilon > 8.5
     with s.db.read() as conn:
         assert [r[0] for r in conn.execute("SELECT rho FROM fl_updates")] == [pytest.approx(0.5)] * 2
+
+
+def test_training_sees_the_same_history_the_lms_serves_from(box):
+    """Item and skill ids and per-course histories must match the LMS's learner state, or the model
+    would be trained on rows it is never asked about."""
+    from appliance.learning.features import LearnerState
+    from appliance.learning.learner_state import rebuild
+
+    s = box()
+    seed_answers(s.db, _answers(students=3, sessions=2))
+    with s.db.read() as conn:
+        inter = load_interactions(conn)
+        uid, db_id = conn.execute("SELECT uid, id FROM users WHERE role = 'student' LIMIT 1").fetchone()
+        served = rebuild(conn, db_id, "sim")
+    mine = LearnerState()
+    for i in inter:
+        if i.student_id == f"{uid}/sim":
+            mine.observe(i.item_id, i.skills, i.correct, i.timestamp)
+    assert mine.success + mine.failure > 0
+    assert mine.to_dict() == served.to_dict()
