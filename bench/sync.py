@@ -11,7 +11,7 @@
   of 1,000,000 events (target <= 100 MB).
 * ``downlink_cut``: a payload cut at 50% through a throttled link: bytes delivered / payload (<= 1.1).
 
-``--quick`` uses 20,000 / 20,000 / 100,000 events and a 4 MiB payload.
+``--quick`` uses 20,000 / 20,000 / 100,000 events and an 8 MiB payload (32 MiB otherwise).
 """
 from __future__ import annotations
 
@@ -348,7 +348,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     parts = set(args.only.split(","))
     n_drain, n_ingest, n_rss = (20_000, 20_000, 100_000) if args.quick else (100_000, 100_000, 1_000_000)
-    dl_size = (4 if args.quick else 16) * 2**20
+    dl_size = (8 if args.quick else 32) * 2**20
     mb = _load("mqtt_broker", "tests/mqtt_broker.py")
     root = mb.broker_dir("ce-bench-sync-")
     stack = Stack(root)

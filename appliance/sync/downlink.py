@@ -30,8 +30,8 @@ from appliance.sync import manifest as mf
 log = logging.getLogger(__name__)
 
 CHUNK_RETRY_S = 60.0
-# After a resumed session the broker redelivers what it had queued; a SUBSCRIBE lost in the cut is not
-# there to redeliver, so whatever has not arrived after this grace period is asked for again.
+# After a resumed session the broker redelivers what it had queued for a confirmed (SUBACKed) subscription;
+# if that does not arrive within this grace period it is asked for again.
 RESUME_GRACE_S = 5.0
 MAX_CHUNK_FAILURES = 3
 
@@ -50,6 +50,7 @@ class Transfer:
     dir: Path
     missing: set[int]
     requested: dict[int, float] = field(default_factory=dict)  # idx -> when to ask again
+    unconfirmed: dict[int, int] = field(default_factory=dict)  # SUBSCRIBE mid -> idx, until its SUBACK
     failures: dict[int, int] = field(default_factory=dict)
 
     @property
@@ -95,10 +96,17 @@ class Downlink:
     def on_connected(self, link, session_present: bool) -> None:
         now = self.clock()
         for t in self.transfers.values():
+            lost = set(t.unconfirmed.values())  # a SUBSCRIBE without SUBACK may never have reached the broker
+            t.unconfirmed.clear()
             if session_present:
-                t.requested = {i: min(at, now + RESUME_GRACE_S) for i, at in t.requested.items()}
+                t.requested = {i: min(at, now + RESUME_GRACE_S) for i, at in t.requested.items() if i not in lost}
             else:
                 t.requested.clear()
+
+    def on_suback(self, mid: int) -> None:
+        for t in self.transfers.values():
+            if t.unconfirmed.pop(mid, None) is not None:
+                return
 
     def on_message(self, link, topic: str, payload: bytes) -> None:
         parts = topic.split("/")
@@ -184,10 +192,11 @@ class Downlink:
                 for i in stale:
                     del t.requested[i]
             want = sorted(t.missing - set(t.requested))[: max(0, self.s.chunk_window - len(t.requested))]
-            if want:
-                link.subscribe([t.m.chunk_topic(i) for i in want])
-                for i in want:
-                    t.requested[i] = now + CHUNK_RETRY_S
+            for i in want:  # one SUBSCRIBE per chunk, so each SUBACK confirms exactly one
+                mid = link.subscribe([t.m.chunk_topic(i)])
+                t.requested[i] = now + CHUNK_RETRY_S
+                if mid is not None:
+                    t.unconfirmed[mid] = i
 
     def _finish(self, t: Transfer) -> None:
         """Assemble and verify; hand over on the installer thread."""

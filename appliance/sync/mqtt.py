@@ -224,9 +224,12 @@ class Link:
         self.bytes_out += len(payload)
         return info.mid
 
-    def subscribe(self, topics: list[str], qos: int = 1) -> None:
+    def subscribe(self, topics: list[str], qos: int = 1) -> int | None:
+        """Returns the SUBSCRIBE's mid (its SUBACK arrives as a "suback" event), or None."""
         if self.client is not None and topics:
-            self.client.subscribe([(t, qos) for t in topics])
+            rc, mid = self.client.subscribe([(t, qos) for t in topics])
+            return mid if rc == mqtt.MQTT_ERR_SUCCESS else None
+        return None
 
     def unsubscribe(self, topics: list[str]) -> None:
         if self.client is not None and topics:

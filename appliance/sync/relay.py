@@ -176,6 +176,8 @@ class Relay:
             self._connected(session_present, props)
         elif kind == "puback":
             self.uplink.on_puback(ev[1], ev[2])
+        elif kind == "suback":
+            self.downlink.on_suback(ev[1])
         elif kind == "message":
             msg = ev[1]
             if msg.topic == self.ack_topic:

@@ -40,7 +40,8 @@ class SyncSettings:
                                       "content announcements; with none, every downlink update is refused.")
     downlink_dir: str = setting("", "Where downlink chunks and assembled payloads are kept; empty means "
                                 "<data_dir>/sync/downlink.")
-    chunk_window: int = setting(4, "Downlink chunks requested at once.")
+    chunk_window: int = setting(2, "Downlink chunks requested at once (a cut wastes at most about this many chunks "
+                                "in flight, 256 KiB each).")
     max_download_mb: int = setting(4096, "Largest model or content payload accepted from the downlink.")
     max_announcement_kb: int = setting(1024, "Largest announcement (manifest) message accepted.")
     status_file: str = setting("", "Where the relay writes its status for the admin page; empty means "

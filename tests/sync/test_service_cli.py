@@ -80,3 +80,17 @@ def test_sync_command_runs_until_sigterm_and_its_will_marks_a_killed_box_offline
     out = subprocess.run([sys.executable, "-m", "appliance", "--config", str(no_broker), "sync"],
                          capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 1 and "sync.broker_url is not set" in out.stderr
+
+
+def test_the_relay_asks_for_a_week_long_persistent_session_and_a_retained_last_will(tmp_path):
+    from appliance.sync.relay import Relay
+
+    services = Services.open(load(box_sections(tmp_path / "box", None, broker_url="mqtt://127.0.0.1:1")))
+    try:
+        relay = Relay(services.cfg, services.db)
+        assert relay.link.clean_start is False and relay.link.session_expiry >= 7 * 24 * 3600
+        topic, payload = relay.link.will
+        assert topic == "ce/v1/school1/box1/status" and json.loads(payload)["state"] == "offline"
+        assert relay.link.client_id == "ce-school1-box1"
+    finally:
+        services.close()
