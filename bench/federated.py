@@ -83,7 +83,7 @@ def _poisoned(factor: float):
         training.make_update = honest
 
 
-def run_federated(rooms, ev: Evaluator, args, *, strategy: str, attacker: int | None) -> dict:
+def run_federated(rooms, ev: Evaluator, args, *, strategy: str, attacker: int | None, noise: float = 0.0) -> dict:
     from appliance.federated.downlink import FederatedInstallHandler
     from appliance.federated.training import run_training
     from appliance.hub.federated import FederatedHub
@@ -102,9 +102,9 @@ def run_federated(rooms, ev: Evaluator, args, *, strategy: str, attacker: int | 
         worker = IngestWorker(hub_cfg, on_update=hub.wake)
         worker.start()
         hub.start()
-        boxes = [Services.open(box_config(tmp / f"box{r.index:02d}", broker.url, f"room{r.index:02d}", pub))
+        boxes = [Services.open(box_config(tmp / f"box{r.index:02d}", broker.url, f"room{r.index:02d}", pub, noise))
                  for r in rooms]
-        curve, sizes, decisions, refused = [], [], {"active": 0, "candidate": 0, "rejected": 0}, 0
+        curve, sizes, decisions, refused, eps = [], [], {"active": 0, "candidate": 0, "rejected": 0}, 0, []
         try:
             for night in range(args.nights):
                 for r, box in zip(rooms, boxes):
@@ -125,6 +125,7 @@ def run_federated(rooms, ev: Evaluator, args, *, strategy: str, attacker: int | 
                         res = run_training(boxes[i], now=True)
                     if res.status == "sent":
                         night_sizes.append(res.size_bytes)
+                        eps.append(res.epsilon)
                 want = sent_before + len(night_sizes)
                 _wait(lambda w=want: hub.status()["consumed"] >= w, 120, "the hub to take the updates")
                 for i in online:  # the hub acknowledged end to end: the update left the box
@@ -151,7 +152,9 @@ def run_federated(rooms, ev: Evaluator, args, *, strategy: str, attacker: int | 
             for box in boxes:
                 box.close()
     flat = [s for night in sizes for s in night]
-    return {"strategy": strategy, "attacked_by_classroom": attacker, "auc_by_night": [round(a, 4) for a in curve],
+    spent = [e for e in eps if e is not None]
+    return {"strategy": strategy, "attacked_by_classroom": attacker, "noise_multiplier": noise,
+            "largest_epsilon_per_box": round(max(spent), 2) if spent else None, "auc_by_night": [round(a, 4) for a in curve],
             "final_auc": round(curve[-1], 4), "global_versions": final["version"], "updates": len(flat),
             "updates_refused_by_hub": refused, "box_decisions": decisions, "update_bytes": flat,
             "bytes_per_night_mean": [round(float(np.mean(s)), 1) if s else None for s in sizes],
@@ -228,6 +231,9 @@ def main(argv=None) -> dict:
     p.add_argument("--buffer-size", type=int, default=10, help="FedBuff K")
     p.add_argument("--robust", default="norm_bound", choices=("norm_bound", "median", "trimmed_mean"))
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--dp-noise", type=float, default=0.0,
+                   help="also run FedAvg with local DP noise of this multiplier (0 = skip; the bench targets are "
+                        "without noise)")
     args = p.parse_args(argv)
     if args.quick:
         args.classrooms, args.nights, args.students, args.buffer_size = 6, 4, 12, 3
@@ -237,12 +243,16 @@ def main(argv=None) -> dict:
     t0 = time.monotonic()
     rooms = make_world(args.classrooms, args.students, args.test_students, 10, args.nights, args.seed, 0.2)
     ev = Evaluator(rooms)
+    log.info("%d classrooms simulated in %.0f s", len(rooms), time.monotonic() - t0)
     base = baselines(rooms, ev, args.nights, l2=1.0)
+    log.info("centralized and local-only baselines done at %.0f s", time.monotonic() - t0)
     attacker = 0
     runs = {"fedavg": run_federated(rooms, ev, args, strategy="fedavg", attacker=None),
             "fedavg_attacked": run_federated(rooms, ev, args, strategy="fedavg", attacker=attacker),
             f"{args.robust}": run_federated(rooms, ev, args, strategy=args.robust, attacker=None),
             f"{args.robust}_attacked": run_federated(rooms, ev, args, strategy=args.robust, attacker=attacker)}
+    if args.dp_noise > 0:
+        runs["fedavg_dp"] = run_federated(rooms, ev, args, strategy="fedavg", attacker=None, noise=args.dp_noise)
     n = FeatureSpec().n_features + 1
     sizes = runs["fedavg"]["update_bytes"]
     fed, cen, loc = runs["fedavg"]["final_auc"], base["centralized"][-1], base["local_only"][-1]

@@ -206,11 +206,11 @@ def _config(sections: dict):
     return load_config(env=env)
 
 
-def box_config(data_dir: Path, broker_url: str, device: str, hub_public_key: str):
+def box_config(data_dir: Path, broker_url: str, device: str, hub_public_key: str, noise_multiplier: float = 0.0):
     return _config({"storage": {"data_dir": data_dir}, "content": {"install_demo": "false"},
                     "sync": {"broker_url": broker_url, "site": "district", "device": device,
                              "trusted_keys": hub_public_key},
-                    "federated": {"holdout_fraction": 0.2}})
+                    "federated": {"holdout_fraction": 0.2, "noise_multiplier": noise_multiplier}})
 
 
 def hub_config(data_dir: Path, broker_url: str, key_file: Path, *, strategy: str, buffer_size: int):
