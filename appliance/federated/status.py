@@ -1,6 +1,7 @@
 """What the admin page and ``classroom-edge train status`` show about federated learning on this box."""
 from __future__ import annotations
 
+import json
 import logging
 
 from appliance.federated import privacy
@@ -26,14 +27,17 @@ def federated_status(services) -> dict:
             (f.model, box))]
         rhos = [float("inf") if r[0] is None else float(r[0]) for r in conn.execute(
             "SELECT rho FROM fl_updates WHERE model = ? AND box = ? AND direction = 'sent'", (f.model, box))]
-        pending = conn.execute("SELECT count(*) FROM sync_blobs WHERE type = 'fl_update'").fetchone()[0]
+        waiting = [json.loads(r[0]).get("update_id") for r in conn.execute(
+            "SELECT meta FROM sync_blobs WHERE type = 'fl_update'")]
+    for u in sent:  # the relay deletes an update from the outbox only when the hub has acknowledged it
+        u["delivered"] = u["update_id"] not in waiting
     try:
         serving = serving_repository(cfg).active_version(f.model)
     except Exception as exc:  # noqa: BLE001 - a broken repository is shown, not fatal to the status page
         serving = f"unreadable: {exc}"
     return {"enabled": f.enabled, "model": f.model, "box": box, "serving_version": serving,
             "active_global": next((c["version"] for c in cands if c["status"] == "active"), None),
-            "candidates": cands, "updates_sent": sent, "updates_waiting_for_uplink": pending,
+            "candidates": cands, "updates_sent": sent, "updates_waiting_for_uplink": len(waiting),
             "privacy": privacy.budget_summary(rhos, f.dp_delta),
             "settings": {"data_window": f.data_window, "clip_norm": f.clip_norm,
                          "noise_multiplier": f.noise_multiplier, "activation_margin": f.activation_margin}}

@@ -4,6 +4,11 @@ Steps: find the newest verified global version -> load this box's answers -> dec
 enough new data -> fit from the global parameters (``local_train``) -> delta, clip, noise (``update``)
 -> int8 + zstd -> in ONE transaction: the update into the outbox (``sync.outbox.enqueue_blob``, sent on
 ``up/fl``) and its record into ``fl_updates`` (with the privacy cost). Either both are there or neither.
+
+The base is the newest *verified* global version, even one the activation policy kept as a candidate:
+serving and training are separate decisions. Students keep the model that does best on their own
+class; the federation moves forward from its newest version, and updates based on older ones would
+only be down-weighted or refused as stale by the hub.
 """
 from __future__ import annotations
 

@@ -162,6 +162,10 @@ def test_the_whole_loop_over_a_real_mosquitto(tmp_path, mqtt_broker):  # noqa: F
         from appliance.federated.activation import serving_repository
 
         assert serving_repository(box_cfg).active_version("learner") == "g000002"
+        from appliance.federated.status import federated_status
+
+        st = federated_status(services)
+        assert st["updates_waiting_for_uplink"] == 0 and st["updates_sent"][0]["delivered"] is True
     finally:
         for part in reversed(started):
             part.stop(15)

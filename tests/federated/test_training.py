@@ -102,6 +102,12 @@ def test_train_queues_one_update_from_the_newest_global_version(box, keys):
 
     assert loss(base + upd.delta) < loss(base)
 
+    from appliance.federated.status import federated_status
+
+    st = federated_status(s)
+    assert st["updates_waiting_for_uplink"] == 1 and st["updates_sent"][0]["delivered"] is False
+    assert "unbounded" in st["privacy"]["text"]  # no noise configured: said plainly
+
 
 def test_train_declines_politely_when_there_is_nothing_new_or_it_is_too_soon(box, keys):
     s = box(federated__min_samples=50)
