@@ -109,6 +109,8 @@ def encode(update: ModelUpdate, block: int, rng: np.random.Generator, level: int
     model = update.model.encode("utf-8")
     if not box or len(box) > 255 or not model or len(model) > 255:
         raise ValueError("box id and model name must be 1..255 bytes")
+    if not 1 <= block <= 65535:
+        raise ValueError("federated.quant_block must be between 1 and 65535")
     scales, q = quantize(update.delta, block, rng)
     body = zstandard.ZstdCompressor(level=level).compress(scales.astype("<f4").tobytes() + q.tobytes())
     head = _HEAD.pack(MAGIC, FORMAT, FLAG_CLIPPED if update.clipped else 0, q.size, block,
