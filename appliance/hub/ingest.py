@@ -231,10 +231,16 @@ class IngestWorker:
                 log.exception("federated update hook failed")
 
     def _reject(self, msg, gen, reason: str) -> None:
-        """A batch that can never be stored: logged, counted, and taken off the broker (PUBACK)."""
+        """A batch that can never be stored: logged, counted, taken off the broker (PUBACK), and the box
+        told why (its rows stay: it shows the reason on its admin page and keeps the events)."""
         self.stats["rejected"] += 1
         log.warning("rejected message on %s: %s", msg.topic, reason)
-        self._outbox.append((None, None, msg.mid, gen))
+        where, batch = parse_topic(msg.topic), user_properties(msg).get("batch", "")
+        if where is not None and batch and len(batch) <= 128:
+            nack = json.dumps({"batch": batch, "rejected": reason[:300]}).encode()
+            self._outbox.append((f"ce/v1/{where[0]}/{where[1]}/down/ack", nack, msg.mid, gen))
+        else:
+            self._outbox.append((None, None, msg.mid, gen))
 
     def status(self) -> dict:
         return {"state": self.state, "reason": self.reason, "client_id": self.link.client_id,

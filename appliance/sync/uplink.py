@@ -119,7 +119,7 @@ class Uplink:
         self._blobs_done: set[str] = set()  # acked, delete pending on the deleter thread
         self.stats = {"batches_sent": 0, "events_sent": 0, "bytes_sent": 0, "json_bytes_sent": 0,
                       "batches_acked": 0, "events_acked": 0, "blobs_acked": 0, "resends": 0,
-                      "max_unpubacked": 0, "last_success": None, "publish_refused": None}
+                      "max_unpubacked": 0, "hub_rejected": None, "last_success": None, "publish_refused": None}
 
     # -- connection events ------------------------------------------------------------------
     def on_connected(self, receive_max: int) -> None:
@@ -154,7 +154,11 @@ class Uplink:
         if not isinstance(doc, dict):
             return
         batch = self.inflight.get(doc.get("batch")) if isinstance(doc.get("batch"), str) else None
-        if batch is not None:
+        if batch is not None and "rejected" in doc:
+            # The hub could not store it (it says why). Keep the rows; the admin page shows the reason.
+            self.stats["hub_rejected"] = f"batch {batch.id}: {str(doc['rejected'])[:300]}"
+            log.error("the hub rejected batch %s: %s", batch.id, doc["rejected"])
+        elif batch is not None:
             self._acks.append(batch)
         elif isinstance(doc.get("blob"), str) and self.blob and doc["blob"] == self.blob.blob.event_id:
             self._blob_acks.append(doc["blob"])

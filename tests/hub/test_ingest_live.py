@@ -79,9 +79,11 @@ def test_malformed_batches_are_rejected_and_the_worker_carries_on(mqtt_broker, t
         box.send("bad-1", b"garbage")
         box.send("bad-2", codec.MAGIC + b"\x28\xb5\x2f\xfd garbage")
         box.send("good", codec.encode_events(_events("g", 5)))
-        wait_until(lambda: box.acks, what="ack of the good batch")
+        wait_until(lambda: len(box.acks) == 3, what="two refusals and one ack")
         assert worker.stats["rejected"] == 2 and worker.alive
-        assert [a["batch"] for a in box.acks] == ["good"]
+        by_batch = {a["batch"]: a for a in box.acks}
+        assert "magic" in by_batch["bad-1"]["rejected"] and "corrupt" in by_batch["bad-2"]["rejected"]
+        assert by_batch["good"]["new"] == 5 and "rejected" not in by_batch["good"]
     finally:
         box.close()
 

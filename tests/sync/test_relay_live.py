@@ -119,3 +119,33 @@ def test_paho_is_only_touched_by_the_relay_thread_and_the_first_batch_leaves_wit
     wait_until(lambda: relay.relay.uplink.stats["batches_sent"] >= 1, what="first batch")
     assert calls["connack_at"] is not None and calls["first_batch_at"] == calls["connack_at"]
     assert calls["threads"] == {"sync-relay"}
+
+
+def test_a_batch_the_hub_refuses_stays_in_the_outbox_with_the_reason_shown(mqtt_broker, tmp_path, open_services,
+                                                                           start_relay):
+    from appliance.sync.mqtt import user_properties
+
+    def nack(cl, ud, msg):  # a hub that cannot store anything and says why
+        batch = user_properties(msg)["batch"]
+        cl.publish("ce/v1/school1/box1/down/ack", json.dumps({"batch": batch, "rejected": "schema 9 unknown"}), qos=1)
+
+    hub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="strict-hub", protocol=mqtt.MQTTv5)
+    hub.username_pw_set("hub", "hub-secret")
+    hub.on_message = nack
+    subscribed = threading.Event()
+    hub.on_subscribe = lambda *a: subscribed.set()
+    hub.connect(mqtt_broker.host, mqtt_broker.port)
+    hub.subscribe("ce/v1/+/+/up/events", qos=1)
+    hub.loop_start()
+    try:
+        assert subscribed.wait(10)
+        cfg = load(box_sections(tmp_path / "box", mqtt_broker))
+        box = open_services(cfg)
+        fill(box.db, 50)
+        relay = start_relay(cfg, box.db)
+        st = wait_until(lambda: (s := relay.status_dict())["hub_rejected"] and s, what="the refusal on the status")
+        assert "schema 9 unknown" in st["hub_rejected"] and st["events_acked"] == 0
+        assert outbox_count(box.db) == 50
+    finally:
+        hub.loop_stop()
+        hub.disconnect()
