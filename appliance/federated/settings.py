@@ -18,11 +18,11 @@ class FederatedSettings:
     enabled: bool = setting(True, "Train local updates (classroom-edge train) and accept global models from the hub.")
     model: str = setting("learner", "Name of the model trained federatedly (in the model repository and MQTT topics).")
     data_window: str = setting(
-        "all", "Interactions a local update learns from: 'all' = every local answer, each night, starting from the "
+        "all", "Answers a local update learns from: 'all' = every local answer, each night, starting from the "
         "newest global version (classic FedAvg; bench/federated.py: ends within 0.01 AUC of centralized "
-        "training), 'new' = only answers recorded since this box's last update (each answer is used once; "
-        "cheaper, but the global model lags, see the bench). Either way an update is only made when at least "
-        "min_samples answers are new.", choices=("all", "new"))
+        "training), 'new' = only answers recorded since this box's last update (each answer is used once, "
+        "cheaper, but the global model then leans towards recent answers). Either way an update is only "
+        "made when at least min_samples answers are new.", choices=("all", "new"))
     min_samples: int = setting(50, "Fewest new interactions worth a local update; below this `train` does nothing.")
     min_interval_hours: float = setting(20.0, "`classroom-edge train` without --now does nothing if this box made an "
                                               "update less than this many hours ago (the nightly timer may fire twice).")
