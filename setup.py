@@ -41,6 +41,7 @@ EXTRAS = {
         "ruff>=0.5",
         "matplotlib>=3.8",
         "openapi-spec-validator>=0.7",
+        "psycopg[binary]>=3.1",
     ],
 }
 

@@ -58,8 +58,12 @@ def _report_separate_services(services: Services) -> None:
     """On a box, mDNS and sync run as their own units; the web process shows their last report."""
     from appliance.discovery.status import part_status
 
+    from appliance.sync.service import report_status_from_file
+
     cfg = services.cfg
     services.report_status("mdns", lambda: part_status(cfg))
+    # In ``run`` the relay's own part replaces this provider when it starts (same name).
+    report_status_from_file(services)
 
 
 def _attach(name: str, services: Services, module: str, func: str) -> None:
