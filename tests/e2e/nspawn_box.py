@@ -152,6 +152,8 @@ class Box:
         self.proc = subprocess.Popen(
             ["systemd-nspawn", "--quiet", "-D", str(self.root), "--boot", "--keep-unit", "--register=no",
              f"--network-namespace-path=/run/netns/{self.lan.box}", "--console=passive",
+             # The box manages its own firewall; CAP_NET_ADMIN reaches only the namespace we gave it.
+             "--capability=CAP_NET_ADMIN",
              f"--machine=ce-test-{self.lan.box[-8:]}"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         )
