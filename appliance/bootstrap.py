@@ -51,6 +51,7 @@ def attach_components(services: Services) -> None:
     _attach("content", services, "appliance.content", "attach")
     _attach("inference", services, "appliance.inference.engine", "attach")
     _attach("learning", services, "appliance.learning.service", "attach")
+    _attach("federated", services, "appliance.federated.status", "attach")
     _report_separate_services(services)
 
 

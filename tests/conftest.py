@@ -10,8 +10,8 @@ import threading
 
 import pytest
 
-from appliance.config import load_config
 from appliance.services import Services
+from config_helpers import make_config
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -42,12 +42,6 @@ def fail_on_thread_exceptions():
     if seen:
         args = seen[0]
         raise AssertionError(f"exception in thread {args.thread.name if args.thread else '?'}: {args.exc_value!r}")
-
-
-def make_config(data_dir, **env):
-    base = {"CLASSROOM_EDGE_STORAGE__DATA_DIR": str(data_dir), "CLASSROOM_EDGE_CONTENT__INSTALL_DEMO": "false"}
-    base.update({f"CLASSROOM_EDGE_{k.upper()}": str(v) for k, v in env.items()})
-    return load_config(env=base)
 
 
 @pytest.fixture

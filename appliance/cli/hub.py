@@ -54,20 +54,28 @@ def register(sub) -> None:
 
 
 def _ingest(args) -> int:
+    from appliance.hub.federated import for_ingest
     from appliance.hub.ingest import IngestWorker
 
     cfg = config_from_args(args)
-    worker = IngestWorker(cfg, index=args.worker)
+    # Worker 0 also runs the federated aggregator (one sequence of global versions per district).
+    fl = for_ingest(cfg, args.worker)
+    worker = IngestWorker(cfg, index=args.worker, on_update=fl.wake if fl else None)
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
     notify = _notifier()
     try:
         worker.start()
+        if fl is not None:
+            fl.start()
         notify("READY=1")
         while not stop.wait(1.0) and worker.alive:
             notify("WATCHDOG=1")
         notify("STOPPING=1")
     finally:
+        if fl is not None:
+            fl.stop()
+            fl.close()
         worker.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -41,7 +41,7 @@ def _attach_content(services) -> None:
 def _main(args) -> int:
     from appliance.runtime import Runtime
     from appliance.services import Services
-    from appliance.sync.handlers import InstallHandler
+    from appliance.federated.downlink import FederatedInstallHandler
     from appliance.sync.service import SyncService, read_status
 
     cfg = config_from_args(args)
@@ -55,7 +55,7 @@ def _main(args) -> int:
             print("classroom-edge: sync.broker_url is not set; there is no uplink to relay to", file=sys.stderr)
             return 1
         _attach_content(services)
-        service = SyncService(cfg, services.db, InstallHandler(services))
+        service = SyncService(cfg, services.db, FederatedInstallHandler(services))
         services.report_status("sync", service.status)
         runtime = Runtime(services, [service], stop_timeout=STOP_TIMEOUT_S)
         runtime.install_signal_handlers()

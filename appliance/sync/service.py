@@ -153,6 +153,8 @@ def make_part(services):
     if not cfg.sync.broker_url:
         services.report_status("sync", lambda: PartStatus("sync", "disabled", "no uplink configured (sync.broker_url)"))
         return None
-    from appliance.sync.handlers import InstallHandler
+    # The federated handler pins the served learner version before importing a new global one, so
+    # a new version is served only after it passed the local holdout check.
+    from appliance.federated.downlink import FederatedInstallHandler
 
-    return SyncService(cfg, services.db, InstallHandler(services))
+    return SyncService(cfg, services.db, FederatedInstallHandler(services))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_config
+from config_helpers import make_config
 from fl_util import as_lms, install_local, install_version, keypair, seed_answers
 
 from appliance.errors import Conflict

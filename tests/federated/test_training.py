@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_config
+from config_helpers import make_config
 from fl_util import as_lms, install_version, keypair, seed_answers
 
 from appliance.federated.data import holdout_students, load_interactions
