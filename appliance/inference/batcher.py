@@ -88,14 +88,14 @@ class Batcher:
         model's run on a busy 2-core box) and there is nothing to batch it with. Requests that arrive
         while that run is going queue up and form the next batch as usual.
         """
-        n, key = self._shape_key(inputs)
+        n = self._rows(inputs)
         with self._cond:
             self._check_open()
             inline = not self._busy and not self._queue
             if inline:
                 self._busy = True
             else:
-                req = self._enqueue(inputs, n, key)
+                req = self._enqueue(inputs, n, self._key(inputs))
         if not inline:
             return req.future.result()
         started = time.perf_counter()
@@ -112,23 +112,27 @@ class Batcher:
 
     def submit_async(self, inputs: dict[str, np.ndarray]) -> Future:
         """Queue ``inputs`` for the batching thread (never inline); the future holds the outputs."""
-        n, key = self._shape_key(inputs)
+        n = self._rows(inputs)
+        key = self._key(inputs)
         with self._cond:
             self._check_open()
             return self._enqueue(inputs, n, key).future
 
-    def _shape_key(self, inputs: dict[str, np.ndarray]) -> tuple[int, tuple]:
+    def _rows(self, inputs: dict[str, np.ndarray]) -> int:
         rows = {a.shape[0] if a.ndim else -1 for a in inputs.values()}
         if len(rows) != 1 or -1 in rows:
             raise BadRequest("every input must have the same batch size on its first axis")
         (n,) = rows
         if n < 1 or n > self.max_batch_size:
             raise BadRequest(f"model {self.name} takes 1 to {self.max_batch_size} rows per request, got {n}")
-        key = tuple(sorted(
+        return n
+
+    def _key(self, inputs: dict[str, np.ndarray]) -> tuple:
+        """What must match for two requests to share a batch (padded axes excepted)."""
+        return tuple(sorted(
             (k, a.dtype.str, a.shape[2:] if k in self._pad and a.ndim >= 2 else a.shape[1:], a.ndim)
             for k, a in inputs.items()
         ))
-        return n, key
 
     def _check_open(self) -> None:
         if self._closing:

@@ -13,6 +13,7 @@ path without asking.
 from __future__ import annotations
 
 import json
+import math
 import struct
 
 import numpy as np
@@ -47,7 +48,7 @@ def decode_binary_tensor(obj: dict, blob: memoryview, max_elements: int) -> np.n
         raise BadRequest(f"input {name!r}: unknown datatype {datatype!r}")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise BadRequest(f"input {name!r}: shape must be a list of non-negative integers")
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    count = math.prod(shape)
     if count > max_elements:
         raise BadRequest(f"input {name!r} has {count} elements; at most {max_elements} are accepted")
     if datatype == "BYTES":
@@ -69,10 +70,12 @@ def decode_binary_tensor(obj: dict, blob: memoryview, max_elements: int) -> np.n
         arr = np.empty(count, dtype=object)
         arr[:] = items
         return arr.reshape(shape)
-    dtype = NUMPY_OF[datatype].newbyteorder("<")
-    if len(blob) != count * dtype.itemsize:
+    native = NUMPY_OF[datatype]
+    wire = native.newbyteorder("<")
+    if len(blob) != count * wire.itemsize:
         raise BadRequest(f"input {name!r}: {len(blob)} bytes do not fill shape {shape} as {datatype}")
-    return np.frombuffer(blob, dtype=dtype).reshape(shape).astype(NUMPY_OF[datatype], copy=False)
+    arr = np.frombuffer(blob, dtype=wire).reshape(shape)
+    return arr if wire == native else arr.astype(native)  # a copy only on big-endian hosts
 
 
 def encode_binary_tensor(name: str, array: np.ndarray) -> tuple[dict, bytes]:

@@ -154,45 +154,57 @@ class InferenceEngine:
         return target
 
     # -- serving -------------------------------------------------------------------------------
-    @contextmanager
-    def using(self, name: str, version: str | None = None):
-        """The loaded version of ``name``, held so a swap cannot close it while in use."""
-        check_name("model", name)
+    def acquire(self, name: str, version: str | None = None) -> LoadedModel:
+        """The loaded version of ``name``, held so a swap cannot close it; pair with ``release``."""
         with self._lock:
             model = self._models.get(name)
             if model is not None:
                 model.users += 1
             error = self._errors.get(name)
         if model is None:
+            check_name("model", name)
             if error or name in self.repository.model_names():
                 raise Unavailable(f"model {name} is not ready" + (f": {error}" if error else ""))
             raise BadRequest(f"unknown model {name!r}")
+        if version is not None and version != model.version:
+            self.release(model)
+            check_name("version", version)
+            raise BadRequest(f"model {name} serves version {model.version}, not {version!r}")
+        return model
+
+    def release(self, model: LoadedModel) -> None:
+        with self._lock:
+            model.users -= 1
+            close_now = model.retired and model.users == 0
+        if close_now:
+            model.close()  # the last request on a swapped-out version turns the lights off
+
+    @contextmanager
+    def using(self, name: str, version: str | None = None):
+        """``acquire``/``release`` as a context manager."""
+        model = self.acquire(name, version)
         try:
-            if version is not None and version != model.version:
-                check_name("version", version)
-                raise BadRequest(f"model {name} serves version {model.version}, not {version!r}")
             yield model
         finally:
-            with self._lock:
-                model.users -= 1
-                close_now = model.retired and model.users == 0
-            if close_now:
-                model.close()
+            self.release(model)
 
     def run(self, name: str, inputs: dict[str, np.ndarray], version: str | None = None) -> tuple[str, dict[str, np.ndarray]]:
         """(version that answered, outputs). Records metrics for every outcome."""
         t0 = time.perf_counter()
         outcome = "failure"
         try:
-            with self.using(name, version) as model:
+            model = self.acquire(name, version)
+            try:
                 outputs = model.run(inputs)
-                answered = model.version
+            finally:
+                self.release(model)
             outcome = "success"
-            return answered, outputs
+            return model.version, outputs
         except AppError as exc:
             outcome = "unavailable" if isinstance(exc, Unavailable) else "client_error" if exc.status < 500 else "failure"
             raise
         finally:
+            # Unknown names get no series of their own: a typo loop must not grow /metrics forever.
             if outcome != "client_error" or name in self._models:
                 self.metrics.record_request(name, time.perf_counter() - t0, outcome)
 

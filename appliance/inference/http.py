@@ -112,7 +112,7 @@ def _parse_infer_body(max_elements: int):
     """(inputs by name, requested outputs {name: binary?} or None, request id, binary by default?)."""
     header_length = request.headers.get(HEADER)
     if header_length is not None:
-        body, rest = split_body(request.get_data(cache=False), header_length)
+        body, rest = split_body(request.get_data(), header_length)
     else:
         # force: OIP clients do not all send Content-Type: application/json.
         body, rest = request.get_json(force=True, silent=True), None

@@ -104,6 +104,8 @@ class InferenceMetrics:
         self.batch_rows = Histogram("ce_inference_batch_size", "Rows per executed batch.", ["model"],
                                     buckets=BATCH_BUCKETS, registry=r)
         self._stats: dict[str, ModelStats] = {}
+        self._counters: dict[tuple, object] = {}
+        self._per_model: dict[str, tuple] = {}
         self._lock = threading.Lock()
         self._state = _StateCollector(engine) if engine is not None else None
         if self._state is not None:
@@ -114,20 +116,34 @@ class InferenceMetrics:
             return self._stats.setdefault(model, ModelStats())
 
     def record_request(self, model: str, seconds: float, outcome: str) -> None:
-        self.requests.labels(model, outcome).inc()
+        # Looking a labelled child up costs more than observing it; every request does this.
+        key = (model, outcome)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters.setdefault(key, self.requests.labels(model, outcome))
+        counter.inc()
         ok = outcome == "success"
         if ok:
-            self.latency.labels(model).observe(seconds)
+            self._children(model)[0].observe(seconds)
         self.stats(model).record_request(seconds, ok)
 
+    def _children(self, model: str) -> tuple:
+        children = self._per_model.get(model)
+        if children is None:
+            children = self._per_model.setdefault(model, (
+                self.latency.labels(model), self.batch_rows.labels(model), self.compute.labels(model), self.queue.labels(model)))
+        return children
+
     def batch_callback(self, model: str):
+        _latency, rows, compute, queue = self._children(model)
+        stats = self.stats(model)
+
         def on_batch(info: BatchInfo) -> None:
-            self.batch_rows.labels(model).observe(info.rows)
-            self.compute.labels(model).observe(info.compute_s)
-            q = self.queue.labels(model)
+            rows.observe(info.rows)
+            compute.observe(info.compute_s)
             for s in info.queue_s:
-                q.observe(s)
-            self.stats(model).record_batch(info.rows)
+                queue.observe(s)
+            stats.record_batch(info.rows)
         return on_batch
 
     def exposition(self) -> tuple[bytes, str]:

@@ -7,6 +7,7 @@ names the input before it reaches a backend (where it would surface as an opaque
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,13 +50,16 @@ ORT_TYPES = {
 }
 
 
+_DATATYPE_OF = {dt: name for name, dt in NUMPY_OF.items() if name != "BYTES"}
+
+
 def datatype_of(array: np.ndarray) -> str:
     """The OIP datatype of a numpy array (object and string arrays are BYTES)."""
+    name = _DATATYPE_OF.get(array.dtype)
+    if name is not None:
+        return name
     if array.dtype.kind in ("O", "S", "U"):
         return "BYTES"
-    for name, dt in NUMPY_OF.items():
-        if dt == array.dtype:
-            return name
     raise BadRequest(f"unsupported tensor type {array.dtype}")
 
 
@@ -153,7 +157,7 @@ def decode_json_tensor(obj: dict, max_elements: int | None = None) -> np.ndarray
         raise BadRequest(f"input {name!r}: the binary tensor extension is not supported; send the data as JSON")
     if data is None:
         raise BadRequest(f"input {name!r} has no data")
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    count = math.prod(shape)
     if max_elements is not None and count > max_elements:
         raise BadRequest(f"input {name!r} has {count} elements; at most {max_elements} are accepted")
     if not isinstance(data, list):

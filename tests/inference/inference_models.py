@@ -82,4 +82,4 @@ class Settings:
         base = load_config(env={}).inference
         import dataclasses
 
-        return dataclasses.replace(base, **{"watch_interval_s": 0.0, **overrides})
+        return dataclasses.replace(base, **{"watch_interval_s": 0.0, "models": [], **overrides})

@@ -29,7 +29,7 @@ def served(tmp_path, repo):
 
     def make(**env):
         env = {"STORAGE__DATA_DIR": tmp_path / "data", "CONTENT__INSTALL_DEMO": "false", "INFERENCE__REPOSITORY": repo,
-               "INFERENCE__WATCH_INTERVAL_S": 0, **env}
+               "INFERENCE__WATCH_INTERVAL_S": 0, "INFERENCE__MODELS": "", **env}
         cfg = load_config(env={f"CLASSROOM_EDGE_{k}": str(v) for k, v in env.items()})
         services = Services.open(cfg)
         from appliance.inference.engine import attach

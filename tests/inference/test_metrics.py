@@ -78,7 +78,8 @@ def test_metrics_endpoint_over_http(tmp_path, repo):
 
     write_version(repo, "affine", "1", affine_model(1.0))
     env = {"CLASSROOM_EDGE_STORAGE__DATA_DIR": str(tmp_path / "d"), "CLASSROOM_EDGE_CONTENT__INSTALL_DEMO": "false",
-           "CLASSROOM_EDGE_INFERENCE__REPOSITORY": str(repo), "CLASSROOM_EDGE_INFERENCE__WATCH_INTERVAL_S": "0"}
+           "CLASSROOM_EDGE_INFERENCE__REPOSITORY": str(repo), "CLASSROOM_EDGE_INFERENCE__WATCH_INTERVAL_S": "0",
+           "CLASSROOM_EDGE_INFERENCE__MODELS": ""}
     services = Services.open(load_config(env=env))
     try:
         attach(services)
