@@ -21,6 +21,7 @@ import numpy as np
 
 from appliance.errors import AppError, BadRequest, Unavailable
 from appliance.inference.loaded import LoadedModel
+from appliance.inference.memory import trim_heap
 from appliance.inference.metrics import InferenceMetrics
 from appliance.inference.repository import Repository, check_name
 from appliance.services import PartStatus, Services
@@ -72,6 +73,7 @@ class InferenceEngine:
 
     def _watch(self) -> None:
         while not self._stop.wait(self.settings.watch_interval_s):
+            trim_heap()  # give back what the last big batches freed (see memory.py)
             for name in self.wanted_models():
                 if self._stop.is_set():
                     return
@@ -141,6 +143,7 @@ class InferenceEngine:
                     old.retired = True
             if close_old:
                 old.close()
+            trim_heap()
             return new
 
     def activate(self, name: str, version: str) -> None:
@@ -178,6 +181,7 @@ class InferenceEngine:
             close_now = model.retired and model.users == 0
         if close_now:
             model.close()  # the last request on a swapped-out version turns the lights off
+            trim_heap()
 
     @contextmanager
     def using(self, name: str, version: str | None = None):

@@ -86,6 +86,7 @@ class OnnxRuntimeBackend(Backend):
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.inter_op_num_threads = 1
+        so.enable_cpu_mem_arena = settings.cpu_mem_arena
         so.log_severity_level = 3
         if settings.intra_op_threads > 0:
             so.intra_op_num_threads = settings.intra_op_threads
