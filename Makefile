@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
-DEBS   := python3-venv postgresql mosquitto chromium iproute2 systemd-container mmdebstrap wrk nftables libsystemd-dev pkg-config sqlite3 curl
+DEBS   := python3-venv postgresql openssh-client mosquitto chromium iproute2 systemd-container mmdebstrap wrk nftables libsystemd-dev pkg-config sqlite3 curl
 PORT   ?= 8080
 DATA   ?= var
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import importlib
 import logging
-import multiprocessing
+import subprocess
+import sys
 
 from appliance.cli.common import config_from_args
 
@@ -21,6 +22,7 @@ def register(sub) -> None:
     for name, helptext, func in (
         ("run", "start the whole appliance in one process (embedded default)", _run),
         ("web", "start only the web service (gunicorn, for systemd)", _web),
+        ("prepare", "first-start work: migrations, the demo course, the default models (idempotent)", _prepare),
     ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--config", dest="sub_config", help="config file")
@@ -69,17 +71,16 @@ def _run(args) -> int:
     return 0
 
 
-def _prepare_once(cfg) -> None:
+def _prepare(args) -> int:
     from appliance.bootstrap import prepare
-    from appliance.cli.common import setup_logging
     from appliance.services import Services
 
-    setup_logging(cfg.logging.level)
-    services = Services.open(cfg)
+    services = Services.open(_cfg(args))
     try:
         prepare(services)
     finally:
         services.close()
+    return 0
 
 
 def _web(args) -> int:
@@ -88,13 +89,15 @@ def _web(args) -> int:
 
     cfg = _cfg(args)
     # Migrations, the demo course and the models are done once before any worker starts, in a
-    # short-lived child: the master then never imports the model toolchain, and stays small.
-    ctx = multiprocessing.get_context("spawn")
-    child = ctx.Process(target=_prepare_once, args=(cfg,), name="prepare")
-    child.start()
-    child.join()
-    if child.exitcode != 0:
-        log.error("first-start preparation failed (exit code %s)", child.exitcode)
+    # short-lived child process: the master then never imports the model toolchain and stays small.
+    # (A plain subprocess, not multiprocessing: its resource tracker would outlive the master.)
+    cmd = [sys.executable, "-m", "appliance", "prepare"]
+    for flag, value in (("--config", args.sub_config or getattr(args, "config", None)), ("--port", args.port),
+                        ("--host", args.host), ("--data-dir", args.data_dir)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    if subprocess.run(cmd).returncode != 0:
+        log.error("first-start preparation failed: %s", " ".join(cmd))
         return 1
 
     def wsgi_factory():

@@ -21,7 +21,10 @@ def register(sub) -> None:
     add.add_argument("--role", choices=("admin", "teacher"), required=True)
     add.add_argument("--username", required=True)
     add.add_argument("--display-name", default="")
-    add.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    secret = add.add_mutually_exclusive_group()
+    secret.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    secret.add_argument("--password-hash-stdin", action="store_true",
+                        help="read an argon2id hash (made elsewhere, e.g. by provisioning) from stdin")
     add.set_defaults(func=_add)
     lst = usub.add_parser("list", help="list teacher and admin accounts (JSON)")
     lst.set_defaults(func=_list)
@@ -61,9 +64,29 @@ def read_password(from_stdin: bool) -> str:
     return first
 
 
-def _add(args) -> int:
-    from appliance.people.accounts import add_staff
+def read_password_hash() -> str:
+    from appliance.people.passwords import check_password_hash
 
+    line = sys.stdin.readline().strip()
+    if not line:
+        raise BadRequest("--password-hash-stdin: nothing was written to stdin.")
+    check_password_hash(line)
+    return line
+
+
+def _add(args) -> int:
+    from appliance.people.accounts import add_staff, create_staff
+
+    if args.password_hash_stdin:
+        password_hash = read_password_hash()
+        db = _db(args)
+        try:
+            db.write(lambda c: create_staff(c, role=args.role, username=args.username,
+                                            display_name=args.display_name or args.username, password_hash=password_hash))
+        finally:
+            db.close()
+        print(f"created {args.role} account '{args.username.strip().lower()}'")
+        return 0
     password = read_password(args.password_stdin)
     db = _db(args)
     try:

@@ -40,6 +40,18 @@ def check_password_rules(password: str) -> None:
         raise BadRequest(_("The password must not start or end with spaces."))
 
 
+def check_password_hash(stored: str) -> None:
+    """Refuse anything but an argon2id hash, so a typo in provisioning cannot lock the admin out."""
+    from argon2 import extract_parameters
+
+    if not stored.startswith("$argon2id$"):
+        raise BadRequest("That is not an argon2id password hash (it must start with $argon2id$).")
+    try:
+        extract_parameters(stored)
+    except InvalidHashError:
+        raise BadRequest("That argon2id password hash is malformed.") from None
+
+
 def hash_password(password: str) -> str:
     check_password_rules(password)
     with _CONCURRENT:

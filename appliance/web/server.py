@@ -74,30 +74,41 @@ def gunicorn_server(cfg, wsgi_factory):
     """A gunicorn application whose workers build their app with ``wsgi_factory()`` after fork."""
     from gunicorn.app.base import BaseApplication
 
-    from appliance.runtime import notify
+    from appliance.system import notify as sd
 
-    health_url = f"http://{'127.0.0.1' if cfg.web.host in ('0.0.0.0', '') else cfg.web.host}:{cfg.web.port}/api/v1/health"
+    # gunicorn's arbiter would send READY=1 itself as soon as it booted, before any worker serves,
+    # and that arms the watchdog early. Take the notify socket away from it (and from the workers)
+    # and speak to systemd only from the readiness thread below.
+    systemd_env = sd.detach()
+    host = "127.0.0.1" if cfg.web.host in ("0.0.0.0", "", "::") else cfg.web.host
+    health_url = f"http://{host}:{cfg.web.port}/api/v1/health"
 
-    def when_ready(_server):
-        threading.Thread(target=_readiness_and_watchdog, args=(health_url,), name="watchdog", daemon=True).start()
-
-    def _readiness_and_watchdog(url):
-        # The master is only a supervisor: it proves the workers answer, then keeps proving it. This
-        # thread dies with the master (daemon) because gunicorn's own shutdown owns the process exit.
+    def readiness_and_watchdog(url):
+        # The master is only a supervisor: it proves the workers answer, then keeps proving it. The
+        # thread is a daemon because gunicorn's own shutdown owns the exit of the master process.
         while not probe(url):
             time.sleep(0.2)
-        notify("READY=1")
+        sd.ready(env=systemd_env)
         log.info("web service ready on %s", url)
-        from appliance.runtime import watchdog_period
-
-        period = watchdog_period()
+        period = sd.watchdog_interval(systemd_env) or 5.0
         while True:
             time.sleep(period)
-            if probe(url, timeout=10):
-                notify("WATCHDOG=1")
+            if probe(url, timeout=max(1.0, period)):
+                sd.watchdog(env=systemd_env)
+
+    def when_ready(_server):
+        threading.Thread(target=readiness_and_watchdog, args=(health_url,), name="watchdog", daemon=True).start()
 
     def on_exit(_server):
-        notify("STOPPING=1")
+        sd.stopping(env=systemd_env)
+
+    def worker_exit(_server, worker):
+        # Join this worker's writer, batcher and import threads, so it exits at once on SIGTERM
+        # instead of being killed after the graceful timeout.
+        app = getattr(worker, "wsgi", None)
+        services = getattr(app, "extensions", {}).get("ce") if app is not None else None
+        if services is not None:
+            services.close()
 
     class Server(BaseApplication):
         def load_config(self):
@@ -112,6 +123,7 @@ def gunicorn_server(cfg, wsgi_factory):
                 "accesslog": None,
                 "when_ready": when_ready,
                 "on_exit": on_exit,
+                "worker_exit": worker_exit,
                 "proc_name": "classroom-edge-web",
             }
             for key, value in options.items():
