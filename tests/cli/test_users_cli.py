@@ -52,3 +52,23 @@ def test_empty_stdin_and_short_password_fail_cleanly(monkeypatch, capsys, tmp_pa
     assert code == 1 and "at least 8" in err
     code, out, _ = _run(monkeypatch, capsys, tmp_path, "classes", "list")
     assert code == 0 and json.loads(out) == []
+
+
+def test_add_admin_from_a_provisioned_hash(monkeypatch, capsys, tmp_path):
+    from appliance.people.passwords import hash_password
+
+    made_elsewhere = hash_password("provisioned secret")
+    code, out, _ = _run(monkeypatch, capsys, tmp_path, "users", "add", "--role", "admin", "--username", "ops",
+                        "--password-hash-stdin", stdin=made_elsewhere + "\n")
+    assert code == 0 and "created admin account 'ops'" in out
+    db = open_database(load_config(env={"CLASSROOM_EDGE_STORAGE__DATA_DIR": str(tmp_path)}))
+    try:
+        with db.read() as conn:
+            stored = conn.execute("SELECT password_hash FROM users WHERE username = 'ops'").fetchone()[0]
+    finally:
+        db.close()
+    assert stored == made_elsewhere and verify_password(stored, "provisioned secret")
+    for bad in ("plain text\n", "$argon2id$garbage\n", "$2b$12$bcryptlookingthing\n"):
+        code, _, err = _run(monkeypatch, capsys, tmp_path, "users", "add", "--role", "admin", "--username", "x",
+                            "--password-hash-stdin", stdin=bad)
+        assert code == 1 and "argon2id" in err
