@@ -26,6 +26,9 @@ def register(sub) -> None:
     secret.add_argument("--password-hash-stdin", action="store_true",
                         help="read an argon2id hash (made elsewhere, e.g. by provisioning) from stdin")
     add.set_defaults(func=_add)
+    hsh = usub.add_parser("hash", help="print the argon2id hash of a password (for provisioning variables)")
+    hsh.add_argument("--password-stdin", action="store_true")
+    hsh.set_defaults(func=_hash)
     lst = usub.add_parser("list", help="list teacher and admin accounts (JSON)")
     lst.set_defaults(func=_list)
     for name, disabled in (("disable", True), ("enable", False)):
@@ -94,6 +97,15 @@ def _add(args) -> int:
     finally:
         db.close()
     print(f"created {args.role} account '{args.username.strip().lower()}'")
+    return 0
+
+
+def _hash(args) -> int:
+    from appliance.people.passwords import check_password_rules, hash_password
+
+    password = read_password(args.password_stdin)
+    check_password_rules(password)
+    print(hash_password(password))
     return 0
 
 

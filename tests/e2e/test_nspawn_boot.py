@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from appliance.people.passwords import hash_password
 from nspawn_box import (
     ADMIN_IP,
     BOX_IP,
@@ -87,7 +89,7 @@ def box(tmp_path_factory):
         "ce_lan_networks": [f"{BOX_IP.rsplit('.', 1)[0]}.0/24"],
         "ce_apt_update_cache": False,  # the image holds every package; the box has no mirror
         "ce_install_demo": True,
-        "ce_admin_password": "correct horse battery",
+        "ce_admin_password_hash": hash_password("correct horse battery"),
         # No broker listens there: the relay must come up anyway and keep retrying, as on a box
         # whose uplink is down.
         "ce_uplink_broker_url": f"mqtt://{ADMIN_IP}:1883",
