@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass, field
 
 from appliance.errors import NotFound
@@ -51,8 +52,11 @@ class CoursePlan:
     skill_lessons: dict[str, list[str]] = field(default_factory=dict)
     skill_exercises: dict[str, list[str]] = field(default_factory=dict)
 
+    def __post_init__(self):
+        self._by_id = {le.id: le for le in self.lessons}
+
     def lesson(self, lesson_id: str) -> Lesson | None:
-        return next((le for le in self.lessons if le.id == lesson_id), None)
+        return self._by_id.get(lesson_id)
 
 
 def load_plan(conn: sqlite3.Connection, course_id: str) -> CoursePlan:
@@ -89,21 +93,28 @@ def load_plan(conn: sqlite3.Connection, course_id: str) -> CoursePlan:
 
 
 class Plans:
-    """Course plans of this process, reloaded when a course is imported again."""
+    """Course plans of this process, reloaded when a course is imported again.
 
-    def __init__(self):
-        self._plans: dict[str, CoursePlan] = {}
+    The version is checked at most every ``recheck_s`` per course: every answer asks for the plan, and
+    a re-imported course showing up in recommendations a second later is soon enough.
+    """
+
+    def __init__(self, recheck_s: float = 1.0):
+        self.recheck_s = recheck_s
+        self._plans: dict[str, tuple[CoursePlan, float]] = {}
         self._lock = threading.Lock()
 
     def get(self, conn: sqlite3.Connection, course_id: str) -> CoursePlan:
+        now = time.monotonic()
+        with self._lock:
+            plan, checked = self._plans.get(course_id, (None, 0.0))
+        if plan is not None and now - checked < self.recheck_s:
+            return plan
         row = conn.execute("SELECT bundle_sha256, imported_at FROM courses WHERE id = ?", (course_id,)).fetchone()
         if row is None:
             raise NotFound(f"There is no course {course_id!r}.")
+        if plan is None or plan.version_key != (row[0], row[1]):
+            plan = load_plan(conn, course_id)
         with self._lock:
-            plan = self._plans.get(course_id)
-        if plan is not None and plan.version_key == (row[0], row[1]):
-            return plan
-        plan = load_plan(conn, course_id)
-        with self._lock:
-            self._plans[course_id] = plan
+            self._plans[course_id] = (plan, now)
         return plan

@@ -11,13 +11,14 @@ LMS keeps working and the status explains why the model is not used.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 
 from appliance.errors import AppError
-from appliance.learning.features import FeatureSpec, LearnerState
+from appliance.learning.features import SHARED_FEATURES, FeatureSpec, LearnerState
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,39 @@ def rule_estimate(state: LearnerState, skills) -> float:
         n_ok, n_bad = (st.success, st.failure) if st else (0, 0)
         vals.append((n_ok + 1) / (n_ok + n_bad + 2))
     return float(sum(vals) / len(vals)) if vals else 0.5
+
+
+def feature_rows(spec: FeatureSpec, state: LearnerState, queries, now: float) -> np.ndarray:
+    """``spec.encode`` for many queries at once: the same numbers, several times faster.
+
+    A next-up asks about every exercise of a course (dozens of rows per answer, under a classroom's
+    load), and exercises share their skills: the skill part of a row is encoded once per skill set,
+    rows are copied from it in one numpy step, and only the item's own two features (its indicator and
+    how often the student answered it) are set per exercise, exactly where ``encode_sparse`` puts them.
+    """
+    item_col = spec.shared_offset + SHARED_FEATURES.index("item_attempts")
+    sets: dict[tuple, int] = {}
+    which = np.empty(len(queries), dtype=np.intp)
+    item_rows, item_cols, seen_rows, seen_vals = [], [], [], []
+    for i, (item, skills) in enumerate(queries):
+        which[i] = sets.setdefault(tuple(skills), len(sets))
+        if item is not None:
+            item_rows.append(i)
+            item_cols.append(spec.item_index(item))
+            n = state.items.get(item, 0)
+            if n:
+                seen_rows.append(i)
+                seen_vals.append(math.log1p(n))
+    bases = np.zeros((len(sets), spec.n_features), dtype=np.float32)
+    for skills, j in sets.items():
+        idx, val = spec.encode_sparse(state, None, list(skills), now)
+        np.add.at(bases[j], idx, val)  # add: hashed skills of one item may share a bucket
+    rows = bases[which]
+    # Item columns and the item-attempts column are zero in every base row, and each (row, column)
+    # pair occurs once, so plain assignment gives what encode's add would.
+    rows[item_rows, item_cols] = 1.0
+    rows[seen_rows, item_col] = np.asarray(seen_vals, dtype=np.float32)
+    return rows
 
 
 class LearnerPredictor:
@@ -94,10 +128,7 @@ class LearnerPredictor:
         return Prediction([rule_estimate(state, skills) for _item, skills in queries], "rule", None)
 
     def _run(self, loaded, spec: FeatureSpec, state, queries, now) -> Prediction:
-        rows = np.zeros((len(queries), spec.n_features), dtype=np.float32)
-        for i, (item, skills) in enumerate(queries):
-            idx, val = spec.encode_sparse(state, item, skills, now)
-            np.add.at(rows[i], idx, val)  # add: hashed skills of one item may share a bucket
+        rows = feature_rows(spec, state, queries, now)
         input_name = loaded.mv.inputs[0].name if loaded.mv.inputs else "features"
         version, out = self._engine().run(self.model_name, {input_name: rows})
         if version != loaded.version:

@@ -46,7 +46,6 @@ class StudentView:
     predicted: dict[str, float]               # exercise -> predicted success, now
     practised: dict[str, int]                 # skill -> graded answers
     exercises: dict[str, tuple[int, bool, float]] = field(default_factory=dict)  # id -> (answers, last right, last at)
-    lessons: dict[str, str] = field(default_factory=dict)                        # lesson -> started | completed
     cards: dict[str, Due] = field(default_factory=dict)                           # skill -> FSRS card
     source: str = "model"
 

@@ -17,6 +17,7 @@ back to, and why.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from datetime import UTC, datetime
 from appliance.learning import learner_state
 from appliance.learning.embedder import Embedder
 from appliance.learning.features import LearnerState
-from appliance.learning.plan import Plans
+from appliance.learning.plan import CoursePlan, Plans
 from appliance.learning.predictor import LearnerPredictor
 from appliance.learning.recommender import StudentView, recommend
 from appliance.learning.review import Reviews
@@ -34,16 +35,29 @@ from appliance.services import PartStatus, Services
 
 log = logging.getLogger(__name__)
 
+FORECAST_TTL_S = 60.0  # a forecast older than this is made again (days-since-practice features move)
+
+
+@dataclass
+class Forecast:
+    """Predicted success on a typical item of every skill and on every exercise of a course."""
+    skills: dict[str, float]
+    exercises: dict[str, float]
+    source: str
+    at: float
+
 
 @dataclass
 class Prepared:
     """A prediction made outside the writer, valid while the state row still has ``base``."""
+    student_id: int
+    course_id: str
     exercise_id: str
     base: int | None
     state: LearnerState
     mastery: dict[str, float]
-    source: str
-    at: float
+    forecast: Forecast
+    written: int | None = None  # the version observe() stored the state under (set in the writer thread)
 
 
 class LearnerService:
@@ -54,16 +68,32 @@ class LearnerService:
         self.reviews = Reviews(self.settings)
         self.plans = Plans()
         self.stats = {"prepared": 0, "recomputed": 0}
+        # The answer's request thread runs prepare(), then (after the write) next_up(): the forecast made
+        # for the first serves the second, so an answer costs one learner-model call, not two.
+        self._local = threading.local()
 
     # -- after an answer ---------------------------------------------------------------------------
     def prepare(self, student: dict, exercise: dict, correct: bool) -> Prepared:
         now = time.time()
+        course_id = exercise["course_id"]
         with self.services.db.read() as conn:
-            stored = learner_state.load(conn, student["id"], exercise["course_id"])
+            stored = learner_state.load(conn, student["id"], course_id)
+            plan = self.plans.get(conn, course_id)
         state = stored.state
         state.observe(exercise["id"], exercise["skills"], correct, now)
-        mastery, source = self._mastery(state, exercise["skills"], now)
-        return Prepared(exercise["id"], stored.version, state, mastery, source, now)
+        forecast = self._forecast(plan, state, now, exercise["skills"])
+        mastery = {s: round(forecast.skills[s], 4) for s in exercise["skills"]}
+        prepared = Prepared(student["id"], course_id, exercise["id"], stored.version, state, mastery, forecast)
+        self._local.prepared = prepared
+        return prepared
+
+    def _forecast(self, plan: CoursePlan, state: LearnerState, now: float, extra_skills=()) -> Forecast:
+        skills = list(dict.fromkeys([*plan.skills, *extra_skills]))
+        exercises = list(plan.exercises.values())
+        pred = self.predictor.predict(state, [(None, [s]) for s in skills]
+                                      + [(ex.id, list(ex.skills)) for ex in exercises], now)
+        return Forecast(dict(zip(skills, pred.p[:len(skills)])),
+                        {ex.id: p for ex, p in zip(exercises, pred.p[len(skills):])}, pred.source, now)
 
     def _mastery(self, state: LearnerState, skills, now: float) -> tuple[dict[str, float], str]:
         pred = self.predictor.predict(state, [(None, [s]) for s in skills], now)
@@ -75,7 +105,8 @@ class LearnerService:
         version = learner_state.current_version(conn, sid, cid)
         prepared = attempt.get("prepared")
         if isinstance(prepared, Prepared) and prepared.exercise_id == attempt["exercise_id"] and prepared.base == version:
-            state, mastery, source = prepared.state, prepared.mastery, prepared.source
+            state, mastery, source = prepared.state, prepared.mastery, prepared.forecast.source
+            prepared.written = (version or 0) + 1
             self.stats["prepared"] += 1
         else:
             # Another answer of this student was stored since the prediction (or none was made).
@@ -97,30 +128,34 @@ class LearnerService:
         return mastery if source == "model" else None
 
     # -- what next -------------------------------------------------------------------------------
+    def _own_forecast(self, conn, student_id: int, course_id: str, now: float) -> Prepared | None:
+        """This thread's forecast from prepare(), if it is for this student and course, was stored, and
+        nothing (another answer, a teacher's grade) has changed the state since."""
+        prepared = getattr(self._local, "prepared", None)
+        self._local.prepared = None
+        if (prepared is None or prepared.written is None or prepared.student_id != student_id
+                or prepared.course_id != course_id or now - prepared.forecast.at > FORECAST_TTL_S):
+            return None
+        return prepared if learner_state.current_version(conn, student_id, course_id) == prepared.written else None
+
     def next_up(self, student: dict, course_id: str) -> dict | None:
         now = time.time()
         now_dt = datetime.fromtimestamp(now, UTC)
         with self.services.db.read() as conn:
             plan = self.plans.get(conn, course_id)
-            state = learner_state.load(conn, student["id"], course_id).state
+            own = self._own_forecast(conn, student["id"], course_id, now)
+            state = own.state if own else learner_state.load(conn, student["id"], course_id).state
             answered = {r["exercise_id"]: (r["n"], bool(r["correct"]), learner_state.epoch_of(r["created_at"]))
                         for r in conn.execute(
                             "SELECT exercise_id, COUNT(*) AS n, correct, created_at, MAX(id) FROM attempts"
                             " WHERE student_id = ? AND course_id = ? AND graded_by != 'pending' GROUP BY exercise_id",
                             (student["id"], course_id))}
-            lessons = {r[0]: r[1] for r in conn.execute(
-                "SELECT lesson_id, status FROM lesson_progress WHERE student_id = ? AND course_id = ?",
-                (student["id"], course_id))}
             cards = self.reviews.cards(conn, student["id"], course_id, now_dt)
-        skills = list(plan.skills)
-        exercises = list(plan.exercises.values())
-        pred = self.predictor.predict(state, [(None, [s]) for s in skills]
-                                      + [(ex.id, list(ex.skills)) for ex in exercises], now)
+        forecast = own.forecast if own else self._forecast(plan, state, now)
         view = StudentView(
-            mastery=dict(zip(skills, pred.p[:len(skills)])),
-            predicted={ex.id: p for ex, p in zip(exercises, pred.p[len(skills):])},
+            mastery=forecast.skills, predicted=forecast.exercises,
             practised={s: st.success + st.failure for s, st in state.skills.items()},
-            exercises=answered, lessons=lessons, cards=cards, source=pred.source)
+            exercises=answered, cards=cards, source=forecast.source)
         rec = recommend(plan, view, self.settings.target_success, self.settings.mastery_threshold, now_dt)
         if rec.lesson_id:
             rec.url = url_of(course_id, rec.lesson_id, rec.exercise_id)

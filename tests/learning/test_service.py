@@ -234,3 +234,33 @@ def test_override_is_refused_for_a_student_of_another_class(svc):
     with pytest.raises(NotFound):
         overrides.override(svc, other, other_class, attempt_id, False)
     assert np.isclose(answer(svc, ana, "e1", RIGHT["e1"])["score"], 1.0)
+
+
+def test_batched_feature_rows_equal_the_spec_encoding():
+    import random
+
+    from appliance.learning.predictor import feature_rows
+
+    spec, state, rnd = FeatureSpec(), LearnerState(), random.Random(7)
+    skills = [f"s{i}" for i in range(9)]
+    for k in range(300):
+        state.observe(f"i{rnd.randrange(70)}", rnd.sample(skills, rnd.choice([1, 2])), rnd.random() < 0.6, 1e9 + k * 3600)
+    queries = ([(None, [s]) for s in skills] + [(f"i{j}", rnd.sample(skills, rnd.choice([1, 2]))) for j in range(70)]
+               + [("never-seen", ["zz"]), ("i1", ["s1", "s1"])])
+    now = 1e9 + 400 * 3600
+    want = np.stack([spec.encode(state, item, s, now) for item, s in queries])
+    assert np.array_equal(feature_rows(spec, state, queries, now), want)
+
+
+def test_next_up_after_an_answer_reuses_the_forecast_made_before_the_write(svc, ana):
+    learner = svc.get("learner")
+    calls = []
+    real = learner.predictor.predict
+    learner.predictor.predict = lambda state, queries, now: calls.append(len(queries)) or real(state, queries, now)
+    r = answer(svc, ana, "e1", RIGHT["e1"])
+    assert len(calls) == 1 and calls[0] > 3          # one model call per answer: every skill and exercise
+    fresh = learner.next_up(ana, COURSE_ID)           # another request: nothing to reuse, predicts again
+    assert len(calls) == 2
+    assert {k: v for k, v in r["next"].items() if k != "predicted_success"} == \
+        {k: v for k, v in fresh.items() if k != "predicted_success"}
+    assert r["next"]["predicted_success"] == pytest.approx(fresh["predicted_success"], abs=1e-3)
