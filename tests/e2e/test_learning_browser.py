@@ -1,0 +1,127 @@
+"""The learning features in real Chromium with the real models: an answer shows the new mastery on the
+exercise page, "Next up" on the home page links to one question (#ex-...), search by meaning, the
+teacher's grade review; axe-core on each of these pages. Screenshots go to tests/artifacts/browser/.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+from learning_models import built_models, learning_config
+from lms_browser import (
+    answer_exercise,
+    attach_demo_content,
+    axe_violations,
+    chromium,
+    ensure_axe,
+    live_server,
+    need_chromium,
+    shot,
+)
+from lms_fixtures import csrf_of, make_class, make_staff
+
+from appliance.bootstrap import attach_components
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    need_chromium()
+    axe = ensure_axe()
+    repo = built_models(tmp_path_factory)
+    people = {}
+
+    def prepare(services):
+        attach_components(services)             # the engine and the learning hooks, as in a web worker
+        assert attach_demo_content(services)
+        teacher = make_staff(services.db, "teacher", "tom", "correct horse")
+        class_id, students = make_class(services.db, teacher["id"], ["Ana"])
+        people.update(class_id=class_id, ana=students["Ana"])
+
+    with live_server(learning_config(tmp_path_factory.mktemp("learning-browser"), repo), prepare=prepare) as (url, services):
+        yield url, services, axe, people
+
+
+def _sign_in_student(ctx, url, people):
+    path = f"{url}/signin/class/{people['class_id']}/student/{people['ana']['id']}"
+    token = csrf_of(ctx.request.get(path).text())
+    r = ctx.request.post(path, form={"csrf_token": token, "pin": people["ana"]["pin"]}, max_redirects=0)
+    assert r.status == 302
+
+
+def _axe(page, axe, name, found):
+    shot(page, f"learning-{name}")
+    found += [f"{name}: [{v['impact']}] {v['id']} - {v['help']}" for v in axe_violations(page, axe)]
+
+
+def test_mastery_next_up_search_and_grade_review_in_the_browser(world):
+    url, services, axe, people = world
+    with services.db.read() as conn:
+        exercises = [dict(r) for r in conn.execute(
+            "SELECT id, kind, spec FROM exercises WHERE course_id = 'fractions' AND lesson_id = 'what-is-a-fraction'"
+            " ORDER BY position")]
+    found: list[str] = []
+    with chromium() as browser:
+        ctx = browser.new_context(bypass_csp=True, viewport={"width": 1100, "height": 900})
+        _sign_in_student(ctx, url, people)
+        page = ctx.new_page()
+        page.goto(url + "/learn")
+        card = page.locator("section.next-up")
+        assert "Fraction basics" in card.inner_text()
+        _axe(page, axe, "home-next-up", found)
+
+        # Answer the first question: the reply's mastery appears under the feedback, named and measured.
+        page.goto(f"{url}/learn/fractions/what-is-a-fraction")
+        first = page.locator(f"form.exercise[data-exercise='{exercises[0]['id']}']")
+        answer_exercise(first, exercises[0])
+        first.locator("button.check").click()
+        line = first.locator(".mastery-line")
+        line.wait_for()
+        assert re.fullmatch(r"Fraction basics: \d{1,3}% mastered", line.locator("span").first.inner_text())
+        width = line.locator(".meter > span").evaluate("e => e.style.inlineSize")
+        with services.db.read() as conn:
+            p = conn.execute("SELECT p_mastery FROM mastery WHERE skill_id = 'fraction-basics'").fetchone()[0]
+        assert width == f"{round(p * 100)}%"    # the page shows what the model stored
+        _axe(page, axe, "exercise-mastery", found)
+
+        # Next up now points at one question of the lesson; the link opens that question.
+        page.goto(url + "/learn")
+        href = page.locator("section.next-up a.btn").get_attribute("href")
+        assert "#ex-" in href
+        page.goto(url + href)
+        wanted = href.split("#ex-")[1]
+        assert page.locator(f"form.exercise[data-exercise='{wanted}']").is_visible()
+
+        # Search by meaning from the home page's box.
+        page.goto(url + "/learn")
+        page.fill("#search-q", "turning a fraction into a decimal")
+        page.locator("form[role=search] button").click()
+        page.wait_for_url(re.compile(r".*/search\?q=.*"))
+        assert "Decimals and fractions" in page.locator(".search-results").inner_text()
+        _axe(page, axe, "search", found)
+
+        # A free-text answer, then the teacher's review page with an override.
+        free = next(e for e in exercises if e["kind"] == "free_text")
+        page.goto(f"{url}/learn/fractions/what-is-a-fraction#ex-{free['id']}")
+        card = page.locator(f"form.exercise[data-exercise='{free['id']}']")
+        card.locator("textarea").fill("It says what the fraction is about, I think")
+        card.locator("button.check").click()
+        card.locator(".feedback .notice").wait_for()
+
+        teacher = browser.new_context(bypass_csp=True, viewport={"width": 1280, "height": 900})
+        tp = teacher.new_page()
+        tp.goto(url + "/signin/staff")
+        tp.fill("#username", "tom")
+        tp.fill("#password", "correct horse")
+        tp.click("button[type=submit]:has-text('Sign in')")
+        tp.wait_for_url(url + "/teach/")
+        tp.goto(f"{url}/teach/classes/{people['class_id']}/grades?show=all")
+        row = tp.locator("tr[data-graded-by=model]").first
+        assert "It says what the fraction is about" in row.inner_text()
+        _axe(tp, axe, "grade-review", found)
+        row.locator("button[value=correct]").click()
+        tp.wait_for_load_state()
+        assert "Saved: the answer is marked right." in tp.content()
+        assert tp.locator("tr[data-graded-by=teacher]").count() == 1
+    assert not found, "accessibility violations:\n" + "\n".join(found)
