@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "appliance.cli.hub",
     "appliance.cli.mdns",
     "appliance.cli.train",
+    "appliance.cli.learning",
 )
 
 
