@@ -38,6 +38,9 @@ from appliance.store.database import now_iso
 log = logging.getLogger(__name__)
 
 
+IMPLAUSIBLE_NORM_FACTOR = 1000.0
+
+
 @dataclass(frozen=True)
 class AggregatorSettings:
     model: str = "learner"
@@ -150,6 +153,10 @@ class Aggregator:
             return f"update has {upd.delta.size} values, the model {cur.params.size}"
         if upd.samples < 1:
             return "update claims no training samples"
+        # Far beyond any clipped (even noised) update: such a value can only overflow the buffer's sum.
+        size = float(np.linalg.norm(upd.delta.astype(np.float64)))
+        if not np.isfinite(size) or size > IMPLAUSIBLE_NORM_FACTOR * self.s.norm_bound:
+            return f"update norm {size:.3g} is implausible (bound {self.s.norm_bound})"
         return ""
 
     def _maybe_aggregate(self, conn: sqlite3.Connection, cur: GlobalModel) -> int | None:

@@ -1,7 +1,7 @@
 """The ``[federated]`` section: local training and model updates on the box, aggregation on the hub.
 
-Box keys and hub keys share one section because both sides must agree on them (the hub enforces the
-same norm bound the boxes clip to, and both name the same model).
+Box keys and hub keys share one section because both sides must agree on them (with the norm_bound
+strategy the hub scales updates to the norm the boxes clip to, and both name the same model).
 """
 from __future__ import annotations
 
@@ -39,8 +39,9 @@ class FederatedSettings:
                                           "trusted_keys. Unsigned global models are never used. The hub signs with "
                                           "[hub] signing_key_file.")
     # -- box: the update ----------------------------------------------------------------------
-    clip_norm: float = setting(5.0, "L2 norm bound applied to every update before it leaves the box (the hub "
-                                    "enforces it too).")
+    clip_norm: float = setting(5.0, "L2 norm bound applied to every update before it leaves the box. The hub "
+                                    "scales updates to it only with strategy norm_bound (noise makes honest "
+                                    "updates exceed it), and refuses any over 1000 x the bound as implausible.")
     noise_multiplier: float = setting(0.0, "Local differential privacy: Gaussian noise with standard deviation "
                                            "noise_multiplier x clip_norm added to each clipped update; 0 = off.")
     dp_delta: float = setting(1e-5, "The delta of the (epsilon, delta) privacy budget that is recorded and shown.")

@@ -158,6 +158,9 @@ def _decode(buf: memoryview) -> ModelUpdate:
     if np.any(q == -128):
         raise ValueError("int8 value -128 is outside the symmetric range")
     key = UpdateKey(box, int(base), str(uuid.UUID(bytes=bytes(uid))))
+    if np.any(scales > np.finfo(np.float32).max / 127):
+        # q * scale would overflow to inf, and one inf poisons every aggregate it joins.
+        raise ValueError("update values are not finite (a quantization scale is too large)")
     return ModelUpdate(key, model, int(samples), dequantize(scales, q, block), float(norm),
                        bool(flags & FLAG_CLIPPED), float(noise))
 

@@ -137,6 +137,10 @@ class FederatedHub:
             except BadRequest as exc:
                 self.stats["malformed"] += 1
                 log.warning("update %s from %s/%s is malformed: %s", event_id, site, device, exc.message)
+            except ValueError as exc:
+                # One bad row must not stop aggregation for the district: record it and move on.
+                self.stats["malformed"] += 1
+                log.error("update %s from %s/%s could not be aggregated: %s", event_id, site, device, exc)
             self.store.query("UPDATE hub_fl_updates SET consumed_at = ? WHERE event_id = ? RETURNING event_id",
                              (now_iso(), event_id))
             self.stats["consumed"] += 1

@@ -178,3 +178,20 @@ def test_minus_128_is_refused_because_the_range_is_symmetric():
     packed = zstandard.ZstdCompressor().compress(raw[:-1] + bytes([0x80]))
     with pytest.raises(BadRequest, match="-128"):
         decode(head + struct.pack("<I", len(packed)) + packed)
+
+
+
+def test_a_non_finite_update_is_refused_before_it_can_poison_a_buffer(monkeypatch):
+    from appliance.errors import BadRequest as _BadRequest
+    from appliance.federated import update as U
+
+    key = U.UpdateKey("site/box", 1, "00000000-0000-0000-0000-000000000001")
+    upd = U.ModelUpdate(key, "learner", 10, np.ones(300, dtype=np.float32))
+    rng = np.random.default_rng(0)
+    assert np.all(np.isfinite(U.decode(U.encode(upd, 256, rng)).delta))
+    # A hostile box: the largest finite float32 scale times q=127 overflows to inf once decoded.
+    monkeypatch.setattr(U, "quantize", lambda delta, block, rng: (np.full(2, 3e38, dtype=np.float32),
+                                                                 np.full(300, 127, dtype=np.int8)))
+    hostile = U.encode(upd, 256, rng)
+    with pytest.raises(_BadRequest, match="not finite"):
+        U.decode(hostile)
