@@ -111,8 +111,9 @@ def test_config_template_is_accepted_by_config_check(tmp_path):
     assert cfg["sync"]["site"] == "north-school" and cfg["sync"]["device"] == "room12"
     assert cfg["sync"]["ca_file"] == "/etc/classroom-edge/hub-ca.pem"
     assert "password" not in cfg["sync"]  # a systemd credential, never in the file
-    assert cfg["inference"]["backend"] == "tensorrt"
-    assert cfg["content"]["trusted_keys"] == cfg["inference"]["trusted_keys"] == ["A" * 43 + "="]
+    assert cfg["inference"]["backend"] == "onnxruntime"  # also on a Jetson until a TensorRT binding is verified
+    # One list of hub signing keys trusted everywhere: bundles, models, and the sync downlink that brings them.
+    assert cfg["content"]["trusted_keys"] == cfg["inference"]["trusted_keys"] == cfg["sync"]["trusted_keys"] == ["A" * 43 + "="]
     # ce_extra_config merges into the generated sections instead of duplicating them.
     assert cfg["web"] == {"host": "0.0.0.0", "port": 80, "workers": 2, "threads": 8}
     assert cfg["learning"]["target_success"] == 0.7
