@@ -10,6 +10,11 @@ Two shapes, one app:
 """
 from __future__ import annotations
 
+# encodings.idna is imported here, before any thread exists: the readiness thread's first probe would
+# otherwise import the codec while gunicorn forks the workers, and a worker forked during that import
+# inherits the module's import lock held by a thread it does not have; its first request (werkzeug
+# encodes the host name with idna) then waits forever.
+import encodings.idna  # noqa: F401
 import logging
 import threading
 import time
