@@ -151,7 +151,7 @@ class Batcher:
         if self._on_batch is not None:
             try:
                 self._on_batch(info)
-            except Exception:  # noqa: BLE001 - metrics must never stop the batcher
+            except Exception:  # metrics must never stop the batcher
                 log.exception("metrics callback failed for %s", self.name)
 
     def close(self, timeout: float = 30.0) -> None:
@@ -198,7 +198,7 @@ class Batcher:
             started = time.perf_counter()
             try:
                 self._run_batch(batch)
-            except BaseException as exc:  # noqa: BLE001 - a caller must always get an answer
+            except BaseException as exc:  # a caller must always get an answer
                 log.exception("batch for %s failed", self.name)
                 for req in batch:
                     if not req.future.done():

@@ -79,7 +79,7 @@ class InferenceEngine:
                     return
                 try:
                     self._sync_model(name)
-                except Exception:  # noqa: BLE001 - the watcher must survive a bad repository entry
+                except Exception:  # the watcher must survive a bad repository entry
                     log.exception("checking model %s failed", name)
 
     # -- loading and swapping ------------------------------------------------------------------

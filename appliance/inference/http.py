@@ -20,7 +20,12 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from appliance import __version__
 from appliance.errors import BadRequest, Unauthorized, Unavailable
-from appliance.inference.binary import HEADER, decode_binary_tensor, encode_binary_tensor, split_body
+from appliance.inference.binary import (
+    HEADER,
+    decode_binary_tensor,
+    encode_binary_tensor,
+    split_body,
+)
 from appliance.inference.repository import check_name
 from appliance.inference.tensors import decode_json_tensor, encode_json_tensor
 from appliance.web.security import csrf_exempt, current_user, requires

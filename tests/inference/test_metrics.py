@@ -94,3 +94,25 @@ def test_metrics_endpoint_over_http(tmp_path, repo):
         assert part["state"] == "ok" and part["models"][0]["version"] == "1"
     finally:
         services.close()
+
+
+def test_multiprocess_mode_sums_every_worker(tmp_path):
+    """With PROMETHEUS_MULTIPROC_DIR set (as the web service may), /metrics adds up all workers."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from appliance.inference.metrics import InferenceMetrics\n"
+        "m = InferenceMetrics()\n"
+        "for _ in range(int(sys.argv[1])): m.record_request('learner', 0.002, 'success')\n"
+        "sys.stdout.write(m.exposition()[0].decode())\n"
+    )
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    for n in ("3", "4"):  # two "workers"
+        subprocess.run([sys.executable, "-c", code, n], env=env, check=True, capture_output=True)
+    out = subprocess.run([sys.executable, "-c", code, "0"], env=env, check=True, capture_output=True, text=True).stdout
+    s = samples(out)
+    assert s[("ce_inference_requests_total", (("model", "learner"), ("outcome", "success")))] == 7
+    assert s[("ce_inference_request_duration_seconds_count", (("model", "learner"),))] == 7
