@@ -58,4 +58,7 @@ def part_status(services) -> PartStatus:
 
 def attach(services) -> None:
     """Per-process wiring (``bootstrap.attach_components``): the federated line on /api/v1/health."""
+    from appliance.federated.on_demand import TrainingOnDemand
+
     services.report_status("federated", lambda: part_status(services))
+    services.provide("training", TrainingOnDemand(services))

@@ -1,0 +1,54 @@
+"""The admin page shows the uplink (state, backlog size and age, last sync, bytes sent), the name the box
+announces and the other boxes it sees; the class model page lets a teacher train now."""
+from __future__ import annotations
+
+import re
+
+from appliance.discovery.status import to_part_status
+from appliance.sync import outbox
+from appliance.sync.service import backlog_status, part_status
+
+
+def test_admin_page_shows_uplink_and_network(services, admin_client):
+    services.db.write(lambda c: outbox.enqueue(c, "attempt", {"x": 1}))
+    sync = {"state": "online", "reason": "", "broker": "hub.district.example:8883",
+            "last_success": "2026-11-22T08:00:00Z", "bytes_sent": 123456, **backlog_status(services.db)}
+    services.report_status("sync", lambda: part_status(sync))
+    mdns = {"state": "advertising", "detail": "room12-2.local at 10.0.0.5", "label": "room12-2",
+            "hostname": "room12-2.local", "renamed": True, "requested_name": "room12",
+            "addresses": ["10.0.0.5"], "peers": [{"name": "room12", "room": "Room 12", "addresses": ["10.0.0.9"]}]}
+    services.report_status("mdns", lambda: to_part_status(mdns))
+    html = admin_client.get("/admin/").get_data(as_text=True)
+    assert "hub.district.example:8883" in html
+    waiting = sync["backlog"]["events"]
+    assert waiting >= 1 and re.search(rf"{waiting} events? \(", html)  # backlog size
+    assert "oldest from" in html                                # and age
+    assert "2026-11-22T08:00:00Z" in html                      # last successful sync
+    assert "Sent since the relay started</th><td>120.6 KB" in html  # 123456 bytes sent, humanised
+    assert "room12-2.local" in html and "another box already uses room12" in html
+    assert "10.0.0.9" in html and "Room 12" in html             # the other box seen
+
+
+def test_admin_page_without_uplink_or_mdns_says_so(admin_client):
+    html = admin_client.get("/admin/").get_data(as_text=True)
+    assert "No uplink is configured" in html
+    assert "does not announce itself" in html
+
+
+def test_teacher_can_train_now(tmp_path, teacher_client, services):
+    training = services.get("training")
+    if training is None:  # the app fixture does not run bootstrap; attach the part the runtime would
+        from appliance.federated.status import attach
+
+        attach(services)
+        training = services.get("training")
+    page = teacher_client.get("/teach/model").get_data(as_text=True)
+    assert "Class model" in page
+    token = page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+    r = teacher_client.post("/teach/model/train", data={"csrf_token": token})
+    assert r.status_code == 302
+    training.wait(30)
+    assert training.last is not None and training.last["requested_by"] == "tom"
+    # No global model has come from the hub yet: the teacher is told so instead of nothing happening.
+    assert training.last["status"] in ("no_global", "disabled", "not_enough_data")
+    assert training.last["message"] in teacher_client.get("/teach/model").get_data(as_text=True)
