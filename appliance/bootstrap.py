@@ -31,19 +31,37 @@ def prepare(services: Services) -> None:
         else:
             install_demo_if_empty(services)
     repo = model_repository(services)
-    if not any(repo.glob("*/*/model.json")):
+    try:
+        from appliance.inference.builders import MODELS, build_default_models
+    except ImportError:
+        log.warning("model builders not available: no default models")
+        return
+    # Per model, so one that failed on an earlier start (a package was missing) is built now.
+    missing = tuple(m for m in MODELS if not any((repo / m).glob("*/model.json")))
+    if missing:
+        log.info("building the default models %s into %s", ", ".join(missing), repo)
         try:
-            from appliance.inference.builders import build_default_models
-        except ImportError:
-            log.warning("model builders not available: no default models")
-        else:
-            log.info("building the default models into %s (first start only)", repo)
-            try:
-                build_default_models(repo)
-            except AppError as exc:
-                # What could be built is published; the LMS serves without the rest and the
-                # inference status names what is missing.
-                log.error("default models incomplete: %s", exc.message)
+            build_default_models(repo, missing)
+        except AppError as exc:
+            # What could be built is published; the LMS serves without the rest and the
+            # inference status names what is missing.
+            log.error("default models incomplete: %s", exc.message)
+
+
+def warm_up(services: Services) -> None:
+    """Calibrate free-text grading and index search for every course now, so the first student who
+    answers in words or searches does not wait for it (both are cached; a second start is quick)."""
+    semantic, search = services.get("semantic"), services.get("search")
+    if semantic is None or search is None or not semantic.available()[0]:
+        return
+    with services.db.read() as conn:
+        courses = [r[0] for r in conn.execute("SELECT id FROM courses ORDER BY id")]
+    for course in courses:
+        try:
+            semantic.calibrate_course(course)
+            search.index_course(course)
+        except AppError as exc:
+            log.warning("could not prepare %s for grading and search: %s", course, exc.message)
 
 
 def attach_components(services: Services) -> None:

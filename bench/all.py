@@ -6,7 +6,7 @@ import json
 import sys
 import time
 
-BENCHES = ("lms", "content", "mdns", "learner_model", "quantization", "inference", "sync", "federated")
+BENCHES = ("lms", "learning", "content", "mdns", "learner_model", "quantization", "inference", "sync", "federated")
 
 
 def main(argv=None) -> int:

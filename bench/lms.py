@@ -70,7 +70,7 @@ def main(argv=None) -> dict:
     data_dir = tempfile.mkdtemp(prefix="ce-bench-lms-")
     room = seed(data_dir, STUDENTS, demo=True)
     endpoints = {
-        "student_home": f"/learn/{room['course_id']}",
+        "student_home": "/learn",  # course list and "Next up"
         "lesson_page": f"/learn/{room['course_id']}/{room['lesson_id']}",
         "asset": f"/content/{room['course_id']}/assets/{room['asset']}",
     }

@@ -37,7 +37,7 @@ def _cfg(args):
 
 
 def _run(args) -> int:
-    from appliance.bootstrap import attach_components, prepare
+    from appliance.bootstrap import attach_components, prepare, warm_up
     from appliance.runtime import Runtime
     from appliance.services import Services
     from appliance.web.app import create_app
@@ -47,6 +47,7 @@ def _run(args) -> int:
     services = Services.open(cfg)
     prepare(services)
     attach_components(services)
+    warm_up(services)
     parts = [WaitressPart(services, create_app(services), cfg.web.host, cfg.web.port, cfg.web.threads)]
     for module, factory in OPTIONAL_PARTS:
         try:
@@ -72,12 +73,14 @@ def _run(args) -> int:
 
 
 def _prepare(args) -> int:
-    from appliance.bootstrap import prepare
+    from appliance.bootstrap import attach_components, prepare, warm_up
     from appliance.services import Services
 
     services = Services.open(_cfg(args))
     try:
         prepare(services)
+        attach_components(services)
+        warm_up(services)
     finally:
         services.close()
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -67,8 +68,15 @@ def _persistent_secret(data_dir: Path) -> str:
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(key)
-    tmp.chmod(0o600)
-    tmp.replace(path)  # two workers racing both end with one consistent key on disk
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    # Created 0600 (never readable under a loose umask, not even for a moment).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    try:
+        os.link(tmp, path)  # atomic create-if-absent: two workers starting at once agree on one key
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
     return path.read_text().strip()

@@ -61,3 +61,19 @@ def test_web_uses_gunicorn_workers_and_stops_on_sigterm(tmp_path):
         proc.kill()
     assert proc.returncode == 0, out
     assert "Shutting down" in out
+
+
+def test_secret_key_is_private_and_shared_by_racing_workers(tmp_path):
+    import threading
+
+    from appliance.web.app import _persistent_secret
+
+    keys = []
+    threads = [threading.Thread(target=lambda: keys.append(_persistent_secret(tmp_path))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(keys)) == 1 and len(keys[0]) > 40
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]  # no temporary files left behind
