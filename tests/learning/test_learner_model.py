@@ -107,9 +107,11 @@ def test_auc_matches_pairwise_definition():
 
 def test_held_out_students_are_predicted_well(trained):
     _model, m = trained
-    assert m["auc"] > 0.70
-    assert m["ceiling_auc"] - m["auc"] < 0.05  # close to the best any model could do
-    assert m["rmse"] < m["ceiling_rmse"] + 0.02
+    # The default model sees shared counts only (no simulator item/skill weights, which would not
+    # transfer to a real course), so it sits a little further below the simulator's ceiling.
+    assert m["auc"] > 0.65
+    assert m["ceiling_auc"] - m["auc"] < 0.08
+    assert m["rmse"] < m["ceiling_rmse"] + 0.03
 
 
 def test_split_keeps_students_apart():
@@ -176,3 +178,27 @@ def test_export_refuses_broken_parameters(trained):
     bad.weights[0] = np.inf
     with pytest.raises(ValueError):
         learner_to_onnx(bad)
+
+
+def test_default_model_carries_no_simulator_item_or_skill_offsets(trained):
+    """Buckets have no course namespace: weights learned on simulator ids must not reach real
+    exercises. A fresh student gets one prediction for every demo skill, and for every exercise of
+    equal stated difficulty (the model has no other way to tell them apart)."""
+    from collections import defaultdict
+
+    from appliance.content.demo import build
+
+    model, m = trained
+    spec = model.spec
+    doc = json.loads(build("en")[0])
+    fresh = LearnerState()
+    skills = [s["id"] for s in doc["skills"]]
+    by_skill = model.predict(np.stack([spec.encode(fresh, None, (s,), 0.0) for s in skills]))
+    assert np.ptp(by_skill) == 0.0, dict(zip(skills, by_skill))
+    groups: dict[float, list] = defaultdict(list)
+    for ex in doc["exercises"]:
+        groups[ex["difficulty"]].append(model.predict(spec.encode(fresh, ex["id"], ex["skills"], 0.0)[None])[0])
+    assert len(doc["exercises"]) > len(groups) > 1
+    for diff, ps in groups.items():
+        assert max(ps) == min(ps), (diff, ps)
+    assert not model.weights[:spec.shared_offset].any() and model.weights[spec.shared_offset:].any()
