@@ -38,7 +38,7 @@ EXTRAS = {
         "pyBKT>=1.4",
         "ansible-core>=2.16",
         "ansible-lint>=24",
-        "ruff>=0.5",
+        "ruff==0.17.6",
         "matplotlib>=3.8",
         "openapi-spec-validator>=0.7",
         "psycopg[binary]>=3.1",

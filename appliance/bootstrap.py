@@ -76,7 +76,6 @@ def attach_components(services: Services) -> None:
 def _report_separate_services(services: Services) -> None:
     """On a box, mDNS and sync run as their own units; the web process shows their last report."""
     from appliance.discovery.status import part_status
-
     from appliance.sync.service import report_status_from_file
 
     cfg = services.cfg

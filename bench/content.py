@@ -59,7 +59,7 @@ def main(argv=None) -> dict:
         tmp = Path(tmp)
         zip_path = _bundle(tmp / "a.zip", "bench", "1.0", assets)
         dir_path = _bundle(tmp / "a-dir", "bench-dir", "1.0", assets)
-        for label, path, cid in (("zip", zip_path, "bench"), ("dir", dir_path, "bench-dir")):
+        for label, path in (("zip", zip_path), ("dir", dir_path)):
             cfg = load_config(env={"CLASSROOM_EDGE_STORAGE__DATA_DIR": str(tmp / f"data-{label}"),
                                    "CLASSROOM_EDGE_CONTENT__INSTALL_DEMO": "false"})
             services = Services.open(cfg)

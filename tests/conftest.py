@@ -9,9 +9,9 @@ import os
 import threading
 
 import pytest
+from config_helpers import make_config
 
 from appliance.services import Services
-from config_helpers import make_config
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

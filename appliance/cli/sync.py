@@ -39,9 +39,9 @@ def _attach_content(services) -> None:
 
 
 def _main(args) -> int:
+    from appliance.federated.downlink import FederatedInstallHandler
     from appliance.runtime import Runtime
     from appliance.services import Services
-    from appliance.federated.downlink import FederatedInstallHandler
     from appliance.sync.service import SyncService, read_status
 
     cfg = config_from_args(args)

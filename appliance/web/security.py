@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+
 from flask import current_app, g, request, session
 
 from appliance.errors import Forbidden, Unauthorized

@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from appliance.people.passwords import hash_password
 from nspawn_box import (
     ADMIN_IP,
     BOX_IP,
@@ -30,6 +28,8 @@ from nspawn_box import (
     run,
     wheelhouse,
 )
+
+from appliance.people.passwords import hash_password
 
 SERVICES = ["classroom-edge-web.service", "classroom-edge-sync.service", "classroom-edge-mdns.service"]
 ACTIVE_UNITS = [*SERVICES, "classroom-edge-train.timer", "classroom-edge.target"]

@@ -62,5 +62,5 @@ def test_bearer_token_for_automation(app, services, admin_client):
 
 def test_course_list_api(course, student_client):
     courses = student_client.get("/api/v1/courses").get_json()
-    assert courses[0]["id"] == "fractions-mini" and [l["id"] for l in courses[0]["lessons"]] == [
+    assert courses[0]["id"] == "fractions-mini" and [lesson["id"] for lesson in courses[0]["lessons"]] == [
         "what-is-a-fraction", "equal-fractions"]

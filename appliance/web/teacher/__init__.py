@@ -7,4 +7,4 @@ from flask import Blueprint
 bp = Blueprint("teacher", __name__, url_prefix="/teach")
 
 # The view modules add their routes to ``bp``; imported here so registering ``bp`` brings them all.
-from appliance.web.teacher import model, reports, roster  # noqa: F401
+from appliance.web.teacher import model, reports, roster  # noqa: E402,F401 (views need bp first)
