@@ -42,6 +42,7 @@ def register(sub) -> None:
     c.add_argument("name")
     c.add_argument("--version")
     c.add_argument("--batch", type=int, default=1)
+    c.add_argument("--dim", type=int, default=16, help="size of variable non-batch dimensions (sequence length)")
     c.add_argument("--seconds", type=float, default=3.0)
     c = add("activate", "verify, load and warm a version, then make it the active one", _activate)
     c.add_argument("name")
@@ -148,7 +149,7 @@ def _bench(args) -> int:
 
     cfg, repo, cache = _context(args)
     print(json.dumps(bench_version(repo, _version(repo, args.name, args.version), cfg.inference, cache,
-                                   args.batch, args.seconds), indent=2))
+                                   args.batch, args.seconds, args.dim), indent=2))
     return 0
 
 

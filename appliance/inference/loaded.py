@@ -27,9 +27,10 @@ from appliance.inference.tensors import (
 log = logging.getLogger(__name__)
 
 
-def sample_input(spec: TensorSpec, batch: int) -> np.ndarray:
-    """A valid all-zero input (zero is a valid token id, feature value and index)."""
-    shape = [batch if (i == 0 and d == -1) else (d if d >= 0 else 1) for i, d in enumerate(spec.shape)]
+def sample_input(spec: TensorSpec, batch: int, dynamic: int = 1) -> np.ndarray:
+    """A valid all-zero input (zero is a valid token id, feature value and index); variable
+    non-batch dimensions (a sequence length) get ``dynamic``."""
+    shape = [batch if (i == 0 and d == -1) else (d if d >= 0 else dynamic) for i, d in enumerate(spec.shape)]
     if spec.datatype == "BYTES":
         arr = np.empty(shape, dtype=object)
         arr.fill("")

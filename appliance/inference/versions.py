@@ -52,11 +52,12 @@ def quantize_version(repo: Repository, mv: ModelVersion, per_channel: bool = Tru
     return new
 
 
-def bench_version(repo: Repository, mv: ModelVersion, settings, cache_dir: Path, batch: int, seconds: float) -> dict:
+def bench_version(repo: Repository, mv: ModelVersion, settings, cache_dir: Path, batch: int, seconds: float,
+                  dynamic: int = 16) -> dict:
     """Latency and throughput of one version on generated inputs, straight on its backend."""
     model = LoadedModel.load(repo, mv, settings, cache_dir)
     try:
-        sample = {s.name: sample_input(s, batch if model.max_batch_size else 1) for s in model.backend.inputs}
+        sample = {s.name: sample_input(s, batch if model.max_batch_size else 1, dynamic) for s in model.backend.inputs}
         times = []
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline or len(times) < 5:
@@ -66,7 +67,8 @@ def bench_version(repo: Repository, mv: ModelVersion, settings, cache_dir: Path,
         lat = np.array(times)
         rows = batch if model.max_batch_size else 1
         return {
-            "model": mv.name, "version": mv.version, **model.backend.describe(), "batch": rows, "runs": len(times),
+            "model": mv.name, "version": mv.version, **model.backend.describe(), "batch": rows,
+            "variable_dims": dynamic, "runs": len(times),
             "p50_ms": round(float(np.percentile(lat, 50)) * 1000, 3),
             "p99_ms": round(float(np.percentile(lat, 99)) * 1000, 3),
             "rows_per_s": round(rows * len(times) / float(lat.sum()), 1),
