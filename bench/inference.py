@@ -211,15 +211,16 @@ def _load(url: str, connections: int, seconds: int, pids: list[int], lua: str = 
     """One wrk run plus the server's CPU per request. This machine is shared: a run in which the
     server answered nothing at all (the whole box stalled) is repeated once and marked."""
     threads = 1 if connections == 1 else 2
-    for attempt in (1, 2):
+
+    def once():
         c0 = _cpu_s(pids)
         run = wrk(url, connections=connections, duration_s=seconds, threads=threads, lua=lua)
-        used = _cpu_s(pids) - c0
-        if run["requests"] > 0:
-            break
-    run["server_cpu_us_per_request"] = round(used / max(run["requests"], 1) * 1e6, 1)
-    if attempt == 2:
-        run["repeated_after_stall"] = True
+        run["server_cpu_us_per_request"] = round((_cpu_s(pids) - c0) / max(run["requests"], 1) * 1e6, 1)
+        return run
+
+    run = once()
+    if run["requests"] == 0:
+        run = {**once(), "repeated_after_stall": True}
     return run
 
 

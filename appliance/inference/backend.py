@@ -52,7 +52,7 @@ class Backend(abc.ABC):
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model; inputs are already checked against ``self.inputs``."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: a backend holding nothing native need not override it
         """Release native resources (sessions, device memory)."""
 
     @property
