@@ -15,11 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, sparse
-from scipy.special import expit
 
 from appliance.learning.features import FeatureSpec
-from appliance.learning.learner_train import build_dataset
+from appliance.learning.learner_train import build_dataset, expit, optimize, sparse  # scipy, loaded on first use
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,24 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, sparse
-from scipy.special import expit
-from scipy.stats import rankdata
 
+from appliance.lazy import LazyModule
 from appliance.learning.features import FeatureSpec, LearnerState
+
+# scipy only when a model is really trained or scored (see appliance/lazy.py for why).
+optimize = LazyModule("scipy.optimize")
+sparse = LazyModule("scipy.sparse")
+_special = LazyModule("scipy.special")
+_stats = LazyModule("scipy.stats")
+
+
+def expit(x):
+    return _special.expit(x)
+
+
+def rankdata(a, *args, **kwargs):
+    return _stats.rankdata(a, *args, **kwargs)
+
 
 log = logging.getLogger(__name__)
 

@@ -45,6 +45,11 @@ def test_unknown_schema_version(version):
     (lambda d: d["exercises"][2].update(spec={"answers": [], "patterns": []}), "at least one answer or pattern"),
     (lambda d: d["exercises"][0]["spec"].update(choices=["x", "x"]), "two choices have the same text"),
     (lambda d: d["exercises"].append(dict(d["exercises"][0])), "repeats the id 'e1'"),
+    (lambda d: d["exercises"][2].update(kind="free_text", spec={"references": ["Hello there."],
+                                                               "wrong_answers": ["Bye.", "hello  THERE."]}),
+     "'hello there.' is both a reference and a wrong answer"),
+    (lambda d: d["exercises"][2].update(kind="free_text", spec={"references": ["Hi."], "wrong_answers": [""]}),
+     "wrong_answers.*should be non-empty|is too short"),
     (lambda d: d["lessons"][0]["blocks"].append({"type": "image", "asset": "ghost.png", "alt": "?"}),
      "uses asset 'ghost.png', which is not listed"),
     (lambda d: d["lessons"][0]["blocks"][1].pop("alt"), "'alt' is a required property"),
@@ -58,6 +63,12 @@ def test_semantic_and_schema_errors_name_the_problem(mutate, message):
     doc, _ = _mutated(mutate)
     with pytest.raises(ImportRejected, match=message):
         _load(doc)
+
+
+def test_free_text_wrong_answers_are_accepted():
+    doc, _ = _mutated(lambda d: d["exercises"][2].update(
+        kind="free_text", spec={"references": ["Hello there."], "wrong_answers": ["Goodbye."], "threshold": None}))
+    assert _load(doc).course_id == "mini"
 
 
 def test_dangerous_asset_types_and_names_are_refused():

@@ -15,7 +15,7 @@ from appliance.learning.progress import record_attempt
 
 
 def test_threshold_separates_positives_from_negatives_with_a_margin():
-    cal = choose_threshold([0.80, 0.85, 0.90, 0.75], [0.20, 0.35, 0.50, 0.55], "sha")
+    cal = choose_threshold([0.80, 0.85, 0.90, 0.75], [0.20, 0.35], "sha", wrong=[0.50, 0.55])
     assert 0.55 < cal.threshold < 0.75
     assert cal.threshold == pytest.approx(0.65, abs=0.01)   # the middle of the widest gap
     assert cal.detail["balanced_accuracy"] == 1.0 and cal.detail["trust"] == 1.0
@@ -30,6 +30,16 @@ def test_overlapping_examples_give_a_wide_spread_and_a_threshold_near_the_defaul
     assert cal.spread > 3 * clean.spread                    # unsure everywhere near the threshold
     assert cal.detail["trust"] < 1.0
     assert abs(cal.threshold - DEFAULT_THRESHOLD) < abs(cal.detail["best_separating_threshold"] - DEFAULT_THRESHOLD) + 1e-9
+
+
+def test_only_off_topic_negatives_never_lower_the_threshold_below_the_default():
+    # Off-topic negatives far below, positives around 0.5: alone they would pick ~0.4.
+    loose = choose_threshold([0.45, 0.5, 0.55, 0.6], [0.1, 0.15, 0.2, 0.25], "sha")
+    assert loose.threshold == DEFAULT_THRESHOLD and loose.detail["best_separating_threshold"] < 0.45
+    # The author's wrong answers are evidence: with them the threshold may sit below the default,
+    # and it sits above them even though they are few next to the off-topic negatives.
+    informed = choose_threshold([0.58, 0.6, 0.62, 0.65], [0.1] * 50 + [0.2] * 50, "sha", wrong=[0.5, 0.54])
+    assert 0.54 < informed.threshold < 0.58 and informed.detail["wrong_answers"] == 2
 
 
 def test_no_evidence_keeps_the_default():
@@ -124,3 +134,36 @@ def test_changed_references_are_calibrated_again(svc):
         stored = conn.execute("SELECT refs_sha256 FROM semantic_calibration WHERE course_id = 'fractions'"
                               " AND exercise_id = 'word-07'").fetchall()
     assert [r[0] for r in stored] == [after.refs_sha256]
+
+
+CLASSIC_WRONG = ["The numerator.", "The top number of the fraction.", "It is how many parts you take."]
+
+
+def test_classic_wrong_answers_are_graded_wrong(svc):
+    """The demo's wrong answers (phrased differently from these) calibrate basics-11 as hard negatives."""
+    grader = svc.get("semantic")
+    ex = _exercise(svc, "fractions", "basics-11")
+    assert ex["spec"]["wrong_answers"] and not set(CLASSIC_WRONG) & set(ex["spec"]["wrong_answers"])
+    assert grader.calibration(ex).detail["wrong_answers"] == len(ex["spec"]["wrong_answers"])
+    for text in CLASSIC_WRONG:
+        j = grader.judge(ex, text)
+        assert j.similarity < j.threshold, (text, j)
+    right = grader.judge(ex, "It tells you how many equal parts the whole is cut into.")
+    assert right.similarity >= right.threshold
+    teacher = make_staff(svc.db, "teacher", "tia")
+    _cid, added = make_class(svc.db, teacher["id"], ["Bea"])
+    with svc.db.read() as conn:
+        bea = dict(conn.execute("SELECT * FROM users WHERE id = ?", (added["Bea"]["id"],)).fetchone())
+    result = record_attempt(svc, bea, {"attempt_uid": str(uuid.uuid4()), "course_id": "fractions",
+                                       "exercise_id": "basics-11", "answer": {"text": CLASSIC_WRONG[0]}})
+    assert result["correct"] is False and result["graded_by"] == "model"
+
+
+def test_an_answer_as_close_to_a_wrong_answer_as_to_a_reference_gets_low_confidence(svc):
+    grader = svc.get("semantic")
+    ex = _exercise(svc, "fractions", "basics-11")
+    text = "It tells you how many equal parts the whole is cut into."
+    sure = grader.judge(ex, text)
+    ex["spec"]["wrong_answers"] = ["It tells you how many of the equal parts of the whole you take."]
+    unsure = grader.judge(ex, text)
+    assert unsure.confidence < 0.5 and unsure.confidence < sure.confidence
