@@ -99,7 +99,7 @@ def wrk(url: str, *, connections: int, duration_s: float, threads: int | None = 
         script = f.name
     try:
         out = subprocess.run(
-            ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration_s}s", "--timeout", "10s", "-s", script, url],
+            ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(duration_s))}s", "--timeout", "10s", "-s", script, url],
             capture_output=True, text=True, timeout=duration_s + 60,
         )
     finally:

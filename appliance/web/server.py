@@ -75,6 +75,20 @@ class WaitressPart:
         return PartStatus(self.name, "ok" if alive else "failed", self.url if alive else "server thread ended")
 
 
+def _shared_metrics_dir(cfg) -> None:
+    """One directory where every worker's Prometheus values meet, so /metrics sums the workers
+    instead of showing whichever one answered. Emptied at start: old files are a dead run's counts."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    cache = Path(cfg.storage.cache_dir) if cfg.storage.cache_dir else Path(cfg.storage.data_dir) / "cache"
+    path = cache / "prometheus"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
 def gunicorn_server(cfg, wsgi_factory):
     """A gunicorn application whose workers build their app with ``wsgi_factory()`` after fork."""
     from gunicorn.app.base import BaseApplication
@@ -85,6 +99,7 @@ def gunicorn_server(cfg, wsgi_factory):
     # and that arms the watchdog early. Take the notify socket away from it (and from the workers)
     # and speak to systemd only from the readiness thread below.
     systemd_env = sd.detach()
+    _shared_metrics_dir(cfg)
     host = "127.0.0.1" if cfg.web.host in ("0.0.0.0", "", "::") else cfg.web.host
     health_url = f"http://{host}:{cfg.web.port}/api/v1/health"
 
@@ -106,6 +121,12 @@ def gunicorn_server(cfg, wsgi_factory):
 
     def on_exit(_server):
         sd.stopping(env=systemd_env)
+
+    def child_exit(_server, worker):
+        # The dead worker's live gauges must not be summed into /metrics any more.
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
 
     def worker_exit(_server, worker):
         # Join this worker's writer, batcher and import threads, so it exits at once on SIGTERM
@@ -129,6 +150,7 @@ def gunicorn_server(cfg, wsgi_factory):
                 "when_ready": when_ready,
                 "on_exit": on_exit,
                 "worker_exit": worker_exit,
+                "child_exit": child_exit,
                 "proc_name": "classroom-edge-web",
             }
             for key, value in options.items():

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 
@@ -77,3 +78,27 @@ def test_secret_key_is_private_and_shared_by_racing_workers(tmp_path):
     assert len(set(keys)) == 1 and len(keys[0]) > 40
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]  # no temporary files left behind
+
+
+def test_metrics_sum_every_gunicorn_worker(tmp_path):
+    """Each worker counts its own requests; /metrics must show the total, whichever worker answers."""
+    port, proc = _start(tmp_path, "web")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/api/v1/health", proc)
+        body = json.dumps({"inputs": [{"name": "features", "shape": [1, 1], "datatype": "FP32", "data": [0.0]}]}).encode()
+        n = 40
+        for _ in range(n):  # a wrong shape still counts as a request (an error outcome) in every worker
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/v2/models/learner/infer", data=body,
+                                         headers={"Content-Type": "application/json"})
+            try:
+                urllib.request.urlopen(req, timeout=10).read()
+            except urllib.error.HTTPError:
+                pass
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith("ce_inference_requests_total{") and 'model="learner"' in line)
+    assert total == n, text[:2000]
