@@ -183,6 +183,12 @@ def _check_spec(ex: dict) -> None:
                 re.compile(p)
             except re.error as exc:
                 raise ImportRejected(f"{where}: pattern {p!r} is not a valid regular expression ({exc}).") from None
+    elif kind == "free_text":
+        # A text that is both a reference and a wrong answer would calibrate the grader against itself.
+        same = {" ".join(t.split()).casefold() for t in spec["references"]} & \
+            {" ".join(t.split()).casefold() for t in spec.get("wrong_answers", [])}
+        if same:
+            raise ImportRejected(f"{where}: {sorted(same)[0]!r} is both a reference and a wrong answer.")
     if kind in ("single_choice", "multiple_choice") and len(set(spec["choices"])) != len(spec["choices"]):
         raise ImportRejected(f"{where}: two choices have the same text.")
 

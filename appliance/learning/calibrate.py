@@ -62,8 +62,14 @@ def shortened(reference: str) -> list[str]:
     return [" ".join(words[:k]), " ".join(words[-k:])]
 
 
+def wrong_answers_of(spec: dict) -> list[str]:
+    """The author's known-wrong answers of a free-text spec (classic misconceptions), if any."""
+    return [t for t in spec.get("wrong_answers", []) or [] if isinstance(t, str) and t.strip()]
+
+
 def negatives_for(exercise: dict, course_rows: list[dict]) -> list[str]:
-    """The question itself, the course's other questions and their references, and non-answers."""
+    """The question itself, the course's other questions and their references, and non-answers
+    (the exercise's own wrong answers are scored apart: ``wrong_answers_of``)."""
     out = [exercise["prompt"]]
     for r in course_rows:
         if r["id"] == exercise["id"]:
@@ -72,7 +78,7 @@ def negatives_for(exercise: dict, course_rows: list[dict]) -> list[str]:
         if r["kind"] == "free_text":
             out += [t for t in r["spec"].get("references", []) if isinstance(t, str) and t.strip()]
     out += NON_ANSWERS
-    own = set(exercise["spec"].get("references", []))
+    own = set(exercise["spec"].get("references", [])) | set(wrong_answers_of(exercise["spec"]))
     return [t for t in dict.fromkeys(out) if t and t not in own]
 
 
@@ -91,24 +97,39 @@ def _fit_tau(P: np.ndarray, N: np.ndarray, t: float) -> float:
     return best_tau
 
 
-def choose_threshold(pos: list[float], neg: list[float], refs_sha256: str) -> Calibration:
-    if not pos or not neg:
+def choose_threshold(pos: list[float], neg: list[float], refs_sha256: str,
+                     wrong: list[float] = ()) -> Calibration:
+    """``wrong``: scores of the exercise's own known-wrong answers (on topic, the hard negatives).
+
+    They are few next to the off-topic negatives, so they count as a class of their own: the
+    negative side's accuracy is the mean of the two, and a threshold that lets them pass loses.
+    """
+    wrong = list(wrong)
+    if not pos or not (neg or wrong):
         # One reference and nothing to shorten, or no references: no evidence, the default stands.
         return Calibration(DEFAULT_THRESHOLD, 0.1, refs_sha256,
-                           {"source": "default", "positives": len(pos), "negatives": len(neg)})
-    P, N = np.asarray(pos, float), np.asarray(neg, float)
+                           {"source": "default", "positives": len(pos), "negatives": len(neg) + len(wrong)})
+    P, N, W = np.asarray(pos, float), np.asarray(list(neg) + wrong, float), np.asarray(wrong, float)
     scores = np.unique(np.concatenate([P, N]))
     cands = np.concatenate([[scores[0] - 0.01], (scores[:-1] + scores[1:]) / 2, [scores[-1] + 0.01]])
-    acc = np.array([_balanced_accuracy(P, N, t) for t in cands])
+    acc = np.array([_balanced_accuracy(P, N, t) if not len(W) else
+                    (_balanced_accuracy(P, N, t) + _balanced_accuracy(P, W, t)) / 2 for t in cands])
     ties = cands[acc >= acc.max() - 1e-9]
     margin = np.array([np.abs(scores - t).min() for t in ties])
     best = float(ties[int(np.argmax(margin))])
     trust = float(np.clip((acc.max() - 0.5) / 0.4, 0.0, 1.0))
     t = float(np.clip(trust * best + (1 - trust) * DEFAULT_THRESHOLD, MIN_THRESHOLD, MAX_THRESHOLD))
+    if not len(W):
+        # Off-topic negatives (other questions, non-answers) are easy to beat, so they let the threshold
+        # fall far below what separates a right answer from an on-topic wrong one ("The numerator."
+        # passed "what does the denominator tell you?" at 0.47). Without the author's wrong answers
+        # there is no evidence for going below the default.
+        t = max(t, DEFAULT_THRESHOLD)
     tau = _fit_tau(P, N, t)
-    detail = {"source": "calibrated", "positives": len(pos), "negatives": len(neg),
+    detail = {"source": "calibrated", "positives": len(pos), "negatives": len(N), "wrong_answers": len(W),
               "best_separating_threshold": round(best, 4), "trust": round(trust, 3),
               "balanced_accuracy": round(_balanced_accuracy(P, N, t), 4),
+              "wrong_answer_max": round(float(W.max()), 4) if len(W) else None,
               "positive_median": round(float(np.median(P)), 4), "positive_min": round(float(P.min()), 4),
               "negative_max": round(float(N.max()), 4)}
     return Calibration(round(t, 4), round(tau, 4), refs_sha256, detail)

@@ -9,13 +9,17 @@ on the same int8 model (``calibrate.choose_threshold``) from
 - positives: each reference scored against the other references (how far apart right answers can be),
   and shortened references (a right answer a child writes is often incomplete),
 - negatives: the question itself (copying it is not an answer), the other questions of the course and
-  their reference answers (on topic but wrong), and everyday non-answers ("I don't know").
+  their reference answers (on topic but wrong), and everyday non-answers ("I don't know"),
+- wrong answers: the spec's optional ``wrong_answers`` (classic misconceptions, "The numerator."), the
+  only negatives that are on topic for this very question; they weigh as much as all the others, and
+  without them a threshold never goes below the default (``calibrate.choose_threshold``).
 The result is stored in ``semantic_calibration`` per exercise and model version, computed on first
 use for all free-text exercises of the course at once (one batch through the engine).
 
 A grade's confidence is how far the similarity lies from the threshold, in units of that exercise's
-calibrated spread (``calibrate.confidence``): the teacher's review page lists the least confident
-grades first. A threshold the
+calibrated spread (``calibrate.confidence``), and low whatever the threshold when the answer is about as
+close to one of the author's wrong answers as to the best reference: the teacher's review page lists the
+least confident grades first. A threshold the
 course author set in the exercise spec wins over the calibrated one.
 """
 from __future__ import annotations
@@ -36,14 +40,23 @@ from appliance.learning.calibrate import (
     effective,
     negatives_for,
     shortened,
+    wrong_answers_of,
 )
 from appliance.store.database import now_iso
 
 log = logging.getLogger(__name__)
 
 
-def refs_sha(references: list[str]) -> str:
-    return hashlib.sha256(json.dumps(list(references), ensure_ascii=False).encode()).hexdigest()
+# Within this much similarity of a known-wrong answer a grade is a coin toss: the model cannot tell
+# "how many parts the whole is cut into" from "how many parts you take" much better than that.
+WRONG_ANSWER_MARGIN = 0.1
+
+
+def refs_sha(spec: dict) -> str:
+    """What a calibration depends on: the references and the author's wrong answers (and the rules:
+    v2 floors thresholds calibrated without wrong answers at the default, so v1 rows are redone)."""
+    what = {"v": 2, "references": list(spec.get("references", [])), "wrong_answers": wrong_answers_of(spec)}
+    return hashlib.sha256(json.dumps(what, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
@@ -97,11 +110,14 @@ class SemanticGrader:
     def judge(self, exercise: dict, text: str) -> Judgement:
         spec = exercise["spec"] if isinstance(exercise["spec"], dict) else json.loads(exercise["spec"])
         refs = [r for r in spec.get("references", []) if isinstance(r, str) and r.strip()]
-        similarity = 0.0
+        wrong = wrong_answers_of(spec)
+        similarity, to_wrong = 0.0, None
         if refs:
             ans = self.embedder.embed([text]).vectors[0]
-            known = self.embedder.embed(refs + [exercise.get("prompt") or ""], cache=True).vectors
-            similarity = float(np.clip((known[:-1] @ ans).max(), 0.0, 1.0))
+            known = self.embedder.embed(refs + wrong + [exercise.get("prompt") or ""], cache=True).vectors
+            similarity = float(np.clip((known[:len(refs)] @ ans).max(), 0.0, 1.0))
+            if wrong:
+                to_wrong = float(np.clip((known[len(refs):-1] @ ans).max(), 0.0, 1.0))
             if exercise.get("prompt"):
                 similarity = max(0.0, effective(similarity, float(known[-1] @ ans)))
         try:
@@ -109,10 +125,15 @@ class SemanticGrader:
         except Unavailable as exc:  # e.g. the model was swapped mid-calibration: grade now, calibrate later
             log.warning("calibration of %s/%s failed (%s); default threshold used", exercise["course_id"],
                         exercise["id"], exc.message)
-            cal = choose_threshold([], [], refs_sha(spec.get("references", [])))
+            cal = choose_threshold([], [], refs_sha(spec))
         threshold = float(spec["threshold"]) if spec.get("threshold") is not None else cal.threshold
-        return Judgement(round(similarity, 4), round(threshold, 4),
-                         round(confidence(similarity, threshold, cal.spread), 4))
+        sure = confidence(similarity, threshold, cal.spread)
+        if (to_wrong is not None and abs(similarity - to_wrong) < WRONG_ANSWER_MARGIN
+                and max(similarity, to_wrong) >= threshold - WRONG_ANSWER_MARGIN):
+            # As near a known-wrong answer as to the best reference, and near enough to either to pass:
+            # a teacher should look at it first. (Far from both, e.g. "I like pizza.", is surely wrong.)
+            sure = min(sure, abs(similarity - to_wrong) / WRONG_ANSWER_MARGIN * 0.5)
+        return Judgement(round(similarity, 4), round(threshold, 4), round(sure, 4))
 
     # -- calibration ------------------------------------------------------------------------------
     def calibration(self, exercise: dict) -> Calibration:
@@ -121,7 +142,7 @@ class SemanticGrader:
             raise Unavailable(self.available()[1])
         key = (exercise["course_id"], exercise["id"], ident)
         spec = exercise["spec"] if isinstance(exercise["spec"], dict) else json.loads(exercise["spec"])
-        sha = refs_sha(spec.get("references", []))
+        sha = refs_sha(spec)
         with self._lock:
             cal = self._calibrations.get(key)
         if cal is not None and cal.refs_sha256 == sha:
@@ -158,7 +179,7 @@ class SemanticGrader:
             for r in rows:
                 r["spec"] = json.loads(r["spec"])
             free = [r for r in rows if r["kind"] == "free_text"]
-            todo = [r for r in free if done.get(r["id"]) != refs_sha(r["spec"].get("references", []))]
+            todo = [r for r in free if done.get(r["id"]) != refs_sha(r["spec"])]
             result = self._calibrate(todo, rows, ident) if todo else {}
             if result:
                 self._store(course_id, ident, result)
@@ -175,8 +196,9 @@ class SemanticGrader:
             refs = [r for r in ex["spec"].get("references", []) if isinstance(r, str) and r.strip()]
             short = [(i, s) for i, r in enumerate(refs) for s in shortened(r)]
             neg = negatives_for(ex, course_rows)
-            plans[ex["id"]] = (ex, refs, short, neg)
-            texts += refs + [s for _i, s in short] + neg + [ex["prompt"]]
+            wrong = wrong_answers_of(ex["spec"])
+            plans[ex["id"]] = (ex, refs, short, neg, wrong)
+            texts += refs + [s for _i, s in short] + neg + wrong + [ex["prompt"]]
         unique = list(dict.fromkeys(texts))
         emb = self.embedder.embed(unique, cache=True)
         if emb.identity != ident:
@@ -184,7 +206,7 @@ class SemanticGrader:
         index = {t: i for i, t in enumerate(unique)}
         V = emb.vectors
         out = {}
-        for ex_id, (ex, refs, short, neg) in plans.items():
+        for ex_id, (ex, refs, short, neg, wrong) in plans.items():
             R = V[[index[r] for r in refs]] if refs else None
             Q = V[index[ex["prompt"]]]
 
@@ -193,6 +215,7 @@ class SemanticGrader:
 
             pos: list[float] = []
             negs: list[float] = []
+            wrongs: list[float] = []
             if R is not None:
                 for i in range(len(refs)):
                     # Against the OTHER references: a right answer is a paraphrase, not a copy.
@@ -201,7 +224,8 @@ class SemanticGrader:
                         pos.append(score(others, R[i]))
                     pos += [score(others, V[index[s]]) for j, s in short if j == i]
                 negs = [score(R, V[index[n]]) for n in neg]
-            out[ex_id] = choose_threshold(pos, negs, refs_sha(ex["spec"].get("references", [])))
+                wrongs = [score(R, V[index[n]]) for n in wrong]
+            out[ex_id] = choose_threshold(pos, negs, refs_sha(ex["spec"]), wrongs)
         return out
 
     def _store(self, course_id: str, ident: str, result: dict[str, Calibration]) -> None:

@@ -85,9 +85,11 @@ class Builder:
                   {"answers": answers, "patterns": list(patterns), "case_sensitive": case_sensitive,
                    "hints": hints, "explanation": expl})
 
-    def free(self, prefix, lesson, skills, diff, prompt, references: list[str], hints, expl):
+    def free(self, prefix, lesson, skills, diff, prompt, references: list[str], hints, expl, wrong: list[str] = ()):
+        # Wrong answers are the classic misconceptions: the calibration's only on-topic negatives.
         self._add(prefix, lesson, "free_text", skills, diff, prompt,
-                  {"references": references, "threshold": None, "hints": hints, "explanation": expl})
+                  {"references": references, "wrong_answers": list(wrong), "threshold": None, "hints": hints,
+                   "explanation": expl})
 
 
 def proper(rng: random.Random, dens=(3, 4, 5, 6, 8, 10, 12)) -> tuple[int, int]:

@@ -45,7 +45,8 @@ def basics(b: Builder) -> None:
         words = t.words(n, d)
         b.short("basics", L, S, 0.35, t("in_words_q", n=n, d=d), words, [t("in_words_hint")],
                 t("in_words_expl", n=n, d=d, words=words[0]))
-    b.free("basics", L, S, 0.45, t("den_free_q"), t.list("den_free_refs"), [t("den_free_hint")], t("den_free_expl"))
+    b.free("basics", L, S, 0.45, t("den_free_q"), t.list("den_free_refs"), [t("den_free_hint")], t("den_free_expl"),
+           wrong=t.list("den_free_wrong"))
 
 
 def _common(a: Fraction, c: Fraction) -> tuple[str, str]:
@@ -97,7 +98,8 @@ def compare(b: Builder) -> None:
         right = ", ".join(fs(f) for f in sorted(opts) if opts[f])
         b.multiple("compare", L, S, 0.55, t("greater_half_q"), [(fs(f), ok) for f, ok in opts.items()],
                    [t("greater_half_hint")], t("greater_half_expl", list=right))
-    b.free("compare", L, S, 0.5, t("cmp_free_q"), t.list("cmp_free_refs"), [t("cmp_free_hint")], t("cmp_free_expl"))
+    b.free("compare", L, S, 0.5, t("cmp_free_q"), t.list("cmp_free_refs"), [t("cmp_free_hint")], t("cmp_free_expl"),
+           wrong=t.list("cmp_free_wrong"))
 
 
 def equivalent(b: Builder) -> None:
@@ -128,7 +130,8 @@ def equivalent(b: Builder) -> None:
         right = ", ".join(o for o, ok in opts.items() if ok)
         b.multiple("equivalent", L, S, 0.5, t("equal_to_q", f=fs(base)), list(opts.items()), [t("equiv_hint")],
                    t("equal_to_expl", f=fs(base), list=right))
-    b.free("equivalent", L, S, 0.55, t("equiv_free_q"), t.list("equiv_free_refs"), [t("equiv_hint")], t("equiv_free_expl"))
+    b.free("equivalent", L, S, 0.55, t("equiv_free_q"), t.list("equiv_free_refs"), [t("equiv_hint")], t("equiv_free_expl"),
+           wrong=t.list("equiv_free_wrong"))
 
 
 def simplify(b: Builder) -> None:
@@ -186,7 +189,8 @@ def add_like(b: Builder) -> None:
         b.single("add", L, S, 0.3, t("add_choice_q", a=raw(n1, d), b=raw(n2, d)), raw(n1 + n2, d),
                  [raw(n1 + n2, 2 * d), raw(n1 * n2, d), raw(n1 + n2, d * d)], [t("add_trap_hint")],
                  t("add_expl", a=raw(n1, d), b=raw(n2, d), n1=n1, n2=n2, n=n1 + n2, r=raw(n1 + n2, d)))
-    b.free("add", L, S, 0.6, t("add_free_q"), t.list("add_free_refs"), [t("add_trap_hint")], t("add_free_expl"))
+    b.free("add", L, S, 0.6, t("add_free_q"), t.list("add_free_refs"), [t("add_trap_hint")], t("add_free_expl"),
+           wrong=t.list("add_free_wrong"))
 
 
 def fraction_of(b: Builder) -> None:
@@ -301,10 +305,12 @@ def word_problems(b: Builder) -> None:
                  " " + t("and_simplified", r=raw(d - eaten, d), s=fs(left)) if left.denominator != d else ""))
     (n1, d1, x1), (n2, d2, x2) = (1, 2, 10), (1, 3, 12)
     v1, v2 = Fraction(n1, d1) * x1, Fraction(n2, d2) * x2
-    key = "wp_free_refs_yes" if v1 > v2 else "wp_free_refs_no"
+    key, other = ("wp_free_refs_yes", "wp_free_refs_no") if v1 > v2 else ("wp_free_refs_no", "wp_free_refs_yes")
+    fill = {"v1": fs(v1), "v2": fs(v2), "a": raw(n1, d1), "b": raw(n2, d2), "x": x1, "y": x2}
+    # The opposite verdict with the same numbers is the on-topic wrong answer the grader must reject.
     b.free("word", L, S, 0.7, t("wp_free_q", a=raw(n1, d1), x=x1, b=raw(n2, d2), y=x2),
-           [r.format(v1=fs(v1), v2=fs(v2), a=raw(n1, d1), b=raw(n2, d2), x=x1, y=x2) for r in t.list(key)],
-           [t("wp_free_hint")], t("wp_free_expl", v1=fs(v1), v2=fs(v2), a=raw(n1, d1), b=raw(n2, d2), x=x1, y=x2))
+           [r.format(**fill) for r in t.list(key)],
+           [t("wp_free_hint")], t("wp_free_expl", **fill), wrong=[r.format(**fill) for r in t.list(other)])
 
 
 GENERATORS = (basics, compare, equivalent, simplify, add_like, fraction_of, mixed_numbers, decimals, word_problems)

@@ -195,6 +195,28 @@ STRINGS = {
 }
 
 LISTS = {
+    "den_free_wrong": [
+        "It is the same as the numerator.",
+        "The number written on top.",
+        "How many of the parts you have or colour in.",
+        "How many parts are shaded.",
+        "It tells you how big the fraction is.",
+    ],
+    "cmp_free_wrong": [
+        "1/4 is bigger because 4 is more than 3.",
+        "Because 4 is a bigger number than 3, so a quarter is more.",
+        "They are the same because both have 1 on top.",
+    ],
+    "equiv_free_wrong": [
+        "Add the same number to the top and the bottom, like 3/4.",
+        "Add 1 to the numerator and to the denominator.",
+        "Multiply only the top number by 2.",
+    ],
+    "add_free_wrong": [
+        "We should add them too: 1/5 + 2/5 = 3/10.",
+        "Because we multiply the denominators instead.",
+        "Because the bottom numbers are different.",
+    ],
     "den_free_refs": [
         "The denominator tells how many equal parts the whole is divided into.",
         "It is the number of equal pieces the whole thing is cut into.",

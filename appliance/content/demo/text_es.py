@@ -182,6 +182,28 @@ STRINGS = {
 }
 
 LISTS = {
+    "den_free_wrong": [
+        "Es lo mismo que el numerador.",
+        "El número que está escrito arriba.",
+        "Cuántas de las partes tienes o pintas.",
+        "Cuántas partes están coloreadas.",
+        "Te dice lo grande que es la fracción.",
+    ],
+    "cmp_free_wrong": [
+        "1/4 es mayor porque 4 es más que 3.",
+        "Porque 4 es un número más grande que 3, así que un cuarto es más.",
+        "Son iguales porque los dos tienen un 1 arriba.",
+    ],
+    "equiv_free_wrong": [
+        "Suma el mismo número arriba y abajo, como 3/4.",
+        "Suma 1 al numerador y al denominador.",
+        "Multiplica solo el número de arriba por 2.",
+    ],
+    "add_free_wrong": [
+        "También hay que sumarlos: 1/5 + 2/5 = 3/10.",
+        "Porque los denominadores se multiplican.",
+        "Porque los números de abajo son distintos.",
+    ],
     "den_free_refs": [
         "El denominador dice en cuántas partes iguales se divide el entero.",
         "Es el número de partes iguales en que se corta la cosa entera.",
