@@ -174,7 +174,13 @@ def decode_json_tensor(obj: dict, max_elements: int | None = None) -> np.ndarray
                 info = np.iinfo(target)
                 if raw.min() < info.min or raw.max() > info.max:
                     raise BadRequest(f"input {name!r}: a value does not fit in {datatype}")
-            arr = raw.astype(target, copy=False)
+            with np.errstate(over="raise", invalid="raise"):
+                arr = raw.astype(target, copy=False)
+            if target.kind == "f" and arr.size and not np.all(np.isfinite(arr)):
+                # NaN or inf would come back as bare NaN, which is not JSON; no model here wants them.
+                raise BadRequest(f"input {name!r}: values must be finite {datatype} numbers")
+    except FloatingPointError:
+        raise BadRequest(f"input {name!r}: a value does not fit in {datatype}") from None
     except (ValueError, TypeError, OverflowError):
         raise BadRequest(f"input {name!r}: data is not a regular array of {datatype} values") from None
     if arr.size != count:

@@ -113,6 +113,7 @@ BAD_REQUESTS = [
     ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [2, 2], [1, 2, 3, 4])]}, "must have shape"),
     ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, 4], ["a", "b", "c", "d"])]}, "FP32 values"),
     ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [2, 2], [[1, 2], [3]])]}, "regular array"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1e300, 2, 3, 4])]}, "does not fit in FP32"),
     ("/v2/models/affine/infer", {"inputs": [tensor("x", "INT64", [1, 4], [1, 2, 3, 4])]}, "must be FP32"),
     ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, 4], None)]}, "no data"),
     ("/v2/models/affine/infer", {"inputs": [tensor("z", "FP32", [1, 4], [1, 2, 3, 4])]}, "missing input"),
