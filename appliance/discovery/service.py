@@ -132,6 +132,7 @@ class DiscoveryService:
         self._browse = s.browse_peers
         self._polls = 0
         self._errors = 0
+        self._waiting_reported = False
         self._recheck_every = max(1, round(s.recheck_s / s.poll_interval_s)) if s.recheck_s > 0 else 0
         self._health_url = health_url(cfg)
 
@@ -261,6 +262,11 @@ class DiscoveryService:
                 self._adv.withdraw()
             self._set_state("waiting-for-network", f"no address on {', '.join(self._interfaces)}")
             self._snap = snap
+            if not self._waiting_reported:
+                # Running and watching is this service's normal state on a box whose cable is out:
+                # tell systemd so (READY with the reason in STATUS) rather than fail the start and loop.
+                self._waiting_reported = True
+                self._notify.ready(f"waiting for a network address on {', '.join(self._interfaces)}")
             return
         if self._zc is None:
             self._open(snap)

@@ -120,3 +120,30 @@ def test_make_part_is_none_when_disabled_and_provides_the_part_otherwise(tmp_pat
     finally:
         off.close()
         on.close()
+
+
+class _Recorder:
+    def __init__(self):
+        self.calls = []
+
+    def ready(self, status=""):
+        self.calls.append(("ready", status))
+
+    def watchdog(self):
+        self.calls.append(("watchdog", ""))
+
+    def status(self, text):
+        self.calls.append(("status", text))
+
+
+def test_no_address_yet_is_a_running_state_for_systemd_not_a_failed_start(tmp_path):
+    """A box whose cable is out must not fail its start and restart in a loop: READY once, with the
+    reason, while the part itself still says it is not announcing."""
+    rec = _Recorder()
+    svc = DiscoveryService(_cfg(tmp_path, enabled="true", interfaces="ceabsent0"), notifier=rec)
+    svc._step()
+    svc._step()
+    readies = [c for c in rec.calls if c[0] == "ready"]
+    assert readies == [("ready", "waiting for a network address on ceabsent0")]
+    assert not svc.ready.is_set()
+    assert svc.status().state != "ok"
