@@ -222,8 +222,10 @@ def _replay(conn, student: dict, row: dict) -> dict:
     status = conn.execute("SELECT status FROM lesson_progress WHERE student_id = ? AND course_id = ? AND lesson_id = ?",
                           (student["id"], row["course_id"], ex["lesson_id"])).fetchone()
     correct = bool(row["correct"])
+    # A wrong model grade stores its similarity as the score (the teacher's review shows it), but the
+    # model grades right or wrong, never "partly": the replay must say what the first reply said.
     feedback = ("pending" if row["graded_by"] == "pending" else "correct" if correct
-                else "partly" if row["score"] > 0 else "incorrect")
+                else "partly" if row["score"] > 0 and row["graded_by"] != "model" else "incorrect")
     return {"attempt_uid": row["attempt_uid"], "correct": correct, "score": row["score"], "feedback": feedback,
             "graded_by": row["graded_by"], "explanation": ex["spec"].get("explanation", ""), "mastery": mastery,
             "lesson_status": status[0] if status else "started", "replayed": True}

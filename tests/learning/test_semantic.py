@@ -167,3 +167,18 @@ def test_an_answer_as_close_to_a_wrong_answer_as_to_a_reference_gets_low_confide
     ex["spec"]["wrong_answers"] = ["It tells you how many of the equal parts of the whole you take."]
     unsure = grader.judge(ex, text)
     assert unsure.confidence < 0.5 and unsure.confidence < sure.confidence
+
+
+def test_a_retried_free_text_answer_gets_exactly_the_first_reply(svc):
+    teacher = make_staff(svc.db, "teacher", "teo")
+    _cid, added = make_class(svc.db, teacher["id"], ["Cai"])
+    with svc.db.read() as conn:
+        cai = dict(conn.execute("SELECT * FROM users WHERE id = ?", (added["Cai"]["id"],)).fetchone())
+    attempt = {"attempt_uid": str(uuid.uuid4()), "course_id": "fractions", "exercise_id": "basics-11",
+               "answer": {"text": "I like pizza."}}
+    first = record_attempt(svc, cai, dict(attempt))
+    again = record_attempt(svc, cai, dict(attempt))
+    assert first["feedback"] == "incorrect" and first["score"] > 0   # the similarity, for the teacher
+    assert again.pop("replayed") is True
+    assert {k: again[k] for k in ("correct", "score", "feedback", "graded_by")} == \
+        {k: first[k] for k in ("correct", "score", "feedback", "graded_by")}
