@@ -27,10 +27,17 @@ def _path(args):
 
 
 def _check(args) -> int:
+    from appliance.config_checks import problems
+
     try:
-        load_config(_path(args))
+        cfg = load_config(_path(args))
     except ConfigError as exc:
         print(f"config error: {exc.message}", file=sys.stderr)
+        return 1
+    found = problems(cfg)
+    for message in found:
+        print(f"config error: {message}", file=sys.stderr)
+    if found:
         return 1
     print("config ok")
     return 0

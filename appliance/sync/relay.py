@@ -50,22 +50,30 @@ def device_id(configured: str) -> str:
     return dev
 
 
+def check_settings(cfg) -> BrokerParams:
+    """Every [sync] rule that types alone cannot express; ``config check`` runs it too, so a bad
+    value stops a rollout instead of crash-looping the service on the box."""
+    s = cfg.sync
+    if not TOPIC_SAFE.match(s.site):
+        raise ConfigError(f"sync.site: {s.site!r} cannot be used in an MQTT topic (letters, digits, . _ -)")
+    if s.batch_max_kb < 80 or s.batch_max_kb > 256:
+        raise ConfigError("sync.batch_max_kb must be between 80 and 256 (one event may be 64 KiB)")
+    device_id(s.device)
+    return BrokerParams.from_url(
+        s.broker_url, ca_file=s.ca_file, cert_file=s.cert_file, key_file=s.key_file, username=s.username,
+        password=s.password, keepalive=s.keepalive_s, connect_timeout=s.connect_timeout_s)
+
+
 class Relay:
     def __init__(self, cfg, db, handler: DownlinkHandler | None = None):
         s = cfg.sync
-        if not TOPIC_SAFE.match(s.site):
-            raise ConfigError(f"sync.site: {s.site!r} cannot be used in an MQTT topic (letters, digits, . _ -)")
-        if s.batch_max_kb < 80 or s.batch_max_kb > 256:
-            raise ConfigError("sync.batch_max_kb must be between 80 and 256 (one event may be 64 KiB)")
+        params = check_settings(cfg)
         self.s = s
         self.db = db
         self.site, self.device = s.site, device_id(s.device)
         self.base = f"ce/v1/{self.site}/{self.device}"
         self.status_topic = f"{self.base}/status"
         self.ack_topic = f"{self.base}/down/ack"
-        params = BrokerParams.from_url(
-            s.broker_url, ca_file=s.ca_file, cert_file=s.cert_file, key_file=s.key_file, username=s.username,
-            password=s.password, keepalive=s.keepalive_s, connect_timeout=s.connect_timeout_s)
         self.broker = f"{params.host}:{params.port}{' (TLS)' if params.tls else ''}"
         offline = json.dumps({"state": "offline", "site": self.site, "device": self.device}).encode()
         self.link = Link(params, f"ce-{self.site}-{self.device}", clean_start=False,

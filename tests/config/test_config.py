@@ -61,3 +61,17 @@ def test_every_key_is_documented_in_the_committed_reference():
         for f in dataclasses.fields(cls):
             assert f.metadata["doc"].strip(), f"{name}.{f.name} has no documentation"
             assert f"`{f.name}`" in doc
+
+
+@pytest.mark.parametrize("toml, message", [
+    ('[sync]\nbroker_url = "mqtts://hub.example:8883"\n', "needs a pinned CA"),
+    ('[sync]\nbroker_url = "mqtt://hub.example"\nsite = "North School"\n', "sync.site"),
+    ('[sync]\nbroker_url = "http://hub.example"\n', "expected mqtt://"),
+    ('[mdns]\nenabled = true\ninterfaces = ["*"]\nhostname = "---"\n[web]\nhost = "0.0.0.0"\n', "mdns.hostname"),
+])
+def test_config_check_runs_the_services_own_checks(tmp_path, toml, message):
+    f = tmp_path / "a.toml"
+    f.write_text(toml)
+    r = subprocess.run([sys.executable, "-m", "appliance", "config", "check", "--config", str(f)],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and message in r.stderr, r.stderr
