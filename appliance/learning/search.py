@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from urllib.parse import quote
 
 import numpy as np
+from flask_babel import gettext as _
 
 from appliance.errors import AppError, BadRequest
 
@@ -100,9 +101,9 @@ class SearchIndex:
     def search(self, query: str, course_ids: list[str], k: int | None = None) -> SearchResult:
         query = " ".join((query or "").split())
         if not query:
-            raise BadRequest("Type something to search for.")
+            raise BadRequest(_("Type something to search for."))
         if len(query) > MAX_QUERY:
-            raise BadRequest(f"A search can be at most {MAX_QUERY} characters.")
+            raise BadRequest(_("A search can be at most %(num)s characters.", num=MAX_QUERY))
         k = k or self.settings.search_results
         ok, why = self.embedder.available()
         if ok:

@@ -24,7 +24,8 @@ TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "lazy_gettext": None, "_l": None}
 METHOD_MAP = [("web/templates/**.html", "jinja2"), ("web/**.py", "python"), ("people/**.py", "python"),
               ("learning/grading.py", "python"), ("learning/progress.py", "python"),
-              ("learning/recommender.py", "python"), ("learning/overrides.py", "python")]
+              ("learning/recommender.py", "python"), ("learning/overrides.py", "python"),
+              ("learning/search.py", "python")]
 OPTIONS = {"web/templates/**.html": {"extensions": "jinja2.ext.i18n", "trim_blocks": "true", "lstrip_blocks": "true"}}
 
 
