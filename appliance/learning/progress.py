@@ -37,8 +37,6 @@ from appliance.sync import outbox
 log = logging.getLogger(__name__)
 
 UID_RE = re.compile(r"^[A-Za-z0-9-]{8,64}$")
-# Weight of the newest answer in the rule estimate of mastery (used until a learner model is active).
-RULE_ALPHA = 0.3
 MAX_DURATION_MS = 6 * 3600 * 1000
 
 
@@ -155,10 +153,13 @@ def _update_lesson(conn, student, ex, now) -> str:
 def _update_mastery(conn, student, ex, correct: bool, now) -> dict:
     out = {}
     for skill in ex["skills"]:
-        row = conn.execute("SELECT p_mastery FROM mastery WHERE student_id = ? AND course_id = ? AND skill_id = ?",
-                           (student["id"], ex["course_id"], skill)).fetchone()
-        p_old = row[0] if row else 0.0
-        p_new = round(p_old + RULE_ALPHA * (float(correct) - p_old), 4)
+        row = conn.execute("SELECT successes, failures FROM mastery WHERE student_id = ? AND course_id = ? "
+                           "AND skill_id = ?", (student["id"], ex["course_id"], skill)).fetchone()
+        ok, bad = (row[0], row[1]) if row else (0, 0)
+        ok, bad = ok + int(correct), bad + int(not correct)
+        # The same rule estimate the recommender falls back to (predictor.rule_estimate), so a
+        # teacher sees one scale whether or not a learner model is active.
+        p_new = round((ok + 1) / (ok + bad + 2), 4)
         conn.execute(
             "INSERT INTO mastery (student_id, course_id, skill_id, successes, failures, p_mastery, last_practice)"
             " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (student_id, course_id, skill_id) DO UPDATE SET"

@@ -15,7 +15,9 @@ from lms_fixtures import COURSE_ID, make_class, make_staff, seed_course
 
 from appliance.learning import overrides
 from appliance.learning.features import FeatureSpec, LearnerState
-from appliance.learning.progress import RULE_ALPHA, record_attempt
+from appliance.learning.progress import record_attempt
+
+RULE_AFTER_ONE_RIGHT = 2 / 3  # (successes + 1) / (answers + 2)
 from appliance.services import Services
 
 RIGHT = {"e1": {"choice": 1}, "e2": {"choices": [0, 2]}, "e3": {"value": "3/4"}, "e4": {"text": "denominator"},
@@ -81,8 +83,8 @@ def test_each_answer_updates_state_and_modelled_mastery(svc, ana, models):
     assert [r["correct"] for r in results] == [True, False, True]
     ps = [r["mastery"]["parts"] for r in results]
     assert ps[1] < ps[0] and ps[2] > ps[1]  # a wrong answer lowers it, a right one raises it
-    # Not the rule estimate: the rule would give 0.3 after the first right answer.
-    assert ps[0] != pytest.approx(RULE_ALPHA, abs=1e-3)
+    # Not the rule estimate: the rule would give 2/3 after the first right answer.
+    assert ps[0] != pytest.approx(RULE_AFTER_ONE_RIGHT, abs=1e-3)
     want = _reference_mastery(models, _history(svc, ana), "parts")
     assert ps[-1] == pytest.approx(want, abs=2e-3)  # the prediction used the answer's time, the replay its stamp
     with svc.db.read() as conn:
@@ -173,7 +175,7 @@ def test_without_models_the_lms_works_on_rule_estimates_and_says_why(tmp_path):
     try:
         ana = _people(svc)[0]
         r = answer(svc, ana, "e1", RIGHT["e1"])
-        assert r["correct"] and r["mastery"] == {"parts": pytest.approx(RULE_ALPHA)}
+        assert r["correct"] and r["mastery"] == {"parts": pytest.approx(RULE_AFTER_ONE_RIGHT, abs=1e-4)}
         assert r["next"]["source"] == "rule" and r["next"]["why"]
         pending = answer(svc, ana, "e6", {"text": "Both are one half."})
         assert pending["graded_by"] == "pending"   # free text waits for the teacher instead of failing
