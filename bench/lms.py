@@ -49,8 +49,16 @@ end
 
 
 def _pace(ms: int) -> str:
-    # wrk calls delay() before each request: a student who reads, thinks and taps, not a flood.
-    return f"delay = function() return {ms} end\n" if ms > 0 else ""
+    # wrk calls delay() before each request: a student who reads, thinks and taps, not a flood. The
+    # think time varies (0.5x to 1.5x, seeded per thread): with a constant one all 40 students would
+    # stay in lockstep and hit the server in one burst every period, which no classroom does.
+    if ms <= 0:
+        return ""
+    return (f"local seeded = false\n"
+            f"delay = function()\n"
+            f"  if not seeded then math.randomseed(os.time() + idx * 7919); seeded = true end\n"
+            f"  return math.random({ms // 2}, {ms * 3 // 2})\n"
+            f"end\n")
 
 
 def _get_script(sessions, pace_ms: int = 0) -> str:
@@ -89,8 +97,9 @@ def main(argv=None) -> dict:
     results: dict[str, dict] = {"paced": {}, "saturated": {}}
     with server("web", data_dir=data_dir) as (base, proc):
         sessions = [sign_in(base, room["class_id"], st) for st in room["students"]]
-        # Warm every worker's caches (templates, first connections) before measuring.
-        wrk(base + endpoints["lesson_page"], connections=STUDENTS, threads=STUDENTS, duration_s=1, lua=_get_script(sessions))
+        # Warm every worker (templates, first connections, each student's first next-up) before measuring.
+        for path in endpoints.values():
+            wrk(base + path, connections=STUDENTS, threads=STUDENTS, duration_s=2, lua=_get_script(sessions))
         for mode, pace in (("paced", args.pace_ms), ("saturated", 0)):
             for name, path in endpoints.items():
                 results[mode][name] = wrk(base + path, connections=STUDENTS, threads=STUDENTS, duration_s=duration,

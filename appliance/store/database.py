@@ -11,6 +11,7 @@ group still commit.
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import queue
@@ -153,6 +154,22 @@ class Database:
             fut.set_exception(exc)
 
     def _commit_group(self, conn: sqlite3.Connection, group: list) -> None:
+        # Writers of other processes (gunicorn workers, the relay) queue on one file lock first.
+        # SQLite's own busy handler polls with sleeps, so under load one process can win the lock
+        # again and again while another waits for seconds; a blocking flock wakes waiters in turn.
+        with self._process_lock():
+            self._commit_group_locked(conn, group)
+
+    @contextmanager
+    def _process_lock(self):
+        fd = os.open(str(self.path) + ".writer-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _commit_group_locked(self, conn: sqlite3.Connection, group: list) -> None:
         results: list[tuple[Future, Any, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
