@@ -76,3 +76,31 @@ def test_readers_are_read_only(tmp_path):
         with db.read() as conn:
             conn.execute("INSERT INTO t DEFAULT VALUES")
     db.close()
+
+
+def test_writes_wait_for_the_writer_of_another_process(tmp_path):
+    """Every process's writer takes the same file lock before writing (fair queueing across gunicorn
+    workers and the relay); while another process holds it, nothing commits."""
+    import fcntl
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    db_path = tmp_path / "t.db"
+    apply_migrations(db_path, [("t_0001", "CREATE TABLE t (id INTEGER PRIMARY KEY);")])
+    db = Database(db_path)
+    fd = os.open(str(db_path) + ".writer-lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # stands in for another process mid-commit
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(db.write, lambda c: c.execute("INSERT INTO t DEFAULT VALUES"))
+        done_early = pending.done()
+        try:
+            pending.result(timeout=0.3)
+            committed_while_locked = True
+        except TimeoutError:
+            committed_while_locked = False
+        os.close(fd)  # the other process finishes
+        pending.result(timeout=10)
+    assert not done_early and not committed_while_locked
+    with db.read() as conn:
+        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 1
+    db.close()
