@@ -5,7 +5,6 @@ CORE = [
     "flask>=3.0",
     "flask-babel>=4.0",
     "gunicorn>=22",
-    "sqlite-utils>=3.36",
     "paho-mqtt>=2.1",
     "zeroconf>=0.150",
     "onnxruntime>=1.18",
