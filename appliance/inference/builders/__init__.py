@@ -12,7 +12,6 @@ The model.json written here is described in MODEL_JSON.md.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -24,19 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from appliance.errors import AppError, BadRequest, Unavailable
+from appliance.inference.repository import sha256_file
 
 log = logging.getLogger(__name__)
 
 BUILDER_VERSION = 1
 MODELS = ("learner", "minilm", "minilm-fp32")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _runtime_versions() -> dict:
