@@ -72,7 +72,7 @@ class Downlink:
         self._installs: queue.Queue = queue.Queue()
         self._installing: set[tuple[str, str]] = set()
         self._thread: threading.Thread | None = None
-        self.stats = {"rejected": 0, "last_rejection": None, "chunk_bytes": 0, "installed": 0,
+        self.stats = {"announcements": 0, "rejected": 0, "last_rejection": None, "chunk_bytes": 0, "installed": 0,
                       "last_install": None, "install_error": None}
 
     # -- lifecycle of the installer thread --------------------------------------------------
@@ -131,6 +131,7 @@ class Downlink:
         except mf.Rejected as exc:
             self._reject(topic, exc.message)
             return
+        self.stats["announcements"] += 1  # valid ones, including those already installed
         key = (m.kind, m.name)
         if self._installed_sha(key) == m.sha256 or self.refused.get(key) == m.sha256 or key in self._installing:
             return
