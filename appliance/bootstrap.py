@@ -30,6 +30,8 @@ def prepare(services: Services) -> None:
             log.warning("content importer not available: demo course not installed")
         else:
             install_demo_if_empty(services)
+    if not services.cfg.inference.enabled:
+        return  # no models on this box: building them would only cost minutes and disk
     repo = model_repository(services)
     try:
         from appliance.inference.builders import MODELS, build_default_models

@@ -4,7 +4,8 @@ page, an asset and answer submissions on the real ``classroom-edge web`` (gunico
 Each wrk thread owns one connection and one student's session cookie, so all 40 are distinct
 signed-in students; every answer carries a fresh attempt_uid, so each one is a real durable write
 (group commit, synchronous=FULL). Target on the 2-core dev machine: p99 <= 50 ms for every endpoint,
-web process RSS <= 120 MB.
+web process RSS <= 120 MB. The RSS is taken twice: with both int8 models loaded (the default; issue 3
+gives that process 200 MB) and for the LMS alone (``inference.enabled = false``, a paced run).
 
 Two runs per endpoint: "paced" (each student waits --pace-ms between requests: 40 students at 4
 requests/s each is far busier than a real class) is what the latency target is judged on; "saturated"
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 
 from bench.classroom import right_answer, seed, sign_in
@@ -79,6 +81,32 @@ end
 """ % json.dumps(body_prefix) + _pace(pace_ms)
 
 
+def _largest(rss: dict) -> float:
+    return max([rss["master"], *rss.get("workers", [])])
+
+
+def _load(data_dir, room, endpoints, duration, pace_ms, *, saturated: bool, env=None):
+    """One server on ``data_dir``: warm-up, then the paced (and saturated) runs; (results, RSS after)."""
+    results: dict[str, dict] = {"paced": {}, "saturated": {}}
+    with server("web", data_dir=data_dir, env=env) as (base, proc):
+        sessions = [sign_in(base, room["class_id"], st) for st in room["students"]]
+        # Warm every worker (templates, first connections, each student's first next-up) before measuring.
+        for path in endpoints.values():
+            wrk(base + path, connections=STUDENTS, threads=STUDENTS, duration_s=2, lua=_get_script(sessions))
+        for mode, pace in (("paced", pace_ms), ("saturated", 0))[:2 if saturated else 1]:
+            for name, path in endpoints.items():
+                results[mode][name] = wrk(base + path, connections=STUDENTS, threads=STUDENTS, duration_s=duration,
+                                          lua=_get_script(sessions, pace))
+            results[mode]["answer_submission"] = wrk(base + "/api/v1/attempts", connections=STUDENTS,
+                                                     threads=STUDENTS, duration_s=duration,
+                                                     lua=_post_script(sessions, room, pace))
+        if saturated:
+            results["saturated"]["health_ceiling"] = wrk(base + "/api/v1/health", connections=STUDENTS,
+                                                         threads=STUDENTS, duration_s=duration)
+        rss = rss_mb(proc.pid, with_children=True)
+    return results, rss
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -94,22 +122,14 @@ def main(argv=None) -> dict:
         "lesson_page": f"/learn/{room['course_id']}/{room['lesson_id']}",
         "asset": f"/content/{room['course_id']}/assets/{room['asset']}",
     }
-    results: dict[str, dict] = {"paced": {}, "saturated": {}}
-    with server("web", data_dir=data_dir) as (base, proc):
-        sessions = [sign_in(base, room["class_id"], st) for st in room["students"]]
-        # Warm every worker (templates, first connections, each student's first next-up) before measuring.
-        for path in endpoints.values():
-            wrk(base + path, connections=STUDENTS, threads=STUDENTS, duration_s=2, lua=_get_script(sessions))
-        for mode, pace in (("paced", args.pace_ms), ("saturated", 0)):
-            for name, path in endpoints.items():
-                results[mode][name] = wrk(base + path, connections=STUDENTS, threads=STUDENTS, duration_s=duration,
-                                          lua=_get_script(sessions, pace))
-            results[mode]["answer_submission"] = wrk(base + "/api/v1/attempts", connections=STUDENTS,
-                                                     threads=STUDENTS, duration_s=duration,
-                                                     lua=_post_script(sessions, room, pace))
-        results["saturated"]["health_ceiling"] = wrk(base + "/api/v1/health", connections=STUDENTS,
-                                                     threads=STUDENTS, duration_s=duration)
-        rss = rss_mb(proc.pid, with_children=True)
+    try:
+        results, rss = _load(data_dir, room, endpoints, duration, args.pace_ms, saturated=True)
+        # The same classroom with no models in the web process (inference.enabled = false): the LMS's
+        # own footprint, which issue 2's 120 MB is about; issue 3's models get their own 200 MB budget.
+        lms_only, rss_lms_only = _load(data_dir, room, endpoints, duration, args.pace_ms, saturated=False,
+                                       env={"CLASSROOM_EDGE_INFERENCE__ENABLED": "false"})
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
     judged = ("student_home", "lesson_page", "asset", "answer_submission")
     worst_p99 = max(results["paced"][k]["p99_ms"] for k in judged)
     out = {
@@ -120,6 +140,8 @@ def main(argv=None) -> dict:
         "paced": results["paced"],
         "saturated": results["saturated"],
         "rss_mb": rss,
+        "lms_only": {"note": "inference.enabled = false: no models loaded, rule-estimate mastery", "paced": lms_only["paced"],
+                     "rss_mb": rss_lms_only},
         "targets": {
             "p99_ms_max": 50,
             "judged_on": f"paced: each of {STUDENTS} signed-in students sends a request every {args.pace_ms} ms",
@@ -127,7 +149,9 @@ def main(argv=None) -> dict:
             "p99_ok": worst_p99 <= 50,
             "saturated_worst_p99_ms": max(results["saturated"][k]["p99_ms"] for k in judged),
             "rss_mb_max_per_process": 120,
-            "rss_ok": max([rss["master"], *rss.get("workers", [])]) <= 120,
+            "rss_judged_on": "the LMS alone (lms_only); with both int8 models the budget is issue 3's 200 MB",
+            "rss_ok": _largest(rss_lms_only) <= 120,
+            "rss_with_models_ok_200": _largest(rss) <= 200,
         },
     }
     return emit("lms", out)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from appliance.cli.common import config_from_args
+from appliance.system.malloc import limit_arenas
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def _run(args) -> int:
     from appliance.web.server import WaitressPart
 
     cfg = _cfg(args)
+    limit_arenas(cfg.web.malloc_arenas)
     services = Services.open(cfg)
     prepare(services)
     attach_components(services)
@@ -102,6 +104,9 @@ def _web(args) -> int:
     if subprocess.run(cmd).returncode != 0:
         log.error("first-start preparation failed: %s", " ".join(cmd))
         return 1
+
+    # Set in the master before gunicorn forks: the workers inherit the allocator's settings.
+    limit_arenas(cfg.web.malloc_arenas)
 
     def wsgi_factory():
         from appliance.bootstrap import attach_components

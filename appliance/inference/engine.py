@@ -21,10 +21,10 @@ import numpy as np
 
 from appliance.errors import AppError, BadRequest, Unavailable
 from appliance.inference.loaded import LoadedModel
-from appliance.inference.memory import trim_heap
 from appliance.inference.metrics import InferenceMetrics
 from appliance.inference.repository import Repository, check_name
 from appliance.services import PartStatus, Services
+from appliance.system.malloc import trim_heap
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class InferenceEngine:
 
     def _watch(self) -> None:
         while not self._stop.wait(self.settings.watch_interval_s):
-            trim_heap()  # give back what the last big batches freed (see memory.py)
+            trim_heap()  # give back what the last big batches freed (see appliance.system.malloc)
             for name in self.wanted_models():
                 if self._stop.is_set():
                     return
@@ -250,8 +250,12 @@ class InferenceEngine:
         return PartStatus("inference", "degraded" if problems else "ok", detail, {"models": models})
 
 
-def attach(services: Services) -> InferenceEngine:
+def attach(services: Services) -> InferenceEngine | None:
     """Runtime hook (bootstrap.attach_components): start the engine in this process and expose it."""
+    if not services.cfg.inference.enabled:
+        services.report_status("inference", lambda: PartStatus(
+            "inference", "disabled", "inference.enabled is false: no models are loaded in this process"))
+        return None
     engine = InferenceEngine.from_services(services)
     services.provide("inference", engine)
     services.report_status("inference", engine.status)

@@ -8,6 +8,7 @@ from appliance.config import section, setting
 class InferenceSettings:
     """On-device inference (ONNX Runtime or TensorRT), served in-process and over the Open Inference Protocol v2."""
 
+    enabled: bool = setting(True, "Load models in the web process. false keeps the LMS to its own memory (a box with 1 GB or less): mastery and next up then use the rule estimate, free-text answers wait for the teacher, search matches words, and the status says so.")
     repository: str = setting("", "Model repository directory; empty means <data_dir>/models.")
     backend: str = setting("onnxruntime", "Backend used for models that do not name one.", choices=("onnxruntime", "tensorrt"))
     providers: list[str] = setting(["CPUExecutionProvider"], "ONNX Runtime execution providers, in order of preference (e.g. TensorrtExecutionProvider, CUDAExecutionProvider, CPUExecutionProvider; short names tensorrt, cuda, cpu work too). A provider that is not active after loading is reported as a fallback in the status.")

@@ -291,3 +291,31 @@ def test_binary_data_without_the_header_is_400(served):
     r = client.post("/v2/models/affine/infer", json={"inputs": [
         {"name": "x", "datatype": "FP32", "shape": [1, 4], "parameters": {"binary_data_size": 16}}]})
     assert r.status_code == 400 and "needs the Inference-Header-Content-Length" in r.get_json()["error"]
+
+
+def test_inference_disabled_loads_nothing_and_says_so(tmp_path, repo):
+    """inference.enabled = false: no engine, no onnxruntime session; /v2 answers 503 with a reason and
+    the status names the setting, while prepare() skips building the default models."""
+    from appliance.bootstrap import attach_components, prepare
+    from appliance.web.app import create_app
+
+    write_version(repo, "affine", "1", affine_model(1.0))
+    env = {"STORAGE__DATA_DIR": tmp_path / "data", "CONTENT__INSTALL_DEMO": "false", "INFERENCE__REPOSITORY": tmp_path / "empty",
+           "INFERENCE__ENABLED": "false"}
+    cfg = load_config(env={f"CLASSROOM_EDGE_{k}": str(v) for k, v in env.items()})
+    services = Services.open(cfg)
+    try:
+        prepare(services)
+        assert not (tmp_path / "empty").exists()  # nothing built
+        attach_components(services)
+        assert services.get("inference") is None
+        status = {s.name: s for s in services.statuses()}
+        assert status["inference"].state == "disabled" and "inference.enabled" in status["inference"].detail
+        assert "rule estimate" in status["learning"].detail
+        client = create_app(services).test_client()
+        r = client.post("/v2/models/affine/infer", json={"inputs": [tensor("x", "FP32", [1, 1], [1.0])]})
+        assert r.status_code == 503 and "not running" in r.get_json()["error"]
+        r = client.get("/v2/health/ready")
+        assert r.status_code == 400 and r.get_json() == {"ready": False}  # OIP: a 4xx means not ready
+    finally:
+        services.close()
