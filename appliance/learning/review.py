@@ -9,6 +9,9 @@ Skills are reviewed through their exercises, which are never "learned" in the fl
 the scheduler runs without (re)learning steps: a card goes straight to day-scale intervals.
 Fuzzing is off so a schedule can be explained and tested; spreading reviews matters for a deck of
 thousands of cards, not a course of a dozen skills.
+
+A card is a function of the skill's graded answers, oldest first (``fold`` is one step): when a teacher
+changes a grade, ``appliance.learning.overrides`` folds the answers again into a new card and ``put``s it.
 """
 from __future__ import annotations
 
@@ -16,8 +19,10 @@ import hashlib
 import json
 import logging
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 from fsrs import Card, Rating, Scheduler
 
@@ -36,7 +41,7 @@ def make_scheduler(settings) -> Scheduler:
                      maximum_interval=int(settings.max_review_interval_days), enable_fuzzing=False)
 
 
-def _card_id(student_id: int, course_id: str, skill_id: str) -> int:
+def card_id(student_id: int, course_id: str, skill_id: str) -> int:
     # fsrs makes ids from the clock and sleeps 1 ms to keep them apart: not in the writer thread.
     digest = hashlib.blake2b(f"{student_id}:{course_id}:{skill_id}".encode(), digest_size=6).digest()
     return int.from_bytes(digest, "little")
@@ -60,20 +65,29 @@ class Reviews:
         for skill in skills:
             row = conn.execute("SELECT card, reviews FROM review_cards WHERE student_id = ? AND course_id = ? AND skill_id = ?",
                                (student_id, course_id, skill)).fetchone()
-            if row is None:
-                if not correct or mastery.get(skill, 0.0) < threshold:
-                    continue  # not mastered yet: nothing to review
-                card, reviews = Card(card_id=_card_id(student_id, course_id, skill)), 0
+            old = None if row is None else Card.from_dict(json.loads(row["card"]))
+            card = self.fold(old, card_id(student_id, course_id, skill), correct, at,
+                             partial(mastery.get, skill, 0.0), threshold)
+            if card is None:
+                continue  # not mastered yet: nothing to review
+            if old is None:
                 created.append(skill)
-            else:
-                card, reviews = Card.from_dict(json.loads(row["card"])), row["reviews"]
-            card, _log = self.scheduler.review_card(card, Rating.Good if correct else Rating.Again, at)
-            conn.execute(
-                "INSERT INTO review_cards (student_id, course_id, skill_id, card, due, reviews) VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (student_id, course_id, skill_id) DO UPDATE SET card = excluded.card, due = excluded.due,"
-                " reviews = excluded.reviews",
-                (student_id, course_id, skill, json.dumps(card.to_dict()), iso(card.due), reviews + 1))
+            put(conn, student_id, course_id, skill, card, (row["reviews"] if row else 0) + 1)
         return created
+
+    def fold(self, card: Card | None, new_id: int, correct: bool, at: datetime, mastery: Callable[[], float],
+             threshold: float) -> Card | None:
+        """The card after one graded answer on its skill; None while the skill has none.
+
+        A skill without a card gets one (``new_id``) on a right answer that leaves it mastered; ``mastery()``
+        (the skill's mastery after this answer) is asked only then, so a replay predicts no more than needed.
+        """
+        if card is None:
+            if not correct or mastery() < threshold:
+                return None
+            card = Card(card_id=new_id)
+        card, _log = self.scheduler.review_card(card, Rating.Good if correct else Rating.Again, at)
+        return card
 
     def cards(self, conn: sqlite3.Connection, student_id: int, course_id: str, now: datetime) -> dict[str, Due]:
         """Every card of the student in the course: skill -> (due, chance of remembering it now)."""
@@ -83,3 +97,16 @@ class Reviews:
             card = Card.from_dict(json.loads(r["card"]))
             out[r["skill_id"]] = Due(r["skill_id"], card.due, float(self.scheduler.get_card_retrievability(card, now)))
         return out
+
+
+def put(conn: sqlite3.Connection, student_id: int, course_id: str, skill: str, card: Card | None, reviews: int) -> None:
+    """Store the skill's card after ``reviews`` reviews; ``None`` removes it (the skill has none)."""
+    if card is None:
+        conn.execute("DELETE FROM review_cards WHERE student_id = ? AND course_id = ? AND skill_id = ?",
+                     (student_id, course_id, skill))
+        return
+    conn.execute(
+        "INSERT INTO review_cards (student_id, course_id, skill_id, card, due, reviews) VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (student_id, course_id, skill_id) DO UPDATE SET card = excluded.card, due = excluded.due,"
+        " reviews = excluded.reviews",
+        (student_id, course_id, skill, json.dumps(card.to_dict()), iso(card.due), reviews))
