@@ -1,16 +1,24 @@
-"""A teacher's grade replaces the model's: the attempt, the mastery counts, the learner state and an
-outbox event (``grade_override``) change together in one transaction.
+"""A teacher's grade replaces the model's: the attempt, the mastery counts, the learner state, the FSRS
+review cards of the exercise's skills and an outbox event (``grade_override``) change together in one
+transaction.
 
-The learner state is rebuilt from the stored grades with the new one (the model's view of the student
-must equal a replay of what the teacher now says), and the new mastery of the exercise's skills is
-predicted before the write, like an answer's. If the student answers in between (the state row moved
-on), the rebuild and prediction are redone inside the write.
+The learner state and the cards are rebuilt from the stored grades with the new one (the model's view of
+the student and the review schedule must equal a replay of what the teacher now says): each graded answer
+on a skill is folded into its card as ``review.Reviews.record`` folds it when the answer comes in, and a
+card is created where a right answer left the skill mastered (mastery predicted on the replayed state at
+that answer's time, by the learner model or the rule estimate). A card the replay does not make is
+removed. The new mastery of the exercise's skills is predicted before the write, like an answer's. If the
+student answers in between (the state row moved on), the rebuild and predictions are redone inside the
+write.
 """
 from __future__ import annotations
 
 import json
 import logging
 import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
 
 from flask_babel import gettext as _
 
@@ -18,6 +26,7 @@ from appliance.errors import Conflict, NotFound
 from appliance.learning import learner_state
 from appliance.learning.features import LearnerState
 from appliance.learning.predictor import rule_estimate
+from appliance.learning.review import Reviews, card_id, put
 from appliance.store.database import now_iso
 from appliance.sync import outbox
 
@@ -36,9 +45,19 @@ def reviewable_attempt(conn, attempt_id: int, class_id: int) -> dict:
     return dict(row)
 
 
-def _replay(conn, attempt: dict, correct: bool) -> LearnerState:
-    """The student's state if ``attempt`` had been graded ``correct`` (pending answers stay out)."""
-    state = LearnerState()
+@dataclass
+class Replayed:
+    """The student's learner state and the review cards of the exercise's skills, replayed."""
+    state: LearnerState = field(default_factory=LearnerState)
+    cards: dict = field(default_factory=dict)  # skill -> (fsrs Card or None, reviews)
+
+
+def _replay(conn, attempt: dict, correct: bool, skills: list, reviews: Reviews, mastery_at, threshold: float) -> Replayed:
+    """State and cards if ``attempt`` had been graded ``correct`` (pending answers stay out).
+
+    ``mastery_at(state, skills, at)`` -> {skill: p}: asked only where a right answer could create a card.
+    """
+    out = Replayed(cards={s: (None, 0) for s in skills})
     for r in conn.execute(
             "SELECT a.id, a.exercise_id, a.correct, a.graded_by, a.created_at, e.skills FROM attempts a"
             " LEFT JOIN exercises e ON e.course_id = a.course_id AND e.id = a.exercise_id"
@@ -47,30 +66,57 @@ def _replay(conn, attempt: dict, correct: bool) -> LearnerState:
         if r["skills"] is None or (r["graded_by"] == "pending" and not mine):
             continue
         ok = correct if mine else bool(r["correct"])
-        state.observe(r["exercise_id"], json.loads(r["skills"]), ok, learner_state.epoch_of(r["created_at"]))
-    return state
+        its_skills, at = json.loads(r["skills"]), learner_state.epoch_of(r["created_at"])
+        out.state.observe(r["exercise_id"], its_skills, ok, at)
+        touched = [s for s in skills if s in its_skills]
+        if not touched:
+            continue
+        at_dt, mastery = datetime.fromisoformat(r["created_at"]), _asked_once(mastery_at, out.state, touched, at)
+        for s in touched:
+            card, n = out.cards[s]
+            card = reviews.fold(card, card_id(attempt["student_id"], attempt["course_id"], s), ok, at_dt,
+                                partial(mastery, s), threshold)
+            out.cards[s] = (card, n + (card is not None))
+    return out
+
+
+def _asked_once(mastery_at, state: LearnerState, skills: list, at: float):
+    """skill -> its mastery on ``state``, predicted on first use for all ``skills`` at once (most answers
+    of a replay need none: a card exists already, or the answer is wrong)."""
+    asked: dict = {}
+
+    def of(skill: str) -> float:
+        if not asked:
+            asked.update(mastery_at(state, skills, at))
+        return asked[skill]
+    return of
 
 
 def override(services, teacher: dict, class_id: int, attempt_id: int, correct: bool) -> dict:
     """Grade the attempt ``correct`` as ``teacher``; returns {attempt_id, correct, mastery}."""
     learner = services.get("learner")
     predictor = getattr(learner, "predictor", None)
+    reviews = getattr(learner, "reviews", None) or Reviews(services.cfg.learning)
+    threshold = services.cfg.learning.mastery_threshold
+
+    def mastery_at(st: LearnerState, of_skills: list, at: float) -> tuple[dict, str]:
+        if predictor is not None:
+            pred = predictor.predict(st, [(None, [s]) for s in of_skills], at)
+            return {s: round(p, 4) for s, p in zip(of_skills, pred.p)}, pred.source
+        return {s: round(rule_estimate(st, [s]), 4) for s in of_skills}, "rule"
+
+    def replay(conn, before: dict, skills: list) -> Replayed:
+        return _replay(conn, before, correct, skills, reviews, lambda st, sk, at: mastery_at(st, sk, at)[0], threshold)
+
     with services.db.read() as conn:
         before = reviewable_attempt(conn, attempt_id, class_id)
         if before["skills"] is None:
             raise NotFound(_("That exercise is no longer in the course, so its grade cannot change."))
         skills = json.loads(before["skills"])
         base = learner_state.current_version(conn, before["student_id"], before["course_id"])
-        state = _replay(conn, before, correct)
+        replayed = replay(conn, before, skills)
 
-    def predict(st: LearnerState) -> tuple[dict, str]:
-        now = time.time()
-        if predictor is not None:
-            pred = predictor.predict(st, [(None, [s]) for s in skills], now)
-            return {s: round(p, 4) for s, p in zip(skills, pred.p)}, pred.source
-        return {s: round(rule_estimate(st, [s]), 4) for s in skills}, "rule"
-
-    mastery, source = predict(state)
+    mastery, source = mastery_at(replayed.state, skills, time.time())
 
     def write(conn):
         now = now_iso()
@@ -79,13 +125,15 @@ def override(services, teacher: dict, class_id: int, attempt_id: int, correct: b
             raise Conflict(_("This answer was graded again meanwhile. Reload the page to see the new grade."))
         conn.execute("UPDATE attempts SET correct = ?, score = ?, confidence = 1, graded_by = 'teacher' WHERE id = ?",
                      (int(correct), 1.0 if correct else 0.0, attempt_id))
-        st, m = state, mastery
+        r, m = replayed, mastery
         version = learner_state.current_version(conn, before["student_id"], before["course_id"])
         if version != base:  # the student answered since: replay again, now inside the transaction
-            st = _replay(conn, before, correct)
-            m, _src = predict(st)
+            r = replay(conn, before, skills)
+            m, _src = mastery_at(r.state, skills, time.time())
         _move_counts(conn, before, skills, correct, m, now)
-        learner_state.save(conn, before["student_id"], before["course_id"], st, (version or 0) + 1, now)
+        learner_state.save(conn, before["student_id"], before["course_id"], r.state, (version or 0) + 1, now)
+        for s, (card, n) in r.cards.items():
+            put(conn, before["student_id"], before["course_id"], s, card, n)
         outbox.enqueue(conn, "grade_override", {
             "attempt_uid": before["attempt_uid"], "student_uid": before["student_uid"], "course_id": before["course_id"],
             "exercise_id": before["exercise_id"], "correct": correct, "score": 1.0 if correct else 0.0,

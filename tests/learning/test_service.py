@@ -238,6 +238,99 @@ def test_override_is_refused_for_a_student_of_another_class(svc):
     assert np.isclose(answer(svc, ana, "e1", RIGHT["e1"])["score"], 1.0)
 
 
+WRONG_TEXT = {"text": "cats"}   # the grading model marks it wrong, sure of it
+RIGHT_TEXT = {"text": "Both are one half of the whole."}
+
+
+def _cards(services, student) -> dict:
+    """skill -> (reviews, the FSRS card as stored)."""
+    with services.db.read() as conn:
+        return {r["skill_id"]: (r["reviews"], json.loads(r["card"])) for r in conn.execute(
+            "SELECT skill_id, reviews, card FROM review_cards WHERE student_id = ?", (student["id"],))}
+
+
+def _schedule(cards: dict) -> dict:
+    """What a card says about the student, without the moments (twins answer milliseconds apart)."""
+    out = {}
+    for skill, (reviews, c) in cards.items():
+        gap = datetime.fromisoformat(c["due"]) - datetime.fromisoformat(c["last_review"])
+        out[skill] = (reviews, c["state"], round(c["stability"], 6), round(c["difficulty"], 6), gap)
+    return out
+
+
+def _attempt_id(services, attempt_uid: str) -> int:
+    with services.db.read() as conn:
+        return conn.execute("SELECT id FROM attempts WHERE attempt_uid = ?", (attempt_uid,)).fetchone()[0]
+
+
+def _twins(services, lead_in: int) -> tuple:
+    """Ana and Bo (classes of one teacher) answer e5 right ``lead_in`` times, then e6: Ana wrong and Bo
+    right, both graded by the model. Returns ana, bo, teacher, their classes and their e6 attempt ids."""
+    ana, teacher, class_id = _people(services)
+    bo_class, added = make_class(services.db, teacher["id"], ["Bo"], name="Class 4C")
+    with services.db.read() as conn:
+        bo = dict(conn.execute("SELECT * FROM users WHERE id = ?", (added["Bo"]["id"],)).fetchone())
+    for _ in range(lead_in):
+        answer(services, ana, "e5", RIGHT["e5"])
+        answer(services, bo, "e5", RIGHT["e5"])
+    a, b = answer(services, ana, "e6", WRONG_TEXT), answer(services, bo, "e6", RIGHT_TEXT)
+    assert (a["graded_by"], a["correct"], b["graded_by"], b["correct"]) == ("model", False, "model", True)
+    return ana, bo, teacher, class_id, bo_class, _attempt_id(services, a["attempt_uid"]), _attempt_id(services, b["attempt_uid"])
+
+
+def test_override_to_right_reschedules_reviews_as_a_right_answer_would(svc):
+    ana, bo, teacher, ana_class, bo_class, ana_e6, bo_e6 = _twins(svc, lead_in=6)
+    wrong_cards, right_cards = _cards(svc, ana), _cards(svc, bo)
+    assert "equivalent" in wrong_cards and "equivalent" in right_cards   # mastered by the e5 answers
+    assert _schedule(wrong_cards) != _schedule(right_cards)              # the e6 review: Again vs Good
+    overrides.override(svc, teacher, ana_class, ana_e6, True)
+    now_right = _cards(svc, ana)
+    assert _schedule(now_right) == _schedule(right_cards)                # as if Ana had answered like Bo
+    assert now_right["equivalent"][1]["due"] > wrong_cards["equivalent"][1]["due"]
+    assert now_right["equivalent"][1]["card_id"] == wrong_cards["equivalent"][1]["card_id"]
+    # The teacher takes it back: the card is again the one the wrong answer made (sooner review).
+    overrides.override(svc, teacher, ana_class, ana_e6, False)
+    assert _cards(svc, ana) == wrong_cards
+    # And a right answer marked wrong moves Bo's card to where Ana's wrong answer put hers.
+    overrides.override(svc, teacher, bo_class, bo_e6, False)
+    assert _schedule(_cards(svc, bo)) == _schedule(wrong_cards)
+    assert _cards(svc, bo)["equivalent"][1]["due"] < right_cards["equivalent"][1]["due"]
+
+
+def test_override_to_right_creates_the_card_where_it_masters_the_skill(tmp_path, models):
+    # The rule estimate instead of the learner model (the grading model still grades): mastery after n right
+    # answers and none wrong is (n + 1) / (n + 2), so the fifth right answer is the first at 0.85 or above.
+    svc = learning_services(tmp_path / "data", models, learning__learner_model="no-such-model")
+    try:
+        assert svc.cfg.learning.mastery_threshold == 0.85
+        ana, bo, teacher, ana_class, bo_class, ana_e6, bo_e6 = _twins(svc, lead_in=4)
+        assert _cards(svc, ana) == {}                        # 4 right, 1 wrong: 5/7, not mastered
+        assert set(_cards(svc, bo)) == {"equivalent"}        # 5 right: 6/7, mastered by the e6 answer
+        overrides.override(svc, teacher, ana_class, ana_e6, True)
+        cards = _cards(svc, ana)
+        assert set(cards) == {"equivalent"}                  # "add" has one right answer: 2/3, still no card
+        assert _schedule(cards) == _schedule(_cards(svc, bo))
+        with svc.db.read() as conn:
+            e6_at = conn.execute("SELECT created_at FROM attempts WHERE id = ?", (ana_e6,)).fetchone()[0]
+        assert cards["equivalent"][0] == 1
+        assert datetime.fromisoformat(cards["equivalent"][1]["last_review"]) == datetime.fromisoformat(e6_at)
+        overrides.override(svc, teacher, ana_class, ana_e6, False)
+        assert _cards(svc, ana) == {}                        # wrong again: the skill was never mastered
+        overrides.override(svc, teacher, bo_class, bo_e6, False)
+        assert _cards(svc, bo) == {}
+    finally:
+        svc.close()
+
+
+def test_override_on_an_unmastered_skill_without_a_card_creates_none(svc):
+    ana, teacher, class_id = _people(svc)
+    a = answer(svc, ana, "e6", WRONG_TEXT)
+    assert (a["graded_by"], a["correct"]) == ("model", False)
+    out = overrides.override(svc, teacher, class_id, _attempt_id(svc, a["attempt_uid"]), True)
+    assert max(out["mastery"].values()) < svc.cfg.learning.mastery_threshold
+    assert _cards(svc, ana) == {}
+
+
 def test_batched_feature_rows_equal_the_spec_encoding():
     import random
 
