@@ -1,5 +1,7 @@
 /* Course import with a live progress bar: upload with XHR (upload progress events), then poll the
-   import job until it is installed or refused. Without JavaScript the form posts normally. */
+   import job until it is installed or refused. Without JavaScript the form posts normally.
+   When the job ends, the course list and the recent imports are fetched again from this page's URL
+   and swapped in, so a new course is listed without a reload. */
 (function () {
   "use strict";
   var POLL_MS = 700;
@@ -18,23 +20,43 @@
       return text;
     }
     function csrf() { return document.querySelector('meta[name="csrf-token"]').content; }
+    function stage(name) { return form.getAttribute("data-stage-" + name) || name; }
+
+    function refreshLists() {
+      fetch(window.location.pathname, { headers: { "Accept": "text/html" }, credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (html) {
+          if (!html) { return; }
+          var fresh = new DOMParser().parseFromString(html, "text/html");
+          ["course-list", "recent-imports"].forEach(function (id) {
+            var mine = document.getElementById(id), theirs = fresh.getElementById(id);
+            if (mine && theirs) { mine.replaceWith(document.importNode(theirs, true)); }
+          });
+        })
+        .catch(function () { /* the lists stay as they were; a reload shows them */ });
+    }
+
+    function finish(kind, text) {
+      state.textContent = text;
+      state.className = "notice " + (kind === "done" ? "ok" : "bad");
+      box.setAttribute("data-state", kind);
+      refreshLists();
+    }
 
     function poll(jobId) {
       fetch(api + "/" + encodeURIComponent(jobId), { headers: { "Accept": "application/json" }, credentials: "same-origin" })
         .then(function (r) { return r.json().then(function (j) { return { ok: r.ok, job: j }; }); })
         .then(function (r) {
           var job = r.job;
-          if (!r.ok) { state.textContent = msg("failed", { error: job.error || "" }); return; }
+          if (!r.ok) { finish("failed", msg("failed", { error: job.error || "" })); return; }
           bar.value = job.percent || 0;
           if (job.state === "done") {
             bar.value = 100;
-            state.textContent = msg("done", { title: job.result.title, version: job.result.version });
-            box.setAttribute("data-state", "done");
+            finish("done", msg("done", { title: job.result.title, version: job.result.version }));
           } else if (job.state === "failed" || job.state === "cancelled") {
-            state.textContent = msg("failed", { error: job.error || "" });
-            box.setAttribute("data-state", "failed");
+            finish("failed", msg("failed", { error: job.error || "" }));
           } else {
-            state.textContent = job.state === "queued" ? msg("queued") : msg("running", { stage: job.stage });
+            state.textContent = job.state === "queued" ? msg("queued") : msg("running", { stage: stage(job.stage) });
             setTimeout(function () { poll(jobId); }, POLL_MS);
           }
         })
@@ -49,6 +71,7 @@
       var xhr = new XMLHttpRequest();
       box.hidden = false;
       box.removeAttribute("data-state");
+      state.className = "";
       bar.value = 0;
       state.textContent = msg("uploading");
       xhr.upload.addEventListener("progress", function (e) {
@@ -61,8 +84,7 @@
           bar.value = 0;
           poll(data.id);
         } else {
-          state.textContent = msg("failed", { error: data.error || xhr.statusText });
-          box.setAttribute("data-state", "failed");
+          finish("failed", msg("failed", { error: data.error || xhr.statusText }));
         }
       });
       xhr.addEventListener("error", function () { state.textContent = msg("lost"); });
