@@ -11,7 +11,9 @@ Only languages with a compiled catalog (plus English, the source language) are o
 from __future__ import annotations
 
 import logging
+from functools import cache
 
+from babel import Locale
 from flask import current_app, g, request, session
 from flask_babel import Babel, get_locale, refresh
 
@@ -23,7 +25,18 @@ LANGUAGE_NAMES = {"en": "English", "es": "Español", "ar": "العربية"}
 def init_app(app) -> None:
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", "translations")
     app.config.setdefault("BABEL_DEFAULT_LOCALE", app.extensions["ce"].cfg.web.default_language)
-    Babel(app, locale_selector=select_locale)
+    Babel(app, locale_selector=_selected_locale)
+
+
+@cache
+def _locale(code: str) -> Locale:
+    # Flask-Babel parses the selector's code on every request, and babel's parse checks that the
+    # locale's data file exists on disk: a stat per request. A Locale is passed through untouched.
+    return Locale.parse(code)
+
+
+def _selected_locale() -> Locale:
+    return _locale(select_locale())
 
 
 def available_languages() -> list[str]:
