@@ -4,7 +4,11 @@ Installed once by ``appliance.web.auth.init_app`` (the app factory calls it with
 """
 from __future__ import annotations
 
-from flask import g, request
+import hashlib
+from functools import cache
+from pathlib import Path
+
+from flask import g, request, url_for
 from flask_babel import get_locale, get_translations
 
 from appliance import __version__
@@ -26,6 +30,7 @@ def init_app(app) -> None:
         newstyle=True,
     )
     app.jinja_env.globals.update(
+        static_url=lambda filename: _static_url(app.static_folder, filename),
         csrf_token=csrf_token,
         current_user=_user_or_none,
         text_direction=i18n.text_direction,
@@ -39,6 +44,17 @@ def init_app(app) -> None:
     app.jinja_env.lstrip_blocks = True
     app.before_request(_pick_language)
     app.after_request(_headers)
+
+
+@cache
+def _static_digest(folder: str, filename: str) -> str:
+    return hashlib.sha256((Path(folder) / filename).read_bytes()).hexdigest()[:12]
+
+
+def _static_url(folder: str, filename: str) -> str:
+    # The file's own hash, not the app version, busts browsers' caches: a fixed script or style
+    # reaches every browser at the next page load, even when the version number did not change.
+    return f"{url_for('static', filename=filename)}?v={_static_digest(folder, filename)}"
 
 
 def _pick_language():
@@ -69,6 +85,10 @@ def _headers(response):
         # Pages show personal progress: never cached by a shared browser or proxy.
         response.headers.setdefault("Cache-Control", "no-store")
     elif request.path.startswith("/static/"):
-        response.headers.setdefault("Cache-Control", "public, max-age=3600")
+        # A URL from static_url names the file's content, so it can be kept for good; a bare URL
+        # may change under the same name.
+        fingerprinted = "v" in request.args and response.status_code == 200
+        response.headers["Cache-Control"] = ("public, max-age=31536000, immutable" if fingerprinted
+                                             else "public, max-age=3600")
     g.pop("class_language", None)
     return response

@@ -101,10 +101,13 @@ def test_import_shows_live_progress_then_the_new_course(server, page, tmp_path):
         page.wait_for_function(f"() => document.getElementById('import-state').textContent === '{RUNNING}'")
         running = page.evaluate("document.getElementById('import-bar').value")
         assert 0 < running < 100
+        # One import at a time: the button is off while this one runs.
+        assert page.locator('#import-form button[type="submit"]').is_disabled()
         shot(page, "admin-import-running")
     finally:
         release.set()
     page.locator("#import-progress[data-state=done]").wait_for(timeout=60000)
+    assert page.locator('#import-form button[type="submit"]').is_enabled()
     assert page.evaluate("document.getElementById('import-bar').value") == 100
     done = f"Installed: {manifest['title']} (version {manifest['version']})."
     assert page.locator("#import-state").inner_text() == done

@@ -36,7 +36,16 @@
         .catch(function () { /* the lists stay as they were; a reload shows them */ });
     }
 
+    // One import at a time from this page: a second click while one runs would upload the bundle
+    // again and start a second job for the same course.
+    var button = form.querySelector('button[type="submit"], input[type="submit"]');
+    function setBusy(busy) {
+      form.setAttribute("aria-busy", busy ? "true" : "false");
+      if (button) { button.disabled = busy; }
+    }
+
     function finish(kind, text) {
+      setBusy(false);
       state.textContent = text;
       state.className = "notice " + (kind === "done" ? "ok" : "bad");
       box.setAttribute("data-state", kind);
@@ -68,6 +77,8 @@
 
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
+      if (form.getAttribute("aria-busy") === "true") { return; }
+      setBusy(true);
       var xhr = new XMLHttpRequest();
       box.hidden = false;
       box.removeAttribute("data-state");
@@ -87,7 +98,7 @@
           finish("failed", msg("failed", { error: data.error || xhr.statusText }));
         }
       });
-      xhr.addEventListener("error", function () { state.textContent = msg("lost"); });
+      xhr.addEventListener("error", function () { setBusy(false); state.textContent = msg("lost"); });
       xhr.open("POST", api);
       xhr.setRequestHeader("X-CSRF-Token", csrf());
       xhr.setRequestHeader("Accept", "application/json");
@@ -95,6 +106,6 @@
     });
 
     var existing = form.getAttribute("data-job");
-    if (existing) { box.hidden = false; poll(existing); }
+    if (existing) { box.hidden = false; setBusy(true); poll(existing); }
   });
 })();
