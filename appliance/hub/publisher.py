@@ -7,8 +7,6 @@ week finds the current announcement and its chunks waiting.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import os
@@ -16,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Self
 
+from appliance.ed25519 import generate_keypair, load_private, public_b64, write_private_key
 from appliance.errors import AppError, ConfigError, Unavailable
 from appliance.store.database import now_iso
 from appliance.sync import manifest as mf
@@ -28,32 +27,21 @@ WINDOW = 10
 
 def generate_key(path: str | os.PathLike) -> str:
     """Write a new signing key (base64 raw seed, mode 0600) and return its public key (base64)."""
-    from cryptography.hazmat.primitives import serialization as ser
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    key = Ed25519PrivateKey.generate()
-    seed = key.private_bytes(ser.Encoding.Raw, ser.PrivateFormat.Raw, ser.NoEncryption())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(base64.b64encode(seed).decode() + "\n")
-    return public_key(key)
+    private, public = generate_keypair()
+    write_private_key(path, private)
+    return public
 
 
 def public_key(key) -> str:
-    from cryptography.hazmat.primitives import serialization as ser
-
-    return base64.b64encode(key.public_key().public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw)).decode()
+    return public_b64(key)
 
 
 def load_key(path: str | os.PathLike, where: str = "hub.signing_key_file"):
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     try:
-        raw = base64.b64decode(Path(path).read_text().strip(), validate=True)
-        return Ed25519PrivateKey.from_private_bytes(raw)
+        return load_private(Path(path).read_text().strip())
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read {path}: {exc.strerror}") from None
-    except (binascii.Error, ValueError):
+    except ConfigError:
         raise ConfigError(f"{where}: {path} is not a base64 raw Ed25519 seed") from None
 
 

@@ -19,7 +19,8 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 
-from appliance.errors import ConfigError, IntegrityError
+from appliance.ed25519 import load_public, signed_by
+from appliance.errors import IntegrityError
 
 KINDS = {"model": "models", "content": "content"}
 TOPIC_ROOT = "ce/v1/global"
@@ -77,16 +78,7 @@ def canonical(doc: dict) -> bytes:
 
 
 def load_public_keys(keys: list[str], where: str = "sync.trusted_keys"):
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-    out = []
-    for k in keys:
-        try:
-            raw = base64.b64decode(k, validate=True)
-            out.append(Ed25519PublicKey.from_public_bytes(raw))
-        except (binascii.Error, ValueError) as exc:
-            raise ConfigError(f"{where}: {k[:12]}... is not a base64 raw Ed25519 public key ({exc})") from None
-    return out
+    return [load_public(k, where) for k in keys]
 
 
 def sign(doc: dict, private_key) -> str:
@@ -112,16 +104,7 @@ def parse(topic: str, payload: bytes, *, max_bytes: int, max_size: int, public_k
         raw_sig = base64.b64decode(sig, validate=True)
     except (binascii.Error, TypeError, ValueError):
         raise Rejected("signature is not base64") from None
-    from cryptography.exceptions import InvalidSignature
-
-    body = canonical(doc)
-    for key in public_keys:
-        try:
-            key.verify(raw_sig, body)
-            break
-        except InvalidSignature:
-            continue
-    else:
+    if signed_by(raw_sig, canonical(doc), public_keys) is None:
         raise Rejected("announcement signature does not match any trusted key")
     m = _validate(doc, sig, max_size)
     if m.topic != topic:
