@@ -78,6 +78,15 @@ def chromium():
             browser.close()
 
 
+def sign_in_staff(page, url: str, username: str, lands_on: str, password: str = "correct horse") -> None:
+    """Sign a teacher or admin in through the staff form and wait for their landing page."""
+    page.goto(url + "/signin/staff")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("button[type=submit]:has-text('Sign in')")
+    page.wait_for_url(url + lands_on)
+
+
 def shot(page, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"

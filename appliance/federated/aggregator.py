@@ -4,7 +4,8 @@ Boxes are online at different times, so there are no synchronous rounds: every a
 into a buffer, and every ``buffer_size`` (K) accepted updates the hub makes a new global version:
 
     new = current + server_lr * combine(strategy, deltas, weights)
-    weight = samples * 1 / sqrt(1 + staleness),   staleness = current version - base version
+    weight = min(samples, max_samples_per_update) * 1 / sqrt(1 + staleness),
+    staleness = current version - base version
 
 An update based on a version more than ``max_staleness`` behind is refused (it was computed against a
 model too different from today's to help).
@@ -50,12 +51,18 @@ class AggregatorSettings:
     trim_fraction: float = 0.2
     server_lr: float = 1.0
     norm_bound: float = 5.0
+    max_samples: int = 0  # 0: no cap
 
     @classmethod
     def from_config(cls, cfg) -> AggregatorSettings:
         f = cfg.federated
         return cls(f.model, f.buffer_size, f.max_staleness, f.strategy, f.trim_fraction, f.server_lr,
-                   f.server_norm_bound or f.clip_norm)
+                   f.server_norm_bound or f.clip_norm, f.max_samples_per_update)
+
+    def counted_samples(self, claimed: int) -> int:
+        """The samples an update weighs with: what it claims, up to the cap. The count is the box's
+        word; the cap bounds what one box can buy by inflating it (the robust strategies ignore it)."""
+        return min(claimed, self.max_samples) if self.max_samples > 0 else claimed
 
 
 @dataclass
@@ -123,7 +130,7 @@ class Aggregator:
         staleness = None if cur is None else cur.version - key.base_version
         norm = float(np.linalg.norm(upd.delta.astype(np.float64)))
         status = "refused" if reason else "buffered"
-        weight = None if reason else upd.samples * staleness_factor(staleness)
+        weight = None if reason else self.s.counted_samples(upd.samples) * staleness_factor(staleness)
         conn.execute(
             "INSERT INTO fl_updates (box, base_version, update_id, model, direction, status, samples, norm, clipped, "
             "noise_multiplier, size_bytes, payload_sha256, payload, staleness, weight, reason, created_at) "

@@ -55,6 +55,10 @@ class FederatedSettings:
         choices=("default", "zeros"))
     hub_poll_s: float = setting(2.0, "Hub: how often the aggregator looks for stored updates when not woken by ingest.")
     buffer_size: int = setting(10, "FedBuff K: a new global version is made every K accepted updates.")
+    max_samples_per_update: int = setting(20000, "Hub: the most training samples one update is weighed with in "
+                                          "fedavg; a box claiming more counts as this many, so no box can outweigh "
+                                          "a district by inflating its count (20000 is about a term of a large "
+                                          "class's answers). 0 = no cap.")
     max_staleness: int = setting(5, "Updates based on a global version more than this many versions old are refused.")
     strategy: str = setting("fedavg", "How the hub combines a buffer of updates.", choices=STRATEGIES)
     trim_fraction: float = setting(0.2, "trimmed_mean: share of the values dropped at each end, per coordinate.")

@@ -12,7 +12,7 @@ import re
 import threading
 
 import pytest
-from lms_browser import chromium, live_server, need_chromium, shot
+from lms_browser import chromium, live_server, need_chromium, shot, sign_in_staff
 from lms_fixtures import lms_config, make_staff
 
 from appliance.content import attach, demo
@@ -52,11 +52,7 @@ def page(server):
     with chromium() as browser:
         ctx = browser.new_context(viewport={"width": 1280, "height": 900})
         p = ctx.new_page()
-        p.goto(url + "/signin/staff")
-        p.fill("#username", "alice")
-        p.fill("#password", "correct horse")
-        p.click("button[type=submit]:has-text('Sign in')")
-        p.wait_for_url(url + "/admin/")
+        sign_in_staff(p, url, "alice", "/admin/")
         p.goto(url + "/admin/content")
         yield p
         ctx.close()

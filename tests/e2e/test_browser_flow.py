@@ -19,6 +19,7 @@ from lms_browser import (
     live_server,
     need_chromium,
     shot,
+    sign_in_staff,
 )
 from lms_fixtures import lms_config, make_staff, pseudo_rtl_dir, seed_course
 
@@ -186,11 +187,7 @@ def test_projector_and_admin_pages(server):
     with chromium() as browser:
         ctx = browser.new_context(viewport={"width": 1920, "height": 1080})
         page = ctx.new_page()
-        page.goto(url + "/signin/staff")
-        page.fill("#username", "alice")
-        page.fill("#password", "correct horse")
-        page.click("button[type=submit]:has-text('Sign in')")
-        page.wait_for_url(url + "/admin/")
+        sign_in_staff(page, url, "alice", "/admin/")
         assert page.locator("text=Parts of the system").is_visible()
         shot(page, "20-admin-status-projector")
         for path, name in (("/admin/users", "21-admin-users"), ("/admin/content", "22-admin-content"),

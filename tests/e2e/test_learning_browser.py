@@ -17,6 +17,7 @@ from lms_browser import (
     live_server,
     need_chromium,
     shot,
+    sign_in_staff,
 )
 from lms_fixtures import csrf_of, make_class, make_staff
 
@@ -111,11 +112,7 @@ def test_mastery_next_up_search_and_grade_review_in_the_browser(world):
 
         teacher = browser.new_context(bypass_csp=True, viewport={"width": 1280, "height": 900})
         tp = teacher.new_page()
-        tp.goto(url + "/signin/staff")
-        tp.fill("#username", "tom")
-        tp.fill("#password", "correct horse")
-        tp.click("button[type=submit]:has-text('Sign in')")
-        tp.wait_for_url(url + "/teach/")
+        sign_in_staff(tp, url, "tom", "/teach/")
         tp.goto(f"{url}/teach/classes/{people['class_id']}/grades?show=all")
         row = tp.locator("tr[data-graded-by=model]").first
         assert "It says what the fraction is about" in row.inner_text()

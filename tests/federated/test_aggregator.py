@@ -172,3 +172,20 @@ def test_same_key_with_different_bytes_is_a_conflict_not_a_change(make_db):
     assert _submit(db, agg, first).status == "buffered"
     assert _submit(db, agg, second).status == "conflict"
     assert _submit(db, agg, first).status == "duplicate"
+
+
+def test_an_inflated_sample_count_weighs_no_more_than_the_cap(make_db):
+    """A box that claims a million samples counts as max_samples; its claim is still recorded."""
+    db, agg = make_db(), _agg(k=2, max_samples=1000)
+    _start(db, agg)
+    honest, greedy = _update("s/honest", 1, 1, samples=1000), _update("s/greedy", 1, 2, samples=1_000_000)
+    _submit(db, agg, honest)
+    assert _submit(db, agg, greedy).new_version == 2
+    with db.read() as conn:
+        rows = dict(conn.execute("SELECT box, weight FROM fl_updates").fetchall())
+        claimed = conn.execute("SELECT samples FROM fl_updates WHERE box = 's/greedy'").fetchone()[0]
+    assert rows["s/honest"] == rows["s/greedy"] == 1000 and claimed == 1_000_000
+    # So the new version is the plain mean of the two deltas, not the greedy box's delta.
+    deltas = [decode(p).delta.astype(np.float64) for p in (honest, greedy)]
+    assert np.allclose(_current(db, agg).params, (deltas[0] + deltas[1]) / 2, atol=1e-6)
+    assert AggregatorSettings(max_samples=0).counted_samples(10**9) == 10**9  # 0: no cap
