@@ -34,6 +34,9 @@ class Services:
     started_at: float = field(default_factory=time.time)
     # Filled in by the parts that provide them (content store, inference engine, relay...).
     components: dict[str, Any] = field(default_factory=dict)
+    # How many processes like this one share the CPU (gunicorn workers): the inference engine gives
+    # each its share of the cores rather than every worker all of them.
+    serving_processes: int = 1
     _status_providers: dict[str, Callable[[], PartStatus]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

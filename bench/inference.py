@@ -110,14 +110,16 @@ def _sentences() -> list[str]:
 
 
 def _raw_session(model_path: Path):
-    """A plain ONNX Runtime session with the session options the server uses (same threads, no
-    spinning, no arena), so "raw" differs from the server only by what serving adds."""
+    """A plain ONNX Runtime session with the server's default session options (no spinning, no
+    arena) but every core for its one process, so "raw" is the most this machine does in-process,
+    whatever the web workers' thread split is."""
     import onnxruntime as ort
 
     from appliance.config import load_config
     from appliance.inference.backends.onnxruntime import OnnxRuntimeBackend
 
-    options = OnnxRuntimeBackend._session_options(load_config().inference)
+    options = OnnxRuntimeBackend._session_options(load_config(env={}).inference)
+    options.intra_op_num_threads = os.cpu_count() or 1
     return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
 
 

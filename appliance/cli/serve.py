@@ -113,6 +113,7 @@ def _web(args) -> int:
         from appliance.web.app import create_app
 
         worker_services = Services.open(cfg, migrate=False)
+        worker_services.serving_processes = cfg.web.workers
         attach_components(worker_services)
         return create_app(worker_services)
 

@@ -28,6 +28,7 @@ class LoadRequest:
     settings: Any  # the [inference] config section
     cache_dir: Path  # where rebuildable artefacts (TensorRT engines, timing caches) go
     meta: dict = field(default_factory=dict)  # model.json, for backend-specific hints
+    intra_op_threads: int = 0  # CPU threads per run; 0 = the backend's default (every core)
 
 
 class Backend(abc.ABC):
@@ -75,4 +76,5 @@ class Backend(abc.ABC):
             "requested_providers": list(self.requested_providers),
             "active_providers": list(self.active_providers),
             "fallback": self.fallback,
+            "intra_op_threads": self.request.intra_op_threads or None,
         }

@@ -53,7 +53,8 @@ class LoadedModel:
         self.retired = False
 
     @classmethod
-    def load(cls, repo: Repository, mv: ModelVersion, settings, cache_dir: Path, metrics=None) -> LoadedModel:
+    def load(cls, repo: Repository, mv: ModelVersion, settings, cache_dir: Path, metrics=None,
+             intra_op_threads: int = 0) -> LoadedModel:
         backend_type = mv.backend or settings.backend
         t0 = time.perf_counter()
         repo.verify(mv, backend_type)
@@ -62,6 +63,7 @@ class LoadedModel:
         request = LoadRequest(
             name=mv.name, version=mv.version, path=mv.model_file(backend_type), sha256=mv.sha256,
             max_batch_size=declared_batch, settings=settings, cache_dir=Path(cache_dir), meta=mv.meta,
+            intra_op_threads=intra_op_threads,
         )
         backend = backend_cls(request)
         try:

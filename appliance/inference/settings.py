@@ -21,7 +21,7 @@ class InferenceSettings:
     max_request_elements: int = setting(1_000_000, "Most tensor elements one inference request may carry.")
     warmup_runs: int = setting(2, "Inference runs on generated inputs before a model version is marked ready.")
     watch_interval_s: float = setting(2.0, "How often each web worker looks for a changed ACTIVE version (the CLI activates by file); 0 disables.")
-    intra_op_threads: int = setting(0, "ONNX Runtime threads per model run; 0 means one per CPU core.")
+    intra_op_threads: int = setting(0, "ONNX Runtime threads per model run; 0 means the usable CPU cores shared out among the web workers (2 workers on 2 cores: 1 thread each, so their batches do not fight over the cores), or every core for a single process.")
     cpu_mem_arena: bool = setting(False, "Keep ONNX Runtime's CPU memory arena. Off by default: the arena keeps the peak of the largest batch ever run (a batch of long answers pushes a worker past 300 MB for good), while without it memory goes back after the batch at no measurable speed cost for these models.")
     intra_op_spinning: bool = setting(False, "Let ONNX Runtime threads spin between runs (lower latency, but a busy core the web server could use).")
     cuda_device_id: int = setting(0, "GPU used by the CUDA and TensorRT providers and the tensorrt backend.")

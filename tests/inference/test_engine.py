@@ -7,9 +7,10 @@ import time
 
 import numpy as np
 import pytest
-from inference_models import affine_model, lookup_model, write_version
+from inference_models import Settings, affine_model, lookup_model, write_version
 
 from appliance.errors import BadRequest, Unavailable
+from appliance.inference.engine import InferenceEngine
 from appliance.inference.repository import Repository
 
 
@@ -183,3 +184,25 @@ def test_watcher_does_not_swap_to_a_broken_version(repo, make_engine):
     with pytest.raises(Exception, match="sha256"):
         engine.activate("affine", "2")
     assert engine.loaded("affine").version == "1"
+
+
+def test_web_workers_share_the_cores_between_their_model_runs(repo, tmp_path, monkeypatch):
+    """inference.intra_op_threads = 0: each of N workers gets cores/N threads (at least 1), one process
+    all of them (ONNX Runtime's default); a configured number always wins. The session really uses it."""
+    from appliance.inference import engine as engine_mod
+
+    monkeypatch.setattr(engine_mod.os, "sched_getaffinity", lambda _pid: set(range(4)))
+    assert engine_mod.intra_op_threads(0, 1) == 0
+    assert engine_mod.intra_op_threads(0, 2) == 2
+    assert engine_mod.intra_op_threads(0, 8) == 1
+    assert engine_mod.intra_op_threads(3, 2) == 3
+
+    write_version(repo, "affine", "1", affine_model(1.0))
+    e = InferenceEngine(Settings(), repo, tmp_path / "cache", processes=2).start()
+    try:
+        (status,) = e.models_status()
+        assert status["intra_op_threads"] == 2
+        session = e.loaded("affine").backend._session
+        assert session.get_session_options().intra_op_num_threads == 2
+    finally:
+        e.close()

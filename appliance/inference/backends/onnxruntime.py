@@ -71,7 +71,8 @@ class OnnxRuntimeBackend(Backend):
         for missing in (p for p in self.requested_providers if p not in available):
             log.warning("%s: %s is not available in this ONNX Runtime build", request.name, missing)
         options = [self._provider_options(p, request) for p in chosen]
-        self._session = ort.InferenceSession(data, self._session_options(settings), providers=chosen, provider_options=options)
+        self._session = ort.InferenceSession(data, self._session_options(settings, request.intra_op_threads),
+                                             providers=chosen, provider_options=options)
         del data
         self.active_providers = list(self._session.get_providers())
         self.inputs = [_spec(a) for a in self._session.get_inputs()]
@@ -81,15 +82,16 @@ class OnnxRuntimeBackend(Backend):
             log.warning("%s version %s: %s", request.name, request.version, self.fallback)
 
     @staticmethod
-    def _session_options(settings) -> ort.SessionOptions:
+    def _session_options(settings, intra_op_threads: int = 0) -> ort.SessionOptions:
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.inter_op_num_threads = 1
         so.enable_cpu_mem_arena = settings.cpu_mem_arena
         so.log_severity_level = 3
-        if settings.intra_op_threads > 0:
-            so.intra_op_num_threads = settings.intra_op_threads
+        threads = intra_op_threads or settings.intra_op_threads
+        if threads > 0:
+            so.intra_op_num_threads = threads
         # Spinning worker threads burn a core between runs; on a 2-4 core box that core is the one the
         # web server needs to parse the next request, so they sleep unless the config says otherwise.
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.intra_op_spinning else "0")
