@@ -49,6 +49,7 @@ class Pki:
     ca_file: Path
     cert_file: Path
     key_file: Path
+    ca_key_file: Path | None = None   # kept so that client certificates can be issued (issue_client_cert)
 
 
 def make_pki(directory: Path, ips=("127.0.0.1",), names=("localhost",), cn: str = "Test CA") -> Pki:
@@ -78,8 +79,12 @@ def make_pki(directory: Path, ips=("127.0.0.1",), names=("localhost",), cn: str 
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256()))
-    pki = Pki(directory, directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    pki = Pki(directory, directory / "ca.pem", directory / "server.pem", directory / "server.key",
+              directory / "ca.key")
     pki.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    pki.ca_key_file.write_bytes(ca_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption()))
+    os.chmod(pki.ca_key_file, 0o600)  # the broker never needs it: not handed to mosquitto
     pki.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     pki.key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                serialization.NoEncryption()))
@@ -87,6 +92,36 @@ def make_pki(directory: Path, ips=("127.0.0.1",), names=("localhost",), cn: str 
     for p in (pki.ca_file, pki.cert_file, pki.key_file):
         _give_to_mosquitto(p)
     return pki
+
+
+def issue_client_cert(pki: Pki, cn: str, directory: Path | None = None) -> tuple[Path, Path]:
+    """A client certificate (CN = ``cn``) signed by ``pki``'s CA, for brokers that want mutual TLS.
+    Returns (cert_file, key_file); the key is 0600 and stays with the test's user (the client reads it)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    assert pki.ca_key_file is not None, "this Pki was made without its CA key"
+    directory = directory or pki.dir
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = x509.load_pem_x509_certificate(pki.ca_file.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.ca_key_file.read_bytes(), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    cert_file, key_file = directory / f"client-{cn}.pem", directory / f"client-{cn}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    os.chmod(key_file, 0o600)
+    return cert_file, key_file
 
 
 @dataclass
@@ -99,6 +134,11 @@ class Broker:
     users: dict[str, str] = field(default_factory=dict)   # empty: anonymous allowed
     tls: Pki | None = None
     extra_conf: str = ""
+    # Mutual TLS (needs ``tls``): clients must present a certificate from tls's CA; with
+    # use_identity_as_username its CN is the MQTT user name that the ACL (``acl``: the file's text) sees.
+    require_certificate: bool = False
+    use_identity_as_username: bool = False
+    acl: str = ""
     netns: str | None = None                              # run inside this network namespace
     proc: subprocess.Popen | None = None
 
@@ -149,6 +189,16 @@ class Broker:
             lines.append("allow_anonymous true")
         if self.tls:
             lines += [f"certfile {self.tls.cert_file}", f"keyfile {self.tls.key_file}", "tls_version tlsv1.2"]
+            if self.require_certificate:
+                lines += [f"cafile {self.tls.ca_file}", "require_certificate true"]
+            if self.use_identity_as_username:
+                lines.append("use_identity_as_username true")
+        if self.acl:
+            acl_file = self.dir / "acl"
+            acl_file.write_text(self.acl)
+            os.chmod(acl_file, 0o600)
+            _give_to_mosquitto(acl_file)  # read after mosquitto dropped to its user, like the password file
+            lines.append(f"acl_file {acl_file}")
         self.conf_file.write_text("\n".join(lines) + "\n" + self.extra_conf)
 
     def start(self, timeout: float = 10.0) -> Broker:

@@ -77,10 +77,34 @@ def tls_context(params: BrokerParams) -> ssl.SSLContext:
     return ctx
 
 
+# TLS alerts a broker sends when it does not accept our client certificate (mutual TLS). Under TLS 1.3 they
+# arrive after our side of the handshake is done, so paho only logs them and reports a lost connection.
+CLIENT_CERT_ALERTS = (
+    ("CERTIFICATE_REQUIRED", "the broker wants a client certificate; set sync.cert_file and sync.key_file"),
+    ("UNKNOWN_CA", "the broker does not trust our client certificate (issued by a CA it does not know); "
+                   "check sync.cert_file"),
+    ("CERTIFICATE_EXPIRED", "the broker says our client certificate has expired; renew sync.cert_file"),
+    ("CERTIFICATE_REVOKED", "the broker says our client certificate was revoked; check sync.cert_file"),
+    ("BAD_CERTIFICATE", "the broker refused our client certificate; check sync.cert_file"),
+    ("CERTIFICATE_UNKNOWN", "the broker refused our client certificate; check sync.cert_file"),
+)
+
+
+def describe_client_cert_alert(text: str) -> str | None:
+    """"TLS: ..." when ``text`` (an SSL error or paho's log line) names a client-certificate alert."""
+    upper = (text or "").upper()
+    for alert, advice in CLIENT_CERT_ALERTS:
+        if alert in upper:
+            return f"TLS: {advice} ({alert.lower().replace('_', ' ')})"
+    return None
+
+
 def describe_error(exc: BaseException) -> str:
     """A reason an administrator can act on, for the status page."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS: the broker's certificate is not trusted ({exc.verify_message}); check sync.ca_file"
+    if isinstance(exc, ssl.SSLError) and (alert := describe_client_cert_alert(str(exc))):
+        return alert
     if isinstance(exc, ssl.SSLError):
         return f"TLS handshake failed: {exc.reason or exc}"
     if isinstance(exc, ConnectionRefusedError):
@@ -146,6 +170,7 @@ class Link:
         self.connecting_since = 0.0
         self.events: collections.deque = collections.deque()
         self.bytes_out = 0
+        self.last_error = ""  # paho's last error log line for this attempt (it swallows socket errors)
         self._gen: object | None = None
         self._ssl = tls_context(params) if params.tls else None
 
@@ -170,7 +195,9 @@ class Link:
         c.on_publish = lambda cl, ud, mid, rc, props: self._event(gen, "puback", mid, rc)
         c.on_message = lambda cl, ud, msg: self._event(gen, "message", msg)
         c.on_subscribe = lambda cl, ud, mid, codes, props: self._event(gen, "suback", mid, codes)
+        c.on_log = lambda cl, ud, level, buf: self._log(gen, level, buf)
         self._gen = gen
+        self.last_error = ""
         props = Properties(PacketTypes.CONNECT)
         if self.session_expiry:
             props.SessionExpiryInterval = self.session_expiry
@@ -194,6 +221,10 @@ class Link:
                 self.events.append(ev)
         except Exception:
             log.exception("dropping an MQTT event")
+
+    def _log(self, gen, level, buf) -> None:
+        if level == mqtt.MQTT_LOG_ERR and gen is self._gen:
+            self.last_error = str(buf)[:500]
 
     def loop(self, timeout: float) -> bool:
         """Run the network once; False when the connection is gone."""

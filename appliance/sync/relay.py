@@ -24,6 +24,7 @@ from appliance.sync.mqtt import (
     Backoff,
     BrokerParams,
     Link,
+    describe_client_cert_alert,
     describe_connack,
     describe_error,
     receive_maximum,
@@ -154,7 +155,8 @@ class Relay:
                 self.link.connect()
                 self.state = "connecting"
             except (OSError, ssl.SSLError, ValueError) as exc:
-                self._lost(describe_error(exc))
+                cert_refused = isinstance(exc, ssl.SSLError) and describe_client_cert_alert(str(exc))
+                self._lost(describe_error(exc), state="refused" if cert_refused else "offline")
             return
         alive = self.link.loop(TICK_S)
         while self.link.events:
@@ -162,7 +164,12 @@ class Relay:
         if self.link.client is None:
             return  # refused while handling the events
         if not alive:
-            self._lost("connection lost" if self.link.connected else "connection closed before CONNACK")
+            # A broker that wants mutual TLS and dislikes our certificate says so in a TLS alert.
+            alert = describe_client_cert_alert(self.link.last_error)
+            if alert:
+                self._lost(alert, state="refused")
+            else:
+                self._lost("connection lost" if self.link.connected else "connection closed before CONNACK")
             return
         if not self.link.connected:
             if now - self.link.connecting_since > self.s.connect_timeout_s:

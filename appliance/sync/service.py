@@ -114,6 +114,8 @@ def part_status(st: dict) -> PartStatus:
     lim = st.get("limits", {})
     if state == "failed":
         health, detail = "failed", st.get("failed") or st.get("reason") or "relay not running"
+    elif state == "online" and st.get("publish_refused"):
+        health, detail = "degraded", f"online to {st.get('broker')}, but {st['publish_refused']}"
     elif state == "online":
         health, detail = "ok", f"online to {st.get('broker')}"
     elif state == "disabled":

@@ -135,12 +135,20 @@ class Uplink:
         self.unpubacked.clear()
 
     def on_puback(self, mid: int, rc) -> None:
-        self.unpubacked.pop(mid, None)
+        what = self.unpubacked.pop(mid, None)
         if getattr(rc, "is_failure", False):
-            # e.g. "not authorized" (ACL) or a payload over the broker's size limit: it will be retried
-            # after ack_timeout_s; the status page shows why in the meantime.
-            self.stats["publish_refused"] = str(rc)
-            log.warning("broker refused a publish: %s", rc)
+            # e.g. "not authorized" (ACL) or a payload over the broker's size limit. Not a delivery: the rows
+            # stay (only the hub's ack deletes them) and the batch goes again after ack_timeout_s, not at once
+            # (a hot loop would gain nothing); the status page shows why in the meantime.
+            label = (f"update {what[5:]}" if what.startswith("blob:") else f"batch {what}") if what else "a publish"
+            prefix = self.topic_events.rsplit("/up/", 1)[0]
+            self.stats["publish_refused"] = (
+                f"the broker refused {label} ({rc}, reason code {getattr(rc, 'value', rc):#04x}); kept in the outbox "
+                f"and sent again after {self.s.ack_timeout_s:.0f} s. Check that the broker's ACL lets this box's "
+                f"identity (its certificate CN or sync.username) publish under {prefix}/ (sync.site, sync.device)")
+            log.warning("broker refused a publish (%s): %s", label, rc)
+        elif what is not None:
+            self.stats["publish_refused"] = None  # the broker takes our batches again
 
     def on_ack(self, payload: bytes) -> None:
         if len(payload) > MAX_ACK_BYTES:
