@@ -3,6 +3,7 @@ mastery in the answer's reply, search (page + API, in the class's language), the
 grade review with overrides, the models on the admin page, and the pages without models."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import uuid
@@ -147,6 +148,10 @@ def test_teacher_sees_unsure_grades_first_and_overrides_them(services, teacher_c
 
 def test_admin_status_lists_each_model(admin_client, student_client, course):
     _answer(student_client, "e1", {"choice": 1})   # some learner traffic for the latency columns
+    # What a gunicorn worker's engine records when it takes its share of the cores (test_engine.py).
+    engine = admin_client.application.extensions["ce"].get("inference")
+    backend = engine.loaded("learner").backend
+    backend.request = dataclasses.replace(backend.request, intra_op_threads=1)
     html = admin_client.get("/admin/").get_data(as_text=True)
     table = re.search(r'<table class="models">.*?</table>', html, re.DOTALL).group(0)
     rows = {r[0]: r for r in re.findall(r'<tr><th scope="row">([^<]+)</th>(.*?)</tr>', table, re.DOTALL)}
@@ -154,6 +159,7 @@ def test_admin_status_lists_each_model(admin_client, student_client, course):
     learner = rows["learner"][1]
     assert "<td>1</td>" in learner and "onnxruntime" in learner and "CPUExecutionProvider" in learner
     assert re.search(r"\d+\.\d ms", learner) and "/ 256" in learner    # p50/p99 and the batch limit
+    assert "1 CPU thread per run" in learner and "CPU thread" not in rows["minilm"][1]
 
 
 def test_grid_says_where_mastery_comes_from(teacher_client, klass, course):
