@@ -5,6 +5,13 @@ per course version and model and kept in ``search_vectors``; each web worker loa
 matrix per course, so a search costs one query embedding and a matrix-vector product. An upgraded
 course (new ``bundle_sha256``) or a new model version is indexed again on its first search.
 
+A hit's score is its cosine similarity plus ``learning.search_word_weight`` times the share of the
+query's words it contains, each word weighted by how rare it is in the course (IDF, so "fractions",
+which every item says, counts for little). The encoder was trained on English: in the Spanish course
+it finds "cuál es mayor" by meaning but ranked "sumar fracciones" under "fracciones equivalentes";
+the words put the lesson "Sumar y restar fracciones" first (tests/learning/test_search.py, the
+labelled queries there).
+
 Without the embedding model the search still works: it matches words (accents and case ignored) and
 says so, rather than showing nothing.
 """
@@ -12,6 +19,7 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 import re
 import threading
 import unicodedata
@@ -75,6 +83,46 @@ def _fold(text: str) -> list[str]:
     return _WORD.findall("".join(ch for ch in s if not unicodedata.combining(ch)))
 
 
+def _has(word: str, have: set[str]) -> bool:
+    # A word of 4+ letters also matches as a prefix: "sumar" finds "suma", "fraction" finds "fractions".
+    return word in have or (len(word) >= 4 and any(h.startswith(word) for h in have))
+
+
+@dataclass
+class _Words:
+    """Each item's folded words and the course's IDF, made once per course version."""
+
+    items: list[set[str]]
+    idf: dict[str, float]
+    unseen_idf: float
+
+    @classmethod
+    def of(cls, items: list[_Item]) -> _Words:
+        sets = [set(_fold(it.text)) for it in items]
+        df: dict[str, int] = {}
+        for s in sets:
+            for w in s:
+                df[w] = df.get(w, 0) + 1
+        n = len(sets)
+        return cls(sets, {w: math.log((n + 1) / (c + 1)) + 1.0 for w, c in df.items()}, math.log(n + 1) + 1.0)
+
+    def weight(self, word: str) -> float:
+        if word in self.idf:
+            return self.idf[word]
+        prefixed = [v for w, v in self.idf.items() if len(word) >= 4 and w.startswith(word)]
+        return max(prefixed) if prefixed else self.unseen_idf
+
+    def match(self, query: str) -> np.ndarray:
+        """Per item: the IDF-weighted share of the query's words it contains (0..1)."""
+        words = set(_fold(query))
+        if not words or not self.items:
+            return np.zeros(len(self.items), np.float32)
+        weights = {w: self.weight(w) for w in words}
+        total = sum(weights.values())
+        return np.array([sum(v for w, v in weights.items() if _has(w, have)) / total for have in self.items],
+                        np.float32)
+
+
 def url_of(course_id: str, lesson_id: str, exercise_id: str | None = None) -> str:
     url = f"/learn/{quote(course_id, safe='')}/{quote(lesson_id, safe='')}"
     return url + (f"#ex-{quote(exercise_id, safe='')}" if exercise_id else "")
@@ -118,16 +166,18 @@ class SearchIndex:
     def _by_meaning(self, query: str, course_ids: list[str], k: int) -> SearchResult:
         q = self.embedder.embed([query])
         hits = []
+        weight = float(self.settings.search_word_weight)
         for cid in course_ids:
-            items, M, titles = self._matrix(cid, q.identity)
+            items, M, titles, words = self._matrix(cid, q.identity)
             if not len(items):
                 continue
-            scores = M @ q.vectors[0]
+            cosine = M @ q.vectors[0]
+            scores = cosine + weight * words.match(query) if weight > 0 else cosine
             for i in np.argsort(-scores)[:k]:
+                # Shown only when close in meaning, or when the words make up for it.
                 if scores[i] < self.settings.search_min_similarity:
                     break
-                it = items[i]
-                hits.append(self._hit(cid, it, float(scores[i]), titles))
+                hits.append(self._hit(cid, items[i], float(scores[i]), titles))
         hits.sort(key=lambda h: -h.score)
         return SearchResult(query, "meaning", hits[:k])
 
@@ -151,10 +201,10 @@ class SearchIndex:
                     with self.db.read() as conn:
                         version, items, titles = course_items(conn, course_id)
                     items, M = self._load_or_build(course_id, version, ident, items)
-                    cached = ((version, ident), items, M, titles)
+                    cached = ((version, ident), items, M, titles, _Words.of(items))
                     with self._lock:
                         self._matrices[course_id] = cached
-        return cached[1], cached[2], cached[3]
+        return cached[1], cached[2], cached[3], cached[4]
 
     def _load_or_build(self, course_id: str, version: str, ident: str, items: list[_Item]):
         with self.db.read() as conn:
@@ -196,7 +246,7 @@ class SearchIndex:
                 _version, items, titles = course_items(conn, cid)
                 for it in items:
                     have = set(_fold(it.text))
-                    found = sum(1 for w in words if w in have or (len(w) >= 4 and any(h.startswith(w) for h in have)))
+                    found = sum(1 for w in words if _has(w, have))
                     if found:
                         hits.append(self._hit(cid, it, found / len(words), titles))
         hits.sort(key=lambda h: (-h.score, h.kind != "lesson"))

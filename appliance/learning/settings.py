@@ -16,4 +16,5 @@ class LearningSettings:
     max_review_interval_days: int = setting(180, "FSRS: longest gap between two reviews of a mastered skill, in days.")
     review_below_confidence: float = setting(0.5, "Free-text grades the model is less confident about than this are listed first for the teacher to check.")
     search_results: int = setting(8, "Most results a search shows.")
+    search_word_weight: float = setting(0.3, "How much the query's words count next to meaning in a search hit's score (IDF-weighted share of the query's words the item contains; 0 = meaning only). Helps most in languages the encoder knows less well than English.")
     search_min_similarity: float = setting(0.25, "Search hits less similar than this to the query (cosine) are not shown.")
