@@ -42,10 +42,13 @@ def server(tmp_path_factory):
 
 
 def _add_pseudo_rtl(app):
+    import atexit
+    import shutil
     import tempfile
     from pathlib import Path
 
     root = Path(tempfile.mkdtemp(prefix="ce-rtl-"))
+    atexit.register(shutil.rmtree, root, True)  # the server reads it until the end of the module
     pseudo_rtl_dir(root)
     app.extensions["babel"].translation_directories.append(str(root))
 
