@@ -13,6 +13,14 @@ def _sync(cfg: Config) -> None:
         check_settings(cfg)
 
 
+def _hub(cfg: Config) -> None:
+    # A box's config leaves [hub] alone; a hub's is checked with the code its workers and publisher run.
+    if cfg.hub.broker_url:
+        from appliance.sync.mqtt import BrokerParams
+
+        BrokerParams.from_settings(cfg.hub, "hub")
+
+
 def _mdns(cfg: Config) -> None:
     if cfg.mdns.enabled:
         from appliance.discovery.service import DiscoveryService, advert_from_config
@@ -21,7 +29,7 @@ def _mdns(cfg: Config) -> None:
         advert_from_config(cfg).validate()
 
 
-CHECKS = (_sync, _mdns)
+CHECKS = (_sync, _hub, _mdns)
 
 
 def problems(cfg: Config) -> list[str]:

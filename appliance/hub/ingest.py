@@ -28,8 +28,9 @@ from appliance.sync.mqtt import (
     Backoff,
     BrokerParams,
     Link,
+    connect_failure,
     describe_connack,
-    describe_error,
+    lost_reason,
     user_properties,
 )
 
@@ -52,8 +53,7 @@ class IngestWorker:
         h = cfg.hub
         if not h.broker_url:
             raise AppError("hub.broker_url is not set: the hub has no broker to listen to")
-        params = BrokerParams.from_url(h.broker_url, key="hub.broker_url", ca_file=h.ca_file, username=h.username,
-                                       password=h.password, keepalive=h.keepalive_s)
+        params = BrokerParams.from_settings(h, "hub")
         prefix = h.client_id or f"hub-{socket.gethostname().split('.')[0]}"
         self.h = h
         self.link = Link(params, f"{prefix}-{index}", clean_start=False, session_expiry=h.session_expiry_s,
@@ -113,15 +113,15 @@ class IngestWorker:
             try:
                 self.link.connect()
                 self._gen += 1
-            except (OSError, ValueError) as exc:
-                self._lost(describe_error(exc))
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                self._lost(*connect_failure(exc, "hub"))
             return
         alive = self.link.loop(TICK_S)
         while self.link.events:
             ev = self.link.events.popleft()
             if ev[0] == "connack":
                 if ev[1].is_failure:
-                    self._lost(describe_connack(ev[1])[0])
+                    self._lost(*describe_connack(ev[1], "hub"))
                     return
                 self.link.connected = True
                 self.backoff.reset()
@@ -143,16 +143,19 @@ class IngestWorker:
             if gen == self._gen and mid is not None:
                 self.link.ack(mid)  # an older connection's message is redelivered by the broker instead
         if not alive:
-            self._lost("connection lost")
+            self._lost(*lost_reason(self.link))
         elif not self.link.connected and now - self.link.connecting_since > self.link.params.connect_timeout:
             self._lost("no CONNACK from the broker in time")
 
-    def _lost(self, reason: str) -> None:
+    def _lost(self, reason: str, refused: bool = False) -> None:
+        """Offline until the next attempt; "refused" when the broker turned down our credentials or client
+        certificate (we keep retrying, with backoff, in case the broker's side is what gets fixed)."""
         self.subscribed.clear()
         self.link.close()
-        self._next_attempt = time.monotonic() + self.backoff.next()
-        self.state, self.reason = "offline", reason
-        log.warning("hub worker offline: %s", reason)
+        delay = self.backoff.next()
+        self._next_attempt = time.monotonic() + delay
+        self.state, self.reason = ("refused" if refused else "offline"), reason
+        log.warning("hub worker %s: %s; retrying in %.1f s", self.state, reason, delay)
 
     # -- store thread ---------------------------------------------------------------------------
     def _store_loop(self) -> None:

@@ -18,7 +18,7 @@ from appliance.ed25519 import generate_keypair, load_private, public_b64, write_
 from appliance.errors import AppError, ConfigError, Unavailable
 from appliance.store.database import now_iso
 from appliance.sync import manifest as mf
-from appliance.sync.mqtt import BrokerParams, Link, describe_connack, describe_error
+from appliance.sync.mqtt import BrokerParams, Link, describe_connack, describe_error, lost_reason
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,7 @@ class Publisher:
         if not h.signing_key_file:
             raise ConfigError("hub.signing_key_file is not set: announcements must be signed")
         self.key = load_key(h.signing_key_file)
-        params = BrokerParams.from_url(h.broker_url, key="hub.broker_url", ca_file=h.ca_file, username=h.username,
-                                       password=h.password, keepalive=h.keepalive_s)
+        params = BrokerParams.from_settings(h, "hub")
         self.link = Link(params, f"{h.client_id or 'hub'}-publisher-{os.getpid()}", clean_start=True)
         self.timeout = timeout
         self._pending: set[int] = set()
@@ -64,7 +63,7 @@ class Publisher:
         try:
             self.link.connect()
         except OSError as exc:
-            raise Unavailable(f"cannot reach the broker: {describe_error(exc)}") from None
+            raise Unavailable(f"cannot reach the broker: {describe_error(exc, 'hub')}") from None
         self._wait(lambda: self.link.connected, "CONNACK")
         return self
 
@@ -73,12 +72,12 @@ class Publisher:
 
     def _pump(self) -> None:
         if not self.link.loop(0.05):
-            raise Unavailable("lost the connection to the broker while publishing")
+            raise Unavailable(f"lost the connection to the broker while publishing: {lost_reason(self.link)[0]}")
         while self.link.events:
             ev = self.link.events.popleft()
             if ev[0] == "connack":
                 if ev[1].is_failure:
-                    raise Unavailable(describe_connack(ev[1])[0])
+                    raise Unavailable(describe_connack(ev[1], "hub")[0])
                 self.link.connected = True
             elif ev[0] == "puback":
                 if getattr(ev[2], "is_failure", False):
@@ -140,4 +139,4 @@ def publish(cfg, kind: str, name: str, version: str, path, meta: dict | None = N
     except AppError:
         raise
     except OSError as exc:
-        raise Unavailable(f"publishing failed: {describe_error(exc)}") from None
+        raise Unavailable(f"publishing failed: {describe_error(exc, 'hub')}") from None

@@ -16,6 +16,9 @@ class HubSettings:
     username: str = setting("", "MQTT user name of the hub workers.")
     password: str = setting("", "MQTT password of the hub workers.", secret=True)
     ca_file: str = setting("", "CA certificate the broker's certificate must chain to (pinned). Required for mqtts://.")
+    cert_file: str = setting("", "Optional client certificate (PEM) of the hub workers and publisher, for brokers "
+                             "that want mutual TLS (with use_identity_as_username its CN is the hub's user name).")
+    key_file: str = setting("", "Private key (PEM) of cert_file.", secret=True)
     client_id: str = setting("", "MQTT client id prefix; empty means hub-<hostname>. Each worker adds -<n>.")
     keepalive_s: int = setting(30, "MQTT keep-alive of the hub workers.")
     session_expiry_s: int = setting(86400, "Session expiry of the hub workers: batches queue on the broker while a "

@@ -40,6 +40,7 @@ class BrokerParams:
     password: str = ""
     keepalive: int = 30
     connect_timeout: float = 10.0
+    section: str = "sync"  # the config section these came from: the advice in error reasons names its keys
 
     @classmethod
     def from_url(cls, url: str, key: str = "sync.broker_url", **kw) -> BrokerParams:
@@ -49,7 +50,39 @@ class BrokerParams:
         tls = parts.scheme == "mqtts"
         if tls and not kw.get("ca_file"):
             raise ConfigError(f"{key}: mqtts:// needs a pinned CA (set ca_file); system CAs are not trusted")
+        kw.setdefault("section", key.split(".")[0])
         return cls(parts.hostname, parts.port or (8883 if tls else 1883), tls, **kw)
+
+    @classmethod
+    def from_settings(cls, s, section: str, **kw) -> BrokerParams:
+        """The broker settings every MQTT client section has in common ([sync] for the relay, [hub] for the
+        hub workers and publisher): one place that reads them and checks the client certificate."""
+        check_client_cert(s.cert_file, s.key_file, section)
+        return cls.from_url(s.broker_url, key=f"{section}.broker_url", ca_file=s.ca_file, cert_file=s.cert_file,
+                            key_file=s.key_file, username=s.username, password=s.password,
+                            keepalive=s.keepalive_s, **kw)
+
+
+def check_client_cert(cert_file: str, key_file: str, section: str) -> None:
+    """A key without its certificate would be ignored silently; an unreadable or mismatched pair would only
+    show on the first connection (``config check`` runs this, so a rollout stops instead)."""
+    if key_file and not cert_file:
+        raise ConfigError(f"{section}.key_file is set but {section}.cert_file is not: set both (or neither)")
+    if not cert_file:
+        return
+    for name, path in (("cert_file", cert_file), ("key_file", key_file)):
+        if not path:
+            continue  # no key_file: the key is in cert_file's PEM
+        try:
+            with open(path, "rb"):  # ssl's own errors do not say which of the two files is missing
+                pass
+        except OSError as exc:
+            raise ConfigError(f"{section}.{name}: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert_file, key_file or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"{section}.cert_file/key_file: not a PEM certificate with its matching private key "
+                          f"({getattr(exc, 'reason', None) or exc})") from None
 
 
 class _ClosingContext(ssl.SSLContext):
@@ -79,31 +112,48 @@ def tls_context(params: BrokerParams) -> ssl.SSLContext:
 
 # TLS alerts a broker sends when it does not accept our client certificate (mutual TLS). Under TLS 1.3 they
 # arrive after our side of the handshake is done, so paho only logs them and reports a lost connection.
+# ``{s}`` is the config section of the client (sync or hub).
 CLIENT_CERT_ALERTS = (
-    ("CERTIFICATE_REQUIRED", "the broker wants a client certificate; set sync.cert_file and sync.key_file"),
+    ("CERTIFICATE_REQUIRED", "the broker wants a client certificate; set {s}.cert_file and {s}.key_file"),
     ("UNKNOWN_CA", "the broker does not trust our client certificate (issued by a CA it does not know); "
-                   "check sync.cert_file"),
-    ("CERTIFICATE_EXPIRED", "the broker says our client certificate has expired; renew sync.cert_file"),
-    ("CERTIFICATE_REVOKED", "the broker says our client certificate was revoked; check sync.cert_file"),
-    ("BAD_CERTIFICATE", "the broker refused our client certificate; check sync.cert_file"),
-    ("CERTIFICATE_UNKNOWN", "the broker refused our client certificate; check sync.cert_file"),
+                   "check {s}.cert_file"),
+    ("CERTIFICATE_EXPIRED", "the broker says our client certificate has expired; renew {s}.cert_file"),
+    ("CERTIFICATE_REVOKED", "the broker says our client certificate was revoked; check {s}.cert_file"),
+    ("BAD_CERTIFICATE", "the broker refused our client certificate; check {s}.cert_file"),
+    ("CERTIFICATE_UNKNOWN", "the broker refused our client certificate; check {s}.cert_file"),
 )
 
 
-def describe_client_cert_alert(text: str) -> str | None:
+def describe_client_cert_alert(text: str, section: str = "sync") -> str | None:
     """"TLS: ..." when ``text`` (an SSL error or paho's log line) names a client-certificate alert."""
     upper = (text or "").upper()
     for alert, advice in CLIENT_CERT_ALERTS:
         if alert in upper:
-            return f"TLS: {advice} ({alert.lower().replace('_', ' ')})"
+            return f"TLS: {advice.format(s=section)} ({alert.lower().replace('_', ' ')})"
     return None
 
 
-def describe_error(exc: BaseException) -> str:
+def connect_failure(exc: BaseException, section: str = "sync") -> tuple[str, bool]:
+    """(reason, refused) for a failed ``Link.connect()``: refused when the broker turned down our client
+    certificate, which retrying will not fix."""
+    refused = isinstance(exc, ssl.SSLError) and describe_client_cert_alert(str(exc), section) is not None
+    return describe_error(exc, section), refused
+
+
+def lost_reason(link: Link) -> tuple[str, bool]:
+    """(reason, refused) for a connection that went away. A broker that wants mutual TLS and dislikes our
+    certificate says so in a TLS alert, which under TLS 1.3 only shows in paho's error log line."""
+    alert = describe_client_cert_alert(link.last_error, link.params.section)
+    if alert:
+        return alert, True
+    return ("connection lost" if link.connected else "connection closed before CONNACK"), False
+
+
+def describe_error(exc: BaseException, section: str = "sync") -> str:
     """A reason an administrator can act on, for the status page."""
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS: the broker's certificate is not trusted ({exc.verify_message}); check sync.ca_file"
-    if isinstance(exc, ssl.SSLError) and (alert := describe_client_cert_alert(str(exc))):
+        return f"TLS: the broker's certificate is not trusted ({exc.verify_message}); check {section}.ca_file"
+    if isinstance(exc, ssl.SSLError) and (alert := describe_client_cert_alert(str(exc), section)):
         return alert
     if isinstance(exc, ssl.SSLError):
         return f"TLS handshake failed: {exc.reason or exc}"
@@ -121,11 +171,11 @@ def describe_error(exc: BaseException) -> str:
 AUTH_CODES = {134: "bad user name or password", 135: "not authorized", 140: "bad authentication method"}
 
 
-def describe_connack(rc) -> tuple[str, bool]:
+def describe_connack(rc, section: str = "sync") -> tuple[str, bool]:
     """(text, is_auth_failure) for a refused CONNACK."""
     value = getattr(rc, "value", rc)
     if value in AUTH_CODES:
-        return f"the broker refused our credentials ({AUTH_CODES[value]}); check sync.username/password", True
+        return f"the broker refused our credentials ({AUTH_CODES[value]}); check {section}.username/password", True
     return f"the broker refused the connection ({rc})", False
 
 

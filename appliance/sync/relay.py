@@ -24,9 +24,9 @@ from appliance.sync.mqtt import (
     Backoff,
     BrokerParams,
     Link,
-    describe_client_cert_alert,
+    connect_failure,
     describe_connack,
-    describe_error,
+    lost_reason,
     receive_maximum,
 )
 from appliance.sync.uplink import Uplink
@@ -60,9 +60,7 @@ def check_settings(cfg) -> BrokerParams:
     if s.batch_max_kb < 80 or s.batch_max_kb > 256:
         raise ConfigError("sync.batch_max_kb must be between 80 and 256 (one event may be 64 KiB)")
     device_id(s.device)
-    return BrokerParams.from_url(
-        s.broker_url, ca_file=s.ca_file, cert_file=s.cert_file, key_file=s.key_file, username=s.username,
-        password=s.password, keepalive=s.keepalive_s, connect_timeout=s.connect_timeout_s)
+    return BrokerParams.from_settings(s, "sync", connect_timeout=s.connect_timeout_s)
 
 
 class Relay:
@@ -155,8 +153,8 @@ class Relay:
                 self.link.connect()
                 self.state = "connecting"
             except (OSError, ssl.SSLError, ValueError) as exc:
-                cert_refused = isinstance(exc, ssl.SSLError) and describe_client_cert_alert(str(exc))
-                self._lost(describe_error(exc), state="refused" if cert_refused else "offline")
+                reason, refused = connect_failure(exc)
+                self._lost(reason, state="refused" if refused else "offline")
             return
         alive = self.link.loop(TICK_S)
         while self.link.events:
@@ -164,12 +162,8 @@ class Relay:
         if self.link.client is None:
             return  # refused while handling the events
         if not alive:
-            # A broker that wants mutual TLS and dislikes our certificate says so in a TLS alert.
-            alert = describe_client_cert_alert(self.link.last_error)
-            if alert:
-                self._lost(alert, state="refused")
-            else:
-                self._lost("connection lost" if self.link.connected else "connection closed before CONNACK")
+            reason, refused = lost_reason(self.link)
+            self._lost(reason, state="refused" if refused else "offline")
             return
         if not self.link.connected:
             if now - self.link.connecting_since > self.s.connect_timeout_s:

@@ -75,3 +75,30 @@ def test_config_check_runs_the_services_own_checks(tmp_path, toml, message):
     r = subprocess.run([sys.executable, "-m", "appliance", "config", "check", "--config", str(f)],
                        capture_output=True, text=True)
     assert r.returncode == 1 and message in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("section", ["sync", "hub"])
+def test_config_check_validates_the_client_certificate_the_same_way_for_sync_and_hub(tmp_path, section):
+    from mqtt_broker import issue_client_cert, make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    cert, key = issue_client_cert(pki, "someone")
+    _, other_key = issue_client_cert(pki, "someone-else")
+    head = f'[{section}]\nbroker_url = "mqtts://hub.example:8883"\nca_file = "{pki.ca_file}"\n'
+
+    def check(extra):
+        f = tmp_path / "a.toml"
+        f.write_text(head + extra)
+        return subprocess.run([sys.executable, "-m", "appliance", "config", "check", "--config", str(f)],
+                              capture_output=True, text=True)
+
+    r = check(f'cert_file = "{cert}"\nkey_file = "{key}"\n')
+    assert r.returncode == 0, r.stderr
+    for extra, message in [
+        (f'key_file = "{key}"\n', f"{section}.key_file is set but {section}.cert_file is not"),
+        (f'cert_file = "{tmp_path}/missing.pem"\nkey_file = "{key}"\n', f"{section}.cert_file: cannot read"),
+        (f'cert_file = "{cert}"\nkey_file = "{tmp_path}/missing.key"\n', f"{section}.key_file: cannot read"),
+        (f'cert_file = "{cert}"\nkey_file = "{other_key}"\n', f"{section}.cert_file/key_file: not a PEM"),
+    ]:
+        r = check(extra)
+        assert r.returncode == 1 and message in r.stderr, (extra, r.stderr)

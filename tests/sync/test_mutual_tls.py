@@ -1,19 +1,17 @@
 """Mutual TLS against a real Mosquitto that requires a client certificate, takes its CN as the user name
-and has an ACL keyed on it: the relay's sync.cert_file/key_file get a box in, a missing or foreign
-certificate keeps it out with a reason an administrator can act on, and a box whose certificate does not
-match its topics is told "not authorized" per publish; in every refusal the outbox rows stay."""
-import json
-import ssl
-import threading
+and has an ACL keyed on it: the relay's sync.cert_file/key_file and the hub's hub.cert_file/key_file get a
+box and a real hub ingest worker in, and events travel end to end (stored by the hub, acked, outbox empty);
+a missing or foreign certificate keeps either out with a reason an administrator can act on, and a box whose
+certificate does not match its topics is told "not authorized" per publish; in every refusal the outbox
+rows stay and nothing crashes."""
+import logging
 
-import paho.mqtt.client as mqtt
 import pytest
-from mqtt_broker import box_sections, broker_dir, issue_client_cert, load, make_pki, wait_until
-from paho.mqtt.enums import CallbackAPIVersion
-from sync_util import fill, outbox_count
+from mqtt_broker import box_sections, broker_dir, hub_sections, issue_client_cert, load, make_pki, wait_until
+from sync_util import fill, hub_event_ids, outbox_count
 
 # Each identity (certificate CN) writes only under its own prefix and reads its own downlink and the global
-# announcements; the hub reads every box's uplink and writes the acks.
+# announcements; the hub reads every box's uplink (through its shared subscription) and writes the acks.
 ACL = """\
 pattern write ce/v1/school1/%u/#
 pattern read ce/v1/school1/%u/down/#
@@ -35,54 +33,20 @@ def mtls_broker(broker_factory, pki):
     return broker_factory(tls=pki, require_certificate=True, use_identity_as_username=True, acl=ACL)
 
 
-class Hub:
-    """A stand-in for the hub (its own certificate, CN "hub"): records each batch's event ids and, when
-    ``acking``, sends the end-to-end ack the real hub sends after its commit."""
-
-    def __init__(self, broker, pki, acking: bool):
-        cert, key = issue_client_cert(pki, "hub")
-        self.acking = acking
-        self.batches: list[tuple[str, list[str]]] = []
-        self.subscribed = threading.Event()
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-hub", protocol=mqtt.MQTTv5)
-        c.tls_set(ca_certs=str(pki.ca_file), certfile=str(cert), keyfile=str(key), tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        c.on_message = self._on_message
-        c.on_subscribe = lambda *a: self.subscribed.set()
-        c.connect(broker.host, broker.port)
-        c.subscribe("ce/v1/+/+/up/events", qos=1)
-        c.loop_start()
-        self.client = c
-        assert self.subscribed.wait(10), broker.log_tail()
-
-    def _on_message(self, cl, ud, msg):
-        from appliance.sync import codec
-        from appliance.sync.mqtt import user_properties
-
-        batch = user_properties(msg)["batch"]
-        self.batches.append((msg.topic, [e["event_id"] for e in codec.decode(msg.payload)]))
-        if self.acking:
-            cl.publish(msg.topic.rsplit("/up/", 1)[0] + "/down/ack", json.dumps({"batch": batch}), qos=1)
-
-    def event_ids(self) -> set[str]:
-        return {i for _, ids in self.batches for i in ids}
-
-    def close(self):
-        self.client.loop_stop()
-        self.client.disconnect()
+def _hub_cfg(tmp_path, broker, cert=None, key=None):
+    # No user name or password: with a certificate the broker takes "hub" from its CN.
+    hub = {"cert_file": str(cert), "key_file": str(key)} if cert else {}
+    return load(hub_sections(tmp_path / "hub", broker, user="", password="", **hub))
 
 
 @pytest.fixture
-def hub_factory():
-    made = []
-
-    def make(broker, pki, acking=True):
-        h = Hub(broker, pki, acking)
-        made.append(h)
-        return h
-
-    yield make
-    for h in made:
-        h.close()
+def real_hub(mtls_broker, pki, tmp_path, start_hub):
+    """The real hub ingest worker with its own certificate (CN "hub"), subscribed; returns its config."""
+    cert, key = issue_client_cert(pki, "hub")
+    cfg = _hub_cfg(tmp_path, mtls_broker, cert, key)
+    worker = start_hub(cfg)
+    assert worker.state == "online", worker.status()
+    return cfg
 
 
 def _box(tmp_path, broker, open_services, start_relay, n=20, device="box1", **sync):
@@ -93,20 +57,20 @@ def _box(tmp_path, broker, open_services, start_relay, n=20, device="box1", **sy
     return box, ids, start_relay(cfg, box.db)
 
 
-def test_a_box_with_a_certificate_from_the_brokers_ca_relays_its_outbox(mtls_broker, pki, tmp_path, open_services,
-                                                                         start_relay, hub_factory):
-    hub = hub_factory(mtls_broker, pki)
+def test_a_box_and_the_real_hub_with_certificates_deliver_events_end_to_end(mtls_broker, tmp_path, pki,
+                                                                            open_services, start_relay, real_hub):
     cert, key = issue_client_cert(pki, "box1")
     box, ids, relay = _box(tmp_path, mtls_broker, open_services, start_relay, cert_file=str(cert),
                            key_file=str(key))
-    wait_until(lambda: hub.event_ids() == set(ids), what="the box's events at the hub")
-    assert {t for t, _ in hub.batches} == {"ce/v1/school1/box1/up/events"}
+    # Stored by the hub (its database, keyed by the box's site and device), acked, and deleted on the box.
+    wait_until(lambda: sorted(hub_event_ids(real_hub)) == sorted(ids), what="the box's events in the hub's database")
     wait_until(lambda: outbox_count(box.db) == 0, what="rows deleted after the hub's ack")
     st = relay.status_dict()
     assert st["state"] == "online" and st["reason"] == "" and st["publish_refused"] is None
     assert st["events_acked"] == 20 and relay.status().state == "ok"
-    # The broker took the certificate's CN as the user name (the ACL above is keyed on it).
-    assert "as ce-school1-box1 (p5" in mtls_broker.log_tail(20000) and "u'box1')" in mtls_broker.log_tail(20000)
+    # The broker took each certificate's CN as the user name (the ACL above is keyed on it).
+    log = mtls_broker.log_tail(20000)
+    assert "as ce-school1-box1 (p5" in log and "u'box1')" in log and "u'hub')" in log
 
 
 def _refused(relay, box, expected):
@@ -131,8 +95,7 @@ def test_a_box_with_a_certificate_from_another_ca_is_refused(mtls_broker, pki, t
 
 
 def test_a_certificate_that_does_not_match_the_topics_is_not_authorized(mtls_broker, pki, tmp_path, open_services,
-                                                                        start_relay, hub_factory):
-    hub = hub_factory(mtls_broker, pki)
+                                                                        start_relay, real_hub):
     cert, key = issue_client_cert(pki, "box1")  # box1's certificate on a box configured as box2
     box, _, relay = _box(tmp_path, mtls_broker, open_services, start_relay, device="box2", cert_file=str(cert),
                          key_file=str(key), ack_timeout_s=1.0)
@@ -145,4 +108,33 @@ def test_a_certificate_that_does_not_match_the_topics_is_not_authorized(mtls_bro
     assert st["inflight_batches"] == 1 and st["batches_sent"] <= 1 + st["resends"]
     part = relay.status()
     assert part.state == "degraded" and "Not authorized" in part.detail
-    assert not hub.batches
+    assert hub_event_ids(real_hub) == []
+
+
+def _hub_refused(worker, expected, caplog):
+    st = wait_until(lambda: (s := worker.status())["state"] == "refused" and s, what="the hub worker refused")
+    assert expected in st["reason"] and "hub.cert_file" in st["reason"], st["reason"]
+    assert worker.alive and not worker.subscribed.is_set() and st["batches"] == 0
+    assert any(r.levelno == logging.WARNING and r.name == "appliance.hub.ingest" and expected in r.getMessage()
+               and "hub.cert_file" in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_a_hub_without_a_client_certificate_is_refused_and_keeps_running(mtls_broker, pki, tmp_path, open_services,
+                                                                         start_relay, start_hub, caplog):
+    caplog.set_level(logging.WARNING, logger="appliance.hub.ingest")
+    worker = start_hub(_hub_cfg(tmp_path, mtls_broker), wait=False)
+    _hub_refused(worker, "the broker wants a client certificate", caplog)
+    # A box with a good certificate still gets in; its events wait in its outbox (nobody stores or acks them).
+    cert, key = issue_client_cert(pki, "box1")
+    box, _, relay = _box(tmp_path, mtls_broker, open_services, start_relay, cert_file=str(cert), key_file=str(key))
+    wait_until(lambda: relay.status_dict()["batches_sent"] >= 1, what="the box sending its first batch")
+    assert relay.status_dict()["events_acked"] == 0 and outbox_count(box.db) == 20
+    assert worker.status()["state"] == "refused" and worker.alive
+
+
+def test_a_hub_with_a_certificate_from_another_ca_is_refused(mtls_broker, tmp_path, start_hub, caplog):
+    caplog.set_level(logging.WARNING, logger="appliance.hub.ingest")
+    other = make_pki(broker_dir("ce-pki-other-"), cn="Someone else's CA")
+    cert, key = issue_client_cert(other, "hub")
+    worker = start_hub(_hub_cfg(tmp_path, mtls_broker, cert, key), wait=False)
+    _hub_refused(worker, "does not trust our client certificate", caplog)
