@@ -9,6 +9,7 @@ persistence on, whatever it autosaved survives, as on a real hub.
 """
 from __future__ import annotations
 
+import atexit
 import datetime
 import ipaddress
 import os
@@ -258,6 +259,8 @@ def broker_dir(prefix: str = "ce-mosquitto-") -> Path:
     """A directory the dropped-privilege broker can reach (pytest's tmp_path sits under a 0700 dir)."""
     d = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(d, 0o755)
+    # Outside pytest's tmp_path, so nothing else would remove it: gone when the test run ends.
+    atexit.register(shutil.rmtree, d, True)
     return d
 
 
