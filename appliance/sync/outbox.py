@@ -118,6 +118,16 @@ def delete_range(conn: sqlite3.Connection, lo: int, hi: int) -> int:
     return conn.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", (lo, hi)).rowcount
 
 
+def record_delivered(conn: sqlite3.Connection, events: int, at: str) -> None:
+    """Count events the hub acknowledged (in the transaction that deletes them)."""
+    conn.execute("UPDATE sync_totals SET delivered = delivered + ?, last_delivered_at = ? WHERE id = 1", (events, at))
+
+
+def delivered(conn: sqlite3.Connection) -> dict:
+    t = conn.execute("SELECT delivered, last_delivered_at FROM sync_totals WHERE id = 1").fetchone()
+    return {"events": t["delivered"], "last_at": t["last_delivered_at"]}
+
+
 def backlog(conn: sqlite3.Connection) -> dict:
     t = conn.execute("SELECT events, bytes, blob_bytes FROM sync_totals WHERE id = 1").fetchone()
     oldest = conn.execute("SELECT ts FROM outbox ORDER BY seq LIMIT 1").fetchone()

@@ -66,6 +66,14 @@ CREATE TABLE sync_downlink (
 );
 """
 
+# What the hub has confirmed over the box's life, kept in the acks' own transaction: the admin page
+# says when the box last synced and how much it delivered even after a restart or a power cut.
+SYNC_0002 = """
+ALTER TABLE sync_totals ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sync_totals ADD COLUMN last_delivered_at TEXT;
+"""
+
 MIGRATIONS = [
     ("sync_0001_totals_blobs_downlink", SYNC_0001),
+    ("sync_0002_delivered_totals", SYNC_0002),
 ]

@@ -51,8 +51,9 @@ def backlog_status(db) -> dict:
     with db.read() as conn:
         b = outbox.backlog(conn)
         lim = limits.status(conn)
+        done = outbox.delivered(conn)
     b["age_s"] = _age_s(b["oldest"])
-    return {"backlog": b, "limits": lim}
+    return {"backlog": b, "limits": lim, "delivered": done}
 
 
 class SyncService:
@@ -84,6 +85,8 @@ class SyncService:
         st["last_success"] = _iso(st["last_success"])
         st["connected_since"] = _iso(st["connected_since"])
         st.update(backlog_status(self.db))
+        # This run's last ack, or the last one stored before a restart (the relay's counters start at 0).
+        st["last_success"] = st["last_success"] or st["delivered"]["last_at"]
         st["updated_at"] = time.time()
         return st
 

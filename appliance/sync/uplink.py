@@ -23,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from appliance.store.database import now_iso
 from appliance.sync import codec, outbox
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,13 @@ class AckDeleter:
     def submit(self, ranges: list[tuple[int, int]], blobs: list[str]) -> None:
         self._q.put((ranges, blobs))
 
+    @staticmethod
+    def _delete(conn, ranges: list[tuple[int, int]], blobs: list[str]) -> None:
+        gone = sum(outbox.delete_range(conn, lo, hi) for lo, hi in ranges)
+        gone += sum(outbox.delete_blob(conn, event_id) for event_id in blobs)
+        if gone:  # a repeated ack deletes nothing and counts nothing
+            outbox.record_delivered(conn, gone, now_iso())
+
     def _run(self) -> None:
         stopping = False
         while not stopping:
@@ -74,8 +82,7 @@ class AckDeleter:
                 ranges += more[0]
                 blobs += more[1]
             try:
-                self.db.write(lambda c, r=ranges, b=blobs: ([outbox.delete_range(c, lo, hi) for lo, hi in r],
-                                                             [outbox.delete_blob(c, e) for e in b]))
+                self.db.write(lambda c, r=ranges, b=blobs: self._delete(c, r, b))
             except Exception as exc:  # noqa: BLE001 - the rows stay and are resent later; the hub dedups
                 log.error("could not delete %d acknowledged batches from the outbox: %s", len(ranges), exc)
 

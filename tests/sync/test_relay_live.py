@@ -42,6 +42,14 @@ def test_backlog_drains_to_the_hub_and_rows_go_only_on_the_hubs_ack(mqtt_broker,
     assert st["events_acked"] == 3000 and st["last_success"] and st["bytes_sent"] > 0 and st["resends"] > 0
     assert st["bytes_sent"] < 0.4 * st["json_bytes_sent"]
     assert st["backlog"]["events"] == 0 and st["backlog"]["age_s"] is None
+    # Every event counted once as delivered, though batches were resent and acked more than once.
+    assert st["delivered"]["events"] == 3000
+    # A restarted relay starts its counters at 0, but the box still knows when it last synced.
+    relay.stop()
+    again = start_relay(box_cfg, box.db)
+    st = again.status_dict()
+    assert st["events_acked"] == 0 and st["delivered"]["events"] == 3000
+    assert st["last_success"] and st["last_success"] >= "2026"
 
 
 def test_inflight_is_capped_by_the_brokers_receive_maximum(broker_factory, tmp_path, open_services, start_relay):
