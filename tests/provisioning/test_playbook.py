@@ -119,6 +119,51 @@ def test_config_template_is_accepted_by_config_check(tmp_path):
     assert cfg["learning"]["target_success"] == 0.7
 
 
+def _client_pair(directory: Path, cn: str) -> tuple[str, str]:
+    """A self-signed certificate and its key as PEM text, also written where the role installs them."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    directory.mkdir(exist_ok=True)
+    (directory / "box-cert.pem").write_text(cert_pem)
+    (directory / "box-key.pem").write_text(key_pem)
+    return cert_pem, key_pem
+
+
+def test_client_certificate_for_mutual_tls_is_configured_and_checked(tmp_path):
+    """The role installs the pair (the tasks run before the template) and points sync at it; config
+    check, the template's validator, refuses a key that is not the certificate's."""
+    etc = tmp_path / "etc"
+    cert_pem, key_pem = _client_pair(etc, "room12")
+    extra = {**BOX_VARS, "app_config_dir": str(etc), "ce_uplink_broker_url": "mqtts://hub.example:8883",
+             "ce_mqtt_ca_pem": "-----BEGIN CERTIFICATE-----\n...", "ce_mqtt_client_cert_pem": cert_pem,
+             "ce_mqtt_client_key_pem": key_pem}
+    out = _render(tmp_path, "roles/app/templates/appliance.toml.j2", "appliance.toml", _config_check(), extra)
+    assert out.returncode == 0, out.stdout[-3000:]
+    cfg = tomllib.loads((tmp_path / "appliance.toml").read_text())
+    assert cfg["sync"]["cert_file"] == str(etc / "box-cert.pem") and cfg["sync"]["key_file"] == str(etc / "box-key.pem")
+
+    (tmp_path / "appliance.toml").unlink()
+    _client_pair(tmp_path / "other", "room12")
+    (etc / "box-key.pem").write_text((tmp_path / "other" / "box-key.pem").read_text())  # someone else's key
+    out = _render(tmp_path, "roles/app/templates/appliance.toml.j2", "appliance.toml", _config_check(), extra)
+    assert out.returncode != 0 and "matching private key" in out.stdout
+    assert not (tmp_path / "appliance.toml").exists()
+
+
 def test_config_typo_stops_the_rollout(tmp_path):
     extra = {**BOX_VARS, "ce_extra_config": {"web": {"treads": 8}}}
     out = _render(tmp_path, "roles/app/templates/appliance.toml.j2", "appliance.toml", _config_check(), extra)
