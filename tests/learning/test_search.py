@@ -5,37 +5,24 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from learning_models import built_models, learning_services
+from learning_models import learning_services
 
 from appliance.content import install_demo_if_empty
 from appliance.errors import BadRequest
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return built_models(tmp_path_factory)
-
-
-@pytest.fixture
-def svc(tmp_path, models):
-    s = learning_services(tmp_path / "data", models, content__install_demo="true")
-    install_demo_if_empty(s)
-    yield s
-    s.close()
 
 
 def _lessons(result, k=3) -> list[str]:
     return [h.lesson_id for h in result.hits[:k]]
 
 
-def test_finds_by_meaning_not_by_shared_words(svc):
-    index = svc.get("search")
+def test_finds_by_meaning_not_by_shared_words(demo_svc):
+    index = demo_svc.get("search")
     r = index.search("sum of two fractions with the same denominator", ["fractions"])
     assert r.mode == "meaning" and (r.hits[0].kind, r.hits[0].lesson_id) == ("lesson", "adding-fractions")
     # "larger" is in no question: they ask "Which is bigger".
     r = index.search("which one is larger", ["fractions"])
     assert _lessons(r, 3) == ["comparing-fractions"] * 3
-    assert all(h.score >= svc.cfg.learning.search_min_similarity for h in r.hits)
+    assert all(h.score >= demo_svc.cfg.learning.search_min_similarity for h in r.hits)
     assert [h.score for h in r.hits] == sorted((h.score for h in r.hits), reverse=True)
     lesson_hit = next(h for h in index.search("what is a fraction", ["fractions"]).hits if h.kind == "lesson")
     assert lesson_hit.url == "/learn/fractions/what-is-a-fraction"
@@ -43,12 +30,12 @@ def test_finds_by_meaning_not_by_shared_words(svc):
     assert exercise_hit.url == f"/learn/fractions/{exercise_hit.lesson_id}#ex-{exercise_hit.item_id}"
 
 
-def test_searches_the_spanish_course_in_spanish(svc):
+def test_searches_the_spanish_course_in_spanish(demo_svc):
     # all-MiniLM-L6-v2 was trained on English; Spanish is found through shared word pieces, less well.
-    r = svc.get("search").search("números decimales", ["fractions-es"])
+    r = demo_svc.get("search").search("números decimales", ["fractions-es"])
     assert r.hits and all(h.course_id == "fractions-es" for h in r.hits)
     assert (r.hits[0].kind, r.hits[0].title) == ("lesson", "Decimales y fracciones")
-    assert _lessons(svc.get("search").search("cuál es mayor", ["fractions-es"])) == ["comparing-fractions"] * 3
+    assert _lessons(demo_svc.get("search").search("cuál es mayor", ["fractions-es"])) == ["comparing-fractions"] * 3
 
 
 # Queries a child might type, with the lesson that should come first (top-1) or at least in the top 3.
@@ -79,11 +66,11 @@ def _hits_at(index, k: int) -> tuple[int, int]:
     return top1, topk
 
 
-def test_words_next_to_meaning_find_more_of_the_labelled_lessons(svc):
+def test_words_next_to_meaning_find_more_of_the_labelled_lessons(demo_svc):
     """Meaning alone ranks "sumar fracciones" under the equivalent-fractions questions; weighting the
     query's rare words next to it finds more lessons first in both languages (measured: 9 -> 11 of 18
     first, 11 -> 14 in the top 3, at the default weight 0.3)."""
-    index = svc.get("search")
+    index = demo_svc.get("search")
     hybrid = _hits_at(index, 3)
     configured = index.settings
     index.settings = dataclasses.replace(configured, search_word_weight=0.0)
@@ -97,13 +84,13 @@ def test_words_next_to_meaning_find_more_of_the_labelled_lessons(svc):
     assert _lessons(index.search("sumar fracciones", ["fractions-es"]), 1) == ["adding-fractions"]
 
 
-def test_vectors_are_made_once_per_course_version(svc):
-    index = svc.get("search")
+def test_vectors_are_made_once_per_course_version(demo_svc):
+    index = demo_svc.get("search")
     calls = []
     real = index.embedder.embed
     index.embedder.embed = lambda texts, cache=False: calls.append(len(texts)) or real(texts, cache)
     index.search("halves", ["fractions"])
-    with svc.db.read() as conn:
+    with demo_svc.db.read() as conn:
         stored = conn.execute("SELECT COUNT(*), COUNT(DISTINCT bundle_sha256) FROM search_vectors"
                               " WHERE course_id = 'fractions'").fetchone()
         items = conn.execute("SELECT (SELECT COUNT(*) FROM lessons WHERE course_id = 'fractions')"
@@ -113,29 +100,29 @@ def test_vectors_are_made_once_per_course_version(svc):
     index.search("quarters", ["fractions"])
     assert calls[2:] == [1]                        # later searches embed only the query
     # A new worker process reads the stored vectors instead of embedding the course again.
-    fresh = type(index)(svc.db, index.embedder, svc.cfg.learning)
+    fresh = type(index)(demo_svc.db, index.embedder, demo_svc.cfg.learning)
     fresh.search("quarters", ["fractions"])
     assert calls[3:] == [1]
     # A re-imported course (new version) is indexed again.
-    svc.db.write(lambda c: c.execute("UPDATE courses SET imported_at = '2099-01-01T00:00:00.000Z' WHERE id = 'fractions'"))
+    demo_svc.db.write(lambda c: c.execute("UPDATE courses SET imported_at = '2099-01-01T00:00:00.000Z' WHERE id = 'fractions'"))
     index.search("quarters", ["fractions"])
     assert calls[4:] == [1, items]
 
 
 def test_without_the_model_search_matches_words_and_says_so(tmp_path):
-    svc = learning_services(tmp_path / "data", None, content__install_demo="true")
+    demo_svc = learning_services(tmp_path / "data", None, content__install_demo="true")
     try:
-        install_demo_if_empty(svc)
-        r = svc.get("search").search("Denominators", ["fractions"])
+        install_demo_if_empty(demo_svc)
+        r = demo_svc.get("search").search("Denominators", ["fractions"])
         assert r.mode == "words" and "not loaded" in r.note
         assert r.hits and all("denominator" in h.title.lower() or h.kind == "lesson" for h in r.hits)
-        assert svc.get("search").search("décimales", ["fractions-es"]).hits  # accents and case do not matter
+        assert demo_svc.get("search").search("décimales", ["fractions-es"]).hits  # accents and case do not matter
     finally:
-        svc.close()
+        demo_svc.close()
 
 
-def test_bad_queries_are_refused_clearly(svc):
+def test_bad_queries_are_refused_clearly(demo_svc):
     with pytest.raises(BadRequest):
-        svc.get("search").search("   ", ["fractions"])
+        demo_svc.get("search").search("   ", ["fractions"])
     with pytest.raises(BadRequest):
-        svc.get("search").search("x" * 201, ["fractions"])
+        demo_svc.get("search").search("x" * 201, ["fractions"])

@@ -6,10 +6,8 @@ import json
 import uuid
 
 import pytest
-from learning_models import built_models, learning_services
 from lms_fixtures import make_class, make_staff
 
-from appliance.content import install_demo_if_empty
 from appliance.learning.calibrate import DEFAULT_THRESHOLD, choose_threshold, confidence
 from appliance.learning.progress import record_attempt
 
@@ -47,30 +45,17 @@ def test_no_evidence_keeps_the_default():
     assert cal.threshold == DEFAULT_THRESHOLD and cal.detail["source"] == "default"
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return built_models(tmp_path_factory)
-
-
-@pytest.fixture
-def svc(tmp_path, models):
-    s = learning_services(tmp_path / "data", models, content__install_demo="true")
-    install_demo_if_empty(s)
-    yield s
-    s.close()
-
-
-def _exercise(svc, course, ex_id) -> dict:
-    with svc.db.read() as conn:
+def _exercise(demo_svc, course, ex_id) -> dict:
+    with demo_svc.db.read() as conn:
         row = dict(conn.execute("SELECT * FROM exercises WHERE course_id = ? AND id = ?", (course, ex_id)).fetchone())
     row["spec"] = json.loads(row["spec"])
     return row
 
 
-def test_every_free_text_exercise_is_calibrated_on_the_int8_model(svc, models):
-    grader = svc.get("semantic")
+def test_every_free_text_exercise_is_calibrated_on_the_int8_model(demo_svc, models):
+    grader = demo_svc.get("semantic")
     cals = grader.calibrate_course("fractions")
-    with svc.db.read() as conn:
+    with demo_svc.db.read() as conn:
         free = {r[0] for r in conn.execute("SELECT id FROM exercises WHERE course_id = 'fractions' AND kind = 'free_text'")}
         rows = [dict(r) for r in conn.execute("SELECT * FROM semantic_calibration WHERE course_id = 'fractions'")]
     assert set(cals) == free and {r["exercise_id"] for r in rows} == free
@@ -84,9 +69,9 @@ def test_every_free_text_exercise_is_calibrated_on_the_int8_model(svc, models):
     assert es["basics-11"].threshold != cals["basics-11"].threshold
 
 
-def test_grades_by_meaning_with_confidence(svc):
-    grader = svc.get("semantic")
-    ex = _exercise(svc, "fractions", "basics-11")
+def test_grades_by_meaning_with_confidence(demo_svc):
+    grader = demo_svc.get("semantic")
+    ex = _exercise(demo_svc, "fractions", "basics-11")
     right = grader.judge(ex, "It tells you how many equal parts the whole is cut into.")
     off_topic = grader.judge(ex, "I like pizza.")
     copied = grader.judge(ex, ex["prompt"])
@@ -95,42 +80,42 @@ def test_grades_by_meaning_with_confidence(svc):
     assert copied.similarity < copied.threshold   # repeating the question is not an answer
 
 
-def test_the_answer_path_stores_the_model_grade_and_its_confidence(svc):
-    teacher = make_staff(svc.db, "teacher", "tom")
-    _cid, added = make_class(svc.db, teacher["id"], ["Ana"])
-    with svc.db.read() as conn:
+def test_the_answer_path_stores_the_model_grade_and_its_confidence(demo_svc):
+    teacher = make_staff(demo_svc.db, "teacher", "tom")
+    _cid, added = make_class(demo_svc.db, teacher["id"], ["Ana"])
+    with demo_svc.db.read() as conn:
         ana = dict(conn.execute("SELECT * FROM users WHERE id = ?", (added["Ana"]["id"],)).fetchone())
     text = "The denominator says how many equal pieces the whole is divided into."
-    result = record_attempt(svc, ana, {"attempt_uid": str(uuid.uuid4()), "course_id": "fractions",
+    result = record_attempt(demo_svc, ana, {"attempt_uid": str(uuid.uuid4()), "course_id": "fractions",
                                        "exercise_id": "basics-11", "answer": {"text": text}})
-    want = svc.get("semantic").judge(_exercise(svc, "fractions", "basics-11"), text)
+    want = demo_svc.get("semantic").judge(_exercise(demo_svc, "fractions", "basics-11"), text)
     assert result["graded_by"] == "model" and result["correct"] is True
-    with svc.db.read() as conn:
+    with demo_svc.db.read() as conn:
         row = conn.execute("SELECT confidence, correct FROM attempts WHERE attempt_uid = ?", (result["attempt_uid"],)).fetchone()
     assert row["confidence"] == pytest.approx(want.confidence) and row["correct"] == 1
     assert result["mastery"]  # the model-graded answer also moved the learner model
 
 
-def test_an_author_threshold_wins_over_the_calibrated_one(svc):
-    ex = _exercise(svc, "fractions", "basics-11")
+def test_an_author_threshold_wins_over_the_calibrated_one(demo_svc):
+    ex = _exercise(demo_svc, "fractions", "basics-11")
     text = "It tells you how many equal parts the whole is cut into."
-    assert svc.get("semantic").judge(ex, text).similarity >= svc.get("semantic").judge(ex, text).threshold
+    assert demo_svc.get("semantic").judge(ex, text).similarity >= demo_svc.get("semantic").judge(ex, text).threshold
     ex["spec"]["threshold"] = 0.99
-    strict = svc.get("semantic").judge(ex, text)
+    strict = demo_svc.get("semantic").judge(ex, text)
     assert strict.threshold == 0.99 and strict.similarity < strict.threshold
 
 
-def test_changed_references_are_calibrated_again(svc):
-    grader = svc.get("semantic")
-    before = grader.calibration(_exercise(svc, "fractions", "word-07"))
-    new_spec = _exercise(svc, "fractions", "word-07")["spec"]
+def test_changed_references_are_calibrated_again(demo_svc):
+    grader = demo_svc.get("semantic")
+    before = grader.calibration(_exercise(demo_svc, "fractions", "word-07"))
+    new_spec = _exercise(demo_svc, "fractions", "word-07")["spec"]
     new_spec["references"] = ["Yes. Half of ten is five, a third of twelve is four, and five is more than four.",
                               "She is right because 5 > 4.", "Yes: 5 is greater than 4."]
-    svc.db.write(lambda c: c.execute("UPDATE exercises SET spec = ? WHERE course_id = 'fractions' AND id = 'word-07'",
+    demo_svc.db.write(lambda c: c.execute("UPDATE exercises SET spec = ? WHERE course_id = 'fractions' AND id = 'word-07'",
                                      (json.dumps(new_spec),)))
-    after = grader.calibration(_exercise(svc, "fractions", "word-07"))
+    after = grader.calibration(_exercise(demo_svc, "fractions", "word-07"))
     assert after.refs_sha256 != before.refs_sha256
-    with svc.db.read() as conn:
+    with demo_svc.db.read() as conn:
         stored = conn.execute("SELECT refs_sha256 FROM semantic_calibration WHERE course_id = 'fractions'"
                               " AND exercise_id = 'word-07'").fetchall()
     assert [r[0] for r in stored] == [after.refs_sha256]
@@ -139,10 +124,10 @@ def test_changed_references_are_calibrated_again(svc):
 CLASSIC_WRONG = ["The numerator.", "The top number of the fraction.", "It is how many parts you take."]
 
 
-def test_classic_wrong_answers_are_graded_wrong(svc):
+def test_classic_wrong_answers_are_graded_wrong(demo_svc):
     """The demo's wrong answers (phrased differently from these) calibrate basics-11 as hard negatives."""
-    grader = svc.get("semantic")
-    ex = _exercise(svc, "fractions", "basics-11")
+    grader = demo_svc.get("semantic")
+    ex = _exercise(demo_svc, "fractions", "basics-11")
     assert ex["spec"]["wrong_answers"] and not set(CLASSIC_WRONG) & set(ex["spec"]["wrong_answers"])
     assert grader.calibration(ex).detail["wrong_answers"] == len(ex["spec"]["wrong_answers"])
     for text in CLASSIC_WRONG:
@@ -150,18 +135,18 @@ def test_classic_wrong_answers_are_graded_wrong(svc):
         assert j.similarity < j.threshold, (text, j)
     right = grader.judge(ex, "It tells you how many equal parts the whole is cut into.")
     assert right.similarity >= right.threshold
-    teacher = make_staff(svc.db, "teacher", "tia")
-    _cid, added = make_class(svc.db, teacher["id"], ["Bea"])
-    with svc.db.read() as conn:
+    teacher = make_staff(demo_svc.db, "teacher", "tia")
+    _cid, added = make_class(demo_svc.db, teacher["id"], ["Bea"])
+    with demo_svc.db.read() as conn:
         bea = dict(conn.execute("SELECT * FROM users WHERE id = ?", (added["Bea"]["id"],)).fetchone())
-    result = record_attempt(svc, bea, {"attempt_uid": str(uuid.uuid4()), "course_id": "fractions",
+    result = record_attempt(demo_svc, bea, {"attempt_uid": str(uuid.uuid4()), "course_id": "fractions",
                                        "exercise_id": "basics-11", "answer": {"text": CLASSIC_WRONG[0]}})
     assert result["correct"] is False and result["graded_by"] == "model"
 
 
-def test_an_answer_as_close_to_a_wrong_answer_as_to_a_reference_gets_low_confidence(svc):
-    grader = svc.get("semantic")
-    ex = _exercise(svc, "fractions", "basics-11")
+def test_an_answer_as_close_to_a_wrong_answer_as_to_a_reference_gets_low_confidence(demo_svc):
+    grader = demo_svc.get("semantic")
+    ex = _exercise(demo_svc, "fractions", "basics-11")
     text = "It tells you how many equal parts the whole is cut into."
     sure = grader.judge(ex, text)
     ex["spec"]["wrong_answers"] = ["It tells you how many of the equal parts of the whole you take."]
@@ -169,15 +154,15 @@ def test_an_answer_as_close_to_a_wrong_answer_as_to_a_reference_gets_low_confide
     assert unsure.confidence < 0.5 and unsure.confidence < sure.confidence
 
 
-def test_a_retried_free_text_answer_gets_exactly_the_first_reply(svc):
-    teacher = make_staff(svc.db, "teacher", "teo")
-    _cid, added = make_class(svc.db, teacher["id"], ["Cai"])
-    with svc.db.read() as conn:
+def test_a_retried_free_text_answer_gets_exactly_the_first_reply(demo_svc):
+    teacher = make_staff(demo_svc.db, "teacher", "teo")
+    _cid, added = make_class(demo_svc.db, teacher["id"], ["Cai"])
+    with demo_svc.db.read() as conn:
         cai = dict(conn.execute("SELECT * FROM users WHERE id = ?", (added["Cai"]["id"],)).fetchone())
     attempt = {"attempt_uid": str(uuid.uuid4()), "course_id": "fractions", "exercise_id": "basics-11",
                "answer": {"text": "I like pizza."}}
-    first = record_attempt(svc, cai, dict(attempt))
-    again = record_attempt(svc, cai, dict(attempt))
+    first = record_attempt(demo_svc, cai, dict(attempt))
+    again = record_attempt(demo_svc, cai, dict(attempt))
     assert first["feedback"] == "incorrect" and first["score"] > 0   # the similarity, for the teacher
     assert again.pop("replayed") is True
     assert {k: again[k] for k in ("correct", "score", "feedback", "graded_by")} == \

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import onnxruntime as ort
 import pytest
-from learning_models import built_models, learning_config, learning_services
+from learning_models import learning_config, learning_services
 from lms_fixtures import COURSE_ID, make_class, make_staff, seed_course
 
 from appliance.learning import overrides
@@ -23,11 +23,6 @@ from appliance.services import Services
 RIGHT = {"e1": {"choice": 1}, "e2": {"choices": [0, 2]}, "e3": {"value": "3/4"}, "e4": {"text": "denominator"},
          "e5": {"choice": 0}}
 WRONG = {"e1": {"choice": 0}, "e3": {"value": "1/4"}}
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return built_models(tmp_path_factory)
 
 
 def _people(services) -> tuple[dict, dict, int]:
