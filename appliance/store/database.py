@@ -84,13 +84,18 @@ class Database:
     # -- writing -----------------------------------------------------------------------------
     def write(self, fn: Callable[[sqlite3.Connection], T], timeout: float = 60.0) -> T:
         """Run ``fn(conn)`` in the writer's transaction; return its result once it is durable."""
-        self._check_fork()
         if threading.current_thread() is self._writer:
             return fn(self._writer_conn)  # nested call from inside a job: same transaction
+        return self.submit(fn).result(timeout=timeout)
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> Future:
+        """Queue ``fn(conn)`` for the writer and return at once; the future resolves when it is durable.
+        For a caller that must not wait for the fsync (the sync relay's deletes of acknowledged rows)."""
+        self._check_fork()
         self._ensure_writer()
         fut: Future = Future()
         self._queue.put((fn, fut))
-        return fut.result(timeout=timeout)
+        return fut
 
     def exclusive(self, fn: Callable[[sqlite3.Connection], T], timeout: float = 300.0) -> T:
         """Run ``fn(conn)`` in the writer thread with no transaction around it (restore, VACUUM)."""

@@ -100,7 +100,6 @@ class Relay:
         self._stop.clear()
         self.state = "connecting"
         self.downlink.start()
-        self.uplink.deleter.start()
         self._thread = threading.Thread(target=self._run, name="sync-relay")
         self._thread.start()
 
@@ -112,7 +111,7 @@ class Relay:
             if self._thread.is_alive():
                 log.error("the sync relay did not stop within %.0f s", timeout)
             self._thread = None
-        self.uplink.deleter.stop(timeout)
+        self.uplink.wait_for_deletes(timeout)
         self.downlink.stop(timeout)
         self.state = "stopped"
 

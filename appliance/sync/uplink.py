@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import secrets
-import threading
 import time
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 
 from appliance.store.database import now_iso
@@ -32,59 +31,17 @@ IDLE_POLL_S = 0.25
 MAX_ACK_BYTES = 4096
 
 
-class AckDeleter:
-    """Deletes acknowledged rows on its own thread, every ack waiting at that moment in one transaction, so
-    the relay thread never waits for an fsync. Losing a pending delete (crash) only means a resend that
-    the hub absorbs."""
+def delete_acknowledged(conn, ranges: list[tuple[int, int]], blobs: list[str]) -> None:
+    """Remove what the hub confirmed and count it as delivered (one writer job per ack)."""
+    gone = sum(outbox.delete_range(conn, lo, hi) for lo, hi in ranges)
+    gone += sum(outbox.delete_blob(conn, event_id) for event_id in blobs)
+    if gone:  # a repeated ack deletes nothing and counts nothing
+        outbox.record_delivered(conn, gone, now_iso())
 
-    def __init__(self, db):
-        self.db = db
-        self._q: queue.Queue = queue.Queue()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="sync-delete")
-        self._thread.start()
-
-    def stop(self, timeout: float) -> None:
-        if self._thread is not None:
-            self._q.put(None)
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.error("the outbox deleter did not stop within %.0f s", timeout)
-            self._thread = None
-
-    def submit(self, ranges: list[tuple[int, int]], blobs: list[str]) -> None:
-        self._q.put((ranges, blobs))
-
-    @staticmethod
-    def _delete(conn, ranges: list[tuple[int, int]], blobs: list[str]) -> None:
-        gone = sum(outbox.delete_range(conn, lo, hi) for lo, hi in ranges)
-        gone += sum(outbox.delete_blob(conn, event_id) for event_id in blobs)
-        if gone:  # a repeated ack deletes nothing and counts nothing
-            outbox.record_delivered(conn, gone, now_iso())
-
-    def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            item = self._q.get()
-            if item is None:
-                break
-            ranges, blobs = list(item[0]), list(item[1])
-            while True:  # everything queued meanwhile joins this transaction
-                try:
-                    more = self._q.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stopping = True
-                    break
-                ranges += more[0]
-                blobs += more[1]
-            try:
-                self.db.write(lambda c, r=ranges, b=blobs: self._delete(c, r, b))
-            except Exception as exc:  # noqa: BLE001 - the rows stay and are resent later; the hub dedups
-                log.error("could not delete %d acknowledged batches from the outbox: %s", len(ranges), exc)
+def _log_failed_delete(fut: Future) -> None:
+    if fut.exception() is not None:  # the rows stay and are resent later; the hub drops the duplicates
+        log.error("could not delete acknowledged rows from the outbox: %s", fut.exception())
 
 
 @dataclass
@@ -122,8 +79,11 @@ class Uplink:
         self._acks: list[Batch] = []
         self._blob_acks: list[str] = []
         self._next_poll = 0.0
-        self.deleter = AckDeleter(db)
-        self._blobs_done: set[str] = set()  # acked, delete pending on the deleter thread
+        # Deletes of acknowledged rows go to the database writer without waiting: the relay thread never
+        # waits for an fsync, and acks arriving together share one commit (the writer's group commit).
+        # Losing a pending delete (crash) only means a resend that the hub absorbs.
+        self._deletes: list[Future] = []
+        self._blobs_done: set[str] = set()  # acked, delete pending in the writer
         self.stats = {"batches_sent": 0, "events_sent": 0, "bytes_sent": 0, "json_bytes_sent": 0,
                       "batches_acked": 0, "events_acked": 0, "blobs_acked": 0, "resends": 0,
                       "max_unpubacked": 0, "hub_rejected": None, "last_success": None, "publish_refused": None}
@@ -137,6 +97,13 @@ class Uplink:
         if self.blob is not None:
             self.blob.next_idx = 0  # the hub keeps what it stored; resending is cheap and simple
         self._next_poll = 0.0
+
+    def wait_for_deletes(self, timeout: float) -> None:
+        """On stop: let the queued deletes of acknowledged rows reach the disk (else they are resent)."""
+        _done, pending = wait(self._deletes, timeout)
+        if pending:
+            log.error("%d deletes of acknowledged rows did not finish within %.0f s", len(pending), timeout)
+        self._deletes = []
 
     def on_disconnected(self) -> None:
         self.unpubacked.clear()
@@ -234,13 +201,16 @@ class Uplink:
             return
         acks, self._acks = self._acks, []
         done, self._blob_acks = self._blob_acks, []
-        self.deleter.submit([(b.lo, b.hi) for b in acks], done)
+        ranges = [(b.lo, b.hi) for b in acks]
+        fut = self.db.submit(lambda c: delete_acknowledged(c, ranges, done))
+        fut.add_done_callback(_log_failed_delete)
+        self._deletes = [f for f in self._deletes if not f.done()] + [fut]
         for b in acks:
             if self.inflight.pop(b.id, None) is not None:
                 self.stats["batches_acked"] += 1
                 self.stats["events_acked"] += b.count
         if done:
-            # The blob row goes on the deleter thread; remember it so it is not picked up again meanwhile.
+            # The blob row's delete is still queued; remember it so it is not picked up again meanwhile.
             self._blobs_done.add(done[0])
             self.blob = None
             self.stats["blobs_acked"] += len(done)

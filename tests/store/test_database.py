@@ -104,3 +104,23 @@ def test_writes_wait_for_the_writer_of_another_process(tmp_path):
     with db.read() as conn:
         assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 1
     db.close()
+
+
+def test_submit_returns_before_the_commit_and_resolves_when_durable(tmp_path):
+    """``submit`` queues a job without waiting; its future holds the result once committed, and a
+    failing job's future holds its error."""
+    db = Database(tmp_path / "s.db")
+    try:
+        db.write(lambda c: c.execute("CREATE TABLE t (x INTEGER)"))
+        gate = threading.Event()
+        blocker = db.submit(lambda c: gate.wait(10))  # holds the writer
+        queued = db.submit(lambda c: c.execute("INSERT INTO t VALUES (1)").lastrowid)
+        assert not queued.done()  # the caller got its future while the writer was still busy
+        bad = db.submit(lambda c: c.execute("INSERT INTO nowhere VALUES (1)"))
+        gate.set()
+        assert blocker.result(10) is True and queued.result(10) == 1
+        assert bad.exception(10) is not None
+        with db.read() as conn:
+            assert [r[0] for r in conn.execute("SELECT x FROM t")] == [1]
+    finally:
+        db.close()
