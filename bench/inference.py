@@ -119,7 +119,7 @@ def _raw_session(model_path: Path):
     from appliance.inference.backends.onnxruntime import OnnxRuntimeBackend
 
     options = OnnxRuntimeBackend._session_options(load_config(env={}).inference)
-    options.intra_op_num_threads = os.cpu_count() or 1
+    options.intra_op_num_threads = len(os.sched_getaffinity(0))  # the cores the engine shares out
     return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
 
 
