@@ -6,7 +6,8 @@ import json
 import sys
 import time
 
-BENCHES = ("lms", "learning", "content", "mdns", "learner_model", "quantization", "inference", "sync", "federated")
+BENCHES = ("lms", "learning", "content", "mdns", "learner_model", "quantization", "inference", "thread_split", "sync",
+           "federated")
 
 
 def main(argv=None) -> int:

@@ -34,8 +34,8 @@ def intra_op_threads(configured: int, processes: int) -> int:
 
     Every web worker runs its own batches. Two workers on two cores that each ask ONNX Runtime for
     two threads put four on two cores, and a batch then waits for its preempted slowest thread:
-    40 students' embeddings p99 ~120-160 ms and ~630 answers/s, against 72-98 ms and ~800/s with
-    one thread each (bench/inference.py). 0 means the backend's own default (every core).
+    40 students' embeddings median p99 ~120-140 ms and ~645 answers/s, against ~95 ms and ~800/s
+    with one thread each (python -m bench.thread_split). 0 means the backend's own default.
     """
     if configured > 0:
         return configured

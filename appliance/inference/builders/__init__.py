@@ -120,8 +120,8 @@ def build_minilm_pair(repo, work: Path, built_at: str) -> dict[str, str]:
             files={"tokenizer.json": sha256_file(d / "tokenizer.json")},
             tokenizer={"file": "tokenizer.json", "max_tokens": MAX_TOKENS, "kind": "huggingface-tokenizers"},
             # 16, not 32: on a 2-4 core CPU a batch of 16 answers runs as fast per sentence, and
-            # halving the longest batch halves what an answer arriving behind it waits (40 students'
-            # p99 ~100 ms instead of ~115; bench/inference.py). A GPU box may raise it in model.json.
+            # halving the longest batch shortens what an answer arriving behind it waits (40 students'
+            # median p99 95 ms instead of 101; python -m bench.thread_split). A GPU box may raise it.
             max_batch_size=16, max_queue_delay_ms=2, batch_padding={"input_ids": 0, "attention_mask": 0},
             metrics=metrics,
             provenance={"source": source, "builder": "appliance.inference.builders.minilm",
