@@ -67,6 +67,7 @@ class InferenceEngine:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> InferenceEngine:
+        self.metrics.start()
         for name in self.wanted_models():
             self._sync_model(name)
         if self.settings.watch_interval_s > 0:
@@ -83,6 +84,7 @@ class InferenceEngine:
             models, self._models = list(self._models.values()), {}
         for m in models:
             m.close()
+        self.metrics.close()
 
     def wanted_models(self) -> list[str]:
         return list(self.settings.models) or self.repository.model_names()
@@ -252,7 +254,7 @@ class InferenceEngine:
                      "versions": self.repository.versions(name), "version": None}
             if m is not None:
                 entry.update(m.describe())
-            entry.update(self.metrics.stats(name).summary())
+            entry.update(self.metrics.summary(name))
             out.append(entry)
         return out
 

@@ -116,3 +116,68 @@ def test_multiprocess_mode_sums_every_worker(tmp_path):
     s = samples(out)
     assert s[("ce_inference_requests_total", (("model", "learner"), ("outcome", "success")))] == 7
     assert s[("ce_inference_request_duration_seconds_count", (("model", "learner"),))] == 7
+
+
+def test_bulk_observe_matches_one_by_one():
+    """observe_many writes prometheus_client's histogram internals; it must expose exactly what
+    observing each value would (this fails if a prometheus_client upgrade changes them)."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from appliance.inference.metrics import LATENCY_BUCKETS, observe_many
+
+    values = [0.0, 0.0005, 0.0007, 0.003, 0.003, 0.04, 1.0, 9.0, 42.0, 0.00049]
+    texts = []
+    for bulk in (False, True):
+        registry = CollectorRegistry()
+        child = Histogram("h", "h", ["m"], buckets=LATENCY_BUCKETS, registry=registry).labels("a")
+        if bulk:
+            observe_many(child, values[:4])
+            observe_many(child, values[4:])
+            observe_many(child, [])
+        else:
+            for v in values:
+                child.observe(v)
+        texts.append(samples(generate_latest(registry).decode()))
+    texts[0].pop(("h_created", (("m", "a"),)), None)
+    texts[1].pop(("h_created", (("m", "a"),)), None)
+    assert texts[0] == pytest.approx(texts[1])  # the sum is added in another order
+
+
+def test_recording_is_buffered_until_a_flush_or_a_scrape(repo, make_engine):
+    write_version(repo, "affine", "1", affine_model(1.0))
+    engine = make_engine()
+    for _ in range(3):
+        engine.infer("affine", {"x": np.ones((1, 4), np.float32)})
+    counter = engine.metrics._counter("affine", "success")
+    assert counter._value.get() == 0  # still in the buffer: the request paid one append
+    assert engine.models_status()[0]["requests"] == 3  # the admin summary flushes first
+    assert counter._value.get() == 3
+    engine.infer("affine", {"x": np.ones((1, 4), np.float32)})
+    assert samples(engine.metrics.exposition()[0].decode())[
+        ("ce_inference_requests_total", (("model", "affine"), ("outcome", "success")))] == 4
+
+
+def test_the_flusher_publishes_to_other_workers_within_its_period(tmp_path):
+    """Another worker answering the scrape sees this worker's counts without this one being asked."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, time\n"
+        "from appliance.inference.metrics import InferenceMetrics\n"
+        "m = InferenceMetrics()\n"
+        "m.start(every_s=0.05)\n"
+        "for _ in range(5): m.record_request('learner', 0.002, 'success')\n"
+        "m.record_request('learner', 0.002, 'client_error')\n"
+        "time.sleep(1.0)\n"
+        "import os; os._exit(0)\n"  # no close(), no flush at exit: only the timer can have written
+    )
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, timeout=60)
+    reader = "from appliance.inference.metrics import InferenceMetrics\nimport sys\nsys.stdout.write(InferenceMetrics().exposition()[0].decode())\n"
+    out = subprocess.run([sys.executable, "-c", reader], env=env, check=True, capture_output=True, text=True, timeout=60).stdout
+    s = samples(out)
+    assert s[("ce_inference_requests_total", (("model", "learner"), ("outcome", "success")))] == 5
+    assert s[("ce_inference_requests_total", (("model", "learner"), ("outcome", "client_error")))] == 1
+    assert s[("ce_inference_request_duration_seconds_count", (("model", "learner"),))] == 5

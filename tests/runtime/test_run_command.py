@@ -94,11 +94,17 @@ def test_metrics_sum_every_gunicorn_worker(tmp_path):
                 urllib.request.urlopen(req, timeout=10).read()
             except urllib.error.HTTPError:
                 pass
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        # Each worker publishes its buffered counts once a second, so the total may lag a moment.
+        deadline = time.monotonic() + 15
+        while True:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+            total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                        if line.startswith("ce_inference_requests_total{") and 'model="learner"' in line)
+            if total == n or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
     finally:
         proc.kill()
-    total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                if line.startswith("ce_inference_requests_total{") and 'model="learner"' in line)
     assert total == n, text[:2000]
