@@ -62,7 +62,7 @@ def write_version_dir(dest: Path, *, model: str, version: int, parent: int | Non
         "name": model, "backend": "onnxruntime", "file": "model.onnx", "sha256": digest,
         "inputs": [{"name": INPUT, "datatype": "FP32", "shape": [-1, f]}],
         "outputs": [{"name": OUTPUT, "datatype": "FP32", "shape": [-1, 1]}],
-        "task": "knowledge-tracing", "max_batch_size": 256, "max_queue_delay_ms": 1,
+        "task": "knowledge-tracing", "max_batch_size": 256, "dynamic_batching": False,
         "learner_feature_spec": spec.to_dict(),
         "federated": {"version": int(version), "parent": parent, "params_sha256": params_sha256(params), **info},
         "provenance": {"source": {"kind": "federated", "version": int(version)},

@@ -96,6 +96,31 @@ def test_request_larger_than_a_batch_is_split(repo, make_engine):
     assert np.array_equal(engine.infer("affine", {"x": x})["y"], x * 2 + 1)
 
 
+def test_dynamic_batching_false_runs_on_the_callers_thread(repo, make_engine):
+    """model.json "dynamic_batching": false: no batching thread; requests run concurrently on their
+    callers' threads, bigger ones are still split at max_batch_size, and a bad input is still refused
+    after good ones of the same model were accepted (the checked-signature cache)."""
+    write_version(repo, "affine", "1", affine_model(1.0), max_batch_size=4, dynamic_batching=False)
+    engine = make_engine()
+    model = engine.loaded("affine")
+    assert model.batcher is None and model.describe()["dynamic_batching"] is False
+    assert not [t for t in threading.enumerate() if t.name.startswith("batcher-affine")]
+    x = np.arange(40, dtype=np.float32).reshape(10, 4)
+    assert np.array_equal(engine.infer("affine", {"x": x})["y"], x * 2 + 1)
+    results = []
+    workers = [threading.Thread(target=lambda k=k: results.append(
+        float(engine.infer("affine", {"x": np.full((1, 4), k, np.float32)})["y"][0, 0]) - 2 * k)) for k in range(8)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    assert results == [1.0] * 8
+    with pytest.raises(BadRequest, match="must be FP32"):
+        engine.infer("affine", {"x": np.ones((1, 4), np.int64)})
+    with pytest.raises(BadRequest, match="must have shape"):
+        engine.infer("affine", {"x": np.ones((1, 5), np.float32)})
+
+
 def test_in_flight_request_keeps_the_old_version_until_it_finishes(repo, make_engine):
     write_version(repo, "affine", "1", affine_model(1.0))
     write_version(repo, "affine", "2", affine_model(2.0))
