@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,14 +25,19 @@ from appliance.inference.tensors import NUMPY_OF, datatype_of
 HEADER = "Inference-Header-Content-Length"
 
 
-def split_body(body: bytes, header_length: str) -> tuple[dict, memoryview]:
-    """(the JSON part as a dict, the binary rest)."""
+def head_length(header_value: str, body_length: int) -> int:
+    """The JSON part's length from the header, checked against the body."""
     try:
-        n = int(header_length)
+        n = int(header_value)
     except ValueError:
         raise BadRequest(f"{HEADER} must be a byte count") from None
-    if n < 0 or n > len(body):
-        raise BadRequest(f"{HEADER} is {n} but the body has {len(body)} bytes")
+    if n < 0 or n > body_length:
+        raise BadRequest(f"{HEADER} is {n} but the body has {body_length} bytes")
+    return n
+
+
+def split_body(body: bytes, n: int) -> tuple[dict, memoryview]:
+    """(the first ``n`` bytes as a JSON object, the binary rest)."""
     try:
         head = json.loads(bytes(body[:n]))
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -78,6 +84,11 @@ def decode_binary_tensor(obj: dict, blob: memoryview, max_elements: int) -> np.n
     return arr if wire == native else arr.astype(native)  # a copy only on big-endian hosts
 
 
+def little_endian_bytes(array: np.ndarray) -> bytes:
+    """A numeric array's bytes as the wire wants them (a copy only on big-endian hosts)."""
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+
+
 def encode_binary_tensor(name: str, array: np.ndarray) -> tuple[dict, bytes]:
     """(the output's JSON description with binary_data_size, its bytes)."""
     array = np.asarray(array)
@@ -89,6 +100,72 @@ def encode_binary_tensor(name: str, array: np.ndarray) -> tuple[dict, bytes]:
             parts += [struct.pack("<I", len(b)), b]
         data = b"".join(parts)
     else:
-        data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+        data = little_endian_bytes(array)
     return {"name": name, "datatype": datatype, "shape": list(array.shape),
             "parameters": {"binary_data_size": len(data)}}, data
+
+
+# -- Heads seen before ----------------------------------------------------------------------------
+# A client sends the same JSON head, byte for byte, with every request of one shape: only the tensor
+# bytes after it change. Parsing and checking that head again is most of what a small model's
+# request costs in this layer, so a head that passed once is kept as a plan that slices the next
+# body directly. Only all-binary, numeric heads without an "id" are kept (the others vary by request).
+
+
+@dataclass(frozen=True)
+class PlannedInput:
+    name: str
+    wire: np.dtype  # little-endian, as sent
+    native: np.dtype
+    shape: tuple[int, ...]
+    count: int
+
+
+@dataclass(frozen=True)
+class HeadPlan:
+    inputs: tuple[PlannedInput, ...]
+    outputs: dict[str, bool] | None  # requested outputs: {name: binary?}, or None for all
+    binary_default: bool
+    data_bytes: int  # what must follow the head
+
+    def decode(self, rest: memoryview) -> dict[str, np.ndarray]:
+        arrays, offset = {}, 0
+        for i in self.inputs:
+            arr = np.frombuffer(rest, i.wire, i.count, offset).reshape(i.shape)
+            arrays[i.name] = arr if i.wire == i.native else arr.astype(i.native)
+            offset += i.count * i.wire.itemsize
+        return arrays
+
+
+def plan_for(head: dict, arrays: dict[str, np.ndarray], outputs, binary_default: bool) -> HeadPlan | None:
+    """A plan for a head the full parser has just accepted (with the arrays it decoded), or None
+    when the head is not the kind that repeats."""
+    if head.get("id") is not None:
+        return None
+    planned, total = [], 0
+    for item in head["inputs"]:
+        size = (item.get("parameters") or {}).get("binary_data_size")
+        arr = arrays[item["name"]]
+        if size is None or arr.dtype == object:
+            return None
+        wire = arr.dtype.newbyteorder("<")
+        planned.append(PlannedInput(item["name"], wire, arr.dtype, tuple(arr.shape), arr.size))
+        total += size
+    return HeadPlan(tuple(planned), outputs, binary_default, total)
+
+
+class BoundedCache:
+    """A dict for the plans and answer heads above. Bounded: a client that varies its heads (a new
+    shape every time) only empties it now and then; it never grows without end."""
+
+    def __init__(self, limit: int = 256):
+        self.limit = limit
+        self._items: dict = {}
+
+    def get(self, key):
+        return self._items.get(key)
+
+    def put(self, key, value) -> None:
+        if len(self._items) >= self.limit:
+            self._items = {}
+        self._items[key] = value

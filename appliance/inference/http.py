@@ -22,8 +22,12 @@ from appliance import __version__
 from appliance.errors import BadRequest, Unauthorized, Unavailable
 from appliance.inference.binary import (
     HEADER,
+    BoundedCache,
     decode_binary_tensor,
     encode_binary_tensor,
+    head_length,
+    little_endian_bytes,
+    plan_for,
     split_body,
 )
 from appliance.inference.repository import check_name
@@ -113,16 +117,46 @@ def model_ready(name: str, version: str | None = None):
     return jsonify({"name": name, "ready": ok}), 200 if ok else 400
 
 
+_HEAD_PLANS = BoundedCache()  # (element limit, request head bytes) -> HeadPlan
+
+
+def _request_body() -> bytes:
+    """The raw request body. With a declared length it is read straight from the server's stream:
+    werkzeug's wrapper stream and ``get_data`` cache cost more than the read itself on every
+    inference. Anything else (chunked, over ``MAX_CONTENT_LENGTH``) goes through werkzeug, which
+    answers it properly."""
+    environ = request.environ
+    length = environ.get("CONTENT_LENGTH")
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if length and length.isdigit() and (limit is None or int(length) <= limit):
+        return environ["wsgi.input"].read(int(length))
+    return request.get_data()
+
+
 def _parse_infer_body(max_elements: int):
     """(inputs by name, requested outputs {name: binary?} or None, request id, binary by default?)."""
-    header_length = request.headers.get(HEADER)
+    header_length = request.environ.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH")
     if header_length is not None:
-        body, rest = split_body(request.get_data(), header_length)
+        raw = _request_body()
+        n = head_length(header_length, len(raw))
+        plan = _HEAD_PLANS.get((max_elements, raw[:n]))
+        if plan is not None and len(raw) - n == plan.data_bytes:
+            return plan.decode(memoryview(raw)[n:]), plan.outputs, None, plan.binary_default
+        body, rest = split_body(raw, n)
     else:
         # force: OIP clients do not all send Content-Type: application/json.
         body, rest = request.get_json(force=True, silent=True), None
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object (Content-Type: application/json).")
+    arrays, outputs, req_id, binary_default = _parse_head(body, rest, max_elements)
+    if rest is not None:
+        plan = plan_for(body, arrays, outputs, binary_default)
+        if plan is not None:
+            _HEAD_PLANS.put((max_elements, bytes(raw[:n])), plan)
+    return arrays, outputs, req_id, binary_default
+
+
+def _parse_head(body: dict, rest: memoryview | None, max_elements: int):
     items = body.get("inputs")
     if not isinstance(items, list) or not items:
         raise BadRequest("'inputs' must be a non-empty list of tensors")
@@ -177,6 +211,8 @@ def infer(name: str, version: str | None = None):
     unknown = [n for n in wanted if n not in outputs]
     if unknown:
         raise BadRequest(f"unknown output(s): {', '.join(unknown)} (this model returns {', '.join(outputs)})")
+    if req_id is None and wanted and all(wanted.values()) and all(outputs[k].dtype != object for k in wanted):
+        return _binary_answer(name, answered, outputs, wanted)
     described, blobs = [], []
     for out_name, binary in wanted.items():
         if binary:
@@ -191,7 +227,29 @@ def infer(name: str, version: str | None = None):
     if not blobs:
         return jsonify(body)
     head = json.dumps(body, separators=(",", ":")).encode()
-    return Response(head + b"".join(blobs), content_type="application/octet-stream", headers={HEADER: str(len(head))})
+    return _octets(head, b"".join(blobs))
+
+
+_ANSWER_HEADS = BoundedCache()  # (model, version, output types and shapes) -> answer head bytes
+
+
+def _binary_answer(name: str, answered: str, outputs: dict, wanted: dict) -> Response:
+    """An all-binary numeric answer: its JSON head depends only on the model, version and output
+    types and shapes, so each is written once and reused (like the request heads)."""
+    key = (name, answered, tuple((k, outputs[k].dtype.str, outputs[k].shape) for k in wanted))
+    head = _ANSWER_HEADS.get(key)
+    if head is None:
+        described = [encode_binary_tensor(k, outputs[k])[0] for k in wanted]
+        head = json.dumps({"model_name": name, "model_version": answered, "outputs": described},
+                          separators=(",", ":")).encode()
+        _ANSWER_HEADS.put(key, head)
+    return _octets(head, b"".join(little_endian_bytes(outputs[k]) for k in wanted))
+
+
+def _octets(head: bytes, blobs: bytes) -> Response:
+    response = Response(head + blobs, content_type="application/octet-stream")
+    response.headers[HEADER] = str(len(head))
+    return response
 
 
 @bp.route("/v2/<path:rest>", methods=["GET", "POST"])

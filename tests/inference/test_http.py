@@ -260,6 +260,49 @@ def test_binary_tensors_in_and_out(served):
     assert np.frombuffer(rest, np.int64).tolist() == [7] and mask.sum() == 2
 
 
+def test_repeated_binary_heads_are_planned_once_and_still_checked(served):
+    """A client repeats its JSON head byte for byte; the server keeps a plan for it. The plan must
+    give the same answers, answer heads must follow the output shapes, and a body that does not
+    fit a known head still gets the full parser's precise 400."""
+    from appliance.inference import http as oip
+
+    client, _ = served()
+    head = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 4], "parameters": {"binary_data_size": 32}}],
+            "parameters": {"binary_data_output": True}}
+    for k in range(3):
+        x = np.full((2, 4), k, np.float32)
+        body, headers = _binary_request(head, [x.tobytes()])
+        r = client.post("/v2/models/affine/infer", data=body, headers=headers)
+        answer, rest = _split_response(r)
+        assert answer["outputs"][0]["shape"] == [2, 4] and answer["model_version"] == "2"
+        assert np.array_equal(np.frombuffer(rest, np.float32).reshape(2, 4), x * 2 + 2)
+    js = json.dumps(head).encode()
+    assert any(key[1] == js for key in oip._HEAD_PLANS._items)
+    # The same head with a wrong body is not served from the plan.
+    body, headers = _binary_request(head, [b"\0" * 36])
+    r = client.post("/v2/models/affine/infer", data=body, headers=headers)
+    assert r.status_code == 400 and "belong to no input" in r.get_json()["error"]
+    # Another shape gets its own answer head.
+    head3 = {**head, "inputs": [{**head["inputs"][0], "shape": [3, 4], "parameters": {"binary_data_size": 48}}]}
+    body, headers = _binary_request(head3, [np.ones((3, 4), np.float32).tobytes()])
+    answer, rest = _split_response(client.post("/v2/models/affine/infer", data=body, headers=headers))
+    assert answer["outputs"][0]["shape"] == [3, 4] and len(rest) == 48
+    # A head with an id is answered with that id, every time (never from a plan).
+    for rid in ("a", "b"):
+        body, headers = _binary_request({**head, "id": rid}, [np.ones((2, 4), np.float32).tobytes()])
+        answer, _ = _split_response(client.post("/v2/models/affine/infer", data=body, headers=headers))
+        assert answer["id"] == rid
+
+
+def test_bounded_cache_empties_instead_of_growing():
+    from appliance.inference.binary import BoundedCache
+
+    cache = BoundedCache(limit=3)
+    for i in range(10):
+        cache.put(i, str(i))
+    assert len(cache._items) <= 3 and cache.get(9) == "9" and cache.get(0) is None
+
+
 @pytest.mark.parametrize("head, blobs, header, message", [
     ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "parameters": {"binary_data_size": 16}}]},
      [b"\0" * 12], None, "does not fit the body"),
