@@ -146,6 +146,12 @@ def gunicorn_server(cfg, wsgi_factory):
                 "timeout": 60,
                 "graceful_timeout": 10,
                 "keepalive": 5,
+                # Each worker listens on its own SO_REUSEPORT socket and the kernel spreads new
+                # connections over them. On one shared socket the worker that wakes first takes
+                # them, and 40 keep-alive connections can all land on one worker, which then serves
+                # them on one core while the other idles (python -m bench.balance). Port 0 would
+                # give every worker a different port.
+                "reuse_port": cfg.web.reuse_port and cfg.web.port != 0,
                 "accesslog": None,
                 "when_ready": when_ready,
                 "on_exit": on_exit,

@@ -108,3 +108,37 @@ def test_metrics_sum_every_gunicorn_worker(tmp_path):
     finally:
         proc.kill()
     assert total == n, text[:2000]
+
+
+def test_each_gunicorn_worker_listens_on_its_own_reuseport_socket(tmp_path):
+    """web.reuse_port: one listening socket per worker, so the kernel spreads a class's connections
+    over the workers (on one shared socket they can all land on one worker; bench/balance.py)."""
+    import re
+    import shutil
+
+    import pytest
+
+    if shutil.which("ss") is None:
+        pytest.skip("ss (iproute2) is not installed; `make debs` installs it")
+    port, proc = _start(tmp_path, "web")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/api/v1/health", proc)
+        workers = set(subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split())
+        listening = subprocess.run(["ss", "-ltnpH", f"( sport = :{port} )"], capture_output=True, text=True).stdout
+        owners = [set(re.findall(r"pid=(\d+)", line)) for line in listening.splitlines() if line.strip()]
+        assert len(owners) == 2 and all(len(o) == 1 for o in owners), listening
+        assert set().union(*owners) == workers and len(workers) == 2
+        # 40 connections held open together: both workers get some (all on one: p = 2 * 0.5**40).
+        socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(40)]
+        try:
+            time.sleep(0.5)
+            held = subprocess.run(["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+                                  capture_output=True, text=True).stdout
+            per_worker = {w: held.count(f"pid={w},") for w in workers}
+            assert all(n > 0 for n in per_worker.values()) and sum(per_worker.values()) == 40, per_worker
+        finally:
+            for s in socks:
+                s.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
