@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,8 +86,10 @@ def decode_binary_tensor(obj: dict, blob: memoryview, max_elements: int) -> np.n
 
 
 def little_endian_bytes(array: np.ndarray) -> bytes:
-    """A numeric array's bytes as the wire wants them (a copy only on big-endian hosts)."""
-    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+    """A numeric array's bytes as the wire wants them: row-major, little-endian."""
+    if array.dtype.byteorder == ">" or (array.dtype.byteorder == "=" and sys.byteorder == "big"):
+        array = array.astype(array.dtype.newbyteorder("<"))
+    return array.tobytes()  # row-major whatever the array's own layout
 
 
 def encode_binary_tensor(name: str, array: np.ndarray) -> tuple[dict, bytes]:

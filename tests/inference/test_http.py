@@ -294,6 +294,16 @@ def test_repeated_binary_heads_are_planned_once_and_still_checked(served):
         assert answer["id"] == rid
 
 
+def test_output_bytes_are_row_major_little_endian_whatever_the_array():
+    from appliance.inference.binary import little_endian_bytes
+
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert little_endian_bytes(a) == np.asarray(a, "<f4").tobytes()
+    assert little_endian_bytes(a.T) == np.ascontiguousarray(a.T, "<f4").tobytes()  # a view, not C-ordered
+    assert little_endian_bytes(a.astype(">f4")) == np.asarray(a, "<f4").tobytes()  # big-endian in, little out
+    assert little_endian_bytes(np.array([1, -2], np.int64)) == b"\x01" + b"\0" * 7 + b"\xfe" + b"\xff" * 7
+
+
 def test_bounded_cache_empties_instead_of_growing():
     from appliance.inference.binary import BoundedCache
 
