@@ -10,6 +10,8 @@
   request, dynamic batching in the server, vs raw ONNX Runtime at batch 32 on the same sentences.
   Targets: >= 70% of raw throughput, p99 <= 100 ms.
 - RSS of each web worker with both int8 models loaded, after the load. Target: <= 200 MB.
+- The same Flask app called in process as a WSGI function (no sockets, no gunicorn), 1 and 16
+  threads: CPU per request for the ceiling and the learner, the handlers' own cost without the noise.
 
 The real server (``classroom-edge web``: gunicorn, threaded workers, the configured worker count) runs
 on 127.0.0.1 and an ephemeral port with the real default models, built into a temporary repository
@@ -246,6 +248,82 @@ def _maps_mention(pid: int, needle: str) -> bool:
         return False
 
 
+def _in_process_cost(data_dir: Path, body: bytes, head_len: int, calls: int) -> dict:
+    """CPU per request of the same Flask app called directly as a WSGI function (no sockets, no
+    gunicorn), for the ceiling and the learner: what the handlers themselves cost, without the noise
+    of a shared machine. With one thread and with 16 (gunicorn's default per worker), because under
+    contention a request that releases the GIL (ONNX Runtime does, around every run) pays to get it
+    back. The web worker's environment: its thread share, Prometheus' multiprocess files."""
+    import io
+    import sys
+    import threading
+
+    from appliance.bootstrap import attach_components
+    from appliance.config import load_config
+    from appliance.services import Services
+    from appliance.web.app import create_app
+
+    prom = data_dir / "prometheus-in-process"
+    prom.mkdir(exist_ok=True)
+    saved = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prom)
+    env = {"CLASSROOM_EDGE_STORAGE__DATA_DIR": str(data_dir), "CLASSROOM_EDGE_INFERENCE__MODELS": "learner",
+           "CLASSROOM_EDGE_LOGGING__LEVEL": "WARNING", "CLASSROOM_EDGE_INFERENCE__WATCH_INTERVAL_S": "0"}
+    services = Services.open(load_config(env=env), migrate=False)
+    services.serving_processes = 2
+    try:
+        attach_components(services)
+        app = create_app(services)
+
+        def call(method: str, path: str, payload: bytes = b"", extra: dict | None = None) -> None:
+            environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
+                       "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
+                       "wsgi.input": io.BytesIO(payload), "wsgi.errors": sys.stderr, "wsgi.multithread": True,
+                       "wsgi.multiprocess": True, "wsgi.run_once": False, "HTTP_HOST": "127.0.0.1",
+                       "REMOTE_ADDR": "127.0.0.1", **(extra or {})}
+            status = []
+            out = app(environ, lambda s, h, e=None: status.append(s))
+            b"".join(out)
+            if not status[0].startswith("200"):
+                raise RuntimeError(f"{method} {path}: {status[0]}")
+
+        infer_env = {"CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": "application/octet-stream",
+                     "HTTP_INFERENCE_HEADER_CONTENT_LENGTH": str(head_len)}
+        kinds = {"ceiling_live": lambda: call("GET", "/v2/health/live"),
+                 "learner_binary": lambda: call("POST", "/v2/models/learner/infer", body, infer_env)}
+
+        def cpu_us(fn, threads: int) -> float:
+            each = max(1, calls // threads)
+            workers = [threading.Thread(target=lambda: [fn() for _ in range(each)]) for _ in range(threads)]
+            c0 = time.process_time()
+            for t in workers:
+                t.start()
+            for t in workers:
+                t.join()
+            return (time.process_time() - c0) / (each * threads) * 1e6
+
+        for fn in kinds.values():
+            for _ in range(200):
+                fn()
+        out = {}
+        for threads in (1, 16):
+            per = {k: [] for k in kinds}
+            for _ in range(3):  # interleaved rounds, median
+                for k, fn in kinds.items():
+                    per[k].append(cpu_us(fn, threads))
+            row = {f"{k}_cpu_us": round(float(np.median(v)), 1) for k, v in per.items()}
+            row["learner_extra_cpu_us"] = round(row["learner_binary_cpu_us"] - row["ceiling_live_cpu_us"], 1)
+            row["cpu_ratio"] = round(row["ceiling_live_cpu_us"] / row["learner_binary_cpu_us"], 3)
+            out[f"threads_{threads}"] = row
+        return out
+    finally:
+        services.close()
+        if saved is None:
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        else:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = saved
+
+
 def _median_run(runs: list[dict]) -> dict:
     """The run with the median throughput (its own latencies go with it), plus every round's rate."""
     ordered = sorted(runs, key=lambda r: r["requests_per_s"])
@@ -334,6 +412,9 @@ def main(argv=None) -> dict:
             worker_pids = [p for p in _server_pids(proc) if p != proc.pid]
             scipy_in_workers = [_maps_mention(p, "/scipy/") for p in worker_pids]
         load_after = os.getloadavg()
+        learner_body, learner_headers = _binary_body([("features", "FP32", rows[0][None, :])])
+        in_process = _in_process_cost(data_dir, learner_body, int(learner_headers["Inference-Header-Content-Length"]),
+                                      2000 if args.quick else 6000)
 
         emb = _median_run(http_emb)
         raw_sorted = sorted(raw_emb, key=lambda x: x["sentences_per_s"])
@@ -345,7 +426,8 @@ def main(argv=None) -> dict:
             "build_models_s": round(build_s, 1), "seconds_per_run": seconds, "rounds": rounds,
             "cpu_cores": os.cpu_count(), "load_average_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
             "server": "classroom-edge web (gunicorn gthread; [web] workers/threads defaults)",
-            "learner": {"raw_onnxruntime_in_process": raw_learner, "http": learner_runs},
+            "learner": {"raw_onnxruntime_in_process": raw_learner, "http": learner_runs,
+                        "flask_app_in_process": in_process},
             "embeddings": {"http_40_connections": emb, "raw_onnxruntime_batch32": raw_med, "ratio": ratio_emb,
                            "cpu_ratio": cpu_ratio_emb},
             "batching_seen_by_one_worker": batches,
