@@ -158,7 +158,10 @@ def test_admin_status_lists_each_model(admin_client, student_client, course):
     assert {"learner", "minilm"} <= set(rows)
     learner = rows["learner"][1]
     assert "<td>1</td>" in learner and "onnxruntime" in learner and "CPUExecutionProvider" in learner
-    assert re.search(r"\d+\.\d ms", learner) and "/ 256" in learner    # p50/p99 and the batch limit
+    assert re.search(r"\d+\.\d ms", learner)    # p50/p99
+    # The learner runs on each request's thread (model.json dynamic_batching: false); MiniLM batches.
+    assert "No batching" in learner and "up to 256 rows" in learner
+    assert "No batching" not in rows["minilm"][1] and "/ 16</td>" in rows["minilm"][1]
     assert "1 CPU thread per run" in learner and "CPU thread" not in rows["minilm"][1]
 
 
