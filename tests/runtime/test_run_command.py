@@ -139,6 +139,41 @@ def test_each_gunicorn_worker_listens_on_its_own_reuseport_socket(tmp_path):
         finally:
             for s in socks:
                 s.close()
+        _binary_learner_requests_through_gunicorn(port)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
+
+
+def _binary_learner_requests_through_gunicorn(port: int) -> None:
+    """Binary OIP requests through gunicorn's own body reader: with Content-Length (read straight
+    from the stream; the repeated head is served from its plan) and chunked (through werkzeug)."""
+    import http.client
+
+    import numpy as np
+
+    meta = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/learner", timeout=10).read())
+    (spec,) = meta["inputs"]
+    x = np.linspace(0, 1, spec["shape"][1], dtype=np.float32)[None, :]
+    head = json.dumps({"inputs": [{"name": spec["name"], "datatype": "FP32", "shape": list(x.shape),
+                                   "parameters": {"binary_data_size": x.nbytes}}],
+                       "parameters": {"binary_data_output": True}}).encode()
+    body = head + x.tobytes()
+    answers = []
+    for chunked in (False, False, False, True):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        headers = {"Inference-Header-Content-Length": str(len(head)), "Content-Type": "application/octet-stream"}
+        if chunked:
+            conn.request("POST", "/v2/models/learner/infer", body=iter([body[:100], body[100:]]), headers=headers,
+                         encode_chunked=True)
+        else:
+            conn.request("POST", "/v2/models/learner/infer", body=body, headers=headers)
+        r = conn.getresponse()
+        data = r.read()
+        conn.close()
+        assert r.status == 200, data[:300]
+        n = int(r.headers["Inference-Header-Content-Length"])
+        answer = json.loads(data[:n])
+        assert answer["model_name"] == "learner" and answer["outputs"][0]["shape"] == [1, 1]
+        answers.append(float(np.frombuffer(data[n:], np.float32)[0]))
+    assert 0 < answers[0] < 1 and answers == [answers[0]] * 4
