@@ -118,6 +118,7 @@ def model_ready(name: str, version: str | None = None):
 
 
 _HEAD_PLANS = BoundedCache()  # (element limit, request head bytes) -> HeadPlan
+PLANNED_HEAD_MAX_BYTES = 4096  # a head carrying more (a big "parameters" object) is not kept: 256 of them could pin GBs
 
 
 def _request_body() -> bytes:
@@ -149,7 +150,7 @@ def _parse_infer_body(max_elements: int):
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object (Content-Type: application/json).")
     arrays, outputs, req_id, binary_default = _parse_head(body, rest, max_elements)
-    if rest is not None:
+    if rest is not None and n <= PLANNED_HEAD_MAX_BYTES:
         plan = plan_for(body, arrays, outputs, binary_default)
         if plan is not None:
             _HEAD_PLANS.put((max_elements, bytes(raw[:n])), plan)

@@ -287,6 +287,11 @@ def test_repeated_binary_heads_are_planned_once_and_still_checked(served):
     body, headers = _binary_request(head3, [np.ones((3, 4), np.float32).tobytes()])
     answer, rest = _split_response(client.post("/v2/models/affine/infer", data=body, headers=headers))
     assert answer["outputs"][0]["shape"] == [3, 4] and len(rest) == 48
+    # A head too big to keep (here a large "parameters" object) is parsed every time, never kept.
+    big = {**head, "parameters": {**head["parameters"], "note": "x" * (oip.PLANNED_HEAD_MAX_BYTES + 1)}}
+    body, headers = _binary_request(big, [np.ones((2, 4), np.float32).tobytes()])
+    assert client.post("/v2/models/affine/infer", data=body, headers=headers).status_code == 200
+    assert not any(len(key[1]) > oip.PLANNED_HEAD_MAX_BYTES for key in oip._HEAD_PLANS._items)
     # A head with an id is answered with that id, every time (never from a plan).
     for rid in ("a", "b"):
         body, headers = _binary_request({**head, "id": rid}, [np.ones((2, 4), np.float32).tobytes()])
