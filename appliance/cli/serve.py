@@ -117,5 +117,10 @@ def _web(args) -> int:
         attach_components(worker_services)
         return create_app(worker_services)
 
-    gunicorn_server(cfg, wsgi_factory).run()
+    try:
+        server = gunicorn_server(cfg, wsgi_factory)
+    except RuntimeError as exc:  # the port is taken: say so once and stop, systemd restarts later
+        log.error("%s", exc)
+        return 1
+    server.run()
     return 0

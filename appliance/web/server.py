@@ -89,11 +89,54 @@ def _shared_metrics_dir(cfg) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Refuse to start when something already listens on the port.
+
+    With a socket per worker (``web.reuse_port``) the gunicorn master binds nothing itself, and a
+    worker that cannot bind exits and is spawned again, forever: a taken port would never stop the
+    service, and a second copy of it would silently share the port. A plain bind (no SO_REUSEPORT)
+    fails on any socket bound there, ours included, so this is asked before any worker exists.
+    """
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    probe_sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe_sock.bind((host, port))
+    except OSError as exc:
+        why = "something else already listens there" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise RuntimeError(f"cannot listen on {host}:{port}: {why} (web.host / web.port)") from None
+    finally:
+        probe_sock.close()
+
+
+def _listen_once_ready(worker) -> None:
+    """post_worker_init: a worker opens its own socket only after its app (and its models) loaded,
+    so a respawned worker never holds connections while it warms up."""
+    from gunicorn import sock, util
+
+    worker.sockets = sock.create_sockets(worker.cfg, worker.log)
+    for s in worker.sockets:
+        util.close_on_exec(s)
+
+
+def _no_socket_while_loading(_server, worker) -> None:
+    """post_fork: drop the socket gunicorn bound for this worker; ``_listen_once_ready`` binds it."""
+    for s in worker.sockets:
+        s.close()
+    worker.sockets = []
+
+
 def gunicorn_server(cfg, wsgi_factory):
     """A gunicorn application whose workers build their app with ``wsgi_factory()`` after fork."""
     from gunicorn.app.base import BaseApplication
 
     from appliance.system import notify as sd
+
+    reuse_port = cfg.web.reuse_port and cfg.web.port != 0
+    if reuse_port:
+        check_port_free(cfg.web.host, cfg.web.port)
 
     # gunicorn's arbiter would send READY=1 itself as soon as it booted, before any worker serves,
     # and that arms the watchdog early. Take the notify socket away from it (and from the workers)
@@ -150,8 +193,9 @@ def gunicorn_server(cfg, wsgi_factory):
                 # connections over them. On one shared socket the worker that wakes first takes
                 # them, and 40 keep-alive connections can all land on one worker, which then serves
                 # them on one core while the other idles (python -m bench.balance). Port 0 would
-                # give every worker a different port.
-                "reuse_port": cfg.web.reuse_port and cfg.web.port != 0,
+                # give every worker a different port. The price: connections already queued on a
+                # worker that dies are reset (a shared socket would hand them to another worker).
+                "reuse_port": reuse_port,
                 "accesslog": None,
                 "when_ready": when_ready,
                 "on_exit": on_exit,
@@ -159,6 +203,8 @@ def gunicorn_server(cfg, wsgi_factory):
                 "child_exit": child_exit,
                 "proc_name": "classroom-edge-web",
             }
+            if reuse_port:
+                options.update(post_fork=_no_socket_while_loading, post_worker_init=_listen_once_ready)
             for key, value in options.items():
                 self.cfg.set(key, value)
 

@@ -8,6 +8,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 
 def free_port():
@@ -124,8 +125,13 @@ def test_each_gunicorn_worker_listens_on_its_own_reuseport_socket(tmp_path):
     try:
         wait_http(f"http://127.0.0.1:{port}/api/v1/health", proc)
         workers = set(subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split())
-        listening = subprocess.run(["ss", "-ltnpH", f"( sport = :{port} )"], capture_output=True, text=True).stdout
-        owners = [set(re.findall(r"pid=(\d+)", line)) for line in listening.splitlines() if line.strip()]
+        deadline = time.monotonic() + 60
+        while True:  # a worker opens its socket once its app and models have loaded
+            listening = subprocess.run(["ss", "-ltnpH", f"( sport = :{port} )"], capture_output=True, text=True).stdout
+            owners = [set(re.findall(r"pid=(\d+)", line)) for line in listening.splitlines() if line.strip()]
+            if len(owners) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert len(owners) == 2 and all(len(o) == 1 for o in owners), listening
         assert set().union(*owners) == workers and len(workers) == 2
         # 40 connections held open together: both workers get some (all on one: p = 2 * 0.5**40).
@@ -140,6 +146,7 @@ def test_each_gunicorn_worker_listens_on_its_own_reuseport_socket(tmp_path):
             for s in socks:
                 s.close()
         _binary_learner_requests_through_gunicorn(port)
+        _respawned_worker_listens_only_once_loaded(proc, port, workers)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
@@ -177,3 +184,41 @@ def _binary_learner_requests_through_gunicorn(port: int) -> None:
         assert answer["model_name"] == "learner" and answer["outputs"][0]["shape"] == [1, 1]
         answers.append(float(np.frombuffer(data[n:], np.float32)[0]))
     assert 0 < answers[0] < 1 and answers == [answers[0]] * 4
+
+
+def test_web_stops_at_once_when_its_port_is_taken(tmp_path):
+    """With a socket per worker the master binds nothing; a taken port must still stop the service
+    with a reason (not respawn workers that cannot bind, forever)."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        env = dict(os.environ, CLASSROOM_EDGE_CONTENT__INSTALL_DEMO="false")
+        done = subprocess.run([sys.executable, "-m", "appliance", "web", "--port", str(port), "--data-dir", str(tmp_path)],
+                              env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        holder.close()
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stdout + done.stderr
+
+
+def _respawned_worker_listens_only_once_loaded(proc, port: int, workers: set[str]) -> None:
+    """A worker that replaces a dead one opens its socket only after its app and models loaded, so
+    no connection waits on a worker that is still warming up: when its socket first shows, ONNX
+    Runtime is already mapped into it."""
+    import re
+
+    victim = sorted(workers)[0]
+    os.kill(int(victim), signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        listening = subprocess.run(["ss", "-ltnpH", f"( sport = :{port} )"], capture_output=True, text=True).stdout
+        fresh = set(re.findall(r"pid=(\d+)", listening)) - workers
+        if fresh:
+            (pid,) = fresh
+            maps = Path(f"/proc/{pid}/maps").read_text()
+            assert "onnxruntime" in maps, "the new worker listened before its models were loaded"
+            return
+        time.sleep(0.02)
+    raise AssertionError("no replacement worker listened within 60 s")
