@@ -34,6 +34,17 @@ from appliance.errors import BadRequest, Unavailable
 log = logging.getLogger(__name__)
 
 
+def request_rows(inputs: dict[str, np.ndarray]) -> int:
+    """The rows of a request: every input's first axis, the same for all, at least 1."""
+    rows = {a.shape[0] if a.ndim else -1 for a in inputs.values()}
+    if len(rows) != 1 or -1 in rows:
+        raise BadRequest("every input must have the same batch size on its first axis")
+    (n,) = rows
+    if n < 1:
+        raise BadRequest(f"a request needs at least 1 row, got {n}")
+    return n
+
+
 @dataclass
 class _Request:
     inputs: dict[str, np.ndarray]
@@ -119,11 +130,8 @@ class Batcher:
             return self._enqueue(inputs, n, key).future
 
     def _rows(self, inputs: dict[str, np.ndarray]) -> int:
-        rows = {a.shape[0] if a.ndim else -1 for a in inputs.values()}
-        if len(rows) != 1 or -1 in rows:
-            raise BadRequest("every input must have the same batch size on its first axis")
-        (n,) = rows
-        if n < 1 or n > self.max_batch_size:
+        n = request_rows(inputs)
+        if n > self.max_batch_size:
             raise BadRequest(f"model {self.name} takes 1 to {self.max_batch_size} rows per request, got {n}")
         return n
 

@@ -4,8 +4,9 @@ model endpoints under ``/api/v1/models``.
 Who may call what: health, server and model metadata and ``/metrics`` are open (a classroom LAN
 monitor needs no login and they reveal nothing personal). ``infer`` is open too while
 ``inference.open_infer`` is true (the default): the models take feature vectors or token ids, return
-numbers, store nothing and change nothing, and standard OIP clients carry no session; the batcher's
-queue bound keeps a flood from starving the LMS. Setting it false requires a signed-in user or an API
+numbers, store nothing and change nothing, and standard OIP clients carry no session. A flood waits
+in the web workers' thread pools like any other traffic, and a batched model's queue is bounded too
+(503 when full), so it cannot starve the LMS of memory. Setting it false requires a signed-in user or an API
 token of any role. Activating and rolling back versions is for admins only.
 
 Every bad request (unknown model or version, malformed JSON, wrong datatype or shape, too many
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 
+import numpy as np
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from appliance import __version__
@@ -212,7 +214,8 @@ def infer(name: str, version: str | None = None):
     unknown = [n for n in wanted if n not in outputs]
     if unknown:
         raise BadRequest(f"unknown output(s): {', '.join(unknown)} (this model returns {', '.join(outputs)})")
-    if req_id is None and wanted and all(wanted.values()) and all(outputs[k].dtype != object for k in wanted):
+    if req_id is None and wanted and all(wanted.values()) and all(
+            isinstance(outputs[k], np.ndarray) and outputs[k].dtype != object for k in wanted):
         return _binary_answer(name, answered, outputs, wanted)
     described, blobs = [], []
     for out_name, binary in wanted.items():

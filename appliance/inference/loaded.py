@@ -15,7 +15,7 @@ import numpy as np
 from appliance.errors import IntegrityError
 from appliance.inference.backend import Backend, LoadRequest
 from appliance.inference.backends import backend_class
-from appliance.inference.batcher import Batcher
+from appliance.inference.batcher import Batcher, request_rows
 from appliance.inference.repository import ModelVersion, Repository
 from appliance.inference.tensors import (
     NUMPY_OF,
@@ -117,7 +117,7 @@ class LoadedModel:
             check_inputs(self.backend.inputs, inputs)
             if len(self._checked) < 256:  # a client sending ever new shapes just gets checked every time
                 self._checked.add(signature)
-        rows = next(iter(inputs.values())).shape[0] if inputs and self.max_batch_size else 0
+        rows = request_rows(inputs) if self.max_batch_size else 0  # the batcher checks its own
         if rows <= self.max_batch_size:
             return self.backend.infer(inputs) if self.batcher is None else self.batcher.submit(inputs)
         # A request bigger than a batch is split, so callers need not know the model's limit.

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 FLUSH_EVERY_S = 1.0
-FLUSH_AT = 4096  # buffered records that make the recording thread flush at once (bounds the memory)
+FLUSH_AT = 4096  # buffered requests that make the recording thread flush at once (batches never outnumber requests)
 
 
 def observe_many(child, values) -> None:

@@ -188,7 +188,7 @@ def test_full_queue_is_refused_not_grown():
 
 
 @pytest.mark.parametrize("inputs, message", [
-    ({"x": np.ones((0, 3), np.float32)}, "1 to 8 rows"),
+    ({"x": np.ones((0, 3), np.float32)}, "at least 1 row"),
     ({"x": np.ones((9, 3), np.float32)}, "1 to 8 rows"),
     ({"x": np.ones((2, 3), np.float32), "z": np.ones((3, 3), np.float32)}, "same batch size"),
     ({"x": np.float32(1.0)}, "same batch size"),

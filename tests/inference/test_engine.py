@@ -119,6 +119,8 @@ def test_dynamic_batching_false_runs_on_the_callers_thread(repo, make_engine):
         engine.infer("affine", {"x": np.ones((1, 4), np.int64)})
     with pytest.raises(BadRequest, match="must have shape"):
         engine.infer("affine", {"x": np.ones((1, 5), np.float32)})
+    with pytest.raises(BadRequest, match="at least 1 row"):  # the batcher's row check, without a batcher
+        engine.infer("affine", {"x": np.ones((0, 4), np.float32)})
 
 
 def test_in_flight_request_keeps_the_old_version_until_it_finishes(repo, make_engine):

@@ -122,7 +122,7 @@ BAD_REQUESTS = [
     ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])], "outputs": [{"name": "q"}]}, "unknown output"),
     ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])], "outputs": "y"}, "list of objects"),
     ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])], "id": 7}, "'id' must be"),
-    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [0, 4], [])]}, "rows per request"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [0, 4], [])]}, "at least 1 row"),
     ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1000, 1000, 4], [0])]}, "at most"),
     ("/v2/models/affine/infer", {"inputs": [{**tensor("x", "FP32", [1, 4], [0]), "parameters": {"binary_data_size": 16}}]}, "binary"),
     ("/v2/models/seq/infer", {"inputs": [tensor("input_ids", "INT64", [1, 1], [1.5]), tensor("attention_mask", "INT64", [1, 1], [1])]}, "INT64 values"),

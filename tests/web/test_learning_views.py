@@ -160,7 +160,7 @@ def test_admin_status_lists_each_model(admin_client, student_client, course):
     assert "<td>1</td>" in learner and "onnxruntime" in learner and "CPUExecutionProvider" in learner
     assert re.search(r"\d+\.\d ms", learner)    # p50/p99
     # The learner runs on each request's thread (model.json dynamic_batching: false); MiniLM batches.
-    assert "No batching" in learner and "up to 256 rows" in learner
+    assert "No batching" in learner and "split every 256 rows" in learner
     assert "No batching" not in rows["minilm"][1] and "/ 16</td>" in rows["minilm"][1]
     assert "1 CPU thread per run" in learner and "CPU thread" not in rows["minilm"][1]
 
