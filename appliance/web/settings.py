@@ -12,7 +12,7 @@ class WebSettings:
     port: int = setting(8080, "TCP port of the LMS, the JSON API and the inference API.")
     workers: int = setting(2, "Worker processes; each loads the models once and shares them between its threads.")
     threads: int = setting(16, "Threads per worker process.")
-    reuse_port: bool = setting(True, "Give each worker its own listening socket (SO_REUSEPORT) so the kernel spreads new connections over the workers; on one shared socket a classroom's keep-alive connections can all land on one worker and leave a core idle. Ignored with port 0.")
+    reuse_port: bool = setting(True, "Give each worker its own listening socket (SO_REUSEPORT) so the kernel spreads new connections over the workers; on one shared socket a classroom's keep-alive connections can all land on one worker and leave a core idle. A worker opens its socket only once its models are loaded, and the service refuses to start when the port is already taken. Ignored with port 0.")
     malloc_arenas: int = setting(2, "Most glibc malloc arenas per web process (like MALLOC_ARENA_MAX); 16 threads would otherwise grow a dozen arenas that keep about 10 MB of freed memory per worker. 0 keeps the C library's default.")
     secret_key: str = setting("", "Key that signs session cookies; empty means generated once and kept in data_dir.", secret=True)
     default_language: str = setting("en", "Language when neither the class nor the browser picks one.")
