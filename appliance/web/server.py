@@ -95,13 +95,16 @@ def check_port_free(host: str, port: int) -> None:
     With a socket per worker (``web.reuse_port``) the gunicorn master binds nothing itself, and a
     worker that cannot bind exits and is spawned again, forever: a taken port would never stop the
     service, and a second copy of it would silently share the port. A plain bind (no SO_REUSEPORT)
-    fails on any socket bound there, ours included, so this is asked before any worker exists.
+    fails while any socket listens there, ours included, so this is asked before any worker exists.
     """
     import errno
     import socket
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     probe_sock = socket.socket(family, socket.SOCK_STREAM)
+    # SO_REUSEADDR (as gunicorn's own sockets): a restart right after a crash must not be refused for
+    # the old connections in TIME_WAIT. On Linux it still fails while anything listens on the port.
+    probe_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         probe_sock.bind((host, port))
     except OSError as exc:
