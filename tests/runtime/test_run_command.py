@@ -140,7 +140,9 @@ def test_each_gunicorn_worker_listens_on_its_own_reuseport_socket(tmp_path):
             time.sleep(0.5)
             held = subprocess.run(["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
                                   capture_output=True, text=True).stdout
-            per_worker = {w: held.count(f"pid={w},") for w in workers}
+            ours = {f"127.0.0.1:{s.getsockname()[1]} " for s in socks}  # not the master's health probes
+            mine = [line for line in held.splitlines() if any(p in line + " " for p in ours)]
+            per_worker = {w: sum(f"pid={w}," in line for line in mine) for w in workers}
             assert all(n > 0 for n in per_worker.values()) and sum(per_worker.values()) == 40, per_worker
         finally:
             for s in socks:
