@@ -59,8 +59,10 @@ def wait_http(url: str, timeout: float = 180, proc=None) -> None:
 
 
 @contextmanager
-def server(command: str = "web", data_dir: str | None = None, env: dict | None = None, extra_args=()):
-    """Start ``classroom-edge <command>`` on 127.0.0.1 and an ephemeral port; yield (base_url, proc)."""
+def server(command: str = "web", data_dir: str | None = None, env: dict | None = None, extra_args=(),
+           module: str = "appliance"):
+    """Start ``classroom-edge <command>`` on 127.0.0.1 and an ephemeral port; yield (base_url, proc).
+    ``module`` runs another entry point that wraps the same command (a bench-only server)."""
     port = free_port()
     tmp = None
     if data_dir is None:
@@ -69,7 +71,7 @@ def server(command: str = "web", data_dir: str | None = None, env: dict | None =
     full_env = dict(os.environ, **(env or {}))
     log = open(Path(data_dir) / "server.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "appliance", command, "--host", "127.0.0.1", "--port", str(port), "--data-dir", data_dir, *extra_args],
+        [sys.executable, "-m", module, command, "--host", "127.0.0.1", "--port", str(port), "--data-dir", data_dir, *extra_args],
         env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
