@@ -6,8 +6,7 @@
   throughput and p50/p99, each run right after the same server's cheapest endpoint
   (``GET /v2/health/live``, the stack's ceiling) at the same concurrency, and raw in-process ONNX
   Runtime (one row per call, as a request carries). Target: learner >= 80% of the ceiling.
-  Next to it, the live probe sent with the inference's own headers and body (``ceiling_live_same_bytes``):
-  what a request of that size costs this stack before any handler reads it.
+  ``bench.learner_breakdown`` splits the difference into its steps.
 - Sentence embeddings (int8 MiniLM) over HTTP at 40 connections, one tokenized student answer per
   request, dynamic batching in the server, vs raw ONNX Runtime at batch 32 on the same sentences.
   Targets: >= 70% of raw throughput, p99 <= 100 ms.
@@ -46,8 +45,8 @@ TARGETS = {"learner_vs_ceiling": 0.80, "embeddings_vs_raw": 0.70, "embeddings_p9
 LEVELS = (1, 40, 200)
 
 
-def _lua_post(bodies: list[tuple[bytes, dict]], workdir: Path, method: str = "POST") -> str:
-    """A wrk script that sends the given bodies in turn (POST unless told), each with its own headers. Bodies are read
+def _lua_post(bodies: list[tuple[bytes, dict]], workdir: Path) -> str:
+    """A wrk script that POSTs the given bodies in turn, each with its own headers. Bodies are read
     from files (binary tensors would not survive a Lua string literal)."""
     workdir.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -62,7 +61,7 @@ local requests = {{}}
 init = function(args)
   for i, spec in ipairs(specs) do
     local f = assert(io.open(spec[1], "rb"))
-    requests[i] = wrk.format("{method}", nil, spec[2], f:read("*a"))
+    requests[i] = wrk.format("POST", nil, spec[2], f:read("*a"))
     f:close()
   end
 end
@@ -365,10 +364,6 @@ def main(argv=None) -> dict:
         binary_bodies = [_binary_body([("features", "FP32", row[None, :])]) for row in rows]
         lua_learner = {
             "binary": _lua_post(binary_bodies, tmp / "lb"),
-            # The live probe sent the inference's very bytes (headers and body; a GET with a body,
-            # which the probe ignores but the server still receives, parses and discards): the
-            # stack's ceiling for a request of that size.
-            "same_bytes": _lua_post(binary_bodies, tmp / "ls", method="GET"),
             "json": _lua_post([_json_body([("features", "FP32", row[None, :])]) for row in rows], tmp / "lj"),
         }
         sentences = _sentences()
@@ -391,9 +386,8 @@ def main(argv=None) -> dict:
             pids = _server_pids(proc)
             for _ in range(rounds):
                 for c in levels:
-                    runs = raw_runs.setdefault(c, {"ceiling_live": [], "ceiling_live_same_bytes": [], "binary": [], "json": []})
+                    runs = raw_runs.setdefault(c, {"ceiling_live": [], "binary": [], "json": []})
                     runs["ceiling_live"].append(_load(live_url, c, seconds, pids))
-                    runs["ceiling_live_same_bytes"].append(_load(live_url, c, seconds, pids, lua_learner["same_bytes"]))
                     runs["binary"].append(_load(infer_url, c, seconds, pids, lua_learner["binary"]))
                     if not args.quick or c == 40:
                         runs["json"].append(_load(infer_url, c, seconds, pids, lua_learner["json"]))
@@ -407,9 +401,6 @@ def main(argv=None) -> dict:
                         entry[f"ratio_{kind}"] = round(entry[kind]["requests_per_s"] / ceiling, 3)
                         # Contention-proof view of the same question: ceiling CPU / infer CPU per request.
                         entry[f"cpu_ratio_{kind}"] = round(ceiling_cpu / entry[kind]["server_cpu_us_per_request"], 3)
-                same = entry["ceiling_live_same_bytes"]["requests_per_s"]
-                entry["ratio_same_bytes_vs_ceiling"] = round(same / ceiling, 3)
-                entry["ratio_binary_vs_same_bytes"] = round(entry["binary"]["requests_per_s"] / same, 3)
                 learner_runs.append(entry)
 
             # Embeddings: raw ONNX Runtime (server idle) and HTTP, alternating.
