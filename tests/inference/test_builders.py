@@ -238,6 +238,22 @@ def test_rebuilding_is_idempotent(tmp_path):
         build_default_models(tmp_path, models=("bert-large",))
 
 
+def test_a_rebuild_that_serves_differently_is_a_new_version(tmp_path):
+    """A repository built before the learner stopped batching keeps the same model bytes; the next
+    build must still publish a version that is served the new way, and only once."""
+    build_default_models(tmp_path, models=("learner",))
+    manifest_path = tmp_path / "learner" / "1" / "model.json"
+    old = json.loads(manifest_path.read_text())
+    del old["dynamic_batching"]  # what the builder wrote before the key existed
+    manifest_path.write_text(json.dumps(old))
+    assert build_default_models(tmp_path, models=("learner",)) == {"learner": "2"}
+    repo = Repository(tmp_path)
+    newer = repo.version("learner", "2")
+    assert newer.sha256 == old["sha256"] and newer.meta["dynamic_batching"] is False
+    assert build_default_models(tmp_path, models=("learner",)) == {"learner": "2"}
+    assert repo.versions("learner") == ["1", "2"]
+
+
 def test_a_model_that_cannot_be_built_does_not_stop_the_others(tmp_path, monkeypatch):
     from appliance.inference.builders import minilm
 

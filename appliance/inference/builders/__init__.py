@@ -5,9 +5,9 @@
 - "minilm-fp32": the same encoder in float32 (reference for calibration and benchmarks).
 
 `build_default_models(repo)` is what `make install`, the first start and `classroom-edge models
-build` call. It is safe to repeat: a model whose newest build has the same sha256 is not written
-again. Versions are imported through `Repository.import_version`, so each appears whole or not at
-all; nothing is activated here (without an ACTIVE file the highest version is the active one).
+build` call. It is safe to repeat: a model whose newest build has the same sha256 and is served the
+same way (``SERVING_KEYS``) is not written again. Versions are imported through
+`Repository.import_version`, so each appears whole or not at all; nothing is activated here (without an ACTIVE file the highest version is the active one).
 The model.json written here is described in MODEL_JSON.md.
 """
 from __future__ import annotations
@@ -43,14 +43,22 @@ def _manifest(name: str, model_file: Path, inputs: list, outputs: list, **extra)
             "sha256": sha256_file(model_file), "inputs": inputs, "outputs": outputs, **extra}
 
 
+# model.json keys that change how a version is served. A build that changes one of them is a new
+# version even when the model bytes are the same: otherwise a box built before the learner's
+# "dynamic_batching": false would keep batching it after every upgrade.
+SERVING_KEYS = ("inputs", "outputs", "max_batch_size", "dynamic_batching", "max_queue_delay_ms", "batch_padding")
+
+
 def _publish(repo, staging: Path, manifest: dict) -> str:
-    """Write model.json and import the version unless the newest one is the same model."""
+    """Write model.json and import the version unless the newest one is the same model, served the
+    same way."""
     name = manifest["name"]
     versions = repo.versions(name)
     if versions:
         newest = repo.version(name, versions[-1])
         same_files = newest.meta.get("files", {}) == manifest.get("files", {})
-        if newest.sha256 == manifest["sha256"] and same_files:
+        same_serving = all(newest.meta.get(k) == manifest.get(k) for k in SERVING_KEYS)
+        if newest.sha256 == manifest["sha256"] and same_files and same_serving:
             log.info("model %s: version %s already holds this build", name, newest.version)
             return newest.version
     (staging / "model.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
