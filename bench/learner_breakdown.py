@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import emit, server, wrk
-from bench.inference import _binary_body, _learner_rows, _load, _lua_post, _server_pids
+from bench.inference import _binary_body, _learner_rows, _load, _lua_post, _median_run, _server_pids
 
 SPARSE = "learner_sparse"
 
@@ -80,11 +80,6 @@ def _sparse_body(row: np.ndarray) -> tuple[bytes, dict]:
     return _binary_body([("indices", "INT64", nz.astype(np.int64)[None, :]), ("values", "FP32", row[nz][None, :])])
 
 
-def _median(runs: list[dict]) -> dict:
-    ordered = sorted(runs, key=lambda r: r["requests_per_s"])
-    return {**ordered[len(ordered) // 2], "rounds_requests_per_s": [r["requests_per_s"] for r in runs]}
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="short runs (smoke test)")
@@ -125,7 +120,7 @@ def main(argv=None) -> dict:
             for _ in range(rounds):
                 for name, (path, lua) in variants.items():
                     runs[name].append(_load(base + path, args.connections, seconds, pids, lua))
-        med = {k: _median(v) for k, v in runs.items()}
+        med = {k: _median_run(v) for k, v in runs.items()}
         cpu = {k: v["server_cpu_us_per_request"] for k, v in med.items()}
         rate = {k: v["requests_per_s"] for k, v in med.items()}
 
