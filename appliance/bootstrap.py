@@ -34,16 +34,19 @@ def prepare(services: Services) -> None:
         return  # no models on this box: building them would only cost minutes and disk
     repo = model_repository(services)
     try:
-        from appliance.inference.builders import MODELS, build_default_models
+        from appliance.inference.builders import MODELS, build_default_models, stale_default_models
+        from appliance.inference.repository import Repository
     except ImportError:
         log.warning("model builders not available: no default models")
         return
-    # Per model, so one that failed on an earlier start (a package was missing) is built now.
+    # Per model, so one that failed on an earlier start (a package was missing) is built now, and one
+    # an older release built (say, served differently) is rebuilt once after an upgrade.
     missing = tuple(m for m in MODELS if not any((repo / m).glob("*/model.json")))
-    if missing:
-        log.info("building the default models %s into %s", ", ".join(missing), repo)
+    stale = stale_default_models(Repository(repo)) if repo.is_dir() else ()
+    if missing or stale:
+        log.info("building the default models %s into %s", ", ".join(missing + stale), repo)
         try:
-            build_default_models(repo, missing)
+            build_default_models(repo, missing + stale)
         except AppError as exc:
             # What could be built is published; the LMS serves without the rest and the
             # inference status names what is missing.

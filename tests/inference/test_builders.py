@@ -24,6 +24,7 @@ from appliance.inference.builders import (
     build_default_models,
     calibration_inputs,
     sha256_file,
+    stale_default_models,
 )
 from appliance.inference.builders.minilm import (
     build_minilm,
@@ -252,6 +253,72 @@ def test_a_rebuild_that_serves_differently_is_a_new_version(tmp_path):
     assert newer.sha256 == old["sha256"] and newer.meta["dynamic_batching"] is False
     assert build_default_models(tmp_path, models=("learner",)) == {"learner": "2"}
     assert repo.versions("learner") == ["1", "2"]
+
+
+def _rewrite_manifest(path, change) -> None:
+    meta = json.loads(path.read_text())
+    change(meta)
+    path.write_text(json.dumps(meta))
+
+
+def _as_built_by_builder_1(meta: dict) -> None:
+    """The learner's manifest as the first builder wrote it: batched, builder_version 1."""
+    del meta["dynamic_batching"]
+    meta["provenance"]["builder_version"] = 1
+
+
+def test_an_older_builders_model_is_stale_once_and_a_foreign_one_never(tmp_path):
+    build_default_models(tmp_path, models=("learner",))
+    repo = Repository(tmp_path)
+    assert stale_default_models(repo) == ()
+    _rewrite_manifest(tmp_path / "learner" / "1" / "model.json", _as_built_by_builder_1)
+    assert stale_default_models(repo) == ("learner",)
+    assert build_default_models(tmp_path, stale_default_models(repo)) == {"learner": "2"}
+    assert repo.version("learner", "2").meta["dynamic_batching"] is False
+    assert stale_default_models(repo) == ()
+    # A newer version from the hub (or an admin's import) is never replaced by a default build, and a
+    # manifest that cannot be read is the engine's to report.
+    foreign = tmp_path / "learner" / "3"
+    foreign.mkdir()
+    (foreign / "model.json").write_text(json.dumps({"sha256": "0" * 64, "provenance": {
+        "builder": "appliance.federated.artifact", "builder_version": 1}}))
+    assert stale_default_models(repo) == ()
+    (foreign / "model.json").write_text("{not json")
+    assert stale_default_models(repo) == ()
+
+
+def test_a_model_only_an_older_builder_wrote_is_rebuilt_once(tmp_path):
+    """Same bytes, served the same way, but written by builder 1: one new version, then not stale (else
+    every start would rebuild it)."""
+    build_default_models(tmp_path, models=("learner",))
+    _rewrite_manifest(tmp_path / "learner" / "1" / "model.json",
+                      lambda meta: meta["provenance"].update(builder_version=1))
+    repo = Repository(tmp_path)
+    assert build_default_models(tmp_path, stale_default_models(repo)) == {"learner": "2"}
+    assert stale_default_models(repo) == ()
+
+
+def test_the_first_start_rebuilds_what_an_older_release_built(tmp_path):
+    from appliance.bootstrap import prepare
+    from appliance.services import Services
+
+    models = tmp_path / "models"
+    build_default_models(models, models=("learner",))
+    _rewrite_manifest(models / "learner" / "1" / "model.json", _as_built_by_builder_1)
+    for name in ("minilm", "minilm-fp32"):  # present and not ours: prepare must leave them alone
+        (models / name / "1").mkdir(parents=True)
+        (models / name / "1" / "model.json").write_text(json.dumps({"sha256": "0" * 64}))
+    services = Services.open(load_config(env={"CLASSROOM_EDGE_STORAGE__DATA_DIR": str(tmp_path),
+                                              "CLASSROOM_EDGE_CONTENT__INSTALL_DEMO": "false"}))
+    try:
+        prepare(services)
+        prepare(services)  # once: the rebuilt version is current
+    finally:
+        services.close()
+    repo = Repository(models)
+    assert repo.versions("learner") == ["1", "2"]
+    assert repo.version("learner", "2").meta["dynamic_batching"] is False
+    assert repo.versions("minilm") == repo.versions("minilm-fp32") == ["1"]
 
 
 def test_a_model_that_cannot_be_built_does_not_stop_the_others(tmp_path, monkeypatch):

@@ -5,8 +5,8 @@
 - "minilm-fp32": the same encoder in float32 (reference for calibration and benchmarks).
 
 `build_default_models(repo)` is what `make install`, the first start and `classroom-edge models
-build` call. It is safe to repeat: a model whose newest build has the same sha256 and is served the
-same way (``SERVING_KEYS``) is not written again. Versions are imported through
+build` call. It is safe to repeat: a model whose newest build has the same sha256, is served the
+same way (``SERVING_KEYS``) and came from the same builder version is not written again. Versions are imported through
 `Repository.import_version`, so each appears whole or not at all; nothing is activated here (without an ACTIVE file the highest version is the active one).
 The model.json written here is described in MODEL_JSON.md.
 """
@@ -27,8 +27,12 @@ from appliance.inference.repository import sha256_file
 
 log = logging.getLogger(__name__)
 
-BUILDER_VERSION = 1
 MODELS = ("learner", "minilm", "minilm-fp32")
+# Raised when a builder starts writing a different model or model.json, so that boxes built by an
+# older one rebuild that model at their next start (``stale_default_models``). learner 2: its
+# manifest says "dynamic_batching": false.
+BUILDER_VERSIONS = {"learner": 2, "minilm": 1, "minilm-fp32": 1}
+BUILDERS_PREFIX = "appliance.inference.builders"
 
 
 def _runtime_versions() -> dict:
@@ -49,6 +53,33 @@ def _manifest(name: str, model_file: Path, inputs: list, outputs: list, **extra)
 SERVING_KEYS = ("inputs", "outputs", "max_batch_size", "dynamic_batching", "max_queue_delay_ms", "batch_padding")
 
 
+def _builder_version(meta: dict) -> int | None:
+    """Which version of our builders wrote this manifest; None for anything else."""
+    provenance = meta.get("provenance")
+    if not isinstance(provenance, dict) or not str(provenance.get("builder", "")).startswith(BUILDERS_PREFIX):
+        return None
+    version = provenance.get("builder_version")
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
+def stale_default_models(repo) -> tuple[str, ...]:
+    """Default models whose newest version an older builder wrote. A newer version from elsewhere (the
+    hub's federated learner, an admin's import) is never replaced by a default."""
+    stale = []
+    for name in MODELS:
+        versions = repo.versions(name)
+        if not versions:
+            continue
+        try:
+            built = _builder_version(repo.version(name, versions[-1]).meta)
+        except AppError as exc:  # an unreadable manifest is the engine's to report, not a reason to build
+            log.warning("cannot tell which builder wrote %s: %s", name, exc.message)
+            continue
+        if built is not None and built < BUILDER_VERSIONS[name]:
+            stale.append(name)
+    return tuple(stale)
+
+
 def _publish(repo, staging: Path, manifest: dict) -> str:
     """Write model.json and import the version unless the newest one is the same model, served the
     same way."""
@@ -58,7 +89,8 @@ def _publish(repo, staging: Path, manifest: dict) -> str:
         newest = repo.version(name, versions[-1])
         same_files = newest.meta.get("files", {}) == manifest.get("files", {})
         same_serving = all(newest.meta.get(k) == manifest.get(k) for k in SERVING_KEYS)
-        if newest.sha256 == manifest["sha256"] and same_files and same_serving:
+        same_builder = _builder_version(newest.meta) == _builder_version(manifest)
+        if newest.sha256 == manifest["sha256"] and same_files and same_serving and same_builder:
             log.info("model %s: version %s already holds this build", name, newest.version)
             return newest.version
     (staging / "model.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -95,7 +127,7 @@ def build_learner(repo, work: Path, built_at: str, seed: int = 0) -> str:
         dynamic_batching=False,
         learner_feature_spec=model.spec.to_dict(), metrics=metrics,
         provenance={"source": {"kind": "simulator", "module": "appliance.learning.simulator", "seed": seed},
-                    "builder": "appliance.inference.builders.learner", "builder_version": BUILDER_VERSION,
+                    "builder": "appliance.inference.builders.learner", "builder_version": BUILDER_VERSIONS["learner"],
                     "built_at": built_at, "runtime": _runtime_versions()})
     return _publish(repo, staging, manifest)
 
@@ -135,7 +167,7 @@ def build_minilm_pair(repo, work: Path, built_at: str) -> dict[str, str]:
             max_batch_size=16, max_queue_delay_ms=2, batch_padding={"input_ids": 0, "attention_mask": 0},
             metrics=metrics,
             provenance={"source": source, "builder": "appliance.inference.builders.minilm",
-                        "builder_version": BUILDER_VERSION, "built_at": built_at,
+                        "builder_version": BUILDER_VERSIONS[name], "built_at": built_at,
                         "quantization": quant, "runtime": _runtime_versions()})
         out[name] = _publish(repo, d, manifest)
     return out
