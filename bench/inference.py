@@ -12,7 +12,8 @@
   Targets: >= 70% of raw throughput, p99 <= 100 ms.
 - RSS of each web worker with both int8 models loaded, after the load. Target: <= 200 MB.
 - The same Flask app called in process as a WSGI function (no sockets, no gunicorn), 1 and 16
-  threads: CPU per request for the ceiling and the learner, the handlers' own cost without the noise.
+  threads: CPU per request for the ceiling and the learner, the handlers' own cost without the noise;
+  and a bench-only POST route that reads the same body and sends the same answer bytes, running nothing.
 
 The real server (``classroom-edge web``: gunicorn, threaded workers, the configured worker count) runs
 on 127.0.0.1 and an ephemeral port with the real default models, built into a temporary repository
@@ -249,6 +250,33 @@ def _maps_mention(pid: int, needle: str) -> bool:
         return False
 
 
+SAME_ANSWER_ROUTE = "/bench/post-same-answer"
+
+
+def _add_same_answer_route(app, services) -> None:
+    """A bench-only route on the in-process app: POST with a variable, reads the learner's body and
+    sends the learner's answer bytes without decoding or running anything. Next to the probe it is
+    what Flask's routing, POST handling and answer cost; next to the learner, what the steps cost."""
+    import json
+
+    from appliance.inference import http as oip
+    from appliance.web.security import csrf_exempt, requires
+
+    engine = services.get("inference")
+    loaded = engine.loaded("learner")
+    out = np.zeros((1, 1), dtype=np.float32)
+    head = json.dumps({"model_name": "learner", "model_version": loaded.version,
+                       "outputs": [oip.encode_binary_tensor(loaded.backend.outputs[0].name, out)[0]]},
+                      separators=(",", ":")).encode()
+
+    def same_answer(name: str):
+        oip._request_body()
+        return oip._octets(head, out.tobytes())
+
+    app.add_url_rule(f"{SAME_ANSWER_ROUTE}/<name>/infer", "bench_post_same_answer",
+                     csrf_exempt(requires("anonymous")(same_answer)), methods=["POST"])
+
+
 def _in_process_cost(data_dir: Path, body: bytes, head_len: int, calls: int) -> dict:
     """CPU per request of the same Flask app called directly as a WSGI function (no sockets, no
     gunicorn), for the ceiling and the learner: what the handlers themselves cost, without the noise
@@ -275,6 +303,7 @@ def _in_process_cost(data_dir: Path, body: bytes, head_len: int, calls: int) -> 
     try:
         attach_components(services)
         app = create_app(services)
+        _add_same_answer_route(app, services)
 
         def call(method: str, path: str, payload: bytes = b"", extra: dict | None = None) -> None:
             environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
@@ -291,6 +320,7 @@ def _in_process_cost(data_dir: Path, body: bytes, head_len: int, calls: int) -> 
         infer_env = {"CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": "application/octet-stream",
                      "HTTP_INFERENCE_HEADER_CONTENT_LENGTH": str(head_len)}
         kinds = {"ceiling_live": lambda: call("GET", "/v2/health/live"),
+                 "post_same_answer": lambda: call("POST", f"{SAME_ANSWER_ROUTE}/learner/infer", body, infer_env),
                  "learner_binary": lambda: call("POST", "/v2/models/learner/infer", body, infer_env)}
 
         def cpu_us(fn, threads: int) -> float:
@@ -314,6 +344,7 @@ def _in_process_cost(data_dir: Path, body: bytes, head_len: int, calls: int) -> 
                     per[k].append(cpu_us(fn, threads))
             row = {f"{k}_cpu_us": round(float(np.median(v)), 1) for k, v in per.items()}
             row["learner_extra_cpu_us"] = round(row["learner_binary_cpu_us"] - row["ceiling_live_cpu_us"], 1)
+            row["post_same_answer_extra_cpu_us"] = round(row["post_same_answer_cpu_us"] - row["ceiling_live_cpu_us"], 1)
             row["cpu_ratio"] = round(row["ceiling_live_cpu_us"] / row["learner_binary_cpu_us"], 3)
             out[f"threads_{threads}"] = row
         return out
