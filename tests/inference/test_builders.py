@@ -298,6 +298,27 @@ def test_a_model_only_an_older_builder_wrote_is_rebuilt_once(tmp_path):
     assert stale_default_models(repo) == ()
 
 
+def test_a_quantized_or_named_copy_of_an_old_default_does_not_trigger_builds(tmp_path):
+    import shutil
+
+    build_default_models(tmp_path, models=("learner",))
+    _rewrite_manifest(tmp_path / "learner" / "1" / "model.json", _as_built_by_builder_1)
+    repo = Repository(tmp_path)
+    # `models quantize` keeps the provenance it started from: the int8 copy is the admin's, not a default.
+    quantized = tmp_path / "learner" / "2"
+    shutil.copytree(tmp_path / "learner" / "1", quantized)
+    _rewrite_manifest(quantized / "model.json", lambda meta: meta["provenance"].update(quantized_from="1"))
+    assert stale_default_models(repo) == ()
+    shutil.rmtree(quantized)
+    # A copy imported under a name sorts after every number, so it stays the newest version: one
+    # rebuild, then the current builder's version ends it (no new version at every start).
+    repo.import_version(tmp_path / "learner" / "1", "learner", version="baseline")
+    assert stale_default_models(repo) == ("learner",)
+    build_default_models(tmp_path, stale_default_models(repo))
+    assert stale_default_models(repo) == ()
+    assert repo.versions("learner") == ["1", "2", "baseline"]
+
+
 def test_the_first_start_rebuilds_what_an_older_release_built(tmp_path):
     from appliance.bootstrap import prepare
     from appliance.services import Services

@@ -54,28 +54,42 @@ SERVING_KEYS = ("inputs", "outputs", "max_batch_size", "dynamic_batching", "max_
 
 
 def _builder_version(meta: dict) -> int | None:
-    """Which version of our builders wrote this manifest; None for anything else."""
+    """Which version of our builders wrote this manifest; None for anything else, including a version
+    an admin derived from a default build (``models quantize`` keeps the provenance it started from)."""
     provenance = meta.get("provenance")
     if not isinstance(provenance, dict) or not str(provenance.get("builder", "")).startswith(BUILDERS_PREFIX):
+        return None
+    if "quantized_from" in provenance:
         return None
     version = provenance.get("builder_version")
     return version if isinstance(version, int) and not isinstance(version, bool) else None
 
 
+def _read_builder_version(repo, name: str, version: str) -> int | None:
+    try:
+        return _builder_version(repo.version(name, version).meta)
+    except AppError as exc:  # an unreadable manifest is the engine's to report; it never counts as ours
+        log.warning("cannot tell which builder wrote %s version %s: %s", name, version, exc.message)
+        return None
+
+
 def stale_default_models(repo) -> tuple[str, ...]:
-    """Default models whose newest version an older builder wrote. A newer version from elsewhere (the
-    hub's federated learner, an admin's import) is never replaced by a default."""
+    """Default models whose newest version an older builder wrote, and that no version from the
+    current builder has replaced yet (so a version imported under a name, which sorts after every
+    number, cannot make each start build again). A newest version from elsewhere (the hub's
+    federated learner, an admin's quantized or own model) is never replaced by a default."""
     stale = []
     for name in MODELS:
-        versions = repo.versions(name)
-        if not versions:
-            continue
         try:
-            built = _builder_version(repo.version(name, versions[-1]).meta)
-        except AppError as exc:  # an unreadable manifest is the engine's to report, not a reason to build
-            log.warning("cannot tell which builder wrote %s: %s", name, exc.message)
+            versions = repo.versions(name)
+        except OSError as exc:  # an unreadable folder is the engine's to report, not a reason to stop
+            log.warning("cannot list the versions of %s: %s", name, exc)
             continue
-        if built is not None and built < BUILDER_VERSIONS[name]:
+        built = [_read_builder_version(repo, name, v) for v in versions]
+        if not built:
+            continue
+        current = BUILDER_VERSIONS[name]
+        if built[-1] is not None and built[-1] < current and not any(b is not None and b >= current for b in built):
             stale.append(name)
     return tuple(stale)
 
