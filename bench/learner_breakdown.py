@@ -114,9 +114,10 @@ def main(argv=None) -> dict:
         with server("web", data_dir=str(data_dir), env=env, module="bench._bare_server") as (base, proc):
             pids = _server_pids(proc)
             # Untimed: one-time costs in each worker, and the real route stores the request plan
-            # that the bare routes reuse (so the learner's route goes first).
+            # that the bare routes reuse (so the learner's route goes first, on enough connections
+            # that the kernel hands some to every worker: a worker without a plan answers 409).
             for path, lua in variants.values():
-                wrk(base + path, connections=4, duration_s=1, threads=2, lua=lua)
+                wrk(base + path, connections=16, duration_s=1, threads=2, lua=lua)
             for _ in range(rounds):
                 for name, (path, lua) in variants.items():
                     runs[name].append(_load(base + path, args.connections, seconds, pids, lua))
@@ -150,7 +151,11 @@ def main(argv=None) -> dict:
             "errors": sum(r["non_2xx"] + r["errors"] for v in runs.values() for r in v),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        return emit("learner_breakdown", result)
+        emit("learner_breakdown", result)
+        if result["errors"]:
+            # Differences between variants mean nothing if some of their requests failed.
+            raise RuntimeError(f"{result['errors']} requests failed or were refused; the figures above are not usable")
+        return result
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
