@@ -85,11 +85,14 @@ def stale_default_models(repo) -> tuple[str, ...]:
         except OSError as exc:  # an unreadable folder is the engine's to report, not a reason to stop
             log.warning("cannot list the versions of %s: %s", name, exc)
             continue
-        built = [_read_builder_version(repo, name, v) for v in versions]
-        if not built:
+        if not versions:
             continue
         current = BUILDER_VERSIONS[name]
-        if built[-1] is not None and built[-1] < current and not any(b is not None and b >= current for b in built):
+        newest = _read_builder_version(repo, name, versions[-1])
+        if newest is None or newest >= current:
+            continue  # the usual case: one manifest read per model at each start
+        older = (_read_builder_version(repo, name, v) for v in versions[:-1])
+        if not any(b is not None and b >= current for b in older):
             stale.append(name)
     return tuple(stale)
 
