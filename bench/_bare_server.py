@@ -87,7 +87,48 @@ def wrap(app, services, model: str = "learner"):
         return _answer(start_response, "200 OK", _OCTETS, out.tobytes())
 
     app.wsgi_app = bare
+    _add_flask_routes(app, engine, model, limit)
     return app
+
+
+def _add_flask_routes(app, engine, model: str, limit: int) -> None:
+    """Two bench-only Flask routes, so the same load compares Flask's own POST handling with the
+    leanest inference a Flask route could do: ``/flask/same`` reads the body and sends the learner's
+    answer bytes; ``/flask/ort`` also decodes with the stored plan and runs the backend (no engine
+    bookkeeping, no metrics)."""
+    import numpy as np
+
+    from appliance.inference import http as oip
+    from appliance.web.security import csrf_exempt, requires
+
+    heads = {}
+
+    def answer(out):
+        key = (out.dtype.str, out.shape)
+        head = heads.get(key)
+        if head is None:
+            name = engine.loaded(model).backend.outputs[0].name
+            head = heads[key] = json.dumps({"model_name": model, "model_version": engine.loaded(model).version,
+                                            "outputs": [oip.encode_binary_tensor(name, out)[0]]},
+                                           separators=(",", ":")).encode()
+        return oip._octets(head, out.tobytes())
+
+    same_out = np.zeros((1, 1), dtype=np.float32)
+
+    def same():
+        oip._request_body()
+        return answer(same_out)
+
+    def ort():
+        from flask import request
+        raw = oip._request_body()
+        n = int(request.environ["HTTP_INFERENCE_HEADER_CONTENT_LENGTH"])
+        plan = oip._HEAD_PLANS.get((limit, raw[:n]))
+        arrays = plan.decode(memoryview(raw)[n:])
+        return answer(next(iter(engine.loaded(model).backend.infer(arrays).values())))
+
+    for rule, fn in (("/flask/same", same), ("/flask/ort", ort)):
+        app.add_url_rule(rule, f"bench_{fn.__name__}", csrf_exempt(requires("anonymous")(fn)), methods=["POST"])
 
 
 def main() -> int:

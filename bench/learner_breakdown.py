@@ -21,6 +21,12 @@ keeps the GIL) or ``bare_ort`` (+ the ONNX Runtime run instead), ``bare_infer`` 
 bookkeeping and the real answer). Their differences are the cost of each step under load, and
 ``learner - live`` minus ``bare_infer - bare_live`` is what Flask adds to an inference beyond what it
 adds to the probe.
+
+Through two bench-only Flask routes on the same app, the bounds of what any Flask inference route
+could reach: ``flask_same`` reads the body and sends the learner's answer bytes without running
+anything (Flask's own POST handling); ``flask_ort`` also decodes with the stored plan and runs the
+backend, with no engine bookkeeping, metrics or swap safety (the leanest inference a Flask route
+could do).
 """
 from __future__ import annotations
 
@@ -108,6 +114,8 @@ def main(argv=None) -> dict:
                     "learner_sparse": (f"/v2/models/{SPARSE}/infer", lua_sparse), "bare_live": ("/bare/live", "")}
         for step in ("read", "decode", "numpy", "ort", "infer"):
             variants[f"bare_{step}"] = (f"/bare/{step}", lua_dense)
+        for step in ("same", "ort"):
+            variants[f"flask_{step}"] = (f"/flask/{step}", lua_dense)
 
         env = {"CLASSROOM_EDGE_INFERENCE__MODELS": f"learner,{SPARSE}", "CLASSROOM_EDGE_LOGGING__LEVEL": "WARNING"}
         runs: dict[str, list] = {k: [] for k in variants}
@@ -145,6 +153,8 @@ def main(argv=None) -> dict:
                 "step_numpy_math": more("bare_numpy", "bare_decode"),
                 "step_onnxruntime_run": more("bare_ort", "bare_decode"),
                 "step_engine_and_answer": more("bare_infer", "bare_ort"),
+                "flask_post_same_answer_over_live": more("flask_same", "live"),
+                "flask_leanest_inference_over_live": more("flask_ort", "live"),
             },
             # The extra CPU an inference may cost over the probe for the 0.8 target.
             "extra_cpu_us_allowed_for_0_8": round(cpu["live"] / 0.8 - cpu["live"], 1),
