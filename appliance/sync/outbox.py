@@ -118,14 +118,16 @@ def delete_range(conn: sqlite3.Connection, lo: int, hi: int) -> int:
     return conn.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", (lo, hi)).rowcount
 
 
-def record_delivered(conn: sqlite3.Connection, events: int, at: str) -> None:
-    """Count events the hub acknowledged (in the transaction that deletes them)."""
-    conn.execute("UPDATE sync_totals SET delivered = delivered + ?, last_delivered_at = ? WHERE id = 1", (events, at))
+def record_delivered(conn: sqlite3.Connection, events: int, at: str, nbytes: int = 0) -> None:
+    """Count events the hub acknowledged, and the bytes they took on the uplink (in the transaction
+    that deletes them)."""
+    conn.execute("UPDATE sync_totals SET delivered = delivered + ?, delivered_bytes = delivered_bytes + ?, "
+                 "last_delivered_at = ? WHERE id = 1", (events, nbytes, at))
 
 
 def delivered(conn: sqlite3.Connection) -> dict:
-    t = conn.execute("SELECT delivered, last_delivered_at FROM sync_totals WHERE id = 1").fetchone()
-    return {"events": t["delivered"], "last_at": t["last_delivered_at"]}
+    t = conn.execute("SELECT delivered, delivered_bytes, last_delivered_at FROM sync_totals WHERE id = 1").fetchone()
+    return {"events": t["delivered"], "bytes": t["delivered_bytes"], "last_at": t["last_delivered_at"]}
 
 
 def backlog(conn: sqlite3.Connection) -> dict:

@@ -73,7 +73,14 @@ ALTER TABLE sync_totals ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sync_totals ADD COLUMN last_delivered_at TEXT;
 """
 
+# The uplink bytes the hub confirmed (compressed batches as sent, and federated updates), in the same
+# transaction: a school on a metered uplink sees what the box has used of it, across restarts.
+SYNC_0003 = """
+ALTER TABLE sync_totals ADD COLUMN delivered_bytes INTEGER NOT NULL DEFAULT 0;
+"""
+
 MIGRATIONS = [
     ("sync_0001_totals_blobs_downlink", SYNC_0001),
     ("sync_0002_delivered_totals", SYNC_0002),
+    ("sync_0003_delivered_bytes", SYNC_0003),
 ]

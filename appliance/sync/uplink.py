@@ -31,12 +31,18 @@ IDLE_POLL_S = 0.25
 MAX_ACK_BYTES = 4096
 
 
-def delete_acknowledged(conn, ranges: list[tuple[int, int]], blobs: list[str]) -> None:
-    """Remove what the hub confirmed and count it as delivered (one writer job per ack)."""
-    gone = sum(outbox.delete_range(conn, lo, hi) for lo, hi in ranges)
-    gone += sum(outbox.delete_blob(conn, event_id) for event_id in blobs)
+def delete_acknowledged(conn, ranges: list[tuple[int, int, int]], blobs: list[tuple[str, int]]) -> None:
+    """Remove what the hub confirmed and count it as delivered (one writer job per ack). ``ranges``
+    are (first seq, last seq, bytes on the wire) of acknowledged batches; ``blobs`` (event id, size)."""
+    gone = nbytes = 0
+    for lo, hi, size in ranges:
+        n = outbox.delete_range(conn, lo, hi)
+        gone, nbytes = gone + n, nbytes + (size if n else 0)
+    for event_id, size in blobs:
+        n = outbox.delete_blob(conn, event_id)
+        gone, nbytes = gone + n, nbytes + (size if n else 0)
     if gone:  # a repeated ack deletes nothing and counts nothing
-        outbox.record_delivered(conn, gone, now_iso())
+        outbox.record_delivered(conn, gone, now_iso(), nbytes)
 
 
 def _log_failed_delete(fut: Future) -> None:
@@ -201,8 +207,10 @@ class Uplink:
             return
         acks, self._acks = self._acks, []
         done, self._blob_acks = self._blob_acks, []
-        ranges = [(b.lo, b.hi) for b in acks]
-        fut = self.db.submit(lambda c: delete_acknowledged(c, ranges, done))
+        ranges = [(b.lo, b.hi, len(b.payload)) for b in acks]
+        size = self.blob.blob.size if self.blob is not None else 0
+        blobs = [(event_id, size) for event_id in done]
+        fut = self.db.submit(lambda c: delete_acknowledged(c, ranges, blobs))
         fut.add_done_callback(_log_failed_delete)
         self._deletes = [f for f in self._deletes if not f.done()] + [fut]
         for b in acks:

@@ -114,3 +114,19 @@ def test_read_batch_respects_event_and_byte_limits(db):
         assert 1 <= len(by_bytes) < 50 and sum(r.size for r in by_bytes) <= 10_000
         after = outbox.read_batch(c, by_bytes[-1].seq, 500, 1 << 20)
         assert after[0].seq == by_bytes[-1].seq + 1
+
+
+def test_acknowledged_rows_count_once_with_the_bytes_they_took_on_the_uplink(db):
+    from appliance.sync.uplink import delete_acknowledged
+
+    db.write(lambda c: [outbox.enqueue(c, "attempt", {"i": i}) for i in range(10)])
+    eid = db.write(lambda c: outbox.enqueue_blob(c, "fl_update", b"u" * 5000))
+    with db.read() as c:
+        seqs = [r[0] for r in c.execute("SELECT seq FROM outbox ORDER BY seq")]
+    lo, hi = seqs[0], seqs[-1]
+    db.write(lambda c: delete_acknowledged(c, [(lo, lo + 3, 700), (lo + 4, hi, 900)], [(eid, 5000)]))
+    # The same acks again (a resent batch acknowledged twice): nothing more is counted.
+    db.write(lambda c: delete_acknowledged(c, [(lo, lo + 3, 700)], [(eid, 5000)]))
+    with db.read() as c:
+        done = outbox.delivered(c)
+    assert done["events"] == 11 and done["bytes"] == 700 + 900 + 5000 and done["last_at"]

@@ -43,12 +43,16 @@ def test_backlog_drains_to_the_hub_and_rows_go_only_on_the_hubs_ack(mqtt_broker,
     assert st["bytes_sent"] < 0.4 * st["json_bytes_sent"]
     assert st["backlog"]["events"] == 0 and st["backlog"]["age_s"] is None
     # Every event counted once as delivered, though batches were resent and acked more than once.
-    assert st["delivered"]["events"] == 3000
-    # A restarted relay starts its counters at 0, but the box still knows when it last synced.
+    # The bytes confirmed count each batch once too: fewer than were sent (resends included).
+    assert st["delivered"]["events"] == 3000 and 0 < st["delivered"]["bytes"] < st["bytes_sent"]
+    delivered_bytes = st["delivered"]["bytes"]
+    # A restarted relay starts its counters at 0, but the box still knows when it last synced and
+    # what it has delivered.
     relay.stop()
     again = start_relay(box_cfg, box.db)
     st = again.status_dict()
     assert st["events_acked"] == 0 and st["delivered"]["events"] == 3000
+    assert st["bytes_sent"] == 0 and st["delivered"]["bytes"] == delivered_bytes
     assert st["last_success"] and st["last_success"] >= "2026"
 
 

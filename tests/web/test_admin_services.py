@@ -11,7 +11,7 @@ from appliance.sync.service import backlog_status, part_status
 
 def test_admin_page_shows_uplink_and_network(services, admin_client):
     services.db.write(lambda c: outbox.enqueue(c, "attempt", {"x": 1}))
-    services.db.write(lambda c: outbox.record_delivered(c, 4321, "2026-11-22T07:00:00.000Z"))
+    services.db.write(lambda c: outbox.record_delivered(c, 4321, "2026-11-22T07:00:00.000Z", 2 * 1024 * 1024))
     sync = {"state": "online", "reason": "", "broker": "hub.district.example:8883",
             "last_success": "2026-11-22T08:00:00Z", "bytes_sent": 123456, **backlog_status(services.db)}
     services.report_status("sync", lambda: part_status(sync))
@@ -26,7 +26,7 @@ def test_admin_page_shows_uplink_and_network(services, admin_client):
     assert "oldest from" in html                                # and age
     assert "2026-11-22T08:00:00Z" in html                      # last successful sync
     assert "Sent since the relay started</th><td>120.6 KB" in html  # 123456 bytes sent, humanised
-    assert "Confirmed by the hub, in all</th><td>4321 events" in html  # kept across restarts
+    assert "Confirmed by the hub, in all</th><td>4321 events (2.0 MB)" in html  # kept across restarts
     assert "room12-2.local" in html and "another box already uses room12" in html
     assert "10.0.0.9" in html and "Room 12" in html             # the other box seen
 
