@@ -33,7 +33,7 @@ from appliance.inference.binary import (
     split_body,
 )
 from appliance.inference.repository import check_name
-from appliance.inference.tensors import decode_json_tensor, encode_json_tensor
+from appliance.inference.tensors import decode_json_tensor, encode_json_tensor, parameters_of
 from appliance.web.security import csrf_exempt, current_user, requires
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,8 @@ def _engine(required: bool = True):
 @bp.get("/v2")
 @requires("anonymous")
 def server_metadata():
-    return jsonify({"name": "classroom-edge", "version": __version__, "extensions": []})
+    # The protocol extensions served here, by the names Triton gives them.
+    return jsonify({"name": "classroom-edge", "version": __version__, "extensions": ["binary_tensor_data"]})
 
 
 @bp.get("/v2/health/live")
@@ -165,7 +166,7 @@ def _parse_head(body: dict, rest: memoryview | None, max_elements: int):
         raise BadRequest("'inputs' must be a non-empty list of tensors")
     arrays, total, offset = {}, 0, 0
     for item in items:
-        size = (item.get("parameters") or {}).get("binary_data_size") if isinstance(item, dict) else None
+        size = parameters_of(item, "each input").get("binary_data_size") if isinstance(item, dict) else None
         if size is not None:
             if rest is None:
                 raise BadRequest(f"binary input data needs the {HEADER} header")
@@ -192,7 +193,8 @@ def _parse_head(body: dict, rest: memoryview | None, max_elements: int):
     if wanted is not None:
         if not isinstance(wanted, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in wanted):
             raise BadRequest("'outputs' must be a list of objects with a name")
-        outputs = {o["name"]: (o.get("parameters") or {}).get("binary_data", binary_default) is True for o in wanted}
+        outputs = {o["name"]: parameters_of(o, f"output {o['name']!r}").get("binary_data", binary_default) is True
+                   for o in wanted}
     req_id = body.get("id")
     if req_id is not None and not isinstance(req_id, str):
         raise BadRequest("'id' must be a string")

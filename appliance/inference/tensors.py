@@ -137,6 +137,17 @@ def _kind_ok(datatype: str, kind: str) -> bool:
     return kind in "iuf"  # FP types take integers too
 
 
+def parameters_of(obj: dict, what: str) -> dict:
+    """The ``parameters`` object of a request, tensor or output ({} when absent), or a 400 naming
+    ``what`` when a client sent something else there."""
+    params = obj.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise BadRequest(f"{what}: 'parameters' must be an object")
+    return params
+
+
 def decode_json_tensor(obj: dict, max_elements: int | None = None) -> np.ndarray:
     """An OIP JSON tensor (``name``, ``shape``, ``datatype``, ``data`` flat or nested) as a numpy array.
 
@@ -153,7 +164,7 @@ def decode_json_tensor(obj: dict, max_elements: int | None = None) -> np.ndarray
         raise BadRequest(f"input {name!r}: unknown datatype {datatype!r} (use one of {', '.join(NUMPY_OF)})")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise BadRequest(f"input {name!r}: shape must be a list of non-negative integers")
-    if (obj.get("parameters") or {}).get("binary_data_size") is not None:
+    if parameters_of(obj, f"input {name!r}").get("binary_data_size") is not None:
         raise BadRequest(f"input {name!r}: the binary tensor extension is not supported; send the data as JSON")
     if data is None:
         raise BadRequest(f"input {name!r} has no data")

@@ -56,7 +56,8 @@ def test_health_server_and_model_metadata(served):
     assert client.get("/v2/health/live").get_json() == {"live": True}
     r = client.get("/v2/health/ready")
     assert r.status_code == 200 and r.get_json() == {"ready": True}
-    assert client.get("/v2").get_json()["name"] == "classroom-edge"
+    meta = client.get("/v2").get_json()
+    assert meta["name"] == "classroom-edge" and meta["extensions"] == ["binary_tensor_data"]
     meta = client.get("/v2/models/affine").get_json()
     assert meta["versions"] == ["1", "2"] and meta["platform"] == "onnxruntime_onnx"
     assert meta["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
@@ -129,6 +130,12 @@ BAD_REQUESTS = [
     ("/v2/models/seq/infer", {"inputs": [tensor("input_ids", "INT64", [1, 1], [2**70]), tensor("attention_mask", "INT64", [1, 1], [1])]}, "INT64 values"),
     ("/v2/models/echo/infer", {"inputs": [tensor("text", "BYTES", [2], ["a", 3])]}, "strings"),
     ("/v2/models/lookup/infer", {"inputs": [tensor("ids", "INT64", [1], [99])]}, "could not run on this input"),
+    # 'parameters' that are not objects, on an input, on an output and on the request
+    ("/v2/models/affine/infer", {"inputs": [{**tensor("x", "FP32", [1, 4], [1, 2, 3, 4]), "parameters": ["a"]}]}, "'parameters' must be an object"),
+    ("/v2/models/affine/infer", {"inputs": [{**tensor("x", "FP32", [1, 4], [1, 2, 3, 4]), "parameters": "binary"}]}, "'parameters' must be an object"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])],
+                                 "outputs": [{"name": "y", "parameters": 1}]}, "output 'y': 'parameters' must be an object"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])], "parameters": [1]}, "'parameters' must be an object"),
 ]
 
 
@@ -333,13 +340,17 @@ def test_bounded_cache_empties_instead_of_growing():
      [struct.pack("<I", 9) + b"ab"], None, "truncated"),
     ({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "parameters": {"binary_data_size": -1}}]},
      [], None, "does not fit the body"),
+    ({"inputs": [{"name": ["x"], "datatype": "FP32", "shape": [1, 4], "parameters": {"binary_data_size": 16}}]},
+     [b"\0" * 16], None, "needs a name"),
+    ({"inputs": [{"datatype": "FP32", "shape": [1, 4], "parameters": {"binary_data_size": 16}}]},
+     [b"\0" * 16], None, "needs a name"),
 ])
 def test_bad_binary_requests_are_400(served, head, blobs, header, message):
     client, _ = served()
     body, headers = _binary_request(head, blobs)
     if header is not None:
         headers["Inference-Header-Content-Length"] = header
-    model = "echo" if head["inputs"][0]["name"] == "text" else "affine"
+    model = "echo" if head["inputs"][0].get("name") == "text" else "affine"
     r = client.post(f"/v2/models/{model}/infer", data=body, headers=headers)
     assert r.status_code == 400 and message in r.get_json()["error"], r.get_json()
 
