@@ -53,7 +53,7 @@ def decode_binary_tensor(obj: dict, blob: memoryview, max_elements: int) -> np.n
     name, datatype, shape = obj.get("name"), obj.get("datatype"), obj.get("shape")
     if not isinstance(name, str) or not name:
         raise BadRequest("each input needs a name")
-    if datatype not in NUMPY_OF:
+    if not isinstance(datatype, str) or datatype not in NUMPY_OF:
         raise BadRequest(f"input {name!r}: unknown datatype {datatype!r}")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise BadRequest(f"input {name!r}: shape must be a list of non-negative integers")

@@ -77,7 +77,7 @@ class TensorSpec:
             name, datatype, shape = obj["name"], obj["datatype"], obj["shape"]
         except (KeyError, TypeError):
             raise BadRequest(f"{where}: each tensor needs name, datatype and shape") from None
-        if datatype not in NUMPY_OF:
+        if not isinstance(datatype, str) or datatype not in NUMPY_OF:
             raise BadRequest(f"{where}: tensor {name!r} has unknown datatype {datatype!r}")
         if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= -1 for d in shape):
             raise BadRequest(f"{where}: tensor {name!r} shape must be a list of integers (-1 = any size)")
@@ -160,7 +160,7 @@ def decode_json_tensor(obj: dict, max_elements: int | None = None) -> np.ndarray
     if not isinstance(name, str) or not name:
         raise BadRequest("each input needs a name")
     datatype, shape, data = obj.get("datatype"), obj.get("shape"), obj.get("data")
-    if datatype not in NUMPY_OF:
+    if not isinstance(datatype, str) or datatype not in NUMPY_OF:
         raise BadRequest(f"input {name!r}: unknown datatype {datatype!r} (use one of {', '.join(NUMPY_OF)})")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise BadRequest(f"input {name!r}: shape must be a list of non-negative integers")

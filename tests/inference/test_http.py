@@ -388,3 +388,51 @@ def test_inference_disabled_loads_nothing_and_says_so(tmp_path, repo):
         assert r.status_code == 400 and r.get_json() == {"ready": False}  # OIP: a 4xx means not ready
     finally:
         services.close()
+
+
+def _replacements(doc, path=()):
+    """(path, value) for every place in a JSON document, each with values of every other JSON type."""
+    wrong = [None, True, 7, -1.5, "x", [], [1, "a"], {}, {"k": [None]}]
+    for value in wrong:
+        yield path, value
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            yield from _replacements(v, (*path, k))
+    elif isinstance(doc, list) and doc and not all(isinstance(v, (int, float)) for v in doc):
+        for i, v in enumerate(doc):
+            yield from _replacements(v, (*path, i))
+
+
+def _replaced(doc, path, value):
+    if not path:
+        return value
+    out = json.loads(json.dumps(doc))
+    node = out
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = value
+    return out
+
+
+def test_any_field_of_any_type_is_answered_never_a_500(served):
+    """Every field of a JSON request and of a binary request's head, swapped for a value of every other
+    JSON type: each is a 200 or a 400 with a reason."""
+    client, _ = served()
+    valid = {"id": "r1", "parameters": {"binary_data_output": False},
+             "inputs": [{**tensor("x", "FP32", [1, 4], [1, 2, 3, 4]), "parameters": {}}],
+             "outputs": [{"name": "y", "parameters": {"binary_data": False}}]}
+    head = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "parameters": {"binary_data_size": 16}}],
+            "outputs": [{"name": "y", "parameters": {"binary_data": True}}]}
+    blob = np.arange(4, dtype="<f4").tobytes()
+    tried = 0
+    for path, value in _replacements(valid):
+        r = client.post("/v2/models/affine/infer", json=_replaced(valid, path, value))
+        assert r.status_code in (200, 400), (path, value, r.status_code, r.get_data(as_text=True)[:300])
+        assert r.status_code == 200 or r.get_json()["error"], (path, value)
+        tried += 1
+    for path, value in _replacements(head):
+        body, headers = _binary_request(_replaced(head, path, value), [blob])
+        r = client.post("/v2/models/affine/infer", data=body, headers=headers)
+        assert r.status_code in (200, 400), (path, value, r.status_code, r.get_data(as_text=True)[:300])
+        tried += 1
+    assert tried > 150
