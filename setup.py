@@ -42,6 +42,9 @@ EXTRAS = {
         "openapi-spec-validator>=0.7",
         "psycopg[binary]>=3.1",
     ],
+    # The reference MiniLM for tests/inference/test_builders.py; brings torch, so not in dev
+    # (docs/inference.md says why). Without it the test uses its own numpy forward pass.
+    "reference": ["sentence-transformers>=3.0"],
 }
 
 setup(

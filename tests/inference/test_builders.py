@@ -1,6 +1,6 @@
 """Default model builders: the MiniLM graph against an independent reference, int8, the repository.
 
-The reference is sentence-transformers when it is installed (dev extra with torch); otherwise a
+The reference is sentence-transformers when it is installed (the `reference` extra, with torch); otherwise a
 plain-numpy BERT forward pass written here from the same safetensors weights, in float64 and with
 the textbook formulas (the graph folds the attention scale into the query weights, uses
 LayerNormalization ops and a different mask constant, so agreement is not a tautology).
