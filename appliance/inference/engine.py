@@ -21,7 +21,7 @@ import numpy as np
 
 from appliance.errors import AppError, BadRequest, Unavailable
 from appliance.inference.loaded import LoadedModel
-from appliance.inference.metrics import InferenceMetrics
+from appliance.inference.metrics import InferenceMetrics, shared_stats_dir
 from appliance.inference.repository import Repository, check_name
 from appliance.services import PartStatus, Services
 from appliance.system.malloc import trim_heap
@@ -50,7 +50,7 @@ class InferenceEngine:
         self.intra_op_threads = intra_op_threads(settings.intra_op_threads, processes)
         self.repository = Repository(repo_dir, settings.trusted_keys)
         self.cache_dir = Path(cache_dir)
-        self.metrics = InferenceMetrics(self)
+        self.metrics = InferenceMetrics(self, shared_stats_dir())
         self._models: dict[str, LoadedModel] = {}
         self._errors: dict[str, str] = {}  # model -> why its wanted version is not serving
         self._failed: dict[str, tuple] = {}  # model -> (version, manifest mtime) that failed: not retried

@@ -16,11 +16,15 @@ together. A scrape answered by another worker sees this worker's counts at most 
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+import secrets
 import threading
+import time
 from collections import Counter as Tally
 from collections import defaultdict, deque
+from pathlib import Path
 
 import numpy as np
 from prometheus_client import (
@@ -33,6 +37,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 
 from appliance.inference.batcher import BatchInfo
+from appliance.inference.settings import ADMIN_STATS_ENV
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,8 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 FLUSH_EVERY_S = 1.0
 FLUSH_AT = 4096  # buffered requests that make the recording thread flush at once (batches never outnumber requests)
+SHARE_EVERY_S = 1.0
+SHARED_LATENCIES = 1024  # per model in a worker's shared file: enough for a p99, small to write every second
 
 
 def observe_many(child, values) -> None:
@@ -81,21 +88,95 @@ class ModelStats:
         with self._lock:
             self._batches.update(rows)
 
-    def summary(self) -> dict:
+    def snapshot(self, latencies: int | None = None) -> dict:
+        """Counts, the last ``latencies`` latencies (all kept when None) and the batch sizes, as JSON
+        types: what another worker merges into its admin summary."""
         with self._lock:
-            lat = np.fromiter(self._latency, dtype=float)
-            batches = dict(self._batches)
-            requests, errors = self.requests, self.errors
-        n_batches = sum(batches.values())
-        return {
-            "requests": requests,
-            "errors": errors,
-            "p50_ms": round(float(np.percentile(lat, 50)) * 1000, 3) if lat.size else None,
-            "p99_ms": round(float(np.percentile(lat, 99)) * 1000, 3) if lat.size else None,
-            "batches": n_batches,
-            "mean_batch_rows": round(sum(k * v for k, v in batches.items()) / n_batches, 2) if n_batches else None,
-            "max_batch_rows": max(batches) if batches else None,
-        }
+            lat = list(self._latency)
+            return {"requests": self.requests, "errors": self.errors,
+                    "latency_s": lat if latencies is None else lat[-latencies:],
+                    "batches": {str(k): v for k, v in self._batches.items()}}
+
+    def summary(self) -> dict:
+        return summarize([self.snapshot()])
+
+
+def summarize(snapshots: list[dict]) -> dict:
+    """The admin page's figures from one or more workers' snapshots of one model."""
+    lat = np.array([x for s in snapshots for x in s["latency_s"]], dtype=float)
+    batches: Tally = Tally()
+    for s in snapshots:
+        batches.update({int(k): v for k, v in s["batches"].items()})
+    n_batches = sum(batches.values())
+    return {
+        "requests": sum(s["requests"] for s in snapshots),
+        "errors": sum(s["errors"] for s in snapshots),
+        "p50_ms": round(float(np.percentile(lat, 50)) * 1000, 3) if lat.size else None,
+        "p99_ms": round(float(np.percentile(lat, 99)) * 1000, 3) if lat.size else None,
+        "batches": n_batches,
+        "mean_batch_rows": round(sum(k * v for k, v in batches.items()) / n_batches, 2) if n_batches else None,
+        "max_batch_rows": max(batches) if batches else None,
+        "workers": len(snapshots),
+    }
+
+
+class SharedStats:
+    """Each web worker's admin figures in a directory all workers share, so the admin page sums
+    every worker instead of showing the one that answered it (as ``/metrics`` does with Prometheus'
+    multiprocess files, which hold only histogram buckets: too coarse for p50/p99).
+
+    A worker writes its own file (``<pid>-<token>.json``, replaced atomically) at most once a
+    second when it has new figures (the flush timer writes what the limit held back), with its last
+    ``SHARED_LATENCIES`` latencies per model. Files of processes that are gone are removed when read.
+    """
+
+    def __init__(self, directory: Path):
+        self.dir = Path(directory)
+        self.name = f"{os.getpid()}-{secrets.token_hex(4)}.json"
+        self._written_at = 0.0
+
+    def due(self) -> bool:
+        return time.monotonic() - self._written_at >= SHARE_EVERY_S
+
+    def write(self, snapshots: dict[str, dict]) -> None:
+        self._written_at = time.monotonic()
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.dir / f".{self.name}.tmp"
+            tmp.write_text(json.dumps(snapshots), encoding="utf-8")
+            os.replace(tmp, self.dir / self.name)
+        except OSError as exc:  # the admin page then shows this worker's figures only
+            log.warning("could not share inference figures in %s: %s", self.dir, exc)
+
+    def others(self) -> list[dict]:
+        """Every other live worker's snapshots, {model: snapshot} each."""
+        out = []
+        try:
+            paths = [p for p in self.dir.glob("*.json") if p.name != self.name]
+        except OSError:
+            return out
+        for path in paths:
+            pid = path.name.split("-", 1)[0]
+            if not pid.isdigit() or not _alive(int(pid)):
+                path.unlink(missing_ok=True)
+                continue
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # gone or half-replaced meanwhile: next time
+            if isinstance(doc, dict):
+                out.append(doc)
+        return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _StateCollector:
@@ -118,8 +199,15 @@ class _StateCollector:
         yield from (info, ready, fallback)
 
 
+def shared_stats_dir() -> Path | None:
+    """Where the web workers share their admin figures, when the web service set one up for its
+    workers (appliance/web/server.py); None in a single process, which has nobody to share with."""
+    path = os.environ.get(ADMIN_STATS_ENV)
+    return Path(path) if path else None
+
+
 class InferenceMetrics:
-    def __init__(self, engine=None):
+    def __init__(self, engine=None, share_dir: Path | None = None):
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("ce_inference_requests", "Inference requests by outcome.", ["model", "outcome"], registry=r)
@@ -143,15 +231,25 @@ class InferenceMetrics:
         self._state = _StateCollector(engine) if engine is not None else None
         if self._state is not None:
             r.register(self._state)
+        self._shared = SharedStats(share_dir) if share_dir is not None else None
+        self._unshared = False  # figures folded since this worker last wrote its shared file
 
     def stats(self, model: str) -> ModelStats:
         with self._lock:
             return self._stats.setdefault(model, ModelStats())
 
     def summary(self, model: str) -> dict:
-        """The admin page's figures for ``model``, including what is still buffered."""
+        """The admin page's figures for ``model``, including what is still buffered, summed over
+        every web worker that shares its figures."""
         self.flush()
-        return self.stats(model).summary()
+        snapshots = [self.stats(model).snapshot()]
+        if self._shared is not None:
+            others = self._shared.others()
+            snapshots += [o[model] for o in others if isinstance(o.get(model), dict)]
+            summary = summarize(snapshots)
+            summary["workers"] = 1 + len(others)
+            return summary
+        return summarize(snapshots)
 
     # -- recording: one append per request or batch (deque appends are atomic) -------------------
     def record_request(self, model: str, seconds: float, outcome: str) -> None:
@@ -171,31 +269,39 @@ class InferenceMetrics:
         with self._flush_lock:
             requests = [self._pending_requests.popleft() for _ in range(len(self._pending_requests))]
             batches = [self._pending_batches.popleft() for _ in range(len(self._pending_batches))]
-            if not requests and not batches:
-                return
-            outcomes: Tally = Tally()
-            latencies: dict[str, list[float]] = defaultdict(list)
-            failed: Tally = Tally()
-            for model, seconds, outcome in requests:
-                outcomes[(model, outcome)] += 1
-                if outcome == "success":
-                    latencies[model].append(seconds)
-                else:
-                    failed[model] += 1
-            for (model, outcome), n in outcomes.items():
-                self._counter(model, outcome).inc(n)
-            for model in latencies.keys() | failed.keys():
-                observe_many(self._children(model)[0], latencies.get(model, ()))
-                self.stats(model).record_requests(latencies.get(model, []), failed.get(model, 0))
-            by_model: dict[str, list[BatchInfo]] = defaultdict(list)
-            for model, info in batches:
-                by_model[model].append(info)
-            for model, infos in by_model.items():
-                _latency, rows, compute, queue = self._children(model)
-                observe_many(rows, [i.rows for i in infos])
-                observe_many(compute, [i.compute_s for i in infos])
-                observe_many(queue, [q for i in infos for q in i.queue_s])
-                self.stats(model).record_batches([i.rows for i in infos])
+            if requests or batches:
+                self._fold(requests, batches)
+                self._unshared = True
+            if self._unshared and self._shared is not None and self._shared.due():
+                self._unshared = False
+                with self._lock:
+                    models = list(self._stats.items())
+                self._shared.write({m: st.snapshot(SHARED_LATENCIES) for m, st in models})
+
+    def _fold(self, requests: list, batches: list) -> None:
+        outcomes: Tally = Tally()
+        latencies: dict[str, list[float]] = defaultdict(list)
+        failed: Tally = Tally()
+        for model, seconds, outcome in requests:
+            outcomes[(model, outcome)] += 1
+            if outcome == "success":
+                latencies[model].append(seconds)
+            else:
+                failed[model] += 1
+        for (model, outcome), n in outcomes.items():
+            self._counter(model, outcome).inc(n)
+        for model in latencies.keys() | failed.keys():
+            observe_many(self._children(model)[0], latencies.get(model, ()))
+            self.stats(model).record_requests(latencies.get(model, []), failed.get(model, 0))
+        by_model: dict[str, list[BatchInfo]] = defaultdict(list)
+        for model, info in batches:
+            by_model[model].append(info)
+        for model, infos in by_model.items():
+            _latency, rows, compute, queue = self._children(model)
+            observe_many(rows, [i.rows for i in infos])
+            observe_many(compute, [i.compute_s for i in infos])
+            observe_many(queue, [q for i in infos for q in i.queue_s])
+            self.stats(model).record_batches([i.rows for i in infos])
 
     def start(self, every_s: float = FLUSH_EVERY_S) -> None:
         """Flush on a timer, so other workers' scrapes see this worker's counts within ``every_s``."""

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from appliance.config import section, setting
 
+# Set by the web service for its workers (like PROMETHEUS_MULTIPROC_DIR): where each worker shares the
+# admin page's model figures with the others (appliance/inference/metrics.py, SharedStats).
+ADMIN_STATS_ENV = "CE_ADMIN_STATS_DIR"  # not CLASSROOM_EDGE_*: that prefix is for config keys
+
 
 @section("inference")
 class InferenceSettings:

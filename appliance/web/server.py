@@ -87,6 +87,15 @@ def _shared_metrics_dir(cfg) -> None:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    # The admin page's per-worker figures, rewritten up to once a second by each worker while
+    # students work: in memory under systemd (RuntimeDirectory, a tmpfs) so an SD card is not worn
+    # by them; next to the Prometheus files otherwise.
+    runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    stats = Path(runtime) / "admin-stats" if runtime else path / "admin-stats"
+    shutil.rmtree(stats, ignore_errors=True)
+    from appliance.inference.settings import ADMIN_STATS_ENV
+
+    os.environ[ADMIN_STATS_ENV] = str(stats)
 
 
 def check_port_free(host: str, port: int) -> None:

@@ -182,3 +182,58 @@ def test_the_flusher_publishes_to_other_workers_within_its_period(tmp_path):
     assert s[("ce_inference_requests_total", (("model", "learner"), ("outcome", "success")))] == 5
     assert s[("ce_inference_requests_total", (("model", "learner"), ("outcome", "client_error")))] == 1
     assert s[("ce_inference_request_duration_seconds_count", (("model", "learner"),))] == 5
+
+
+def _worker_metrics(share_dir):
+    from appliance.inference.metrics import InferenceMetrics
+
+    return InferenceMetrics(share_dir=share_dir)
+
+
+def test_admin_figures_add_up_every_worker_that_shares_them(tmp_path, monkeypatch):
+    """Two web workers (two metrics objects sharing a directory, as two processes would): each one's
+    admin summary counts both, and its percentiles come from both workers' latencies."""
+    from appliance.inference import metrics as m
+
+    monkeypatch.setattr(m, "SHARE_EVERY_S", 0.0)
+    a, b = _worker_metrics(tmp_path), _worker_metrics(tmp_path)
+    for _ in range(30):
+        a.record_request("learner", 0.001, "success")
+    for _ in range(10):
+        b.record_request("learner", 0.009, "success")
+    b.record_request("learner", 0.5, "failure")
+    a.flush()
+    b.flush()
+    sa, sb = a.summary("learner"), b.summary("learner")
+    for s in (sa, sb):
+        assert s["requests"] == 41 and s["errors"] == 1 and s["workers"] == 2
+        assert s["p50_ms"] == pytest.approx(1.0) and s["p99_ms"] == pytest.approx(9.0)
+    # Without the shared directory a worker only knows itself.
+    alone = _worker_metrics(None)
+    alone.record_request("learner", 0.001, "success")
+    assert alone.summary("learner")["requests"] == 1 and alone.summary("learner")["workers"] == 1
+
+
+def test_a_gone_workers_figures_are_dropped_and_writes_are_paced(tmp_path, monkeypatch):
+    import json
+    import subprocess
+
+    from appliance.inference import metrics as m
+
+    gone_pid = subprocess.Popen(["true"])  # a pid that has certainly exited
+    gone_pid.wait()
+    gone = tmp_path / f"{gone_pid.pid}-deadbeef.json"
+    gone.write_text(json.dumps({"learner": {"requests": 99, "errors": 0, "latency_s": [1.0], "batches": {}}}))
+    a = _worker_metrics(tmp_path)
+    a.record_request("learner", 0.002, "success")
+    assert a.summary("learner")["requests"] == 1 and not gone.exists()
+    # At most one write a second: a second flush right after the first leaves the file as it was...
+    own = tmp_path / a._shared.name
+    first = json.loads(own.read_text())
+    a.record_request("learner", 0.002, "success")
+    a.flush()
+    assert json.loads(own.read_text()) == first
+    # ...and the next flush once the second is over writes what was held back.
+    monkeypatch.setattr(m, "SHARE_EVERY_S", 0.0)
+    a.flush()
+    assert json.loads(own.read_text())["learner"]["requests"] == 2

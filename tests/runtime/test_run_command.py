@@ -104,11 +104,22 @@ def test_metrics_sum_every_gunicorn_worker(tmp_path):
             if total == n or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
+        # The admin page's figures (in the inference part of /api/v1/health) add up every worker too.
+        while True:
+            health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=10).read())
+            learner = next(m for p in health["parts"] if p["name"] == "inference" for m in p["models"]
+                           if m["name"] == "learner")
+            if learner["requests"] == n or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        shared = list((tmp_path / "cache" / "prometheus" / "admin-stats").glob("*.json"))
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
     finally:
         proc.kill()
     assert total == n, text[:2000]
+    assert learner["requests"] == n and learner["errors"] == n and learner["workers"] == 2, learner
+    assert len(shared) >= 1  # outside systemd the shared figures sit next to the Prometheus files
 
 
 def test_each_gunicorn_worker_listens_on_its_own_reuseport_socket(tmp_path):

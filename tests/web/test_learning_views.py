@@ -165,6 +165,25 @@ def test_admin_status_lists_each_model(admin_client, student_client, course):
     assert "1 CPU thread per run" in learner and "CPU thread" not in rows["minilm"][1]
 
 
+def test_admin_model_figures_add_up_the_web_workers(admin_client, student_client, course, tmp_path):
+    import os
+
+    from appliance.inference.metrics import SharedStats
+
+    _answer(student_client, "e1", {"choice": 1})
+    engine = admin_client.application.extensions["ce"].get("inference")
+    own = engine.metrics.summary("learner")["requests"]
+    assert own >= 1
+    engine.metrics._shared = SharedStats(tmp_path / "admin-stats")  # as under gunicorn (appliance/web/server.py)
+    other = SharedStats(tmp_path / "admin-stats")                    # another worker of this service
+    other.write({"learner": {"requests": 41, "errors": 0, "latency_s": [0.002] * 41, "batches": {}}})
+    assert other.name != engine.metrics._shared.name and other.name.startswith(f"{os.getpid()}-")
+    html = admin_client.get("/admin/").get_data(as_text=True)
+    table = re.search(r'<table class="models">.*?</table>', html, re.DOTALL).group(0)
+    rows = {r[0]: r for r in re.findall(r'<tr><th scope="row">([^<]+)</th>(.*?)</tr>', table, re.DOTALL)}
+    assert f"<td>{own + 41}<br>" in rows["learner"][1] and "across 2 web workers" in rows["learner"][1]
+
+
 def test_grid_says_where_mastery_comes_from(teacher_client, klass, course):
     html = teacher_client.get(f"/teach/classes/{klass['id']}/progress").get_data(as_text=True)
     assert "Mastery is estimated by the learner model (learner v1) after every answer." in html
