@@ -71,6 +71,7 @@ class LearnerService:
         # The answer's request thread runs prepare(), then (after the write) next_up(): the forecast made
         # for the first serves the second, so an answer costs one learner-model call, not two.
         self._local = threading.local()
+        self.clock = time.time  # "now" for mastery_now (a test moves it weeks ahead)
 
     # -- after an answer ---------------------------------------------------------------------------
     def prepare(self, student: dict, exercise: dict, correct: bool) -> Prepared:
@@ -98,6 +99,22 @@ class LearnerService:
     def _mastery(self, state: LearnerState, skills, now: float) -> tuple[dict[str, float], str]:
         pred = self.predictor.predict(state, [(None, [s]) for s in skills], now)
         return {s: round(p, 4) for s, p in zip(skills, pred.p)}, pred.source
+
+    def mastery_now(self, conn, student_id: int, course_id: str, skills: list[str],
+                    now: float | None = None) -> dict[str, float] | None:
+        """The learner model's mastery of ``skills`` for one student now. ``mastery.p_mastery`` holds
+        the estimate right after the last answer; the model lets it fade while a skill goes
+        unpractised, so the pages a teacher or student reads ask again. None when the model is not
+        serving: the stored rule estimates stand (they do not fade)."""
+        if not skills:
+            return {}
+        if not self.predictor.available()[0]:
+            return None
+        state = learner_state.load(conn, student_id, course_id).state
+        pred = self.predictor.predict(state, [(None, [s]) for s in skills], self.clock() if now is None else now)
+        if pred.source != "model":
+            return None
+        return {s: round(p, 4) for s, p in zip(skills, pred.p)}
 
     def observe(self, conn, attempt: dict) -> dict | None:
         """In the writer: persist state and review cards; the model's mastery (None = keep the rule's)."""

@@ -17,6 +17,7 @@ from appliance.errors import BadRequest, NotFound
 from appliance.learning.progress import record_attempt
 from appliance.people import classes as cls_mod
 from appliance.web import device, imports
+from appliance.web.mastery import refresh as refresh_mastery
 from appliance.web.openapi import build_document
 from appliance.web.security import current_user, requires
 from appliance.web.teacher.reports import class_grid
@@ -120,8 +121,9 @@ def courses():
 def my_progress():
     u = current_user()
     with current_app.extensions["ce"].db.read() as conn:
-        mastery = [dict(r) for r in conn.execute(
-            "SELECT course_id, skill_id, p_mastery, successes, failures FROM mastery WHERE student_id = ?", (u["id"],))]
+        mastery = refresh_mastery(conn, [dict(r) for r in conn.execute(
+            "SELECT course_id, skill_id, p_mastery, successes, failures FROM mastery WHERE student_id = ?", (u["id"],))],
+            u["id"])
         lessons = [dict(r) for r in conn.execute(
             "SELECT course_id, lesson_id, status FROM lesson_progress WHERE student_id = ?", (u["id"],))]
     return jsonify({"mastery": mastery, "lessons": lessons})

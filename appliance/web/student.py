@@ -12,6 +12,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from appliance.errors import NotFound
+from appliance.web.mastery import refresh as refresh_mastery
 from appliance.web.security import current_user, requires
 
 bp = Blueprint("student", __name__)
@@ -120,10 +121,10 @@ def my_progress():
             "SELECT c.id, c.title FROM courses c ORDER BY EXISTS (SELECT 1 FROM attempts a WHERE a.course_id = c.id"
             " AND a.student_id = ?) DESC, c.language = ? DESC, c.title", (user["id"], str(get_locale()))).fetchall()
         for c in rows:
-            skills = [dict(r) for r in conn.execute(
-                "SELECT s.id, s.name, m.p_mastery, m.successes, m.failures FROM skills s LEFT JOIN mastery m"
-                " ON m.course_id = s.course_id AND m.skill_id = s.id AND m.student_id = ?"
-                " WHERE s.course_id = ? ORDER BY s.rowid", (user["id"], c["id"]))]
+            skills = refresh_mastery(conn, [dict(r) for r in conn.execute(
+                "SELECT s.id, s.id AS skill_id, s.course_id, s.name, m.p_mastery, m.successes, m.failures"
+                " FROM skills s LEFT JOIN mastery m ON m.course_id = s.course_id AND m.skill_id = s.id"
+                " AND m.student_id = ? WHERE s.course_id = ? ORDER BY s.rowid", (user["id"], c["id"]))], user["id"])
             lessons = conn.execute(
                 "SELECT COUNT(*) AS total, SUM(p.status = 'completed') AS done FROM lessons l LEFT JOIN lesson_progress p"
                 " ON p.course_id = l.course_id AND p.lesson_id = l.id AND p.student_id = ? WHERE l.course_id = ?",

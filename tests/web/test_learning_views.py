@@ -7,6 +7,7 @@ import dataclasses
 import json
 import re
 import uuid
+from html import unescape
 
 import pytest
 from learning_models import built_models, learning_services
@@ -186,8 +187,43 @@ def test_admin_model_figures_add_up_the_web_workers(admin_client, student_client
 
 def test_grid_says_where_mastery_comes_from(teacher_client, klass, course):
     html = teacher_client.get(f"/teach/classes/{klass['id']}/progress").get_data(as_text=True)
-    assert "Mastery is estimated by the learner model (learner v1) after every answer." in html
+    assert "Mastery is the learner model's estimate (learner v1) from each student's answers, as of now" in unescape(html)
     assert f'href="/teach/classes/{klass["id"]}/grades"' in teacher_client.get(f"/teach/classes/{klass['id']}").get_data(as_text=True)
+
+
+def test_modelled_mastery_fades_on_every_page_while_a_skill_goes_unpractised(teacher_client, student_client,
+                                                                            klass, course, services, monkeypatch):
+    """The stored value is the estimate right after the answer; the grid, the student's history, the
+    student's own page and the API ask the model again, and two months later it expects less."""
+    import time as real_time
+
+    for _ in range(3):
+        _answer(student_client, "e1", {"choice": 1})
+    with services.db.read() as conn:
+        sid, skill, stored = conn.execute("SELECT student_id, skill_id, p_mastery FROM mastery").fetchone()
+
+    def grid_percent() -> int:
+        html = teacher_client.get(f"/teach/classes/{klass['id']}/progress").get_data(as_text=True)
+        return int(re.search(rf'data-skill="{skill}"[^>]*>\s*<span>(\d+)%</span>', html).group(1))
+
+    def api_value() -> float:
+        r = student_client.get("/api/v1/me/progress")
+        assert r.status_code == 200, r.get_data(as_text=True)[:500]
+        rows = r.get_json()["mastery"]
+        return next(r["p_mastery"] for r in rows if r["skill_id"] == skill)
+
+    assert api_value() == pytest.approx(stored, abs=0.002) and abs(grid_percent() - stored * 100) <= 1
+    later = real_time.time() + 60 * 86400
+    monkeypatch.setattr(services.get("learner"), "clock", lambda: later)
+    faded = api_value()
+    assert faded < stored - 0.01, (faded, stored)
+    assert grid_percent() == round(faded * 100)
+    history = teacher_client.get(f"/teach/classes/{klass['id']}/students/{sid}").get_data(as_text=True)
+    assert f"{round(faded * 100)}%" in history and f"{round(stored * 100)}%" not in history
+    own = student_client.get("/me/progress").get_data(as_text=True)
+    assert f"{round(faded * 100)}%" in own
+    with services.db.read() as conn:  # the stored value itself is left as the answer wrote it
+        assert conn.execute("SELECT p_mastery FROM mastery").fetchone()[0] == stored
 
 
 def test_pages_without_models_still_work_and_say_why(tmp_path):

@@ -13,6 +13,7 @@ from flask_babel import lazy_gettext as _l
 
 from appliance.errors import NotFound
 from appliance.people import classes as cls_mod
+from appliance.web.mastery import refresh as refresh_mastery
 from appliance.web.security import current_user, requires
 from appliance.web.teacher import bp
 
@@ -51,9 +52,10 @@ def class_grid(conn, class_id: int, course_id: str, threshold: float) -> dict:
     """{skills: [...], rows: [{student, cells: [{p, level, attempts}], lessons_done}]}"""
     skills = [dict(r) for r in conn.execute("SELECT id, name FROM skills WHERE course_id = ? ORDER BY rowid", (course_id,))]
     students = cls_mod.roster(conn, class_id)
-    mastery = {(r["student_id"], r["skill_id"]): r for r in conn.execute(
+    stored = [dict(r) for r in conn.execute(
         "SELECT m.* FROM mastery m JOIN class_members cm ON cm.student_id = m.student_id AND cm.class_id = ?"
-        " WHERE m.course_id = ?", (class_id, course_id))}
+        " WHERE m.course_id = ?", (class_id, course_id))]
+    mastery = {(r["student_id"], r["skill_id"]): r for r in refresh_mastery(conn, stored)}
     done = dict(conn.execute(
         "SELECT p.student_id, COUNT(*) FROM lesson_progress p JOIN class_members cm ON cm.student_id = p.student_id"
         " AND cm.class_id = ? WHERE p.course_id = ? AND p.status = 'completed' GROUP BY p.student_id",
@@ -93,10 +95,11 @@ def student_history(conn, student_id: int, limit: int = 200) -> dict:
         " WHERE a.student_id = ? ORDER BY a.created_at DESC, a.id DESC LIMIT ?", (student_id, limit))]
     for a in attempts:
         a["answer_text"] = describe_answer(a)
-    mastery = [dict(r) for r in conn.execute(
-        "SELECT c.title AS course_title, s.name, m.p_mastery, m.successes, m.failures FROM mastery m"
-        " JOIN skills s ON s.course_id = m.course_id AND s.id = m.skill_id JOIN courses c ON c.id = m.course_id"
-        " WHERE m.student_id = ? ORDER BY c.title, s.rowid", (student_id,))]
+    mastery = refresh_mastery(conn, [dict(r) for r in conn.execute(
+        "SELECT c.title AS course_title, s.name, m.course_id, m.skill_id, m.p_mastery, m.successes, m.failures"
+        " FROM mastery m JOIN skills s ON s.course_id = m.course_id AND s.id = m.skill_id"
+        " JOIN courses c ON c.id = m.course_id WHERE m.student_id = ? ORDER BY c.title, s.rowid", (student_id,))],
+        student_id)
     lessons = [dict(r) for r in conn.execute(
         "SELECT c.title AS course_title, l.title, p.status, p.updated_at FROM lesson_progress p"
         " JOIN lessons l ON l.course_id = p.course_id AND l.id = p.lesson_id JOIN courses c ON c.id = p.course_id"
