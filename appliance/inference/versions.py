@@ -41,6 +41,8 @@ def quantize_version(repo: Repository, mv: ModelVersion, per_channel: bool = Tru
         meta = {k: v for k, v in mv.meta.items() if k not in ("signature", "metrics", "file", "version")}
         meta.update({
             "sha256": sha256_file(out),
+            # The source's metrics (AUC...) were measured on float weights; these say what int8 changed.
+            "metrics": quantization_metrics(src, out),
             "provenance": {**(mv.meta.get("provenance") or {}), "quantized_from": mv.version,
                            "quantization": f"dynamic int8, {'per-channel' if per_channel else 'per-tensor'} weights",
                            "source_sha256": mv.sha256},
@@ -50,6 +52,47 @@ def quantize_version(repo: Repository, mv: ModelVersion, per_channel: bool = Tru
     log.info("%s: version %s is the int8 quantization of version %s (%d -> %d bytes)", mv.name, new.version,
              mv.version, src.stat().st_size, new.model_file("onnxruntime").stat().st_size)
     return new
+
+
+def quantization_metrics(src: Path, quantized: Path, rows: int = 8, seed: int = 0) -> dict:
+    """Size, and how far the int8 outputs are from the float ones on generated inputs (normal floats,
+    zero ids, masks of ones): enough to catch a broken quantization, not a substitute for the model's own
+    evaluation (the default builders measure that on real data: bench/quantization.py)."""
+    import onnxruntime as ort
+
+    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (src, quantized)]
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for spec in sessions[0].get_inputs():
+        shape = [rows if i == 0 and not isinstance(d, int) else (d if isinstance(d, int) and d > 0 else 16)
+                 for i, d in enumerate(spec.shape)]
+        if "float" in spec.type:
+            dtype = np.float16 if "float16" in spec.type else np.float64 if "double" in spec.type else np.float32
+            feed[spec.name] = rng.standard_normal(shape).astype(dtype)
+        elif "int" in spec.type:
+            # Zero is a valid token id and index (anything else may be out of range); a mask of zeros
+            # would hide every token, so masks are ones.
+            dtype = np.int32 if "int32" in spec.type else np.int64
+            feed[spec.name] = (np.ones if "mask" in spec.name.lower() else np.zeros)(shape, dtype=dtype)
+        else:
+            return _sizes(src, quantized)  # text or bool inputs: no generic sample; sizes only
+    try:
+        ref, got = (s.run(None, feed) for s in sessions)
+    except Exception as exc:  # noqa: BLE001 - a graph that wants other inputs: sizes only, and why
+        return {**_sizes(src, quantized), "agreement": f"not measured: {str(exc)[:200]}"}
+    diffs = [np.abs(np.asarray(a, float) - np.asarray(b, float)) for a, b in zip(ref, got) if np.asarray(a).dtype.kind == "f"]
+    scale = max((float(np.abs(np.asarray(a, float)).max()) for a in ref if np.asarray(a).dtype.kind == "f"), default=0.0)
+    out = _sizes(src, quantized)
+    if diffs:
+        out.update({"generated_rows": rows, "max_abs_diff": round(max(float(d.max()) for d in diffs), 6),
+                    "mean_abs_diff": round(float(np.mean([d.mean() for d in diffs])), 6),
+                    "max_abs_output": round(scale, 6)})
+    return out
+
+
+def _sizes(src: Path, quantized: Path) -> dict:
+    a, b = src.stat().st_size, quantized.stat().st_size
+    return {"source_bytes": a, "bytes": b, "smaller_x": round(a / b, 2) if b else None}
 
 
 def bench_version(repo: Repository, mv: ModelVersion, settings, cache_dir: Path, batch: int, seconds: float,

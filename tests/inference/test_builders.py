@@ -156,6 +156,13 @@ def test_int8_is_close_to_fp32_and_much_smaller(built):
     assert size["minilm-fp32"] / size["minilm"] >= 3.5
     ops = {n.op_type for n in onnx.load(str(root / "minilm" / versions["minilm"] / "model.onnx")).graph.node}
     assert "MatMulInteger" in ops
+    # What `models quantize` records in model.json for a version it makes (here on the same pair).
+    from appliance.inference.versions import quantization_metrics
+
+    m = quantization_metrics(root / "minilm-fp32" / versions["minilm-fp32"] / "model.onnx",
+                             root / "minilm" / versions["minilm"] / "model.onnx")
+    assert m["smaller_x"] == round(size["minilm-fp32"] / size["minilm"], 2) and m["smaller_x"] >= 3.5
+    assert 0 < m["mean_abs_diff"] <= m["max_abs_diff"] < 0.2 * m["max_abs_output"], m
 
 
 def test_embedding_rows_quantize_within_half_a_step():

@@ -56,6 +56,11 @@ def test_import_sign_and_quantize(cli, repo, tmp_path, capsys):
     assert cli("quantize", "affine") == 0
     mv = r.version("affine", "2")
     assert mv.meta["provenance"]["quantized_from"] == "1" and "signature" not in mv.meta
+    # Its own metrics: what int8 changed (the source's would describe the float weights).
+    m = mv.meta["metrics"]
+    assert m["source_bytes"] == r.version("affine", "1").model_file("onnxruntime").stat().st_size
+    assert m["bytes"] == mv.model_file("onnxruntime").stat().st_size and m["smaller_x"] == round(m["source_bytes"] / m["bytes"], 2)
+    assert m["generated_rows"] == 8 and 0 <= m["mean_abs_diff"] <= m["max_abs_diff"] < 0.1 * m["max_abs_output"]
     r.verify(mv, "onnxruntime")
     capsys.readouterr()
     assert cli("bench", "affine", "--version", "2", "--batch", "4", "--seconds", "0.2") == 0
