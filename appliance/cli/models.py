@@ -32,7 +32,9 @@ def register(sub) -> None:
     c.add_argument("--name")
     c.add_argument("--version")
     c.add_argument("--activate", action="store_true")
-    add("build", "build the default models (learner, MiniLM) from the installed packages", _build)
+    c = add("build", "build the default models (learner, MiniLM) from the installed packages", _build)
+    c.add_argument("names", nargs="*", metavar="NAME",
+                   help="only these default models (learner, minilm, minilm-fp32); default: all of them")
     c = add("quantize", "make an int8 version (dynamic, per-channel weights) of a version", _quantize)
     c.add_argument("name")
     c.add_argument("--version", help="source version (default: the active one)")
@@ -126,7 +128,13 @@ def _build(args) -> int:
     except ImportError as exc:
         print(f"the model builders are not available in this build: {exc}", file=sys.stderr)
         return 1
-    result = build_default_models(repo.root)
+    from appliance.errors import AppError
+
+    try:
+        result = build_default_models(repo.root, *([tuple(args.names)] if args.names else []))
+    except AppError as exc:  # an unknown name, or a package missing for one of them
+        print(exc.message, file=sys.stderr)
+        return 1
     print(json.dumps(result, indent=2, default=str) if result is not None else f"built the default models in {repo.root}")
     return 0
 

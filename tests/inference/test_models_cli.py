@@ -76,3 +76,15 @@ def test_build_engine_without_tensorrt_fails_clearly(cli, repo, capsys):
     write_version(repo, "affine", "1", affine_model(1.0))
     assert cli("build-engine", "affine") == 1
     assert "TensorRT is not available on this box" in capsys.readouterr().err
+
+
+def test_build_makes_the_named_default_models_and_refuses_unknown_names(cli, repo, capsys):
+    assert cli("build", "learner") == 0
+    built = json.loads(capsys.readouterr().out)
+    r = Repository(repo)
+    assert list(built) == ["learner"] and r.versions("learner") == [built["learner"]] and not r.versions("minilm")
+    r.verify(r.version("learner", built["learner"]), "onnxruntime")
+    assert cli("build", "learner") == 0  # the same model again: same bytes, so no new version
+    assert r.versions("learner") == [built["learner"]]
+    assert cli("build", "gpt") == 1
+    assert "unknown default model" in capsys.readouterr().err
