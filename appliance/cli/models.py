@@ -181,16 +181,20 @@ def _rollback(args) -> int:
 
 def _build_engine(args) -> int:
     from appliance.inference.backend import LoadRequest
-    from appliance.inference.backends.tensorrt import TensorRTBackend
+    from appliance.inference.backends.tensorrt import TensorRTBackend, shipped_engine
 
     cfg, repo, cache = _context(args)
+    mv = _version(repo, args.name, args.version)
+    if shipped_engine(mv.model_file("tensorrt")):
+        print(f"{mv.name} version {mv.version} ships its TensorRT engine ({mv.model_file('tensorrt').name}): "
+              "there is nothing to build")
+        return 0
     reason = TensorRTBackend.check_environment()
     if reason:
         print(f"TensorRT is not available on this box: {reason}", file=sys.stderr)
         return 1
     from appliance.inference.backends.tensorrt_build import build_engine
 
-    mv = _version(repo, args.name, args.version)
     repo.verify(mv, "tensorrt")
     request = LoadRequest(name=mv.name, version=mv.version, path=mv.model_file("tensorrt"), sha256=mv.sha256,
                           max_batch_size=int(mv.meta.get("max_batch_size", cfg.inference.batch_max_size)),

@@ -88,3 +88,20 @@ def test_build_makes_the_named_default_models_and_refuses_unknown_names(cli, rep
     assert r.versions("learner") == [built["learner"]]
     assert cli("build", "gpt") == 1
     assert "unknown default model" in capsys.readouterr().err
+
+
+def test_build_engine_has_nothing_to_build_for_a_version_that_ships_its_engine(cli, repo, capsys):
+    import hashlib
+
+    from appliance.inference.backends.tensorrt import shipped_engine
+
+    version = repo / "shipped" / "1"
+    version.mkdir(parents=True)
+    (version / "model.plan").write_bytes(b"serialized engine bytes")
+    (version / "model.json").write_text(json.dumps({
+        "backend": "tensorrt", "file": "model.plan", "sha256": hashlib.sha256(b"serialized engine bytes").hexdigest(),
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]}))
+    mv = Repository(repo).version("shipped", "1")
+    assert shipped_engine(mv.model_file("tensorrt")) and not shipped_engine(repo / "x" / "1" / "model.onnx")
+    assert cli("build-engine", "shipped") == 0  # whether or not TensorRT is installed here
+    assert "ships its TensorRT engine (model.plan): there is nothing to build" in capsys.readouterr().out

@@ -3,7 +3,8 @@
 For a Jetson, where ONNX Runtime's TensorRT provider may not be built. Engines are built from the
 version's ONNX file by ``classroom-edge models build-engine`` (``tensorrt_build``) and cached per model
 file, GPU and TensorRT version, because an engine only runs on the GPU and TensorRT it was built
-for. ``tensorrt`` and ``pycuda`` are imported inside the methods: this module is importable (and its
+for. A version may also ship its engine (``"file": "model.plan"``), for a fleet of identical boxes;
+it is loaded as it is. ``tensorrt`` and ``pycuda`` are imported inside the methods: this module is importable (and its
 ``check_environment`` answers) on a box that has neither.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import importlib.util
 import json
 import logging
 import threading
+from pathlib import Path
 
 import numpy as np
 
@@ -22,6 +24,15 @@ from appliance.inference.backends.onnxruntime import ModelRunError
 from appliance.inference.tensors import NUMPY_OF, TensorSpec
 
 log = logging.getLogger(__name__)
+
+
+ENGINE_SUFFIXES = (".plan", ".engine")
+
+
+def shipped_engine(path) -> bool:
+    """A version whose model.json names a serialized engine (``"file": "model.plan"``, Triton's name)
+    instead of ONNX: loaded as it is. It only runs on the GPU and TensorRT version it was built for."""
+    return Path(path).suffix in ENGINE_SUFFIXES
 
 
 def oip_datatype(trt, dtype) -> str:
@@ -61,19 +72,28 @@ class TensorRTBackend(Backend):
         self._ctx.push()
         loaded = False
         try:
-            plan, sidecar = engine_location(request, trt, device)
-            if not plan.is_file():
-                raise Unavailable(f"no TensorRT engine for {request.name} version {request.version} on this GPU "
-                                  f"({device.name()}, TensorRT {trt.__version__}); run: classroom-edge models "
-                                  f"build-engine {request.name} --version {request.version}")
-            data = plan.read_bytes()
-            meta = json.loads(sidecar.read_text(encoding="utf-8"))
-            if hashlib.sha256(data).hexdigest() != meta.get("engine_sha256") or meta.get("onnx_sha256") != request.sha256:
-                raise IntegrityError(f"cached TensorRT engine {plan} is damaged or stale; rebuild it with build-engine --force")
+            if shipped_engine(request.path):
+                # The repository checked its sha256 (and signature) before this load.
+                plan, data = request.path, request.path.read_bytes()
+            else:
+                plan, sidecar = engine_location(request, trt, device)
+                if not plan.is_file():
+                    raise Unavailable(f"no TensorRT engine for {request.name} version {request.version} on this GPU "
+                                      f"({device.name()}, TensorRT {trt.__version__}); run: classroom-edge models "
+                                      f"build-engine {request.name} --version {request.version}")
+                data = plan.read_bytes()
+                meta = json.loads(sidecar.read_text(encoding="utf-8"))
+                if hashlib.sha256(data).hexdigest() != meta.get("engine_sha256") or meta.get("onnx_sha256") != request.sha256:
+                    raise IntegrityError(f"cached TensorRT engine {plan} is damaged or stale; rebuild it with build-engine --force")
             self._logger = trt.Logger(trt.Logger.WARNING)
             self._runtime = trt.Runtime(self._logger)
             self._engine = self._runtime.deserialize_cuda_engine(data)
             if self._engine is None:
+                if shipped_engine(request.path):
+                    raise IntegrityError(
+                        f"{request.name} version {request.version} ships a TensorRT engine that TensorRT "
+                        f"{trt.__version__} on {device.name()} cannot load: an engine runs only on the GPU and "
+                        "TensorRT version it was built for. Ship the ONNX model instead and run build-engine here.")
                 raise IntegrityError(f"TensorRT could not deserialize {plan}")
             self._context = self._engine.create_execution_context()
             self._stream = cuda.Stream()
