@@ -232,7 +232,9 @@ class InferenceMetrics:
         if self._state is not None:
             r.register(self._state)
         self._shared = SharedStats(share_dir) if share_dir is not None else None
-        self._unshared = False  # figures folded since this worker last wrote its shared file
+        # Figures folded since this worker last wrote its shared file. True at first, so a worker that
+        # has served nothing yet still writes one and is counted among the workers.
+        self._unshared = share_dir is not None
 
     def stats(self, model: str) -> ModelStats:
         with self._lock:

@@ -208,6 +208,10 @@ def test_admin_figures_add_up_every_worker_that_shares_them(tmp_path, monkeypatc
     for s in (sa, sb):
         assert s["requests"] == 41 and s["errors"] == 1 and s["workers"] == 2
         assert s["p50_ms"] == pytest.approx(1.0) and s["p99_ms"] == pytest.approx(9.0)
+    # A worker that has served nothing yet is counted too: its first flush shares empty figures.
+    idle = _worker_metrics(tmp_path)
+    idle.flush()
+    assert a.summary("learner")["workers"] == 3 and a.summary("learner")["requests"] == 41
     # Without the shared directory a worker only knows itself.
     alone = _worker_metrics(None)
     alone.record_request("learner", 0.001, "success")
