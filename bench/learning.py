@@ -9,7 +9,8 @@ mastery from the learner model. Measured, side by side in one run:
 - ``free_text``: written answers graded by meaning (int8 MiniLM) + mastery,
 - ``search``: a search by meaning,
 and, for reference, ``answer_flat_out``: the same answers with no think time (the saturation regime of
-bench/lms.py, measured with this client).
+bench/lms.py, measured with this client). Then, with the room quiet, ``teacher_grid``: the class's
+students x skills page, which asks the learner model for every student's mastery as of now.
 
     python -m bench.learning [--quick] [--duration S]
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import tempfile
 import threading
 import time
@@ -100,6 +102,27 @@ def _classroom(base, sessions, choice, free, course_id, duration, think: tuple[f
     return {"by_kind": {k: _stats(v) for k, v in out.items()}, "failures": len(problems), "first_failures": problems[:3]}
 
 
+def _teacher_grid(base: str, class_id: int, students: int, times: int = 20) -> dict:
+    """The teacher's grid page, one request at a time; checks it lists every student."""
+    s = requests.Session()
+    page = s.get(f"{base}/signin/staff", timeout=30)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    r = s.post(f"{base}/signin/staff", data={"csrf_token": token, "username": "teacher", "password": "correct horse"},
+               allow_redirects=False, timeout=30)
+    if r.status_code != 302:
+        raise RuntimeError(f"teacher sign-in failed: {r.status_code}")
+    ms, rows = [], 0
+    for _ in range(times):
+        t0 = time.perf_counter()
+        r = s.get(f"{base}/teach/classes/{class_id}/progress", timeout=30)
+        ms.append((time.perf_counter() - t0) * 1000)
+        r.raise_for_status()
+        rows = r.text.count('<th scope="row"><div class="row">')
+    if rows < students:
+        raise RuntimeError(f"the grid lists {rows} students, not {students}")
+    return {**_stats(ms), "students": students}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -116,6 +139,7 @@ def main(argv=None) -> dict:
         paced = _classroom(base, sessions, choice, free, room["course_id"], duration, (1.0, 3.0),
                            ["answer", "answer", "answer", "free_text", "search"])
         flat = _classroom(base, sessions, choice, free, room["course_id"], min(duration, 5), (0, 0), ["answer"])
+        grid = _teacher_grid(base, room["class_id"], STUDENTS)
         health = requests.get(base + "/api/v1/health", timeout=10).json()
         rss = rss_mb(proc.pid, with_children=True)
     learning = next((p for p in health["parts"] if p["name"] == "learning"), {})
@@ -127,6 +151,7 @@ def main(argv=None) -> dict:
         "duration_s": duration,
         "classroom_pace": paced,
         "answer_flat_out": flat["by_kind"]["answer"],
+        "teacher_grid": grid,
         "warm_up_failures": warm["failures"],
         "learning_status": {"state": learning.get("state"), "detail": learning.get("detail"),
                             "answers": learning.get("answers")},
