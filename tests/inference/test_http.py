@@ -14,6 +14,7 @@ from inference_models import (
     seqsum_model,
     write_version,
 )
+from json_fuzz import replaced, replacements
 
 from appliance.config import load_config
 from appliance.services import Services
@@ -390,30 +391,6 @@ def test_inference_disabled_loads_nothing_and_says_so(tmp_path, repo):
         services.close()
 
 
-def _replacements(doc, path=()):
-    """(path, value) for every place in a JSON document, each with values of every other JSON type."""
-    wrong = [None, True, 7, -1.5, "x", [], [1, "a"], {}, {"k": [None]}]
-    for value in wrong:
-        yield path, value
-    if isinstance(doc, dict):
-        for k, v in doc.items():
-            yield from _replacements(v, (*path, k))
-    elif isinstance(doc, list) and doc and not all(isinstance(v, (int, float)) for v in doc):
-        for i, v in enumerate(doc):
-            yield from _replacements(v, (*path, i))
-
-
-def _replaced(doc, path, value):
-    if not path:
-        return value
-    out = json.loads(json.dumps(doc))
-    node = out
-    for step in path[:-1]:
-        node = node[step]
-    node[path[-1]] = value
-    return out
-
-
 def test_any_field_of_any_type_is_answered_never_a_500(served):
     """Every field of a JSON request and of a binary request's head, swapped for a value of every other
     JSON type: each is a 200 or a 400 with a reason."""
@@ -425,13 +402,13 @@ def test_any_field_of_any_type_is_answered_never_a_500(served):
             "outputs": [{"name": "y", "parameters": {"binary_data": True}}]}
     blob = np.arange(4, dtype="<f4").tobytes()
     tried = 0
-    for path, value in _replacements(valid):
-        r = client.post("/v2/models/affine/infer", json=_replaced(valid, path, value))
+    for path, value in replacements(valid):
+        r = client.post("/v2/models/affine/infer", json=replaced(valid, path, value))
         assert r.status_code in (200, 400), (path, value, r.status_code, r.get_data(as_text=True)[:300])
         assert r.status_code == 200 or r.get_json()["error"], (path, value)
         tried += 1
-    for path, value in _replacements(head):
-        body, headers = _binary_request(_replaced(head, path, value), [blob])
+    for path, value in replacements(head):
+        body, headers = _binary_request(replaced(head, path, value), [blob])
         r = client.post("/v2/models/affine/infer", data=body, headers=headers)
         assert r.status_code in (200, 400), (path, value, r.status_code, r.get_data(as_text=True)[:300])
         tried += 1

@@ -171,3 +171,29 @@ def test_attempts_need_the_csrf_header(services, course, student_client):
     resp = student_client.post("/api/v1/attempts", json={"attempt_uid": str(uuid.uuid4()), "course_id": "fractions-mini",
                                                          "exercise_id": "e1", "answer": {"choice": 1}})
     assert resp.status_code == 403 and resp.is_json
+
+
+def test_any_field_of_any_type_is_a_clear_answer_never_a_500(services, course, student_client):
+    """Every field of a valid answer to every kind of exercise, swapped for a value of every other JSON
+    type: each reply is a 2xx or a 4xx with a message, and only the accepted ones are stored."""
+    from json_fuzz import replaced, replacements
+
+    token = _token(student_client)
+    before = _count(services, "SELECT COUNT(*) FROM attempts")
+    accepted = tried = 0
+    for exercise_id, answer in RIGHT.items():
+        valid = {"attempt_uid": "x", "course_id": "fractions-mini", "exercise_id": exercise_id, "answer": answer,
+                 "duration_ms": 1200}
+        for path, value in replacements(valid):
+            body = replaced(valid, path, value)
+            if isinstance(body, dict) and body.get("attempt_uid") == "x":
+                body["attempt_uid"] = str(uuid.uuid4())  # a fresh answer each time, not a replay
+            r = student_client.post("/api/v1/attempts", json=body, headers={"X-CSRF-Token": token})
+            assert r.status_code < 500, (path, value, r.status_code, r.get_data(as_text=True)[:300])
+            if r.status_code >= 400:
+                assert r.get_json()["error"], (path, value)
+            else:
+                accepted += 1
+            tried += 1
+    assert tried > 250 and accepted < tried
+    assert _count(services, "SELECT COUNT(*) FROM attempts") == before + accepted
