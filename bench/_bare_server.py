@@ -120,10 +120,12 @@ def _add_flask_routes(app, engine, model: str, limit: int) -> None:
         return answer(same_out)
 
     def ort():
-        from flask import request
+        from flask import Response, request
         raw = oip._request_body()
         n = int(request.environ["HTTP_INFERENCE_HEADER_CONTENT_LENGTH"])
         plan = oip._HEAD_PLANS.get((limit, raw[:n]))
+        if plan is None or len(raw) - n != plan.data_bytes:  # as the bare routes: no plan stored yet
+            return Response('{"error":"no stored plan for this head"}\n', status=409, content_type="application/json")
         arrays = plan.decode(memoryview(raw)[n:])
         return answer(next(iter(engine.loaded(model).backend.infer(arrays).values())))
 

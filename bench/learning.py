@@ -139,8 +139,12 @@ def main(argv=None) -> dict:
         paced = _classroom(base, sessions, choice, free, room["course_id"], duration, (1.0, 3.0),
                            ["answer", "answer", "answer", "free_text", "search"])
         flat = _classroom(base, sessions, choice, free, room["course_id"], min(duration, 5), (0, 0), ["answer"])
-        grid = _teacher_grid(base, room["class_id"], STUDENTS)
         health = requests.get(base + "/api/v1/health", timeout=10).json()
+        learning_part = next((p for p in health["parts"] if p["name"] == "learning"), {})
+        if not (learning_part.get("learner_model") or {}).get("ready"):
+            # Without the model the grid shows stored values: a cheaper page than the one measured here.
+            raise RuntimeError(f"the learner model is not serving: {learning_part.get('detail')}")
+        grid = _teacher_grid(base, room["class_id"], STUDENTS)
         rss = rss_mb(proc.pid, with_children=True)
     learning = next((p for p in health["parts"] if p["name"] == "learning"), {})
     answer = paced["by_kind"]["answer"]

@@ -34,7 +34,8 @@ def register(sub) -> None:
     c.add_argument("--activate", action="store_true")
     c = add("build", "build the default models (learner, MiniLM) from the installed packages", _build)
     c.add_argument("names", nargs="*", metavar="NAME",
-                   help="only these default models (learner, minilm, minilm-fp32); default: all of them")
+                   help="only these default models (learner, minilm, minilm-fp32; minilm and minilm-fp32 are "
+                        "made together, the int8 model from the float one); default: all of them")
     c = add("quantize", "make an int8 version (dynamic, per-channel weights) of a version", _quantize)
     c.add_argument("name")
     c.add_argument("--version", help="source version (default: the active one)")

@@ -184,9 +184,7 @@ def _parse_head(body: dict, rest: memoryview | None, max_elements: int):
         arrays[item["name"]] = arr
     if rest is not None and offset != len(rest):
         raise BadRequest(f"{len(rest) - offset} bytes of binary data belong to no input")
-    params = body.get("parameters") or {}
-    if not isinstance(params, dict):
-        raise BadRequest("'parameters' must be an object")
+    params = parameters_of(body, "the request")
     binary_default = params.get("binary_data_output") is True
     wanted = body.get("outputs")
     outputs = None

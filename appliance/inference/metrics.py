@@ -125,14 +125,18 @@ class SharedStats:
     every worker instead of showing the one that answered it (as ``/metrics`` does with Prometheus'
     multiprocess files, which hold only histogram buckets: too coarse for p50/p99).
 
-    A worker writes its own file (``<pid>-<token>.json``, replaced atomically) at most once a
-    second when it has new figures (the flush timer writes what the limit held back), with its last
-    ``SHARED_LATENCIES`` latencies per model. Files of processes that are gone are removed when read.
+    A worker writes its own file (``<pid>-<start time>-<token>.json``, replaced atomically) at most
+    once a second when it has new figures (the flush timer writes what the limit held back), with its
+    last ``SHARED_LATENCIES`` latencies per model. A worker removes its file when it stops, the web
+    service's ``child_exit`` hook when one dies, and a reader any file whose process is gone (the start
+    time tells a reused pid apart).
     """
 
     def __init__(self, directory: Path):
         self.dir = Path(directory)
-        self.name = f"{os.getpid()}-{secrets.token_hex(4)}.json"
+        pid = os.getpid()
+        # The process's start time too: a reused pid then never passes for this worker.
+        self.name = f"{pid}-{_started(pid)}-{secrets.token_hex(4)}.json"
         self._written_at = 0.0
 
     def due(self) -> bool:
@@ -156,8 +160,8 @@ class SharedStats:
         except OSError:
             return out
         for path in paths:
-            pid = path.name.split("-", 1)[0]
-            if not pid.isdigit() or not _alive(int(pid)):
+            pid, started = (path.name.split("-") + ["", ""])[:2]
+            if not pid.isdigit() or not _alive(int(pid)) or _started(int(pid)) != started:
                 path.unlink(missing_ok=True)
                 continue
             try:
@@ -167,6 +171,27 @@ class SharedStats:
             if isinstance(doc, dict):
                 out.append(doc)
         return out
+
+
+    def remove(self) -> None:
+        (self.dir / self.name).unlink(missing_ok=True)
+
+
+def forget_worker(pid: int, directory: Path | None = None) -> None:
+    """Remove the shared figures of a worker that has exited (the web service's child_exit hook)."""
+    directory = directory or shared_stats_dir()
+    if directory is not None:
+        for path in Path(directory).glob(f"{pid}-*.json"):
+            path.unlink(missing_ok=True)
+
+
+def _started(pid: int) -> str:
+    """When the process started (clock ticks since boot, from /proc), or "" where that is unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22, counted after the command name
 
 
 def _alive(pid: int) -> bool:
@@ -244,14 +269,16 @@ class InferenceMetrics:
         """The admin page's figures for ``model``, including what is still buffered, summed over
         every web worker that shares its figures."""
         self.flush()
-        snapshots = [self.stats(model).snapshot()]
-        if self._shared is not None:
-            others = self._shared.others()
-            snapshots += [o[model] for o in others if isinstance(o.get(model), dict)]
-            summary = summarize(snapshots)
-            summary["workers"] = 1 + len(others)
-            return summary
-        return summarize(snapshots)
+        if self._shared is None:
+            return self.stats(model).summary()
+        # This worker's latencies as many as the others share, or the answering worker's would
+        # outweigh theirs and the percentiles would change with whichever worker answers.
+        snapshots = [self.stats(model).snapshot(SHARED_LATENCIES)]
+        others = self._shared.others()
+        snapshots += [o[model] for o in others if isinstance(o.get(model), dict)]
+        summary = summarize(snapshots)
+        summary["workers"] = 1 + len(others)
+        return summary
 
     # -- recording: one append per request or batch (deque appends are atomic) -------------------
     def record_request(self, model: str, seconds: float, outcome: str) -> None:
@@ -318,6 +345,8 @@ class InferenceMetrics:
             self._flusher.join(10)
             self._flusher = None
         self.flush()
+        if self._shared is not None:
+            self._shared.remove()  # a worker that stops is no longer one of the service's workers
 
     def _flush_loop(self, every_s: float) -> None:
         while not self._stop.wait(every_s):

@@ -127,8 +127,37 @@ class LearnerPredictor:
                 log.warning("learner model unavailable for one request: %s", exc.message)
         return Prediction([rule_estimate(state, skills) for _item, skills in queries], "rule", None)
 
+    def predict_many(self, items: list[tuple[LearnerState, list]], now: float) -> list[Prediction] | None:
+        """``predict`` for several students' (state, queries) at once, in one model run (a class grid
+        of 40 students is one run, not 40). All from the model, or None when it is not serving or the
+        run failed: a page must not show the model's values for some students and the rule's for others."""
+        loaded, spec = self.model()
+        if loaded is None or isinstance(spec, str):
+            return None
+        asked = [(state, queries) for state, queries in items if queries]
+        p = np.zeros(0, dtype=np.float32)
+        version = loaded.version
+        if asked:
+            try:
+                version, p = self._run_rows(loaded, spec, lambda sp: np.vstack(
+                    [feature_rows(sp, state, queries, now) for state, queries in asked]))
+            except AppError as exc:
+                self.last_error = exc.message
+                log.warning("learner model unavailable for a page's predictions: %s", exc.message)
+                return None
+        out, at = [], 0
+        for _state, queries in items:
+            out.append(Prediction([float(x) for x in p[at:at + len(queries)]], "model", version))
+            at += len(queries)
+        return out
+
     def _run(self, loaded, spec: FeatureSpec, state, queries, now) -> Prediction:
-        rows = feature_rows(spec, state, queries, now)
+        version, p = self._run_rows(loaded, spec, lambda sp: feature_rows(sp, state, queries, now))
+        return Prediction([float(x) for x in p], "model", version)
+
+    def _run_rows(self, loaded, spec: FeatureSpec, make_rows) -> tuple[str, np.ndarray]:
+        """(version that answered, one probability per row) for the rows ``make_rows(spec)`` builds."""
+        rows = make_rows(spec)
         input_name = loaded.mv.inputs[0].name if loaded.mv.inputs else "features"
         version, out = self._engine().run(self.model_name, {input_name: rows})
         if version != loaded.version:
@@ -137,6 +166,5 @@ class LearnerPredictor:
             if fresh is None or isinstance(fresh_spec, str):
                 raise AppError(f"model {self.model_name} changed while predicting")
             if fresh_spec != spec:
-                return self._run(fresh, fresh_spec, state, queries, now)
-        p = next(iter(out.values())).reshape(-1)
-        return Prediction([float(x) for x in p], "model", version)
+                return self._run_rows(fresh, fresh_spec, make_rows)
+        return version, next(iter(out.values())).reshape(-1)

@@ -100,21 +100,20 @@ class LearnerService:
         pred = self.predictor.predict(state, [(None, [s]) for s in skills], now)
         return {s: round(p, 4) for s, p in zip(skills, pred.p)}, pred.source
 
-    def mastery_now(self, conn, student_id: int, course_id: str, skills: list[str],
-                    now: float | None = None) -> dict[str, float] | None:
-        """The learner model's mastery of ``skills`` for one student now. ``mastery.p_mastery`` holds
-        the estimate right after the last answer; the model lets it fade while a skill goes
-        unpractised, so the pages a teacher or student reads ask again. None when the model is not
-        serving: the stored rule estimates stand (they do not fade)."""
-        if not skills:
-            return {}
+    def mastery_now(self, conn, wanted: list[tuple[int, str, list[str]]],
+                    now: float | None = None) -> list[dict[str, float]] | None:
+        """The learner model's mastery now, for each (student id, course id, skills) asked, in one
+        model run. ``mastery.p_mastery`` holds the estimate right after the last answer; the model lets
+        it fade while a skill goes unpractised, so the pages a teacher or student reads ask again.
+        None when the model is not serving or the run failed: the stored values (the rule's when no
+        model was serving at the answer) stand, for everyone on the page."""
         if not self.predictor.available()[0]:
             return None
-        state = learner_state.load(conn, student_id, course_id).state
-        pred = self.predictor.predict(state, [(None, [s]) for s in skills], self.clock() if now is None else now)
-        if pred.source != "model":
+        items = [(learner_state.load(conn, sid, cid).state, [(None, [s]) for s in skills]) for sid, cid, skills in wanted]
+        preds = self.predictor.predict_many(items, self.clock() if now is None else now)
+        if preds is None:
             return None
-        return {s: round(p, 4) for s, p in zip(skills, pred.p)}
+        return [{s: round(p, 4) for s, p in zip(skills, pred.p)} for (_sid, _cid, skills), pred in zip(wanted, preds)]
 
     def observe(self, conn, attempt: dict) -> dict | None:
         """In the writer: persist state and review cards; the model's mastery (None = keep the rule's)."""

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 def refresh(conn, rows: list[dict], student_id: int | None = None) -> list[dict]:
     """Replace ``p_mastery`` in each row that has one (the skills with answers) by the model's value
-    now. Rows carry ``course_id`` and ``skill_id`` (and ``student_id`` unless given); changed in place."""
+    now, for every row or none (one model run for the whole page). Rows carry ``course_id`` and
+    ``skill_id`` (and ``student_id`` unless given); changed in place."""
     learner = current_app.extensions["ce"].get("learner")
     if learner is None:
         return rows
@@ -28,14 +29,17 @@ def refresh(conn, rows: list[dict], student_id: int | None = None) -> list[dict]
     for r in rows:
         if r.get("p_mastery") is not None:
             groups[(r["student_id"] if student_id is None else student_id, r["course_id"])].append(r)
-    for (sid, course_id), answered in groups.items():
-        try:
-            now = learner.mastery_now(conn, sid, course_id, [r["skill_id"] for r in answered])
-        except Exception:  # a page must not fail for the model: the stored values stand
-            log.exception("learner mastery for student %s in %s failed", sid, course_id)
-            return rows
-        if now is None:
-            return rows  # no model serving: nothing to refresh for anyone
+    if not groups:
+        return rows
+    wanted = [(sid, cid, [r["skill_id"] for r in answered]) for (sid, cid), answered in groups.items()]
+    try:
+        now = learner.mastery_now(conn, wanted)
+    except Exception:  # a page must not fail for the model: the stored values stand
+        log.exception("learner mastery for a page of %d students and courses failed", len(wanted))
+        return rows
+    if now is None:
+        return rows
+    for answered, values in zip(groups.values(), now):
         for r in answered:
-            r["p_mastery"] = now.get(r["skill_id"], r["p_mastery"])
+            r["p_mastery"] = values.get(r["skill_id"], r["p_mastery"])
     return rows

@@ -137,6 +137,8 @@ BAD_REQUESTS = [
     ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])],
                                  "outputs": [{"name": "y", "parameters": 1}]}, "output 'y': 'parameters' must be an object"),
     ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])], "parameters": [1]}, "'parameters' must be an object"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])], "parameters": []}, "the request: 'parameters' must be an object"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])], "parameters": 0}, "the request: 'parameters' must be an object"),
 ]
 
 

@@ -53,14 +53,7 @@ def answer(services, student, exercise_id, ans) -> dict:
 
 def _reference_mastery(models, history, skill: str) -> float:
     """The learner ONNX file run directly on a state replayed here: independent of the service's code path."""
-    meta = json.loads((models / "learner" / "1" / "model.json").read_text())
-    spec = FeatureSpec.from_dict(meta["learner_feature_spec"])
-    state = LearnerState()
-    for item, skills, ok, ts in history:
-        state.observe(item, skills, ok, ts)
-    sess = ort.InferenceSession(str(models / "learner" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
-    row = spec.encode(state, None, [skill], history[-1][3])
-    return float(sess.run(None, {"features": row[None]})[0][0, 0])
+    return _reference_at(models, history, skill, history[-1][3])
 
 
 def _history(services, student) -> list:
@@ -354,3 +347,56 @@ def test_next_up_after_an_answer_reuses_the_forecast_made_before_the_write(svc, 
     assert {k: v for k, v in r["next"].items() if k != "predicted_success"} == \
         {k: v for k, v in fresh.items() if k != "predicted_success"}
     assert r["next"]["predicted_success"] == pytest.approx(fresh["predicted_success"], abs=1e-3)
+
+
+def test_mastery_now_is_the_model_on_each_students_state_in_one_run_and_fades(svc, models):
+    """Two students asked together: each value equals the learner file run on that student's replayed
+    history at that moment; one engine run for both; two months on, less is expected of them."""
+    seed_course(svc.db)
+    teacher = make_staff(svc.db, "teacher", "tom")
+    _class_id, added = make_class(svc.db, teacher["id"], ["Ana", "Ben"])
+    with svc.db.read() as conn:
+        kids = [dict(conn.execute("SELECT * FROM users WHERE id = ?", (added[n]["id"],)).fetchone()) for n in ("Ana", "Ben")]
+    answer(svc, kids[0], "e1", {"choice": 1})
+    answer(svc, kids[0], "e3", {"value": "3/4"})
+    answer(svc, kids[1], "e1", {"choice": 0})
+    learner, engine = svc.get("learner"), svc.get("inference")
+    with svc.db.read() as conn:
+        skills = [[r[0] for r in conn.execute("SELECT skill_id FROM mastery WHERE student_id = ?", (k["id"],))] for k in kids]
+    later = _history(svc, kids[0])[-1][3] + 60 * 86400
+    runs_before = engine.metrics.summary("learner")["requests"]
+    with svc.db.read() as conn:
+        now = learner.mastery_now(conn, [(k["id"], COURSE_ID, sk) for k, sk in zip(kids, skills)], now=later)
+    assert engine.metrics.summary("learner")["requests"] == runs_before + 1
+    assert [set(v) for v in now] == [set(sk) for sk in skills] and all(skills)
+    for kid, sk, values in zip(kids, skills, now):
+        history = _history(svc, kid)
+        for skill in sk:
+            assert values[skill] == pytest.approx(_reference_at(models, history, skill, later), abs=1e-4)
+            # The same history asked right after the last answer expected more.
+            assert values[skill] < _reference_mastery(models, history, skill)
+
+
+def _reference_at(models, history, skill: str, at: float) -> float:
+    """As _reference_mastery, asked at ``at`` (seconds since the epoch)."""
+    meta = json.loads((models / "learner" / "1" / "model.json").read_text())
+    spec = FeatureSpec.from_dict(meta["learner_feature_spec"])
+    state = LearnerState()
+    for item, skills, ok, ts in history:
+        state.observe(item, skills, ok, ts)
+    sess = ort.InferenceSession(str(models / "learner" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    return float(sess.run(None, {"features": spec.encode(state, None, [skill], at)[None]})[0][0, 0])
+
+
+def test_mastery_now_is_all_or_nothing_when_the_model_fails(svc, ana, monkeypatch):
+    from appliance.errors import Unavailable
+
+    answer(svc, ana, "e1", {"choice": 1})
+    engine = svc.get("inference")
+
+    def busy(*args, **kwargs):
+        raise Unavailable("model learner is busy")
+
+    monkeypatch.setattr(engine, "run", busy)
+    with svc.db.read() as conn:
+        assert svc.get("learner").mastery_now(conn, [(ana["id"], COURSE_ID, ["parts"])]) is None
