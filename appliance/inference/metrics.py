@@ -161,7 +161,8 @@ class SharedStats:
             return out
         for path in paths:
             pid, started = (path.name.split("-") + ["", ""])[:2]
-            if not pid.isdigit() or not _alive(int(pid)) or _started(int(pid)) != started:
+            # Gone: no such process now, or the pid belongs to one that started at another time.
+            if not pid.isdigit() or _started(int(pid)) != started:
                 path.unlink(missing_ok=True)
                 continue
             try:
@@ -186,22 +187,13 @@ def forget_worker(pid: int, directory: Path | None = None) -> None:
 
 
 def _started(pid: int) -> str:
-    """When the process started (clock ticks since boot, from /proc), or "" where that is unknown."""
+    """When the process started (clock ticks since boot, from /proc); "" when there is no such process
+    (or no /proc: then only the child_exit hook and a worker's own stop remove files)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return ""
     return stat.rsplit(")", 1)[1].split()[19]  # field 22, counted after the command name
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class _StateCollector:
