@@ -121,4 +121,11 @@ def test_mastery_next_up_search_and_grade_review_in_the_browser(world):
         tp.wait_for_load_state()
         assert "Saved: the answer is marked right." in tp.content()
         assert tp.locator("tr[data-graded-by=teacher]").count() == 1
+
+        # The class grid: the model's mastery as of now for the skills this student has answered.
+        tp.goto(f"{url}/teach/classes/{people['class_id']}/progress")
+        assert "as of now: it fades while a skill goes unpractised" in tp.locator(".mastery-source").inner_text()
+        answered = tp.locator(".cell[data-level]:not([data-level=none])")
+        assert answered.count() >= 1 and re.search(r"\d+%", answered.first.inner_text())
+        _axe(tp, axe, "teacher-grid", found)
     assert not found, "accessibility violations:\n" + "\n".join(found)

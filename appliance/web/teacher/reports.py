@@ -38,13 +38,18 @@ def level_of(p: float | None, attempts: int, threshold: float) -> str:
     return "learning" if p >= HELP_BELOW else "help"
 
 
-def _course(conn, course_id: str | None) -> dict | None:
+def _course(conn, course_id: str | None, class_id: int | None = None) -> dict | None:
+    """The course asked for; else the one the class has answered most in (the one its teacher is
+    here about), else the first by title."""
     if course_id:
         row = conn.execute("SELECT id, title FROM courses WHERE id = ?", (course_id,)).fetchone()
         if row is None:
             raise NotFound(_("There is no such course."))
         return dict(row)
-    row = conn.execute("SELECT id, title FROM courses ORDER BY title LIMIT 1").fetchone()
+    row = conn.execute(
+        "SELECT c.id, c.title FROM courses c ORDER BY (SELECT COUNT(*) FROM attempts a JOIN class_members cm"
+        " ON cm.student_id = a.student_id AND cm.class_id = ? WHERE a.course_id = c.id) DESC, c.title LIMIT 1",
+        (class_id,)).fetchone()
     return dict(row) if row else None
 
 
@@ -125,7 +130,7 @@ def _class_and_course(class_id: int):
     services = _services()
     with services.db.read() as conn:
         cls = cls_mod.get_class(conn, class_id, current_user())
-        course = _course(conn, request.args.get("course"))
+        course = _course(conn, request.args.get("course"), class_id)
         courses = [dict(r) for r in conn.execute("SELECT id, title FROM courses ORDER BY title")]
     return cls, course, courses
 
