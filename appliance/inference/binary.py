@@ -13,7 +13,6 @@ path without asking.
 from __future__ import annotations
 
 import json
-import math
 import struct
 import sys
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from appliance.errors import BadRequest
-from appliance.inference.tensors import NUMPY_OF, datatype_of
+from appliance.inference.tensors import NUMPY_OF, check_tensor_head, datatype_of
 
 HEADER = "Inference-Header-Content-Length"
 
@@ -50,16 +49,7 @@ def split_body(body: bytes, n: int) -> tuple[dict, memoryview]:
 
 def decode_binary_tensor(obj: dict, blob: memoryview, max_elements: int) -> np.ndarray:
     """A tensor from its JSON description (name, datatype, shape) and its raw bytes."""
-    name, datatype, shape = obj.get("name"), obj.get("datatype"), obj.get("shape")
-    if not isinstance(name, str) or not name:
-        raise BadRequest("each input needs a name")
-    if not isinstance(datatype, str) or datatype not in NUMPY_OF:
-        raise BadRequest(f"input {name!r}: unknown datatype {datatype!r}")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise BadRequest(f"input {name!r}: shape must be a list of non-negative integers")
-    count = math.prod(shape)
-    if count > max_elements:
-        raise BadRequest(f"input {name!r} has {count} elements; at most {max_elements} are accepted")
+    name, datatype, shape, count = check_tensor_head(obj, max_elements)
     if datatype == "BYTES":
         items, pos, raw = [], 0, bytes(blob)
         while pos < len(raw):

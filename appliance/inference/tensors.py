@@ -148,6 +148,23 @@ def parameters_of(obj: dict, what: str) -> dict:
     return params
 
 
+def check_tensor_head(obj: dict, max_elements: int | None) -> tuple[str, str, list[int], int]:
+    """(name, datatype, shape, element count) of a request tensor's description, JSON or binary, or a
+    BadRequest naming what is wrong."""
+    name = obj.get("name")
+    if not isinstance(name, str) or not name:
+        raise BadRequest("each input needs a name")
+    datatype, shape = obj.get("datatype"), obj.get("shape")
+    if not isinstance(datatype, str) or datatype not in NUMPY_OF:
+        raise BadRequest(f"input {name!r}: unknown datatype {datatype!r} (use one of {', '.join(NUMPY_OF)})")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise BadRequest(f"input {name!r}: shape must be a list of non-negative integers")
+    count = math.prod(shape)
+    if max_elements is not None and count > max_elements:
+        raise BadRequest(f"input {name!r} has {count} elements; at most {max_elements} are accepted")
+    return name, datatype, shape, count
+
+
 def decode_json_tensor(obj: dict, max_elements: int | None = None) -> np.ndarray:
     """An OIP JSON tensor (``name``, ``shape``, ``datatype``, ``data`` flat or nested) as a numpy array.
 
@@ -156,21 +173,12 @@ def decode_json_tensor(obj: dict, max_elements: int | None = None) -> np.ndarray
     """
     if not isinstance(obj, dict):
         raise BadRequest("each input must be an object with name, shape, datatype and data")
-    name = obj.get("name")
-    if not isinstance(name, str) or not name:
-        raise BadRequest("each input needs a name")
-    datatype, shape, data = obj.get("datatype"), obj.get("shape"), obj.get("data")
-    if not isinstance(datatype, str) or datatype not in NUMPY_OF:
-        raise BadRequest(f"input {name!r}: unknown datatype {datatype!r} (use one of {', '.join(NUMPY_OF)})")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise BadRequest(f"input {name!r}: shape must be a list of non-negative integers")
+    name, datatype, shape, count = check_tensor_head(obj, max_elements)
     if parameters_of(obj, f"input {name!r}").get("binary_data_size") is not None:
         raise BadRequest(f"input {name!r}: the binary tensor extension is not supported; send the data as JSON")
+    data = obj.get("data")
     if data is None:
         raise BadRequest(f"input {name!r} has no data")
-    count = math.prod(shape)
-    if max_elements is not None and count > max_elements:
-        raise BadRequest(f"input {name!r} has {count} elements; at most {max_elements} are accepted")
     if not isinstance(data, list):
         data = [data]
     try:
