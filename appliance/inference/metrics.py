@@ -127,9 +127,9 @@ class SharedStats:
 
     A worker writes its own file (``<pid>-<start time>-<token>.json``, replaced atomically) at most
     once a second when it has new figures (the flush timer writes what the limit held back), with its
-    last ``SHARED_LATENCIES`` latencies per model. A worker removes its file when it stops, the web
-    service's ``child_exit`` hook when one dies, and a reader any file whose process is gone (the start
-    time tells a reused pid apart).
+    last ``SHARED_LATENCIES`` latencies per model. A worker removes its file when it stops; a reader
+    skips and removes any file whose process is gone, which covers a worker that died (the start time
+    in the name tells a reused pid apart).
     """
 
     def __init__(self, directory: Path):
@@ -173,22 +173,12 @@ class SharedStats:
                 out.append(doc)
         return out
 
-
     def remove(self) -> None:
         (self.dir / self.name).unlink(missing_ok=True)
 
 
-def forget_worker(pid: int, directory: Path | None = None) -> None:
-    """Remove the shared figures of a worker that has exited (the web service's child_exit hook)."""
-    directory = directory or shared_stats_dir()
-    if directory is not None:
-        for path in Path(directory).glob(f"{pid}-*.json"):
-            path.unlink(missing_ok=True)
-
-
 def _started(pid: int) -> str:
-    """When the process started (clock ticks since boot, from /proc); "" when there is no such process
-    (or no /proc: then only the child_exit hook and a worker's own stop remove files)."""
+    """When the process started (clock ticks since boot, from /proc); "" when there is no such process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:

@@ -182,10 +182,6 @@ def gunicorn_server(cfg, wsgi_factory):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
-        # Nor its admin figures: its pid may be reused before anyone would notice it is gone.
-        from appliance.inference.metrics import forget_worker
-
-        forget_worker(worker.pid)
 
     def worker_exit(_server, worker):
         # Join this worker's writer, batcher and import threads, so it exits at once on SIGTERM

@@ -121,10 +121,10 @@ def my_progress():
             "SELECT c.id, c.title FROM courses c ORDER BY EXISTS (SELECT 1 FROM attempts a WHERE a.course_id = c.id"
             " AND a.student_id = ?) DESC, c.language = ? DESC, c.title", (user["id"], str(get_locale()))).fetchall()
         for c in rows:
-            skills = refresh_mastery(conn, [dict(r) for r in conn.execute(
+            skills = [dict(r) for r in conn.execute(
                 "SELECT s.id, s.id AS skill_id, s.course_id, s.name, m.p_mastery, m.successes, m.failures"
                 " FROM skills s LEFT JOIN mastery m ON m.course_id = s.course_id AND m.skill_id = s.id"
-                " AND m.student_id = ? WHERE s.course_id = ? ORDER BY s.rowid", (user["id"], c["id"]))], user["id"])
+                " AND m.student_id = ? WHERE s.course_id = ? ORDER BY s.rowid", (user["id"], c["id"]))]
             lessons = conn.execute(
                 "SELECT COUNT(*) AS total, SUM(p.status = 'completed') AS done FROM lessons l LEFT JOIN lesson_progress p"
                 " ON p.course_id = l.course_id AND p.lesson_id = l.id AND p.student_id = ? WHERE l.course_id = ?",
@@ -133,4 +133,6 @@ def my_progress():
                                    (user["id"], c["id"])).fetchone()
             courses.append({"id": c["id"], "title": c["title"], "skills": skills, "lessons_total": lessons["total"],
                             "lessons_done": lessons["done"] or 0, "answers": answers[0], "right": answers[1] or 0})
+        # Every course's skills in one model run (the rows are changed in place).
+        refresh_mastery(conn, [sk for c in courses for sk in c["skills"]], user["id"])
     return render_template("student/progress.html", courses=courses)
