@@ -2,12 +2,17 @@
 
 Activation and rollback check the version the same way a web worker will (hashes, signature, load,
 warm-up) before ACTIVE changes, so a broken version is refused here and never reaches the workers;
-the running workers pick up the new ACTIVE file within ``inference.watch_interval_s``.
+the running workers pick up the new ACTIVE file within ``inference.watch_interval_s``. A version that
+``import`` or ``quantize`` adds never serves before it is activated (``import --activate`` that fails
+to load removes the version again). Run these as the service user (``sudo -u classroom-edge``) or
+as root: the files written are readable by the web service either way.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from appliance.cli.common import config_from_args
@@ -26,12 +31,16 @@ def register(sub) -> None:
         return c
 
     c = add("list", "models, versions and which one is active", _list)
-    c.add_argument("--json", action="store_true")
-    c = add("import", "copy a version directory (with model.json) into the repository", _import)
-    c.add_argument("path")
-    c.add_argument("--name")
-    c.add_argument("--version")
-    c.add_argument("--activate", action="store_true")
+    c.add_argument("--json", action="store_true", help="one JSON object per version")
+    c = add("import", "copy a version directory (with model.json) into the repository; it serves only once "
+                      "activated", _import)
+    c.add_argument("path", help="the version directory: model.json and the files it names")
+    c.add_argument("--name", help="model name (default: model.json's name, else the parent directory's)")
+    c.add_argument("--version", help="version name (default: the next number)")
+    c.add_argument("--activate", action="store_true",
+                   help="load and warm it, then make it the active one (removed again if it cannot load)")
+    c.add_argument("--sign-key", metavar="FILE", help="sign its model.json on the way in with this Ed25519 "
+                                                      "private key (base64), for a box that loads only signed models")
     c = add("build", "build the default models (learner, MiniLM) from the installed packages", _build)
     c.add_argument("names", nargs="*", metavar="NAME",
                    help="only these default models (learner, minilm, minilm-fp32; minilm and minilm-fp32 are "
@@ -40,13 +49,16 @@ def register(sub) -> None:
     c.add_argument("name")
     c.add_argument("--version", help="source version (default: the active one)")
     c.add_argument("--per-tensor", action="store_true", help="one scale per tensor instead of per channel")
-    c.add_argument("--activate", action="store_true")
-    c = add("bench", "latency and throughput of a version in this process (JSON)", _bench)
+    c.add_argument("--activate", action="store_true", help="load and warm the new version, then make it the active one")
+    c.add_argument("--sign-key", metavar="FILE", help="sign the new version's model.json with this Ed25519 private key")
+    c = add("bench", "latency and throughput of a version in this process, straight on its backend (JSON)", _bench)
     c.add_argument("name")
-    c.add_argument("--version")
-    c.add_argument("--batch", type=int, default=1)
-    c.add_argument("--dim", type=int, default=16, help="size of variable non-batch dimensions (sequence length)")
-    c.add_argument("--seconds", type=float, default=3.0)
+    c.add_argument("--version", help="default: the active one")
+    c.add_argument("--batch", type=_at_least(int, 1), default=1,
+                   help="rows per run (not split at the model's max_batch_size, as serving would)")
+    c.add_argument("--dim", type=_at_least(int, 1), default=16, help="size of variable non-batch dimensions (sequence length)")
+    c.add_argument("--seconds", type=_at_least(float, 0, above=True), default=3.0,
+                   help="how long to run, in seconds")
     c = add("activate", "verify, load and warm a version, then make it the active one", _activate)
     c.add_argument("name")
     c.add_argument("version")
@@ -54,11 +66,28 @@ def register(sub) -> None:
     c.add_argument("name")
     c = add("build-engine", "build the TensorRT engine of a version for this GPU (cached)", _build_engine)
     c.add_argument("name")
-    c.add_argument("--version")
+    c.add_argument("--version", help="default: the active one")
     c.add_argument("--force", action="store_true", help="rebuild even when a cached engine exists")
     c = add("sign", "sign a version directory's model.json with an Ed25519 key (before import)", _sign)
     c.add_argument("path")
     c.add_argument("--key-file", required=True, help="file holding the base64 raw 32-byte private key")
+
+
+def _at_least(kind, minimum, above: bool = False):
+    """An argparse type: a number of ``kind`` at least (or, ``above``, more than) ``minimum``."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (value > minimum if above else value >= minimum):
+            raise argparse.ArgumentTypeError(f"must be {'more than' if above else 'at least'} {minimum}, not {text}")
+        return value
+    return parse
+
+
+def _read_key(path: str | None) -> str | None:
+    return None if path is None else Path(path).read_text(encoding="utf-8").strip()
 
 
 def _context(args):
@@ -72,18 +101,60 @@ def _context(args):
 
 
 def _version(repo, name, version):
-    version = version or repo.active_version(name)
-    if version is None:
-        from appliance.errors import NotFound
+    """The version asked for, else the active one; when there is none, why."""
+    from appliance.errors import NotFound
 
-        raise NotFound(f"model {name!r} is not in {repo.root}")
-    return repo.version(name, version)
+    if version:
+        return repo.version(name, version)
+    active = repo.active_version(name)
+    if active is None:
+        if not repo.versions(name):
+            raise NotFound(f"model {name!r} is not in {repo.root}")
+        raise NotFound(f"model {name!r} has no active version: its ACTIVE file is empty "
+                       "(classroom-edge models activate NAME VERSION)")
+    if active not in repo.versions(name):
+        raise NotFound(f"model {name!r}: its ACTIVE file names version {active!r}, which is not in the repository "
+                       "(classroom-edge models activate NAME VERSION)")
+    return repo.version(name, active)
+
+
+@contextmanager
+def _runtime_errors(mv):
+    """The runtime's own errors (a bad protobuf, an unsupported operator) as one line naming the
+    version, like the web engine reports them; ours and the file system's pass through."""
+    from appliance.errors import AppError, Unavailable
+
+    try:
+        yield
+    except (AppError, OSError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's and onnx's exception types are many
+        first_line = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise Unavailable(f"model {mv.name} version {mv.version} could not be loaded: "
+                          f"{type(exc).__name__}: {first_line}") from None
 
 
 def _check_loads(cfg, repo, cache, mv) -> None:
+    """Load and warm the version as a web worker would, then let it go."""
     from appliance.inference.loaded import LoadedModel
 
-    LoadedModel.load(repo, mv, cfg.inference, cache).close()
+    with _runtime_errors(mv):
+        LoadedModel.load(repo, mv, cfg.inference, cache).close()
+
+
+def _activate_new(cfg, repo, cache, mv) -> None:
+    """``--activate`` after import or quantize: a version that cannot load is removed again, so the
+    repository holds nothing that was never going to serve."""
+    from appliance.errors import AppError
+
+    try:
+        _check_loads(cfg, repo, cache, mv)
+    except AppError as exc:
+        repo.remove_version(mv.name, mv.version)
+        exc.message = f"{exc.message}; version {mv.version} was removed again, nothing changed"
+        raise
+    repo.set_active(mv.name, mv.version)
+    print(f"{mv.name} version {mv.version} is active (web workers switch within {cfg.inference.watch_interval_s:g} s)")
 
 
 def _list(args) -> int:
@@ -113,12 +184,12 @@ def _list(args) -> int:
 
 def _import(args) -> int:
     cfg, repo, cache = _context(args)
-    mv = repo.import_version(Path(args.path), name=args.name, version=args.version)
+    mv = repo.import_version(Path(args.path), name=args.name, version=args.version, sign_key=_read_key(args.sign_key))
     print(f"imported {mv.name} version {mv.version}")
     if args.activate:
-        _check_loads(cfg, repo, cache, mv)
-        repo.set_active(mv.name, mv.version)
-        print(f"{mv.name} version {mv.version} is active")
+        _activate_new(cfg, repo, cache, mv)
+    else:
+        print(f"it serves once activated: classroom-edge models activate {mv.name} {mv.version}")
     return 0
 
 
@@ -144,12 +215,13 @@ def _quantize(args) -> int:
     from appliance.inference.versions import quantize_version
 
     cfg, repo, cache = _context(args)
-    new = quantize_version(repo, _version(repo, args.name, args.version), per_channel=not args.per_tensor)
+    new = quantize_version(repo, _version(repo, args.name, args.version), per_channel=not args.per_tensor,
+                           sign_key=_read_key(args.sign_key))
     print(f"{new.name} version {new.version}: int8 ({new.meta['provenance']['quantization']})")
     if args.activate:
-        _check_loads(cfg, repo, cache, new)
-        repo.set_active(new.name, new.version)
-        print(f"{new.name} version {new.version} is active")
+        _activate_new(cfg, repo, cache, new)
+    else:
+        print(f"it serves once activated: classroom-edge models activate {new.name} {new.version}")
     return 0
 
 
@@ -157,8 +229,10 @@ def _bench(args) -> int:
     from appliance.inference.versions import bench_version
 
     cfg, repo, cache = _context(args)
-    print(json.dumps(bench_version(repo, _version(repo, args.name, args.version), cfg.inference, cache,
-                                   args.batch, args.seconds, args.dim), indent=2))
+    mv = _version(repo, args.name, args.version)
+    with _runtime_errors(mv):
+        result = bench_version(repo, mv, cfg.inference, cache, args.batch, args.seconds, args.dim)
+    print(json.dumps(result, indent=2))
     return 0
 
 
@@ -172,9 +246,18 @@ def _activate(args) -> int:
 
 
 def _rollback(args) -> int:
+    from appliance.errors import AppError, NotFound
+
     cfg, repo, cache = _context(args)
+    if not repo.versions(args.name):
+        raise NotFound(f"model {args.name!r} is not in {repo.root}")
     target = repo.rollback_target(args.name)
-    _check_loads(cfg, repo, cache, repo.version(args.name, target))
+    try:
+        _check_loads(cfg, repo, cache, repo.version(args.name, target))
+    except AppError as exc:
+        exc.message = (f"{exc.message}; nothing changed (to skip version {target}, activate an older one: "
+                       f"classroom-edge models activate {args.name} VERSION)")
+        raise
     repo.mark_rolled_back(args.name, target)
     print(f"{args.name} rolled back to version {target}")
     return 0
@@ -187,6 +270,7 @@ def _build_engine(args) -> int:
     cfg, repo, cache = _context(args)
     mv = _version(repo, args.name, args.version)
     if shipped_engine(mv.model_file("tensorrt")):
+        repo.verify(mv, "tensorrt")  # "nothing to build" must not hide a missing or damaged engine
         print(f"{mv.name} version {mv.version} ships its TensorRT engine ({mv.model_file('tensorrt').name}): "
               "there is nothing to build")
         return 0
@@ -205,12 +289,14 @@ def _build_engine(args) -> int:
 
 
 def _sign(args) -> int:
+    from appliance.inference.repository import read_manifest, write_atomic
     from appliance.inference.signing import sign_manifest
 
     _context(args)  # logging and config checks, like every command
     manifest_path = Path(args.path) / "model.json"
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    key = Path(args.key_file).read_text(encoding="utf-8").strip()
-    manifest_path.write_text(json.dumps(sign_manifest(manifest, key), indent=2), encoding="utf-8")
+    manifest = read_manifest(manifest_path, args.path)
+    key = _read_key(args.key_file)
+    # Replaced whole or not at all: a full USB stick must not leave half a manifest.
+    write_atomic(manifest_path, json.dumps(sign_manifest(manifest, key), indent=2) + "\n")
     print(f"signed {manifest_path}")
     return 0

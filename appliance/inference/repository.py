@@ -8,7 +8,12 @@ Nothing is loaded before every hash (and, when keys are configured, the signatur
 One version per model is active, named in ``<repo>/<model>/ACTIVE``; ``HISTORY`` is the stack of
 activations that ``rollback`` pops. Both are replaced by atomic rename under a lock file, so a crash
 or two admins at once leave either the old or the new state, never half of one. Without ACTIVE the
-highest version is active (a freshly built repository needs no extra step).
+highest version is active (a freshly built repository needs no extra step); so importing a version
+into a model that has none first pins the one being served, and a new version never goes live by
+merely being the highest (``import_version(pin_current=...)``).
+
+Both files are world-readable: an admin running the CLI as root must not leave ACTIVE unreadable to
+the web service's own user (the version files keep their modes as copied).
 """
 from __future__ import annotations
 
@@ -46,6 +51,83 @@ def version_key(v: str):
     return (0, int(v), "") if v.isdigit() else (1, 0, v)
 
 
+def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``text`` whole or not at all, durably (a full disk or a power cut leaves
+    the old file). ``mode``: mkstemp makes 0600 files, which another user (the service) cannot read."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), mode)
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)  # the rename itself survives a power cut
+    finally:
+        os.close(dfd)
+
+
+def _relative_file(value, where: str, key: str) -> str:
+    """A file named by a manifest: a plain relative path inside the version directory."""
+    if not isinstance(value, str) or not value or value.startswith("/") or "\\" in value \
+            or any(part in ("", ".", "..") for part in value.split("/")):
+        raise IntegrityError(f"{where}: {key} {value!r} points outside its version directory (name a relative path inside it)")
+    return value
+
+
+def _non_negative(meta: dict, key: str, kind: type, where: str) -> None:
+    value = meta.get(key)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, kind) or value < 0:
+        what = "a whole number" if kind is int else "a number"
+        raise IntegrityError(f"{where}: {key} must be {what} of at least 0, not {value!r}")
+
+
+def check_manifest(meta, where: str) -> dict:
+    """The checks every model.json passes before anything uses it (import, list, load), each naming
+    the key at fault: a typo in a hand-written manifest is a message, never a traceback."""
+    if not isinstance(meta, dict):
+        raise IntegrityError(f"{where}: model.json must be a JSON object")
+    sha = meta.get("sha256")
+    if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
+        raise IntegrityError(f"{where}: model.json needs the model file's sha256 (64 lowercase hex digits)")
+    for key in ("name", "backend"):
+        if key in meta and not isinstance(meta[key], str):
+            raise IntegrityError(f"{where}: {key} must be a string")
+    if "file" in meta:
+        _relative_file(meta["file"], where, "file")
+    files = meta.get("files")
+    if files is not None:
+        if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+            raise IntegrityError(f"{where}: files must map file names to their sha256")
+        for rel in files:
+            _relative_file(rel, where, "file")
+    for key in ("inputs", "outputs"):
+        if key in meta and not isinstance(meta[key], list):
+            raise IntegrityError(f"{where}: {key} must be a list of tensors")
+    _non_negative(meta, "max_batch_size", int, where)
+    _non_negative(meta, "max_queue_delay_ms", (int, float), where)
+    if "dynamic_batching" in meta and not isinstance(meta["dynamic_batching"], bool):
+        raise IntegrityError(f"{where}: dynamic_batching must be true or false")
+    return meta
+
+
+def read_manifest(path: Path, where: str) -> dict:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NotFound(f"{where} has no model.json") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IntegrityError(f"{where}: model.json cannot be read: {exc}") from None
+    return check_manifest(meta, where)
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -69,8 +151,12 @@ class ModelVersion:
     def sha256(self) -> str:
         return self.meta["sha256"]
 
+    def model_file_name(self, backend: str) -> str:
+        """The model file, relative to the version directory (what is hashed is what is loaded)."""
+        return self.meta.get("file", DEFAULT_FILES.get(backend, "model.onnx"))
+
     def model_file(self, backend: str) -> Path:
-        return self.path / self.meta.get("file", DEFAULT_FILES.get(backend, "model.onnx"))
+        return self.path / self.model_file_name(backend)
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -101,15 +187,9 @@ class Repository:
 
     def version(self, name: str, version: str) -> ModelVersion:
         path = self.root / check_name("model", name) / check_name("version", version)
-        manifest = path / "model.json"
-        if not manifest.is_file():
+        if not path.is_dir():
             raise NotFound(f"model {name!r} has no version {version!r}")
-        try:
-            meta = json.loads(manifest.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise IntegrityError(f"{name}/{version}/model.json cannot be read: {exc}") from None
-        if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str):
-            raise IntegrityError(f"{name}/{version}/model.json must be an object with the model file's sha256")
+        meta = read_manifest(path / "model.json", f"{name}/{version}")
         if meta.get("name", name) != name:
             raise IntegrityError(f"{name}/{version}/model.json names model {meta.get('name')!r}")
         return ModelVersion(name, version, path, meta)
@@ -121,7 +201,7 @@ class Repository:
         except FileNotFoundError:
             versions = self.versions(name)
             return versions[-1] if versions else None
-        return value or None
+        return value or None  # an empty ACTIVE serves nothing; `models` commands say so
 
     def history(self, name: str) -> list[str]:
         try:
@@ -131,10 +211,10 @@ class Repository:
         return [line.strip() for line in text.splitlines() if line.strip()]
 
     # -- checking ------------------------------------------------------------------------------
-    def verify(self, mv: ModelVersion, backend: str) -> None:
+    def verify(self, mv: ModelVersion, backend: str, where: str | None = None) -> None:
         """Every file's sha256, then the signature (when keys are configured). Raises IntegrityError."""
-        where = f"model {mv.name} version {mv.version}"
-        files = {mv.model_file(backend).name: mv.sha256, **(mv.meta.get("files") or {})}
+        where = where or f"model {mv.name} version {mv.version}"
+        files = {mv.model_file_name(backend): mv.sha256, **(mv.meta.get("files") or {})}
         for rel, want in files.items():
             target = (mv.path / rel).resolve()
             if mv.path.resolve() not in target.parents:
@@ -157,24 +237,6 @@ class Repository:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    @staticmethod
-    def _write_atomic(path: Path, text: str) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)  # the rename itself survives a power cut
-        finally:
-            os.close(dfd)
-
     def set_active(self, name: str, version: str) -> None:
         """Make ``version`` the active one (the caller has verified it)."""
         if version not in self.versions(name):
@@ -186,8 +248,8 @@ class Repository:
                 stack.append(current)  # ACTIVE written by hand, or a version older than HISTORY
             if not stack or stack[-1] != version:
                 stack.append(version)
-            self._write_atomic(d / "HISTORY", "\n".join(stack[-100:]) + "\n")
-            self._write_atomic(d / "ACTIVE", version + "\n")
+            write_atomic(d / "HISTORY", "\n".join(stack[-100:]) + "\n")
+            write_atomic(d / "ACTIVE", version + "\n")
         log.info("model %s: version %s is now active", name, version)
 
     def rollback_target(self, name: str) -> str:
@@ -212,21 +274,30 @@ class Repository:
                 stack.pop()
             if not stack:
                 stack = [target]
-            self._write_atomic(d / "HISTORY", "\n".join(stack) + "\n")
-            self._write_atomic(d / "ACTIVE", target + "\n")
+            write_atomic(d / "HISTORY", "\n".join(stack) + "\n")
+            write_atomic(d / "ACTIVE", target + "\n")
         log.info("model %s: rolled back to version %s", name, target)
 
-    def import_version(self, src: Path, name: str | None = None, version: str | None = None) -> ModelVersion:
-        """Copy a version directory (with its model.json) into the repository, all or nothing."""
+    def import_version(self, src: Path, name: str | None = None, version: str | None = None, *,
+                       pin_current: bool = True, sign_key: str | None = None) -> ModelVersion:
+        """Copy a version directory into the repository, all or nothing: its model.json and the files
+        it names (nothing else, so a stray file or a dangling link next to them is not carried along).
+
+        ``pin_current``: a model without ACTIVE serves its highest version, so unless the caller wants
+        exactly that (the default-model builder, the hub's plain models), ACTIVE is first written with
+        the version being served: a new version then serves only once someone activates it.
+        ``sign_key``: sign the manifest with this Ed25519 private key (base64) on the way in.
+        """
         src = Path(src)
-        try:
-            meta = json.loads((src / "model.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise BadRequest(f"{src}/model.json cannot be read: {exc}") from None
+        meta = read_manifest(src / "model.json", str(src))
         name = check_name("model", name or meta.get("name") or src.parent.name)
         if meta.get("name", name) != name:
             # Renaming would change the signed manifest; the publisher must name it.
             raise BadRequest(f"{src}/model.json names model {meta['name']!r}, not {name!r}")
+        if sign_key is not None:
+            from appliance.inference.signing import sign_manifest
+
+            meta = sign_manifest(meta, sign_key)
         if version is None:
             existing = [v for v in self.versions(name) if v.isdigit()]
             version = str(max((int(v) for v in existing), default=0) + 1)
@@ -237,11 +308,41 @@ class Repository:
         final.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".import-{version}-"))
         try:
-            shutil.copytree(src, staging, dirs_exist_ok=True, symlinks=False)
             mv = ModelVersion(name, version, staging, meta)
-            self.verify(mv, mv.backend or "onnxruntime")
-            os.rename(staging, final)  # the version appears whole or not at all
+            self._copy_named_files(src, mv, signed_here=sign_key is not None)
+            self.verify(mv, mv.backend or "onnxruntime", where=f"{src} (to be {name} version {version})")
+            with self._locked(name) as d:
+                if pin_current and not (d / "ACTIVE").exists():
+                    current = self.active_version(name)
+                    if current is not None:
+                        write_atomic(d / "ACTIVE", current + "\n")
+                os.rename(staging, final)  # the version appears whole or not at all
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return self.version(name, version)
+
+    @staticmethod
+    def _copy_named_files(src: Path, mv: ModelVersion, signed_here: bool) -> None:
+        for rel in {mv.model_file_name(mv.backend or "onnxruntime"), *(mv.meta.get("files") or {})}:
+            source = src / rel
+            if not source.is_file():
+                raise IntegrityError(f"{src}: file {rel} named in model.json is missing")
+            (mv.path / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, mv.path / rel)
+        if signed_here:
+            write_atomic(mv.path / "model.json", json.dumps(mv.meta, indent=2) + "\n")
+        else:
+            shutil.copyfile(src / "model.json", mv.path / "model.json")  # byte for byte, as published
+
+    def remove_version(self, name: str, version: str) -> None:
+        """Delete a version nobody serves or can roll back to (a failed ``import --activate``)."""
+        with self._locked(name) as d:
+            if version == self.active_version(name) or version in self.history(name):
+                raise Conflict(f"model {name!r} version {version!r} is active or in its history; it stays")
+            path = d / check_name("version", version)
+            if not path.is_dir():
+                raise NotFound(f"model {name!r} has no version {version!r}")
+            gone = Path(tempfile.mkdtemp(dir=d, prefix=f".removed-{version}-"))
+            os.rename(path, gone / version)  # disappears at once, whatever rmtree then takes
+            shutil.rmtree(gone, ignore_errors=True)

@@ -2,7 +2,7 @@
 
 Used by ``classroom-edge models quantize`` and ``models bench``. A new version is staged in a temporary
 directory and imported through ``Repository.import_version``, so it appears whole and verified or not
-at all; it is not activated unless asked.
+at all; it is not activated unless asked (where the model had no ACTIVE, the served version is pinned first).
 """
 from __future__ import annotations
 
@@ -15,26 +15,76 @@ from pathlib import Path
 
 import numpy as np
 
+from appliance.errors import BadRequest, IntegrityError
 from appliance.inference.loaded import LoadedModel, sample_input
 from appliance.inference.repository import ModelVersion, Repository, sha256_file
 
 log = logging.getLogger(__name__)
 
 
-def quantize_version(repo: Repository, mv: ModelVersion, per_channel: bool = True) -> ModelVersion:
-    """Dynamic int8 quantization of weights (activations quantized at run time) into a new version."""
+QUANTIZABLE_OPS = ("MatMul", "Gemm", "Conv")
+QUANTIZED_OPS = ("MatMulInteger", "ConvInteger", "DynamicQuantizeLinear", "QLinearMatMul", "QLinearConv")
+
+
+def check_quantizable(mv: ModelVersion, model_path: Path) -> None:
+    """Refuse, with the reason, what dynamic int8 quantization cannot improve: a TensorRT engine, a
+    graph already quantized, or one without float weights in a MatMul, Gemm or Conv (quantizing it
+    would only make the file bigger)."""
+    import onnx
+
+    where = f"{mv.name} version {mv.version}"
+    if not model_path.name.endswith(".onnx"):
+        raise BadRequest(f"{where} is {model_path.name}, not an ONNX model: only ONNX models can be quantized")
+    try:
+        graph = onnx.load(str(model_path), load_external_data=False).graph
+    except Exception as exc:  # noqa: BLE001 - protobuf's and onnx's own errors: what matters is why
+        raise IntegrityError(f"{where}: {model_path.name} cannot be read as an ONNX model: {str(exc)[:200]}") from None
+    if any(n.op_type in QUANTIZED_OPS for n in graph.node):
+        raise BadRequest(f"{where} is already quantized (it has int8 operators)")
+    floats = {t.name for t in graph.initializer if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)}
+    if not any(n.op_type in QUANTIZABLE_OPS and any(i in floats for i in n.input) for n in graph.node):
+        raise BadRequest(f"{where} has no float weights in a MatMul, Gemm or Conv: int8 would not make it "
+                         "smaller or faster")
+
+
+class _DropAdvice(logging.Filter):
+    """onnxruntime's quantizer advises every caller, on the root logger, to pre-process the model
+    (a link to an example): nothing an admin on the box can act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+def quantize_version(repo: Repository, mv: ModelVersion, per_channel: bool = True,
+                     sign_key: str | None = None) -> ModelVersion:
+    """Dynamic int8 quantization of weights (activations quantized at run time) into a new version,
+    which does not serve until activated. ``sign_key`` signs its manifest (a box that loads only
+    signed models refuses an unsigned one)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     src = mv.model_file("onnxruntime")
-    if sha256_file(src) != mv.sha256:
-        from appliance.errors import IntegrityError
-
-        raise IntegrityError(f"{mv.name} version {mv.version}: {src.name} does not match its sha256")
     with tempfile.TemporaryDirectory(prefix="ce-quantize-") as tmp:
+        # Work on a copy: the quantizer writes scratch files next to its input, which must not be
+        # the repository's version directory (read-only, or left with a partial file on a full disk).
+        source = Path(tmp) / "source" / src.name
+        source.parent.mkdir()
+        shutil.copyfile(src, source)
+        if sha256_file(source) != mv.sha256:
+            raise IntegrityError(f"{mv.name} version {mv.version}: {src.name} does not match its sha256")
+        check_quantizable(mv, source)
         stage = Path(tmp) / "v"
         stage.mkdir()
         out = stage / "model.onnx"
-        quantize_dynamic(str(src), str(out), per_channel=per_channel, weight_type=QuantType.QInt8)
+        advice = _DropAdvice()
+        logging.getLogger().addFilter(advice)
+        try:
+            quantize_dynamic(str(source), str(out), per_channel=per_channel, weight_type=QuantType.QInt8)
+        except OSError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the quantizer's own errors name no file or version
+            raise IntegrityError(f"{mv.name} version {mv.version} could not be quantized: {str(exc)[:300]}") from None
+        finally:
+            logging.getLogger().removeFilter(advice)
         for rel in (mv.meta.get("files") or {}):
             (stage / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(mv.path / rel, stage / rel)
@@ -42,13 +92,13 @@ def quantize_version(repo: Repository, mv: ModelVersion, per_channel: bool = Tru
         meta.update({
             "sha256": sha256_file(out),
             # The source's metrics (AUC...) were measured on float weights; these say what int8 changed.
-            "metrics": quantization_metrics(src, out),
+            "metrics": quantization_metrics(source, out),
             "provenance": {**(mv.meta.get("provenance") or {}), "quantized_from": mv.version,
                            "quantization": f"dynamic int8, {'per-channel' if per_channel else 'per-tensor'} weights",
                            "source_sha256": mv.sha256},
         })
         (stage / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        new = repo.import_version(stage, name=mv.name)
+        new = repo.import_version(stage, name=mv.name, sign_key=sign_key)
     log.info("%s: version %s is the int8 quantization of version %s (%d -> %d bytes)", mv.name, new.version,
              mv.version, src.stat().st_size, new.model_file("onnxruntime").stat().st_size)
     return new

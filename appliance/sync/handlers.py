@@ -70,7 +70,9 @@ class InstallHandler:
         tmp = Path(tempfile.mkdtemp(dir=repo_dir, prefix=".downlink-"))
         try:
             unpack_model(path, tmp)
-            repo.import_version(tmp, name, version)
+            # The hub's plain models keep their rule: with no ACTIVE the newest serves (the federated
+            # model's handler pins what is served and lets its policy decide).
+            repo.import_version(tmp, name, version, pin_current=False)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         log.info("model %s version %s imported from the hub (activation is up to the model policy)", name, version)

@@ -33,6 +33,17 @@ def affine_model(offset: float, width: int = 4) -> bytes:
     )
 
 
+def dense_model(width: int = 64, seed: int = 0) -> bytes:
+    """y = x @ W, [N, width] -> [N, width]: float weights in a MatMul, what int8 quantization shrinks."""
+    weights = np.random.default_rng(seed).standard_normal((width, width)).astype(np.float32)
+    return _model(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", width])],
+        [numpy_helper.from_array(weights, "W")],
+    )
+
+
 def seqsum_model() -> bytes:
     """total[N] = sum over L of input_ids * attention_mask."""
     return _model(

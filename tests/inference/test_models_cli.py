@@ -7,7 +7,7 @@ import json
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from inference_models import affine_model, write_version
+from inference_models import affine_model, dense_model, echo_model, write_version
 
 from appliance.cli.main import main
 from appliance.inference.repository import Repository
@@ -47,20 +47,25 @@ def test_import_sign_and_quantize(cli, repo, tmp_path, capsys):
     priv = base64.b64encode(key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
                                               serialization.NoEncryption())).decode()
     (tmp_path / "key").write_text(priv)
-    src = write_version(tmp_path / "incoming", "affine", "src", affine_model(5.0))
+    src = write_version(tmp_path / "incoming", "affine", "src", dense_model())
     assert cli("sign", str(src), "--key-file", str(tmp_path / "key")) == 0
     assert cli("import", str(src), "--activate") == 0
     r = Repository(repo)
     assert r.versions("affine") == ["1"] and r.active_version("affine") == "1"
     assert r.version("affine", "1").meta["signature"]["alg"] == "ed25519"
+    before = sorted(p.name for p in (repo / "affine" / "1").iterdir())
     assert cli("quantize", "affine") == 0
     mv = r.version("affine", "2")
     assert mv.meta["provenance"]["quantized_from"] == "1" and "signature" not in mv.meta
+    # Not served before someone activates it, and nothing was written next to its source.
+    assert r.active_version("affine") == "1"
+    assert sorted(p.name for p in (repo / "affine" / "1").iterdir()) == before
     # Its own metrics: what int8 changed (the source's would describe the float weights).
     m = mv.meta["metrics"]
     assert m["source_bytes"] == r.version("affine", "1").model_file("onnxruntime").stat().st_size
     assert m["bytes"] == mv.model_file("onnxruntime").stat().st_size and m["smaller_x"] == round(m["source_bytes"] / m["bytes"], 2)
-    assert m["generated_rows"] == 8 and 0 <= m["mean_abs_diff"] <= m["max_abs_diff"] < 0.1 * m["max_abs_output"]
+    assert m["smaller_x"] > 3 and m["generated_rows"] == 8
+    assert 0 < m["mean_abs_diff"] <= m["max_abs_diff"] < 0.1 * m["max_abs_output"]
     r.verify(mv, "onnxruntime")
     capsys.readouterr()
     assert cli("bench", "affine", "--version", "2", "--batch", "4", "--seconds", "0.2") == 0
@@ -86,6 +91,13 @@ def test_build_makes_the_named_default_models_and_refuses_unknown_names(cli, rep
     r.verify(r.version("learner", built["learner"]), "onnxruntime")
     assert cli("build", "learner") == 0  # the same model again: same bytes, so no new version
     assert r.versions("learner") == [built["learner"]]
+    # The admin's int8 version neither serves by itself nor makes the next build add a copy.
+    assert cli("quantize", "learner") == 0
+    assert r.versions("learner") == ["1", "2"] and r.active_version("learner") == "1"
+    assert cli("activate", "learner", "2") == 0
+    assert cli("build", "learner") == 0
+    assert r.versions("learner") == ["1", "2"] and r.active_version("learner") == "2"
+    capsys.readouterr()
     assert cli("build", "gpt") == 1
     assert "unknown default model" in capsys.readouterr().err
 
@@ -105,3 +117,128 @@ def test_build_engine_has_nothing_to_build_for_a_version_that_ships_its_engine(c
     assert shipped_engine(mv.model_file("tensorrt")) and not shipped_engine(repo / "x" / "1" / "model.onnx")
     assert cli("build-engine", "shipped") == 0  # whether or not TensorRT is installed here
     assert "ships its TensorRT engine (model.plan): there is nothing to build" in capsys.readouterr().out
+    (version / "model.plan").unlink()  # "nothing to build" must not hide a missing engine
+    assert cli("build-engine", "shipped") == 1
+    assert "model.plan is missing" in capsys.readouterr().err
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("classroom-edge: "), err
+    return err
+
+
+def test_a_new_version_serves_only_once_activated(cli, repo, tmp_path, capsys):
+    write_version(repo, "affine", "1", affine_model(1.0))  # built, no ACTIVE: the highest serves
+    r = Repository(repo)
+    for version in ("2", "candidate"):  # a name sorts after every number
+        src = write_version(tmp_path / "incoming" / version, "affine", "src", affine_model(2.0))
+        assert cli("import", str(src), "--version", version) == 0
+        assert "serves once activated" in capsys.readouterr().out
+        assert r.active_version("affine") == "1"
+    active = repo / "affine" / "ACTIVE"
+    assert active.read_text() == "1\n" and active.stat().st_mode & 0o777 == 0o644  # the service user reads it
+    assert cli("activate", "affine", "candidate") == 0
+    assert (repo / "affine" / "HISTORY").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_version_that_cannot_load_is_refused_with_a_reason_and_removed(cli, repo, tmp_path, capsys):
+    import hashlib
+
+    write_version(repo, "affine", "1", affine_model(1.0))
+    Repository(repo).set_active("affine", "1")
+    cut = affine_model(1.0)[:40]  # its sha256 matches: only loading it can tell
+    src = write_version(tmp_path / "incoming", "affine", "src", cut, sha256=hashlib.sha256(cut).hexdigest())
+    assert cli("import", str(src), "--activate") == 1
+    err = _one_line_error(capsys)
+    assert "could not be loaded" in err and "version 2 was removed again" in err
+    r = Repository(repo)
+    assert r.versions("affine") == ["1"] and r.active_version("affine") == "1"
+    assert cli("import", str(src)) == 0  # kept when asked only to import: then activate and bench say why
+    assert cli("activate", "affine", "2") == 1 and "could not be loaded" in _one_line_error(capsys)
+    assert cli("bench", "affine", "--version", "2") == 1 and "could not be loaded" in _one_line_error(capsys)
+    assert cli("quantize", "affine", "--version", "2") == 1
+    assert "cannot be read as an ONNX model" in _one_line_error(capsys)
+    assert r.active_version("affine") == "1"
+
+
+@pytest.mark.parametrize("manifest, says", [
+    ({"name": "affine"}, "sha256"),
+    ([1, 2], "must be a JSON object"),
+    ({"sha256": "0" * 64, "files": ["x"]}, "files must map"),
+    ({"sha256": "0" * 64, "max_batch_size": "abc"}, "max_batch_size must be a whole number"),
+    ({"sha256": "0" * 64, "max_queue_delay_ms": -1}, "max_queue_delay_ms must be a number"),
+    ({"sha256": "0" * 64, "file": "../1/model.onnx"}, "points outside its version directory"),
+    ({"sha256": "0" * 64, "file": "/etc/hostname"}, "points outside its version directory"),
+])
+def test_a_bad_manifest_is_named_not_a_traceback(cli, repo, tmp_path, capsys, manifest, says):
+    src = tmp_path / "incoming" / "affine" / "src"
+    src.mkdir(parents=True)
+    (src / "model.onnx").write_bytes(affine_model(1.0))
+    (src / "model.json").write_text(json.dumps(manifest))
+    assert cli("import", str(src)) == 1
+    assert says in _one_line_error(capsys)
+    assert not (repo / "affine").exists() or not Repository(repo).versions("affine")
+
+
+def test_import_takes_the_named_files_from_their_folders_and_nothing_else(cli, repo, tmp_path, capsys):
+    import hashlib
+
+    model = affine_model(3.0)
+    src = tmp_path / "incoming" / "affine" / "src"
+    (src / "onnx").mkdir(parents=True)
+    (src / "onnx" / "model.onnx").write_bytes(model)
+    (src / "model.json").write_text(json.dumps({"file": "onnx/model.onnx", "sha256": hashlib.sha256(model).hexdigest()}))
+    (src / "notes.txt").write_text("not part of the model")
+    (src / "gone").symlink_to(tmp_path / "nowhere")
+    assert cli("import", str(src), "--activate") == 0
+    version = repo / "affine" / "1"
+    assert sorted(str(p.relative_to(version)) for p in version.rglob("*")) == ["model.json", "onnx", "onnx/model.onnx"]
+    (version / "model.onnx").write_bytes(b"a decoy where the basename would point")
+    Repository(repo).verify(Repository(repo).version("affine", "1"), "onnxruntime")  # hashes onnx/model.onnx
+
+
+def test_quantize_refuses_what_int8_cannot_improve(cli, repo, capsys):
+    write_version(repo, "echo", "1", echo_model())
+    assert cli("quantize", "echo") == 1
+    assert "no float weights in a MatMul, Gemm or Conv" in _one_line_error(capsys)
+    write_version(repo, "dense", "1", dense_model())
+    assert cli("quantize", "dense", "--activate") == 0
+    assert cli("quantize", "dense") == 1
+    assert "already quantized" in _one_line_error(capsys)
+    assert Repository(repo).versions("dense") == ["1", "2"]
+
+
+def test_file_errors_and_odd_states_get_one_line(cli, repo, tmp_path, capsys):
+    write_version(repo, "affine", "1", affine_model(1.0))
+    assert cli("sign", str(repo / "affine" / "1"), "--key-file", str(tmp_path / "no-such.key")) == 1
+    assert "No such file or directory" in _one_line_error(capsys)
+    assert cli("rollback", "nosuch") == 1 and "'nosuch' is not in" in _one_line_error(capsys)
+    (repo / "affine" / "ACTIVE").write_text("")
+    assert cli("bench", "affine") == 1 and "ACTIVE file is empty" in _one_line_error(capsys)
+    (repo / "affine" / "2").mkdir()
+    assert cli("activate", "affine", "2") == 1 and "affine/2 has no model.json" in _one_line_error(capsys)
+    with pytest.raises(SystemExit):
+        main(["--log-level", "bogus", "models", "list", "--repo", str(repo)])
+
+
+def test_sign_replaces_the_manifest_whole_or_not_at_all(repo, tmp_path):
+    """On a full disk (a file size limit here) the old model.json stays, and the message says why."""
+    import os
+    import subprocess
+    import sys
+
+    key = Ed25519PrivateKey.generate()
+    (tmp_path / "key").write_text(base64.b64encode(key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())).decode())
+    src = write_version(tmp_path / "incoming", "affine", "src", affine_model(1.0),
+                        provenance={"notes": "x" * 3000})
+    before = (src / "model.json").read_bytes()
+    limited = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+               "resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024)); from appliance.cli.main import main; "
+               "sys.exit(main(sys.argv[1:]))")
+    run = subprocess.run([sys.executable, "-c", limited, "models", "sign", str(src), "--key-file", str(tmp_path / "key"),
+                          "--repo", str(repo)], capture_output=True, text=True, env={**os.environ}, timeout=60)
+    assert run.returncode == 1 and "File too large" in run.stderr and "Traceback" not in run.stderr
+    assert (src / "model.json").read_bytes() == before
+    assert [p.name for p in src.iterdir() if p.name.startswith(".")] == []

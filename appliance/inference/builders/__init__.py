@@ -7,7 +7,7 @@
 `build_default_models(repo)` is what `make install`, the first start and `classroom-edge models
 build` call. It is safe to repeat: a model whose newest build has the same sha256, is served the
 same way (``SERVING_KEYS``) and came from the same builder version is not written again. Versions are imported through
-`Repository.import_version`, so each appears whole or not at all; nothing is activated here (without an ACTIVE file the highest version is the active one).
+`Repository.import_version`, so each appears whole or not at all; nothing is activated here (without an ACTIVE file the highest version is the active one, so a new build serves unless a version from elsewhere was being served, which is then pinned).
 The model.json written here is described in MODEL_JSON.md.
 """
 from __future__ import annotations
@@ -97,21 +97,31 @@ def stale_default_models(repo) -> tuple[str, ...]:
     return tuple(stale)
 
 
+def _same_build(meta: dict, manifest: dict) -> bool:
+    return (meta.get("sha256") == manifest["sha256"] and meta.get("files", {}) == manifest.get("files", {})
+            and all(meta.get(k) == manifest.get(k) for k in SERVING_KEYS)
+            and _builder_version(meta) == _builder_version(manifest))
+
+
 def _publish(repo, staging: Path, manifest: dict) -> str:
-    """Write model.json and import the version unless the newest one is the same model, served the
-    same way."""
+    """Write model.json and import the version, unless some version already is this model, served
+    the same way (not only the newest: after a ``models quantize`` or a hub version, building again
+    must not add another copy of the default)."""
     name = manifest["name"]
-    versions = repo.versions(name)
-    if versions:
-        newest = repo.version(name, versions[-1])
-        same_files = newest.meta.get("files", {}) == manifest.get("files", {})
-        same_serving = all(newest.meta.get(k) == manifest.get(k) for k in SERVING_KEYS)
-        same_builder = _builder_version(newest.meta) == _builder_version(manifest)
-        if newest.sha256 == manifest["sha256"] and same_files and same_serving and same_builder:
-            log.info("model %s: version %s already holds this build", name, newest.version)
-            return newest.version
+    for version in reversed(repo.versions(name)):
+        try:
+            meta = repo.version(name, version).meta
+        except AppError:  # an unreadable manifest is the engine's to report, not a reason to stop
+            continue
+        if _same_build(meta, manifest):
+            log.info("model %s: version %s already holds this build", name, version)
+            return version
+    # A new build of the default serves at once when a default was being served (a builder
+    # upgrade), but never displaces a version from elsewhere that serves by being the highest.
+    active = repo.active_version(name)
+    pin = active is not None and _read_builder_version(repo, name, active) is None
     (staging / "model.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    mv = repo.import_version(staging, name)
+    mv = repo.import_version(staging, name, pin_current=pin)
     log.info("model %s: built version %s", name, mv.version)
     return mv.version
 
