@@ -67,6 +67,7 @@ def _classroom(base, sessions, choice, free, course_id, duration, think: tuple[f
     def student(i, s, token):
         rnd = random.Random(i)
         nxt = time.monotonic() + rnd.uniform(0, think[1])  # children do not all start in the same second
+        last = None
         while True:
             if think[1] > 0:
                 time.sleep(max(0.0, nxt - time.monotonic()))
@@ -79,7 +80,10 @@ def _classroom(base, sessions, choice, free, course_id, duration, think: tuple[f
                 r = s.get(f"{base}/api/v1/search", params={"q": rnd.choice(QUERIES)}, timeout=30)
                 ok = r.status_code == 200 and r.json()["mode"] == "meaning"
             else:
-                ex = rnd.choice(free if kind == "free_text" else choice)
+                # Never the question just answered: the same answer again at once is a repeat, which
+                # the box answers without storing or running anything (not what is measured here).
+                ex = rnd.choice([e for e in (free if kind == "free_text" else choice) if e["id"] != last])
+                last = ex["id"]
                 spec = json.loads(ex["spec"])
                 answer = ({"text": rnd.choice(spec["references"])} if kind == "free_text"
                           else {"choice": spec["answer"] if rnd.random() < 0.7 else (spec["answer"] + 1) % len(spec["choices"])})

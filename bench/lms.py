@@ -68,17 +68,22 @@ def _get_script(sessions, pace_ms: int = 0) -> str:
 
 
 def _post_script(sessions, room, pace_ms: int = 0) -> str:
-    body_prefix = json.dumps({"course_id": room["course_id"], "exercise_id": room["exercise"]["id"],
-                              "answer": right_answer(room["exercise"])})[:-1]
+    # Right and wrong answers in turn: the same answer twice in a row is a repeat, which the box
+    # answers without storing anything, and this measures the write path.
+    right = right_answer(room["exercise"])
+    wrong = {"choice": (right["choice"] + 1) % len(json.loads(room["exercise"]["spec"])["choices"])}
+    prefixes = [json.dumps({"course_id": room["course_id"], "exercise_id": room["exercise"]["id"], "answer": a})[:-1]
+                for a in (right, wrong)]
     return _lua_sessions(sessions) + _THREADS + r"""
+local prefixes = {%s, %s}
 request = function()
   n = n + 1
-  local body = %s .. string.format(', "attempt_uid": "bench-%%03d-%%09d"}', idx, n)
+  local body = prefixes[n %% 2 + 1] .. string.format(', "attempt_uid": "bench-%%03d-%%09d"}', idx, n)
   -- nil headers: wrk.format then uses wrk.headers (cookie, CSRF token, content type) set in init()
   wrk.headers["Content-Type"] = "application/json"
   return wrk.format("POST", "/api/v1/attempts", nil, body)
 end
-""" % json.dumps(body_prefix) + _pace(pace_ms)
+""" % (json.dumps(prefixes[0]), json.dumps(prefixes[1])) + _pace(pace_ms)
 
 
 def _largest(rss: dict) -> float:

@@ -162,14 +162,15 @@ def _free(spec: dict, answer: dict, semantic: Semantic | None) -> Grade:
         return Grade(False, 0.0, "pending", graded_by="pending", confidence=0.0, needs_model=True)
     judge = getattr(semantic, "judge", None)
     if judge is not None:
-        similarity, threshold, confidence = judge(text)
+        j = judge(text)
+        similarity, threshold, confidence, correct = j.similarity, j.threshold, j.confidence, j.correct
     else:
         similarity = float(semantic(text, list(spec.get("references", []))))
         threshold = spec.get("threshold")
         threshold = DEFAULT_FREE_TEXT_THRESHOLD if threshold is None else float(threshold)
         # Far from the threshold = sure; near it = a teacher should look (confidence drives the review list).
         confidence = min(1.0, abs(similarity - threshold) / max(threshold, 1 - threshold) * 2)
-    correct = similarity >= threshold
+        correct = similarity >= threshold
     return Grade(correct, round(similarity, 4) if not correct else 1.0, "correct" if correct else "incorrect",
                  graded_by="model", confidence=round(confidence, 4))
 

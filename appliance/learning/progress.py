@@ -5,6 +5,11 @@ free text may run a model) and then, in ONE ``db.write`` job:
 
 - inserts the attempt with ``INSERT OR IGNORE`` on ``attempt_uid``: the browser retries a submission
   whose reply it never saw (flaky Wi-Fi), and the retry must count once and get the original result;
+- stores nothing when the student's last answer, under ``REPEAT_WINDOW_S`` ago, was the very same
+  answer to the same exercise (a second Enter, or pressing "Check" again on an answer already graded):
+  it is no new evidence, and counting it would let a child raise mastery by tapping one button. The
+  reply is that answer's result with ``"repeat": true``. Coming back to the question after others,
+  or after a while, counts again (practice and spaced review are exactly that);
 - updates ``lesson_progress`` (started; completed when every exercise of the lesson has an answer);
 - updates ``mastery`` counts and a simple rule estimate of p(mastery) per skill of the exercise;
 - enqueues an ``attempt`` event (and ``lesson_progress`` when the status changes) in the outbox.
@@ -26,6 +31,7 @@ import json
 import logging
 import re
 import sqlite3
+from datetime import UTC, datetime
 
 from flask_babel import gettext as _
 
@@ -38,6 +44,7 @@ log = logging.getLogger(__name__)
 
 UID_RE = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 MAX_DURATION_MS = 6 * 3600 * 1000
+REPEAT_WINDOW_S = 600  # the same answer again within 10 minutes is a repeat, not new practice
 
 
 def load_exercise(conn: sqlite3.Connection, course_id: str, exercise_id: str) -> dict:
@@ -73,23 +80,52 @@ def _validate(submission: dict) -> tuple[str, str, str, dict, int | None]:
 def record_attempt(services, student: dict, submission: dict) -> dict:
     """Grade and store one answer; return the result the browser shows. Idempotent on attempt_uid."""
     uid, course_id, exercise_id, answer, duration = _validate(submission)
+    below = services.cfg.learning.review_below_confidence
     with services.db.read() as conn:
         previous = conn.execute("SELECT * FROM attempts WHERE attempt_uid = ?", (uid,)).fetchone()
         if previous is not None:
-            return _replay(conn, student, dict(previous))
+            return _with_review(_replay(conn, student, dict(previous)), below)
         ex = load_exercise(conn, course_id, exercise_id)
+        same = _recent_same_answer(conn, student, ex, answer)  # before grading: a repeat runs no model
+        if same is not None:
+            return _with_review(same, below)
     result = grade(ex, answer, semantic=services.get("semantic"))
     learner = services.get("learner")
     prepared = _learner_prepare(learner, student, ex, result)
 
     def write(conn: sqlite3.Connection) -> dict:
-        return _store(conn, learner, student, ex, uid, answer, result, duration, prepared)
+        # Again in the writer: two Enters a few ms apart both got past the read above.
+        return _recent_same_answer(conn, student, ex, answer) or _store(
+            conn, learner, student, ex, uid, answer, result, duration, prepared)
 
-    stored = services.db.write(write)
+    stored = _with_review(services.db.write(write), below)
     if stored.get("replayed"):
         return stored
     stored["next"] = _next_up(learner, student, course_id)
     return stored
+
+
+def _with_review(reply: dict, below: float) -> dict:
+    """``review``: the model graded this free-text answer without much confidence, so the student is
+    told their teacher will read it too (the teacher's review page lists it first)."""
+    confidence = reply.pop("confidence", None)
+    reply.setdefault("repeat", False)
+    reply["review"] = reply["graded_by"] == "model" and confidence is not None and confidence < below
+    return reply
+
+
+def _recent_same_answer(conn, student: dict, ex: dict, answer: dict) -> dict | None:
+    # The student's very last answer, whatever the exercise: coming back to a question after others
+    # is practice again; sending the same thing twice in a row is not.
+    row = conn.execute("SELECT * FROM attempts WHERE student_id = ? ORDER BY id DESC LIMIT 1",
+                       (student["id"],)).fetchone()
+    if row is None or (row["course_id"], row["exercise_id"]) != (ex["course_id"], ex["id"]) \
+            or json.loads(row["answer"]) != answer:
+        return None
+    since = datetime.now(UTC) - datetime.fromisoformat(row["created_at"].replace("Z", "+00:00"))
+    if since.total_seconds() > REPEAT_WINDOW_S:
+        return None
+    return {**_replay(conn, student, dict(row)), "repeat": True}
 
 
 def _store(conn, learner, student, ex, uid, answer, result: Grade, duration, prepared=None) -> dict:
@@ -120,7 +156,7 @@ def _store(conn, learner, student, ex, uid, answer, result: Grade, duration, pre
     return {
         "attempt_uid": uid, "correct": result.correct, "score": result.score, "feedback": result.feedback,
         "graded_by": result.graded_by, "explanation": ex["spec"].get("explanation", ""),
-        "mastery": mastery, "lesson_status": lesson_status, "replayed": False,
+        "mastery": mastery, "lesson_status": lesson_status, "replayed": False, "confidence": result.confidence,
     }
 
 
@@ -229,4 +265,4 @@ def _replay(conn, student: dict, row: dict) -> dict:
                 else "partly" if row["score"] > 0 and row["graded_by"] != "model" else "incorrect")
     return {"attempt_uid": row["attempt_uid"], "correct": correct, "score": row["score"], "feedback": feedback,
             "graded_by": row["graded_by"], "explanation": ex["spec"].get("explanation", ""), "mastery": mastery,
-            "lesson_status": status[0] if status else "started", "replayed": True}
+            "lesson_status": status[0] if status else "started", "replayed": True, "confidence": row["confidence"]}

@@ -16,7 +16,8 @@ on the same int8 model (``calibrate.choose_threshold``) from
 The result is stored in ``semantic_calibration`` per exercise and model version, computed on first
 use for all free-text exercises of the course at once (one batch through the engine).
 
-A grade's confidence is how far the similarity lies from the threshold, in units of that exercise's
+An answer nearer one of the author's wrong answers than every reference is wrong whatever its
+similarity. A grade's confidence is how far the similarity lies from the threshold, in units of that exercise's
 calibrated spread (``calibrate.confidence``), and low whatever the threshold when the answer is about as
 close to one of the author's wrong answers as to the best reference: the teacher's review page lists the
 least confident grades first. A threshold the
@@ -64,6 +65,13 @@ class Judgement:
     similarity: float
     threshold: float
     confidence: float
+    # Nearer one of the author's wrong answers than every reference: wrong, whatever the threshold
+    # ("add 2 to the top and the bottom" is on topic, and close to the right answer's words).
+    closer_to_wrong: bool = False
+
+    @property
+    def correct(self) -> bool:
+        return self.similarity >= self.threshold and not self.closer_to_wrong
 
 
 class BoundJudge:
@@ -72,9 +80,8 @@ class BoundJudge:
     def __init__(self, grader: SemanticGrader, exercise: dict):
         self.grader, self.exercise = grader, exercise
 
-    def judge(self, text: str) -> tuple[float, float, float]:
-        j = self.grader.judge(self.exercise, text)
-        return j.similarity, j.threshold, j.confidence
+    def judge(self, text: str) -> Judgement:
+        return self.grader.judge(self.exercise, text)
 
     def __call__(self, text: str, references: list[str]) -> float:
         return self.grader(text, references)
@@ -133,7 +140,8 @@ class SemanticGrader:
             # As near a known-wrong answer as to the best reference, and near enough to either to pass:
             # a teacher should look at it first. (Far from both, e.g. "I like pizza.", is surely wrong.)
             sure = min(sure, abs(similarity - to_wrong) / WRONG_ANSWER_MARGIN * 0.5)
-        return Judgement(round(similarity, 4), round(threshold, 4), round(sure, 4))
+        closer_to_wrong = to_wrong is not None and to_wrong > similarity
+        return Judgement(round(similarity, 4), round(threshold, 4), round(sure, 4), closer_to_wrong)
 
     # -- calibration ------------------------------------------------------------------------------
     def calibration(self, exercise: dict) -> Calibration:

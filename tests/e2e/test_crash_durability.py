@@ -5,6 +5,7 @@ The server is the real ``classroom-edge web`` (gunicorn master + workers); the k
 whole process group, so nothing gets a chance to flush anything."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -44,10 +45,15 @@ def test_every_acknowledged_answer_survives_sigkill(tmp_path):
     try:
         wait_http(base + "/api/v1/health", proc=proc)
         sessions = [sign_in(base, room["class_id"], st) for st in room["students"]]
-        answer = right_answer(room["exercise"])
+        right = right_answer(room["exercise"])
+        # Right and wrong in turn: the same answer twice in a row is a repeat, answered without storing.
+        answers = [right, {"choice": (right["choice"] + 1) % len(json.loads(room["exercise"]["spec"])["choices"])}]
 
         def student(session, token):
+            n = 0
             while not stop.is_set():
+                n += 1
+                answer = answers[n % 2]
                 uid = str(uuid.uuid4())
                 with lock:
                     sent.append(uid)
@@ -58,6 +64,7 @@ def test_every_acknowledged_answer_survives_sigkill(tmp_path):
                 except requests.RequestException:
                     return  # the server is gone: exactly what we wanted
                 if 200 <= r.status_code < 300:
+                    assert not r.json()["repeat"]
                     with lock:
                         acked.append(uid)
 

@@ -167,3 +167,33 @@ def test_a_retried_free_text_answer_gets_exactly_the_first_reply(demo_svc):
     assert again.pop("replayed") is True
     assert {k: again[k] for k in ("correct", "score", "feedback", "graded_by")} == \
         {k: first[k] for k in ("correct", "score", "feedback", "graded_by")}
+
+
+def test_an_answer_nearer_an_authors_wrong_answer_is_wrong_and_an_unsure_grade_goes_to_the_teacher(demo_svc):
+    """"Just multiply the top number by 2" is as similar to the right answer ("multiply the top and the
+    bottom by the same number") as a right answer is, but nearer the misconception the author listed:
+    wrong. Where the encoder cannot tell ("add 2 to the top and the bottom" passes its threshold), the
+    grade is unsure and the student is told their teacher will read it."""
+    ex = _exercise(demo_svc, "fractions", "equivalent-09")
+    grader = demo_svc.get("semantic")
+    j = grader.judge(ex, "just multiply the top number by 2")
+    assert j.similarity >= j.threshold and j.closer_to_wrong and not j.correct
+    assert grader.judge(ex, "Multiply the top and the bottom by 3, so 2/3 = 6/9.").correct
+    teacher = make_staff(demo_svc.db, "teacher", "tim")
+    _cid, added = make_class(demo_svc.db, teacher["id"], ["Dee"])
+    with demo_svc.db.read() as conn:
+        dee = dict(conn.execute("SELECT * FROM users WHERE id = ?", (added["Dee"]["id"],)).fetchone())
+    below = demo_svc.cfg.learning.review_below_confidence
+    replies = {}
+    for text in ("just multiply the top number by 2", "add 2 to the top and the bottom", "I like pizza."):
+        result = record_attempt(demo_svc, dee, {"attempt_uid": str(uuid.uuid4()), "course_id": "fractions",
+                                                "exercise_id": "equivalent-09", "answer": {"text": text}})
+        assert result["graded_by"] == "model" and "confidence" not in result
+        with demo_svc.db.read() as conn:
+            stored = conn.execute("SELECT confidence FROM attempts WHERE attempt_uid = ?",
+                                  (result["attempt_uid"],)).fetchone()[0]
+        assert result["review"] is (stored < below)
+        replies[text] = result
+    assert replies["just multiply the top number by 2"]["correct"] is False
+    assert replies["add 2 to the top and the bottom"]["review"] is True
+    assert replies["I like pizza."]["correct"] is False and replies["I like pizza."]["review"] is False

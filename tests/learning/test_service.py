@@ -253,7 +253,18 @@ def _attempt_id(services, attempt_uid: str) -> int:
 
 def _twins(services, lead_in: int) -> tuple:
     """Ana and Bo (classes of one teacher) answer e5 right ``lead_in`` times, then e6: Ana wrong and Bo
-    right, both graded by the model. Returns ana, bo, teacher, their classes and their e6 attempt ids."""
+    right, both graded by the model. Returns ana, bo, teacher, their classes and their e6 attempt ids.
+    The e5 answers stand for practice on different days, so none of them is a repeat."""
+    from appliance.learning import progress
+
+    saved, progress.REPEAT_WINDOW_S = progress.REPEAT_WINDOW_S, -1
+    try:
+        return _twins_answer(services, lead_in)
+    finally:
+        progress.REPEAT_WINDOW_S = saved
+
+
+def _twins_answer(services, lead_in: int) -> tuple:
     ana, teacher, class_id = _people(services)
     bo_class, added = make_class(services.db, teacher["id"], ["Bo"], name="Class 4C")
     with services.db.read() as conn:

@@ -192,8 +192,29 @@ def test_any_field_of_any_type_is_a_clear_answer_never_a_500(services, course, s
             assert r.status_code < 500, (path, value, r.status_code, r.get_data(as_text=True)[:300])
             if r.status_code >= 400:
                 assert r.get_json()["error"], (path, value)
-            else:
+            elif not r.get_json()["repeat"]:  # the same answer as the one just before is not stored again
                 accepted += 1
             tried += 1
-    assert tried > 250 and accepted < tried
+    assert tried > 250 and 0 < accepted < tried
     assert _count(services, "SELECT COUNT(*) FROM attempts") == before + accepted
+
+
+def test_the_same_answer_sent_again_at_once_counts_once(services, course, student_client):
+    """A second Enter, or "Check" pressed again on a graded answer, is no new evidence: a child must not
+    raise mastery by tapping one button. Answering other questions first, it counts again."""
+    token = _token(student_client)
+    first = _post(student_client, "e1", RIGHT["e1"], token=token).get_json()
+    for _ in range(3):
+        again = _post(student_client, "e1", RIGHT["e1"], token=token)
+        assert again.status_code == 200
+        body = again.get_json()
+        assert body["repeat"] is True and body["correct"] is True and body["mastery"] == first["mastery"]
+    assert _count(services, "SELECT COUNT(*) FROM attempts WHERE exercise_id = 'e1'") == 1
+    assert _count(services, "SELECT successes + failures FROM mastery WHERE skill_id = 'parts'") == 1
+    assert _count(services, "SELECT COUNT(*) FROM outbox WHERE type = 'attempt'") == 1
+    changed = _post(student_client, "e1", {"choice": 0}, token=token).get_json()  # a different answer counts
+    assert changed["repeat"] is False and changed["correct"] is False
+    _post(student_client, "e3", RIGHT["e3"], token=token)
+    back = _post(student_client, "e1", {"choice": 0}, token=token).get_json()  # after another question
+    assert back["repeat"] is False
+    assert _count(services, "SELECT COUNT(*) FROM attempts WHERE exercise_id = 'e1'") == 3

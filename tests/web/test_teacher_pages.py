@@ -100,7 +100,10 @@ def test_assign_lessons(services, course, klass, teacher_client):
     assert bad.status_code == 400
 
 
-def test_progress_grid_hardest_and_history(app, services, course, klass, teacher_client, student_client):
+def test_progress_grid_hardest_and_history(app, services, course, klass, teacher_client, student_client, monkeypatch):
+    # The six right answers in a row below stand for practice on different days, not one answer sent
+    # six times (which would count once: tests/web/test_attempts.py).
+    monkeypatch.setattr("appliance.learning.progress.REPEAT_WINDOW_S", -1)
     token = csrf_of(student_client.get("/learn").get_data(as_text=True))
 
     def answer(ex, ans):
