@@ -25,8 +25,12 @@ CORE = [
 EXTRAS = {
     # onnxruntime-gpu replaces onnxruntime on a PC with an NVIDIA card.
     "gpu": ["onnxruntime-gpu>=1.18"],
-    # On a Jetson, TensorRT comes from JetPack; pycuda builds against its CUDA.
-    "jetson": ["tensorrt", "pycuda"],
+    # On a Jetson, TensorRT's Python binding comes from JetPack (apt python3-libnvinfer), matched to its
+    # CUDA and GPU driver, so it is not listed: PyPI's bare ``tensorrt`` installs a different TensorRT
+    # built for another CUDA (or fails on aarch64). The venv must see the system binding
+    # (--system-site-packages, same Python); see firmware-notes/jetson-orin-nano.md. pycuda builds
+    # against the installed CUDA.
+    "jetson": ["pycuda"],
     "hub": ["psycopg[binary]>=3.1"],
     "systemd": ["systemd-python>=235"],
     "dev": [

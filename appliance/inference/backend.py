@@ -13,7 +13,18 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from appliance.errors import BadRequest
 from appliance.inference.tensors import TensorSpec
+
+
+class ModelRunError(BadRequest):
+    """The input passed every declared check but the model could not run on its values
+    (an index out of range, say): the caller's data, so a 400 with the runtime's reason.
+
+    Here, not in a backend module, so that loading one backend never imports another's runtime
+    (the native TensorRT backend must work on a box whose ONNX Runtime is broken or missing)."""
+
+    code = "model_run_error"
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,9 @@ class Backend(abc.ABC):
         self.outputs: list[TensorSpec] = []
         self.requested_providers: list[str] = []
         self.active_providers: list[str] = []
+        # Why the first requested provider failed, when the runtime said so (ONNX Runtime's
+        # TensorRT provider error, for instance); shown by ``fallback``.
+        self.fallback_reason: str | None = None
 
     @classmethod
     def check_environment(cls) -> str | None:
@@ -68,7 +82,8 @@ class Backend(abc.ABC):
         first = self.requested_providers[0]
         if first in self.active_providers:
             return None
-        return f"{first} was requested but is not active; running on {', '.join(self.active_providers)}"
+        message = f"{first} was requested but is not active; running on {', '.join(self.active_providers)}"
+        return f"{message}; reason: {self.fallback_reason}" if self.fallback_reason else message
 
     def describe(self) -> dict:
         return {

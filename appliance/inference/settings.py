@@ -31,7 +31,7 @@ class InferenceSettings:
     cuda_device_id: int = setting(0, "GPU used by the CUDA and TensorRT providers and the tensorrt backend.")
     trt_cache_dir: str = setting("", "TensorRT engine and timing cache directory; empty means <cache_dir>/ort-trt (provider) and <cache_dir>/trt-engines (native engines).")
     trt_fp16: bool = setting(True, "Let TensorRT use FP16 kernels.")
-    trt_int8: bool = setting(False, "Let TensorRT use INT8 kernels (needs a calibration table or a QDQ model).")
+    trt_int8: bool = setting(False, "Let TensorRT use INT8 kernels: for the ONNX Runtime provider, a Q/DQ model or a calibration table named in model.json; for native engines, a Q/DQ model only (otherwise INT8 is skipped with a warning).")
     trt_workspace_mb: int = setting(1024, "TensorRT builder workspace limit in MB.")
     trt_opt_dim: int = setting(64, "TensorRT shape profile: optimal size of a variable non-batch dimension (e.g. sequence length).")
     trt_max_dim: int = setting(256, "TensorRT shape profile: largest size of a variable non-batch dimension.")

@@ -2,6 +2,7 @@
 reason: this machine has no NVIDIA GPU, CUDA or TensorRT)."""
 from __future__ import annotations
 
+import stat
 import sys
 
 import numpy as np
@@ -77,6 +78,8 @@ def test_tensorrt_provider_with_engine_cache(repo, make_engine, tmp_path):
     out = engine.infer("seq", {"input_ids": np.array([[1, 2, 3]]), "attention_mask": np.array([[1, 1, 0]])})
     assert out["total"].tolist() == [3]
     assert any((tmp_path / "trt").rglob("*.engine")), "the engine was cached for the next start"
+    assert list((tmp_path / "trt").glob("ort*-trt*")), "provider caches are kept per ONNX Runtime/TensorRT version"
+    assert m["fallback"] is None
 
 
 @pytest.mark.gpu
@@ -90,6 +93,40 @@ def test_native_tensorrt_engine_build_and_infer(repo, make_engine, tmp_path, mon
     write_version(repo, "affine", "1", affine_model(1.0), backend="tensorrt", max_batch_size=16)
     assert main(["models", "build-engine", "affine", "--repo", str(repo), "--data-dir", str(tmp_path / "d")]) == 0
     assert list((tmp_path / "trt").rglob("engine.plan")), "engine cached per model file / GPU / TensorRT version"
+    (plan,) = (tmp_path / "trt").rglob("engine.plan")
+    assert stat.S_IMODE(plan.stat().st_mode) == 0o644, "readable by the service user whoever built it"
     engine = make_engine(trt_cache_dir=cache)
     x = np.arange(12, dtype=np.float32).reshape(3, 4)
     assert np.allclose(engine.infer("affine", {"x": x})["y"], x * 2 + 1, atol=1e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(TensorRTBackend.check_environment() is not None,
+                    reason=f"native TensorRT backend unavailable: {TensorRTBackend.check_environment()}")
+def test_native_engine_built_for_other_settings_is_not_loaded(repo, make_engine, tmp_path, monkeypatch):
+    from appliance.cli.main import main
+
+    cache = str(tmp_path / "trt")
+    monkeypatch.setenv("CLASSROOM_EDGE_INFERENCE__TRT_CACHE_DIR", cache)
+    write_version(repo, "affine", "1", affine_model(1.0), backend="tensorrt", max_batch_size=16)
+    assert main(["models", "build-engine", "affine", "--repo", str(repo), "--data-dir", str(tmp_path / "d")]) == 0
+    st = make_engine(trt_cache_dir=cache, trt_workspace_mb=512).status()
+    assert st.state == "degraded" and "build-engine affine" in st.detail, "a new workspace/profile needs a new engine"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(TensorRTBackend.check_environment() is not None,
+                    reason=f"native TensorRT backend unavailable: {TensorRTBackend.check_environment()}")
+def test_native_engine_serves_int64_tensors_as_declared(repo, make_engine, tmp_path, monkeypatch):
+    from appliance.cli.main import main
+
+    cache = str(tmp_path / "trt")
+    monkeypatch.setenv("CLASSROOM_EDGE_INFERENCE__TRT_CACHE_DIR", cache)
+    ids = {"datatype": "INT64", "shape": [-1, -1]}
+    write_version(repo, "seq", "1", seqsum_model(), backend="tensorrt", max_batch_size=8,
+                  inputs=[{"name": "input_ids", **ids}, {"name": "attention_mask", **ids}],
+                  outputs=[{"name": "total", "datatype": "INT64", "shape": [-1]}])
+    assert main(["models", "build-engine", "seq", "--repo", str(repo), "--data-dir", str(tmp_path / "d")]) == 0
+    engine = make_engine(trt_cache_dir=cache)
+    out = engine.infer("seq", {"input_ids": np.array([[1, 2, 3]]), "attention_mask": np.array([[1, 1, 0]])})
+    assert out["total"].dtype == np.int64 and out["total"].tolist() == [3]

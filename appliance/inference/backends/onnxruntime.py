@@ -2,44 +2,190 @@
 
 ONNX Runtime quietly drops a provider that is not built in or fails to start and runs on the next
 one, so after loading we read back ``session.get_providers()`` and report any difference; "the box is
-slow" then comes with the reason (see ``Backend.fallback``).
+slow" then comes with the reason (see ``Backend.fallback``). When the TensorRT provider fails, ONNX
+Runtime's own retry prints the reason to stdout and drops every provider option; we capture the
+reason and retry ourselves with our CUDA/CPU options.
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import fcntl
 import hashlib
+import io
 import logging
+import re
+import sys
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from appliance.errors import BadRequest, IntegrityError
-from appliance.inference.backend import Backend, LoadRequest
+from appliance.errors import AppError, IntegrityError, Unavailable
+from appliance.inference.backend import Backend, LoadRequest, ModelRunError
 from appliance.inference.backends.profiles import ort_profile_options, shape_profile
 from appliance.inference.tensors import ORT_TYPES, TensorSpec, as_text_array
+
+__all__ = ["ModelRunError", "OnnxRuntimeBackend"]  # ModelRunError lives in backend.py; kept importable here
 
 log = logging.getLogger(__name__)
 
 _STATE = ort.capi.onnxruntime_pybind11_state
-# What ``session.run`` raises for a bad input value; anything else is a real fault and propagates.
-_RUN_ERRORS = (_STATE.InvalidArgument, _STATE.Fail, _STATE.RuntimeException)
+# What ``session.run`` raises when a run fails; ``run_error`` says whose fault it is. Anything else is a
+# real fault in this code and propagates.
+_RUN_ERRORS = (_STATE.InvalidArgument, _STATE.Fail, _STATE.RuntimeException, _STATE.EPFail)
+# What creating a session raises when a provider cannot take the model (the TensorRT provider returns
+# EP_FAIL; some of its failures surface as RuntimeError, which is what ONNX Runtime's own retry catches).
+_SESSION_ERRORS = (_STATE.EPFail, _STATE.Fail, _STATE.RuntimeException, RuntimeError, ValueError)
+
+TRT = "TensorrtExecutionProvider"
 
 ALIASES = {
-    "tensorrt": "TensorrtExecutionProvider",
+    "tensorrt": TRT,
     "cuda": "CUDAExecutionProvider",
     "cpu": "CPUExecutionProvider",
 }
 
-
-class ModelRunError(BadRequest):
-    """The input passed every declared check but the model could not run on its values
-    (an index out of range, say): the caller's data, so a 400 with the runtime's reason."""
-
-    code = "model_run_error"
+# Messages of a run that failed on the device, not on the caller's values: CUDA/cuDNN/cuBLAS status
+# failures, the TensorRT provider's own errors and allocation failures. Matched on these phrases, not
+# on the bare word "cuda", because input checks inside CUDA kernels carry ".../providers/cuda/..."
+# source paths and are still the caller's fault.
+_DEVICE_FAILURE = re.compile(
+    r"CUDA failure|CUDA error|cudaError|CUDNN failure|CUDNN_STATUS|CUBLAS failure|CUBLAS_STATUS|"
+    r"TensorRT EP|out of memory|Failed to allocate memory|bad_alloc",
+    re.IGNORECASE,
+)
+# ONNX Runtime prints "EP Error <error> when using [<providers>]" (session creation) or "EP Error: <error>
+# using [...]" (a run) between banner lines of asterisks; the error itself may span lines.
+_EP_ERROR = re.compile(r"^EP Error:? (.*?)(?: (?:when )?using \[|\Z)", re.DOTALL | re.MULTILINE)
+_STALE_ENGINE = "could not deserialize engine from cache"
 
 
 def provider_name(name: str) -> str:
     return ALIASES.get(name.lower(), name)
+
+
+def _first_line(text: str, limit: int = 300) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0][:limit] if lines else ""
+
+
+def run_error(model: str, exc: Exception) -> AppError:
+    """The error a failed ``session.run`` becomes: 503 when the GPU or a GPU provider failed (the box's
+    fault: out of memory, a TensorRT enqueue failure), 400 when the model refused the caller's values."""
+    message = str(exc)
+    if isinstance(exc, _STATE.EPFail) or _DEVICE_FAILURE.search(message):
+        return Unavailable(f"{model} could not run on the GPU: {_first_line(message)}")
+    return ModelRunError(f"{model} could not run on this input: {_first_line(message)}")
+
+
+def ep_error_from_output(text: str) -> str | None:
+    """The provider error ONNX Runtime printed before its silent retry (``EP Error ... when using
+    [...]``), or None when it printed none."""
+    match = _EP_ERROR.search(text)
+    if match is None:
+        return None
+    return _first_line(match.group(1)) or None
+
+
+def trt_library_version() -> str:
+    """The TensorRT library ONNX Runtime's provider loads (``getInferLibVersion``, e.g. 100300 for
+    10.3.0), or "unknown"; only called when the TensorRT provider is available."""
+    for soname in ("libnvinfer.so.10", "libnvinfer.so.8", "libnvinfer.so"):
+        try:
+            return str(int(ctypes.CDLL(soname).getInferLibVersion()))
+        except (OSError, AttributeError):
+            continue
+    return "unknown"
+
+
+def ort_trt_cache_dir(base: Path, ort_version: str, trt_version: str) -> Path:
+    """The provider's engine/timing cache directory. Its file names carry only the GPU architecture
+    (``..._sm87.engine``), and an engine from another TensorRT fails to deserialize, which fails the
+    provider: after an upgrade the caches must start empty, so the versions are in the path."""
+    return base / f"ort{ort_version}-trt{trt_version}"
+
+
+def calibration_table_options(request: LoadRequest) -> dict:
+    """The INT8 calibration table options for the TensorRT provider, or {}.
+
+    The provider joins a relative table name to its engine cache directory, where the table never is,
+    so the name from model.json (relative to the version directory) is made absolute. The table must be
+    listed in model.json ``files``, so the repository has checked its sha256 like every other file.
+    """
+    table = request.meta.get("trt_int8_calibration_table")
+    if not (request.settings.trt_int8 and table):
+        return {}
+    version_dir = Path(request.path).parent.resolve()
+    path = (version_dir / str(table)).resolve()
+    if not path.is_relative_to(version_dir) or str(table) not in (request.meta.get("files") or {}):
+        raise IntegrityError(f"{request.name} version {request.version}: trt_int8_calibration_table {table!r} must "
+                             "be a file of the version listed in model.json 'files' (so its sha256 is checked)")
+    return {
+        "trt_int8_calibration_table_name": str(path),
+        # ONNX Runtime's own (flatbuffers) table unless model.json says it is TensorRT's native one.
+        "trt_int8_use_native_calibration_table": bool(request.meta.get("trt_int8_native_table", False)),
+    }
+
+
+@contextlib.contextmanager
+def _exclusive(lock_dir: Path | None):
+    """One process at a time builds a model's TensorRT engines: with two web workers both would build
+    the same engine at first start (minutes, twice the memory on a Jetson), and one could read the
+    other's half-written file. The second waits, then finds the engine in the cache."""
+    if lock_dir is None:
+        yield
+        return
+    with open(lock_dir / ".build.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _create_capturing_stdout(make, providers, options):
+    """(session, what ONNX Runtime printed). Its fallback after a provider error only prints the error;
+    the printed text is given back to stdout when there was no fallback to explain."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        session = make(providers, options)
+    return session, printed.getvalue()
+
+
+def create_session(make, providers: list[str], options: list[dict], engines: Path | None, model: str,
+                   reason: str | None = None, retried: bool = False):
+    """(session, why a provider was dropped or None). ``make(providers, options)`` creates the session.
+
+    When the TensorRT provider fails, the session is made on the remaining providers with our options
+    (ONNX Runtime's own retry would drop them: device 0, the default arena) and its error becomes the
+    reason. An unreadable cached engine is discarded and built again, once.
+    """
+    if providers == ["CPUExecutionProvider"]:
+        return make(providers, options), reason  # nothing to fall back from, nothing to capture
+    try:
+        session, printed = _create_capturing_stdout(make, providers, options)
+    except _SESSION_ERRORS as exc:
+        if TRT not in providers:
+            raise
+        failure = _first_line(str(exc))
+    else:
+        failure = ep_error_from_output(printed)
+        if failure is None:
+            sys.stdout.write(printed)  # not ONNX Runtime's fallback: someone else's output
+            return session, reason
+        if TRT not in providers:  # CUDA failed and ONNX Runtime went on to the CPU by itself
+            return session, reason or failure
+        session = None
+    if _STALE_ENGINE in failure and engines is not None and not retried:
+        log.warning("%s: discarding unreadable TensorRT provider engines in %s", model, engines)
+        for cached in engines.iterdir():
+            if cached.suffix in (".engine", ".profile"):
+                cached.unlink(missing_ok=True)
+        return create_session(make, providers, options, engines, model, reason, retried=True)
+    log.warning("%s: the TensorRT provider failed (%s); using the next providers", model, failure)
+    rest = [(p, o) for p, o in zip(providers, options) if p != TRT]
+    return create_session(make, [p for p, _ in rest], [o for _, o in rest], None, model, reason or failure)
 
 
 def _spec(arg) -> TensorSpec:
@@ -71,9 +217,17 @@ class OnnxRuntimeBackend(Backend):
         for missing in (p for p in self.requested_providers if p not in available):
             log.warning("%s: %s is not available in this ONNX Runtime build", request.name, missing)
         options = [self._provider_options(p, request) for p in chosen]
-        self._session = ort.InferenceSession(data, self._session_options(settings, request.intra_op_threads),
-                                             providers=chosen, provider_options=options)
-        del data
+        engines = Path(options[chosen.index(TRT)]["trt_engine_cache_path"]) if TRT in chosen else None
+        so = self._session_options(settings, request.intra_op_threads)
+
+        def make(providers, provider_options):
+            return ort.InferenceSession(data, so, providers=providers, provider_options=provider_options)
+
+        with _exclusive(engines):
+            self._session, self.fallback_reason = create_session(make, chosen, options, engines, request.name)
+        # A provider failing in the middle of a run would otherwise make ONNX Runtime switch this live
+        # session to other providers without our options and without telling the status: let it raise.
+        self._session.disable_fallback()
         self.active_providers = list(self._session.get_providers())
         self.inputs = [_spec(a) for a in self._session.get_inputs()]
         self.outputs = [_spec(a) for a in self._session.get_outputs()]
@@ -100,8 +254,9 @@ class OnnxRuntimeBackend(Backend):
     @staticmethod
     def _provider_options(provider: str, request: LoadRequest) -> dict:
         s = request.settings
-        if provider == "TensorrtExecutionProvider":
-            cache = Path(s.trt_cache_dir) if s.trt_cache_dir else request.cache_dir / "ort-trt"
+        if provider == TRT:
+            base = Path(s.trt_cache_dir) if s.trt_cache_dir else request.cache_dir / "ort-trt"
+            cache = ort_trt_cache_dir(base, ort.__version__, trt_library_version())
             engines = cache / request.name / request.sha256[:16]
             engines.mkdir(parents=True, exist_ok=True)
             (cache / "timing").mkdir(parents=True, exist_ok=True)
@@ -111,15 +266,13 @@ class OnnxRuntimeBackend(Backend):
                 "trt_fp16_enable": s.trt_fp16,
                 "trt_int8_enable": s.trt_int8,
                 # Engine and timing caches: building an engine takes minutes on a Jetson, so it is done
-                # once per model file and GPU and reused across restarts.
+                # once per model file, GPU and ONNX Runtime/TensorRT version and reused across restarts.
                 "trt_engine_cache_enable": True,
                 "trt_engine_cache_path": str(engines),
                 "trt_timing_cache_enable": True,
                 "trt_timing_cache_path": str(cache / "timing"),
+                **calibration_table_options(request),
             }
-            table = request.meta.get("trt_int8_calibration_table")
-            if s.trt_int8 and table:
-                opts["trt_int8_calibration_table_name"] = str(table)
             declared = [TensorSpec.from_json(t, "model.json") for t in request.meta.get("inputs", [])]
             opts.update(ort_profile_options(shape_profile(declared, request.max_batch_size, s, request.meta)))
             return opts
@@ -133,7 +286,7 @@ class OnnxRuntimeBackend(Backend):
         try:
             results = self._session.run(self._output_names, feed)
         except _RUN_ERRORS as exc:
-            raise ModelRunError(f"{self.request.name} could not run on this input: {str(exc).splitlines()[0][:300]}") from None
+            raise run_error(self.request.name, exc) from None
         return dict(zip(self._output_names, results))
 
     def close(self) -> None:
