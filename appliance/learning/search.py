@@ -5,7 +5,10 @@ per course version and model and kept in ``search_vectors``; each web worker loa
 matrix per course, so a search costs one query embedding and a matrix-vector product. An upgraded
 course (new ``bundle_sha256``) or a new model version is indexed again on its first search.
 
-A hit's score is its cosine similarity plus ``learning.search_word_weight`` times the share of the
+A hit is shown when its score clears ``learning.search_min_similarity`` and stands
+``learning.search_min_margin`` above the query's median score over the course (a query about nothing in
+the course is about as close to everything and finds nothing); a question whose words repeat another's
+in the same lesson is listed once. A hit's score is its cosine similarity plus ``learning.search_word_weight`` times the share of the
 query's words it contains, each word weighted by how rare it is in the course (IDF, so "fractions",
 which every item says, counts for little). The encoder was trained on English: in the Spanish course
 it finds "cuál es mayor" by meaning but ranked "sumar fracciones" under "fracciones equivalentes";
@@ -173,11 +176,18 @@ class SearchIndex:
                 continue
             cosine = M @ q.vectors[0]
             scores = cosine + weight * words.match(query) if weight > 0 else cosine
-            for i in np.argsort(-scores)[:k]:
-                # Shown only when close in meaning, or when the words make up for it.
-                if scores[i] < self.settings.search_min_similarity:
+            # Shown only when close in meaning (or the words make up for it), and clearly closer than
+            # the course as a whole: the encoder finds some likeness between anything and anything.
+            bar = max(self.settings.search_min_similarity, float(np.median(scores)) + self.settings.search_min_margin)
+            seen = set()
+            for i in np.argsort(-scores):
+                if scores[i] < bar or len(seen) == k:
                     break
-                hits.append(self._hit(cid, items[i], float(scores[i]), titles))
+                # Two questions with the same words in one lesson look like one result listed twice.
+                same = (items[i].kind, items[i].lesson_id, items[i].title)
+                if same not in seen:
+                    seen.add(same)
+                    hits.append(self._hit(cid, items[i], float(scores[i]), titles))
         hits.sort(key=lambda h: -h.score)
         return SearchResult(query, "meaning", hits[:k])
 

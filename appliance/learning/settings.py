@@ -18,3 +18,4 @@ class LearningSettings:
     search_results: int = setting(8, "Most results a search shows.")
     search_word_weight: float = setting(0.3, "How much the query's words count next to meaning in a search hit's score (IDF-weighted share of the query's words the item contains; 0 = meaning only). Helps most in languages the encoder knows less well than English.")
     search_min_similarity: float = setting(0.25, "Search hits less similar than this to the query (cosine) are not shown.")
+    search_min_margin: float = setting(0.2, "A search hit must score at least this much above the query's median score over the course's lessons and questions: a query about nothing in the course (a pet, a game, keyboard mashing) is about as close to everything, and finds nothing instead of a page of look-alike results. 0 turns this off.")

@@ -84,6 +84,29 @@ def test_words_next_to_meaning_find_more_of_the_labelled_lessons(demo_svc):
     assert _lessons(index.search("sumar fracciones", ["fractions-es"]), 1) == ["adding-fractions"]
 
 
+def test_a_query_about_nothing_in_the_course_finds_nothing(demo_svc):
+    """Keyboard mashing, a pet, a game: the encoder finds some likeness between anything and anything
+    (0.25-0.45 here, as high as real hits in Spanish), but nothing stands out from the course as a whole."""
+    index = demo_svc.get("search")
+    for course, queries in {"fractions": ["asdfghjkl qwerty", "my dog likes football", "minecraft", "hello"],
+                            "fractions-es": ["qwertzuiop", "mi perro juega al fútbol", "minecraft", "hola"]}.items():
+        for query in queries:
+            r = index.search(query, [course])
+            assert r.mode == "meaning" and r.hits == [], (course, query, [(h.title, h.score) for h in r.hits])
+    # Every labelled query still finds its lesson first or in its top 3 (the figures asserted above).
+    assert _hits_at(index, 3)[0] >= 11
+
+
+def test_two_questions_with_the_same_words_are_listed_once(demo_svc):
+    """compare-07 and compare-08 (different fractions to tick) share their prompt: one result, not two
+    rows a child cannot tell apart."""
+    for course, query in (("fractions", "Select all the fractions that are bigger than 1/2."),
+                          ("fractions-es", "Selecciona todas las fracciones mayores que 1/2.")):
+        hits = demo_svc.get("search").search(query, [course]).hits
+        titles = [(h.lesson_id, h.title) for h in hits]
+        assert titles[0] == ("comparing-fractions", query) and len(titles) == len(set(titles)), titles
+
+
 def test_vectors_are_made_once_per_course_version(demo_svc):
     index = demo_svc.get("search")
     calls = []
