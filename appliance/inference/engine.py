@@ -211,8 +211,11 @@ class InferenceEngine:
         finally:
             self.release(model)
 
-    def run(self, name: str, inputs: dict[str, np.ndarray], version: str | None = None) -> tuple[str, dict[str, np.ndarray]]:
-        """(version that answered, outputs). Records metrics for every outcome."""
+    def run(self, name: str, inputs: dict[str, np.ndarray], version: str | None = None,
+            background: bool = False) -> tuple[str, dict[str, np.ndarray]]:
+        """(version that answered, outputs). Records metrics for every outcome. ``background``: work
+        nobody waits for (indexing a course, calibrating its grading), counted and timed in /metrics
+        but kept out of the admin page's request latencies, which say what students wait."""
         t0 = time.perf_counter()
         outcome = "failure"
         try:
@@ -229,7 +232,7 @@ class InferenceEngine:
         finally:
             # Unknown names get no series of their own: a typo loop must not grow /metrics forever.
             if outcome != "client_error" or name in self._models:
-                self.metrics.record_request(name, time.perf_counter() - t0, outcome)
+                self.metrics.record_request(name, time.perf_counter() - t0, outcome, background)
 
     def infer(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """In-process inference for the LMS: outputs by name."""

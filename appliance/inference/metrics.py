@@ -76,12 +76,15 @@ class ModelStats:
         self._batches = Tally()
         self.requests = 0
         self.errors = 0
+        self.background = 0
 
-    def record_requests(self, latencies: list[float], errors: int) -> None:
-        """Successful requests' latencies, and how many others failed."""
+    def record_requests(self, latencies: list[float], errors: int, background: int = 0) -> None:
+        """Successful requests' latencies, how many others failed, and how many background runs
+        (not in the latencies: they are not what anyone waits for)."""
         with self._lock:
             self.requests += len(latencies) + errors
             self.errors += errors
+            self.background += background
             self._latency.extend(latencies)
 
     def record_batches(self, rows: list[int]) -> None:
@@ -93,7 +96,7 @@ class ModelStats:
         types: what another worker merges into its admin summary."""
         with self._lock:
             lat = list(self._latency)
-            return {"requests": self.requests, "errors": self.errors,
+            return {"requests": self.requests, "errors": self.errors, "background": self.background,
                     "latency_s": lat if latencies is None else lat[-latencies:],
                     "batches": {str(k): v for k, v in self._batches.items()}}
 
@@ -111,6 +114,7 @@ def summarize(snapshots: list[dict]) -> dict:
     return {
         "requests": sum(s["requests"] for s in snapshots),
         "errors": sum(s["errors"] for s in snapshots),
+        "background_runs": sum(s.get("background", 0) for s in snapshots),
         "p50_ms": round(float(np.percentile(lat, 50)) * 1000, 3) if lat.size else None,
         "p99_ms": round(float(np.percentile(lat, 99)) * 1000, 3) if lat.size else None,
         "batches": n_batches,
@@ -263,8 +267,8 @@ class InferenceMetrics:
         return summary
 
     # -- recording: one append per request or batch (deque appends are atomic) -------------------
-    def record_request(self, model: str, seconds: float, outcome: str) -> None:
-        self._pending_requests.append((model, seconds, outcome))
+    def record_request(self, model: str, seconds: float, outcome: str, background: bool = False) -> None:
+        self._pending_requests.append((model, seconds, outcome, background))
         if len(self._pending_requests) >= FLUSH_AT:
             self.flush()
 
@@ -292,18 +296,20 @@ class InferenceMetrics:
     def _fold(self, requests: list, batches: list) -> None:
         outcomes: Tally = Tally()
         latencies: dict[str, list[float]] = defaultdict(list)
+        background: dict[str, list[float]] = defaultdict(list)
         failed: Tally = Tally()
-        for model, seconds, outcome in requests:
+        for model, seconds, outcome, behind in requests:
             outcomes[(model, outcome)] += 1
-            if outcome == "success":
-                latencies[model].append(seconds)
-            else:
+            if outcome != "success":
                 failed[model] += 1
+            else:
+                (background if behind else latencies)[model].append(seconds)
         for (model, outcome), n in outcomes.items():
             self._counter(model, outcome).inc(n)
-        for model in latencies.keys() | failed.keys():
-            observe_many(self._children(model)[0], latencies.get(model, ()))
-            self.stats(model).record_requests(latencies.get(model, []), failed.get(model, 0))
+        for model in latencies.keys() | failed.keys() | background.keys():
+            observe_many(self._children(model)[0], [*latencies.get(model, ()), *background.get(model, ())])
+            self.stats(model).record_requests(latencies.get(model, []), failed.get(model, 0),
+                                              len(background.get(model, ())))
         by_model: dict[str, list[BatchInfo]] = defaultdict(list)
         for model, info in batches:
             by_model[model].append(info)

@@ -72,8 +72,9 @@ class Embedder:
                 self._tokenizers = {key: tok}  # only the current version's tokenizer is kept
         return tok
 
-    def embed(self, texts: list[str], cache: bool = False) -> Embeddings:
-        """Unit vectors of ``texts`` (Unavailable when the model is not loaded)."""
+    def embed(self, texts: list[str], cache: bool = False, background: bool = False) -> Embeddings:
+        """Unit vectors of ``texts`` (Unavailable when the model is not loaded). ``background``: bulk
+        work nobody waits for (see ``InferenceEngine.run``)."""
         loaded = self.loaded()
         if loaded is None:
             raise Unavailable(self.available()[1])
@@ -88,9 +89,9 @@ class Embedder:
                         out[i] = v
         missing = [i for i, v in enumerate(out) if v is None]
         if missing:
-            ident2, vecs = self._run(loaded, [texts[i] for i in missing])
+            ident2, vecs = self._run(loaded, [texts[i] for i in missing], background)
             if ident2 != ident:  # swapped while running: start again on the new version
-                return self.embed(texts, cache)
+                return self.embed(texts, cache, background)
             for i, v in zip(missing, vecs):
                 out[i] = v
             if cache:
@@ -102,9 +103,9 @@ class Embedder:
         dim = out[0].shape[0] if out else 0
         return Embeddings(ident, np.stack(out) if out else np.zeros((0, dim), np.float32))
 
-    def _run(self, loaded, texts: list[str]) -> tuple[str, np.ndarray]:
+    def _run(self, loaded, texts: list[str], background: bool = False) -> tuple[str, np.ndarray]:
         feed = self._tokenizer(loaded)([t if t.strip() else "." for t in texts])
-        version, outputs = self._services.get("inference").run(self.model_name, feed)
+        version, outputs = self._services.get("inference").run(self.model_name, feed, background=background)
         vecs = np.asarray(next(iter(outputs.values())), dtype=np.float32)
         # The model already L2-normalises; normalising again costs nothing and protects cosine = dot.
         vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)

@@ -223,7 +223,7 @@ class SearchIndex:
         stored = {(r["kind"], r["item_id"]): np.frombuffer(r["vector"], dtype="<f4") for r in rows}
         if items and all((it.kind, it.item_id) in stored for it in items):
             return items, np.stack([stored[(it.kind, it.item_id)] for it in items])
-        emb = self.embedder.embed([it.text for it in items]) if items else None
+        emb = self.embedder.embed([it.text for it in items], background=True) if items else None
         if emb is not None and emb.identity != ident:
             raise AppError("the embedding model changed while indexing; search again")
         M = emb.vectors if emb is not None else np.zeros((0, 1), np.float32)

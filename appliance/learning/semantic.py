@@ -208,7 +208,7 @@ class SemanticGrader:
             plans[ex["id"]] = (ex, refs, short, neg, wrong)
             texts += refs + [s for _i, s in short] + neg + wrong + [ex["prompt"]]
         unique = list(dict.fromkeys(texts))
-        emb = self.embedder.embed(unique, cache=True)
+        emb = self.embedder.embed(unique, cache=True, background=True)
         if emb.identity != ident:
             raise Unavailable("the embedding model changed during calibration; try again")
         index = {t: i for i, t in enumerate(unique)}
