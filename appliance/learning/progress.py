@@ -155,7 +155,7 @@ def _store(conn, learner, student, ex, uid, answer, result: Grade, duration, pre
     outbox.enqueue(conn, "attempt", event)
     return {
         "attempt_uid": uid, "correct": result.correct, "score": result.score, "feedback": result.feedback,
-        "graded_by": result.graded_by, "explanation": ex["spec"].get("explanation", ""),
+        "graded_by": result.graded_by, "explanation": _explanation(ex, result.graded_by),
         "mastery": mastery, "lesson_status": lesson_status, "replayed": False, "confidence": result.confidence,
     }
 
@@ -246,6 +246,12 @@ def _next_up(learner, student, course_id):
         return None
 
 
+def _explanation(ex: dict, graded_by: str) -> str:
+    """The worked answer, once the answer is graded: an answer waiting for the teacher gets none, or
+    the child could copy it into the box and send it again before the teacher reads the first."""
+    return "" if graded_by == "pending" else ex["spec"].get("explanation", "")
+
+
 def _replay(conn, student: dict, row: dict) -> dict:
     if row["student_id"] != student["id"]:
         raise Conflict("That answer id was already used.")
@@ -264,5 +270,5 @@ def _replay(conn, student: dict, row: dict) -> dict:
     feedback = ("pending" if row["graded_by"] == "pending" else "correct" if correct
                 else "partly" if row["score"] > 0 and row["graded_by"] != "model" else "incorrect")
     return {"attempt_uid": row["attempt_uid"], "correct": correct, "score": row["score"], "feedback": feedback,
-            "graded_by": row["graded_by"], "explanation": ex["spec"].get("explanation", ""), "mastery": mastery,
+            "graded_by": row["graded_by"], "explanation": _explanation(ex, row["graded_by"]), "mastery": mastery,
             "lesson_status": status[0] if status else "started", "replayed": True, "confidence": row["confidence"]}

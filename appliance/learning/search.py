@@ -7,7 +7,8 @@ course (new ``bundle_sha256``) or a new model version is indexed again on its fi
 
 A hit is shown when its score clears ``learning.search_min_similarity`` and stands
 ``learning.search_min_margin`` above the query's median score over the course (a query about nothing in
-the course is about as close to everything and finds nothing); a question whose words repeat another's
+the course is about as close to everything and finds nothing; courses of fewer than 20 lessons and
+questions skip this); a question whose words repeat another's
 in the same lesson is listed once. A hit's score is its cosine similarity plus ``learning.search_word_weight`` times the share of the
 query's words it contains, each word weighted by how rare it is in the course (IDF, so "fractions",
 which every item says, counts for little). The encoder was trained on English: in the Spanish course
@@ -37,6 +38,7 @@ from appliance.errors import AppError, BadRequest
 log = logging.getLogger(__name__)
 
 MAX_QUERY = 200
+MARGIN_MIN_ITEMS = 20  # lessons and questions a course needs before its median score means anything
 LESSON_SNIPPET = 400  # characters of lesson text next to its title (the encoder reads 128 tokens)
 _TAG = re.compile(r"<[^>]+>")
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -177,8 +179,11 @@ class SearchIndex:
             cosine = M @ q.vectors[0]
             scores = cosine + weight * words.match(query) if weight > 0 else cosine
             # Shown only when close in meaning (or the words make up for it), and clearly closer than
-            # the course as a whole: the encoder finds some likeness between anything and anything.
-            bar = max(self.settings.search_min_similarity, float(np.median(scores)) + self.settings.search_min_margin)
+            # the course as a whole: the encoder finds some likeness between anything and anything. A
+            # handful of items has no "as a whole" to speak of (all of them may be the answer).
+            bar = self.settings.search_min_similarity
+            if len(items) >= MARGIN_MIN_ITEMS:
+                bar = max(bar, float(np.median(scores)) + self.settings.search_min_margin)
             seen = set()
             for i in np.argsort(-scores):
                 if scores[i] < bar or len(seen) == k:

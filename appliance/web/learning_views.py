@@ -147,7 +147,15 @@ def grades(class_id: int):
     with services.db.read() as conn:
         cls = cls_mod.get_class(conn, class_id, current_user())
         rows = _review_rows(conn, class_id, show_all, below)
-    return render_template("learning/grades.html", cls=cls, rows=rows, show_all=show_all, below=below)
+    for r in rows:
+        # The confidence is a distance from the grading threshold, not a probability: say it in words.
+        # Below ``below`` the answer is in the list to check; the upper half of the rest is "sure".
+        if r["graded_by"] == "model":
+            r["sure"] = "unsure" if r["confidence"] < below else "fairly" if r["confidence"] < (1 + below) / 2 else "sure"
+    semantic = services.get("semantic")
+    model_on = semantic is not None and semantic.available()[0]  # off: the page must not talk of a model
+    return render_template("learning/grades.html", cls=cls, rows=rows, show_all=show_all, below=below,
+                           model_on=model_on)
 
 
 @bp.post("/teach/classes/<int:class_id>/grades/<int:attempt_id>")
@@ -161,4 +169,7 @@ def override_grade(class_id: int, attempt_id: int):
         cls_mod.get_class(conn, class_id, current_user())
     overrides.override(services, current_user(), class_id, attempt_id, verdict == "correct")
     flash(_("Saved: the answer is marked right.") if verdict == "correct" else _("Saved: the answer is marked not right."))
-    return redirect(url_for("learning.grades", class_id=class_id, show=request.form.get("show") or None))
+    # Back to the row after this one (the form names it), so a keyboard user carries on from there.
+    after = request.form.get("next", "")
+    anchor = f"#attempt-{int(after)}" if after.isascii() and after.isdigit() else "#main"
+    return redirect(url_for("learning.grades", class_id=class_id, show=request.form.get("show") or None) + anchor)

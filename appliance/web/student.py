@@ -90,9 +90,8 @@ def lesson(course_id: str, lesson_id: str):
         exercises = [_exercise_view(r) for r in conn.execute(
             "SELECT id, kind, prompt, spec FROM exercises WHERE course_id = ? AND lesson_id = ? ORDER BY position",
             (course_id, lesson_id))]
-        done = {r[0]: bool(r[1]) for r in conn.execute(
-            "SELECT exercise_id, MAX(correct) FROM attempts WHERE student_id = ? AND course_id = ? GROUP BY exercise_id",
-            (user["id"], course_id))}
+        # The latest answer decides, as on the page after an answer: wrong after right is not done.
+        done = {ex_id: state != "wrong" for ex_id, state in _latest_answers(conn, user["id"], course_id).items()}
         siblings = conn.execute("SELECT id, title FROM lessons WHERE course_id = ? AND position > ? ORDER BY position"
                                 " LIMIT 1", (course_id, row["position"])).fetchone()
     media = [m for m in json.loads(row["media"] or "[]") if _show_media(m, row["body"], course_id)]
@@ -108,6 +107,30 @@ def _show_media(item: dict, body: str, course_id: str) -> bool:
     if not asset or item.get("kind", item.get("type")) not in ("video", "audio", "pdf", "image"):
         return False
     return f"/content/{course_id}/assets/{asset}" not in body
+
+
+def _latest_answers(conn, student_id: int, course_id: str) -> dict[str, str]:
+    """Exercise id -> "right", "wrong" or "pending": the state of the student's latest answer to it."""
+    rows = conn.execute(
+        "SELECT a.exercise_id, a.correct, a.graded_by FROM attempts a WHERE a.student_id = ? AND a.course_id = ?"
+        " AND a.id = (SELECT MAX(b.id) FROM attempts b WHERE b.student_id = a.student_id"
+        " AND b.course_id = a.course_id AND b.exercise_id = a.exercise_id)", (student_id, course_id))
+    return {r[0]: "pending" if r[2] == "pending" else "right" if r[1] else "wrong" for r in rows}
+
+
+def _question_counts(conn, student_id: int, course_id: str) -> tuple[dict, dict[str, dict]]:
+    """Questions, not attempts: ({right, wrong, pending} for the course, the same per skill id). A
+    question answered wrong five times is one question to try again."""
+    latest = _latest_answers(conn, student_id, course_id)
+    skills_of = {r[0]: json.loads(r[1]) for r in conn.execute(
+        "SELECT id, skills FROM exercises WHERE course_id = ?", (course_id,)) if r[0] in latest}
+    total = dict.fromkeys(("right", "wrong", "pending"), 0)
+    per_skill: dict[str, dict] = {}
+    for ex_id, state in latest.items():
+        total[state] += 1
+        for skill in skills_of.get(ex_id, []):
+            per_skill.setdefault(skill, dict.fromkeys(("right", "wrong", "pending"), 0))[state] += 1
+    return total, per_skill
 
 
 @bp.get("/me/progress")
@@ -129,10 +152,12 @@ def my_progress():
                 "SELECT COUNT(*) AS total, SUM(p.status = 'completed') AS done FROM lessons l LEFT JOIN lesson_progress p"
                 " ON p.course_id = l.course_id AND p.lesson_id = l.id AND p.student_id = ? WHERE l.course_id = ?",
                 (user["id"], c["id"])).fetchone()
-            answers = conn.execute("SELECT COUNT(*), SUM(correct) FROM attempts WHERE student_id = ? AND course_id = ?",
-                                   (user["id"], c["id"])).fetchone()
+            questions, per_skill = _question_counts(conn, user["id"], c["id"])
+            for sk in skills:
+                sk["questions"] = per_skill.get(sk["id"])
             courses.append({"id": c["id"], "title": c["title"], "skills": skills, "lessons_total": lessons["total"],
-                            "lessons_done": lessons["done"] or 0, "answers": answers[0], "right": answers[1] or 0})
+                            "lessons_done": lessons["done"] or 0, "questions": questions,
+                            "answered": sum(questions.values())})
         # Every course's skills in one model run (the rows are changed in place).
         refresh_mastery(conn, [sk for c in courses for sk in c["skills"]], user["id"])
     return render_template("student/progress.html", courses=courses)

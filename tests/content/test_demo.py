@@ -58,6 +58,17 @@ def test_spanish_course_shares_ids_numbers_and_pictures(built):
     assert built["es"][1] == built["en"][1]  # the same drawings: stored once on the box
 
 
+def test_spanish_fractions_in_words_accept_the_ordinal_form(built):
+    """ "Tres cuartas partes" is as common as "tres cuartos" (the English course takes "three fourths")."""
+    from appliance.learning.grading import grade
+
+    es = {e["id"]: e for e in load_manifest(built["es"][0]).data["exercises"]}
+    three_quarters = next(e for e in es.values() if e["kind"] == "short_text" and "3/4 con palabras" in e["prompt"])
+    for text in ("tres cuartos", "Tres cuartas partes", "las tres cuartas partes"):
+        assert grade(three_quarters, {"text": text}).correct, text
+    assert not grade(three_quarters, {"text": "tres cuartas"}).correct
+
+
 def _frac(text: str) -> Fraction:
     text = text.strip()
     if " " in text:

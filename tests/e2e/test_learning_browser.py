@@ -4,6 +4,7 @@ teacher's grade review; axe-core on each of these pages. Screenshots go to tests
 """
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -85,6 +86,17 @@ def test_mastery_next_up_search_and_grade_review_in_the_browser(world):
             p = conn.execute("SELECT p_mastery FROM mastery WHERE skill_id = 'fraction-basics'").fetchone()[0]
         assert width == f"{round(p * 100)}%"    # the page shows what the model stored
         _axe(page, axe, "exercise-mastery", found)
+        # Check again, unchanged: not sent a second time, and the child is told so.
+        first.locator("button.check").click()
+        first.locator(".feedback-note.repeat").wait_for()
+        # A wrong answer after the right one: the card is no longer green (the latest answer decides).
+        wrong = dict(exercises[0], spec=json.loads(exercises[0]["spec"]))
+        wrong["spec"]["answer"] = (wrong["spec"]["answer"] + 1) % len(wrong["spec"]["choices"])
+        answer_exercise(first, wrong)
+        first.locator("button.check").click()
+        page.wait_for_function("e => !e.classList.contains('is-correct')", arg=first.element_handle())
+        with services.db.read() as conn:
+            assert conn.execute("SELECT COUNT(*) FROM attempts WHERE exercise_id = ?", (exercises[0]["id"],)).fetchone()[0] == 2
 
         # Next up now points at one question of the lesson; the link opens that question.
         page.goto(url + "/learn")
@@ -109,16 +121,24 @@ def test_mastery_next_up_search_and_grade_review_in_the_browser(world):
         card.locator("textarea").fill("It says what the fraction is about, I think")
         card.locator("button.check").click()
         card.locator(".feedback .notice").wait_for()
+        card.locator("textarea").fill("The number of equal parts the whole is cut into")
+        card.locator("button.check").click()
+        page.wait_for_function("e => !e.querySelector('button.check').disabled && e.querySelector('.feedback').innerText"
+                               ".indexOf('It says') < 0", arg=card.element_handle())
 
         teacher = browser.new_context(bypass_csp=True, viewport={"width": 1280, "height": 900})
         tp = teacher.new_page()
         sign_in_staff(tp, url, "tom", "/teach/")
         tp.goto(f"{url}/teach/classes/{people['class_id']}/grades?show=all")
-        row = tp.locator("tr[data-graded-by=model]").first
-        assert "It says what the fraction is about" in row.inner_text()
+        row = tp.locator("tr[data-graded-by=model]", has_text="It says what the fraction is about")
         _axe(tp, axe, "grade-review", found)
-        row.locator("button[value=correct]").click()
-        tp.wait_for_load_state()
+        rows = tp.eval_on_selector_all("tr[data-attempt]", "els => els.map(e => e.id)")
+        assert len(rows) == 2
+        after = rows[1] if rows[0] == row.get_attribute("id") else rows[0]
+        row.locator("button[value=correct]").focus()
+        tp.keyboard.press("Enter")                        # graded by keyboard: the page comes back to the other row
+        tp.wait_for_url(re.compile(rf".*/grades\?show=all#{after}$"))
+        tp.wait_for_function(f"document.activeElement.id === '{after}'")
         assert "Saved: the answer is marked right." in tp.content()
         assert tp.locator("tr[data-graded-by=teacher]").count() == 1
 

@@ -118,17 +118,26 @@ def test_teacher_sees_unsure_grades_first_and_overrides_them(services, teacher_c
     sure = _free_text(services, ana, "cats", "model", 0.99, 0)
     url = f"/teach/classes/{klass['id']}/grades"
     html = teacher_client.get(url).get_data(as_text=True)
-    order = [int(x) for x in re.findall(r'<tr data-attempt="(\d+)"', html)]
+    order = [int(x) for x in re.findall(r'<tr id="attempt-(\d+)"', html)]
     assert order[:2] == [waiting, unsure] and sure not in order          # only what needs checking
-    assert "Waiting for you" in html and "Model is 12% sure" in html
-    order_all = [int(x) for x in re.findall(r'<tr data-attempt="(\d+)"', teacher_client.get(url + "?show=all").get_data(as_text=True))]
+    # The confidence in words, not as a percentage that reads like a probability.
+    assert "Waiting for you" in html and "The model is unsure" in html and "% sure" not in html
+    assert f'id="attempt-{unsure}" tabindex="-1" data-attempt="{unsure}" data-graded-by="model" data-sure="unsure"' in html
+    # Each button's hidden label names the student, the question and the answer; the answer is isolated.
+    assert ": Ana, question: Explain why 1/2 and 2/4 are the same amount., answer: They are kind of the same maybe" in html
+    assert "“<bdi>They are kind of the same maybe</bdi>”" in html
+    html_all = teacher_client.get(url + "?show=all").get_data(as_text=True)
+    order_all = [int(x) for x in re.findall(r'<tr id="attempt-(\d+)"', html_all)]
     assert order_all.index(unsure) < order_all.index(sure)
+    assert f'data-attempt="{sure}" data-graded-by="model" data-sure="sure"' in html_all and "The model is sure" in html_all
     token = csrf_of(html)
     with services.db.read() as conn:
         before = conn.execute("SELECT successes FROM mastery WHERE student_id = ? AND skill_id = 'equivalent'",
                               (ana,)).fetchone()[0]
-    r = teacher_client.post(f"{url}/{waiting}", data={"csrf_token": token, "verdict": "correct"})
-    assert r.status_code == 302 and r.location.endswith(url)
+    # The form names the row after it: the page comes back there (#attempt-N, focused by app.js).
+    assert re.search(rf'action="{url}/{waiting}".*?name="next" value="{unsure}"', html, re.DOTALL)
+    r = teacher_client.post(f"{url}/{waiting}", data={"csrf_token": token, "verdict": "correct", "next": str(unsure)})
+    assert r.status_code == 302 and r.location.endswith(f"{url}#attempt-{unsure}")
     assert "Saved: the answer is marked right." in teacher_client.get(r.location).get_data(as_text=True)
     with services.db.read() as conn:
         row = conn.execute("SELECT correct, graded_by FROM attempts WHERE id = ?", (waiting,)).fetchone()
@@ -137,7 +146,13 @@ def test_teacher_sees_unsure_grades_first_and_overrides_them(services, teacher_c
         events = [json.loads(p[0]) for p in conn.execute("SELECT payload FROM outbox WHERE type = 'grade_override'")]
     assert tuple(row) == (1, "teacher") and m["successes"] == before + 1 and 0 < m["p_mastery"] < 1
     assert len(events) == 1 and events[0]["previous"]["graded_by"] == "pending"
+    r = teacher_client.post(f"{url}/{unsure}", data={"csrf_token": token, "verdict": "incorrect", "next": "x"})
+    assert r.location.endswith(f"{url}#main")                           # no row named: the page's main
     assert teacher_client.post(f"{url}/{waiting}", data={"csrf_token": token, "verdict": "maybe"}).status_code == 400
+    # In Spanish the answers are quoted «…», as the rest of the Spanish pages do.
+    teacher_client.post("/language", data={"csrf_token": token, "lang": "es", "next": url})
+    es = teacher_client.get(url + "?show=all").get_data(as_text=True)
+    assert "«<bdi>cats</bdi>»" in es and "“<bdi>" not in es and "El modelo está seguro" in es
     # Another teacher cannot see or change this class's grades.
     make_staff(services.db, "teacher", "olga")
     other = teacher_client.application.test_client()
@@ -154,11 +169,11 @@ def test_admin_status_lists_each_model(admin_client, student_client, course):
     backend = engine.loaded("learner").backend
     backend.request = dataclasses.replace(backend.request, intra_op_threads=1)
     html = admin_client.get("/admin/").get_data(as_text=True)
-    table = re.search(r'<table class="models">.*?</table>', html, re.DOTALL).group(0)
+    table = re.search(r'<table class="models stack">.*?</table>', html, re.DOTALL).group(0)
     rows = {r[0]: r for r in re.findall(r'<tr><th scope="row">([^<]+)</th>(.*?)</tr>', table, re.DOTALL)}
     assert {"learner", "minilm"} <= set(rows)
     learner = rows["learner"][1]
-    assert "<td>1</td>" in learner and "onnxruntime" in learner and "CPUExecutionProvider" in learner
+    assert '<td data-label="Version">1</td>' in learner and "onnxruntime" in learner and "CPUExecutionProvider" in learner
     assert re.search(r"\d+\.\d ms", learner)    # p50/p99
     # The learner runs on each request's thread (model.json dynamic_batching: false); MiniLM batches.
     assert "No batching" in learner and "split every 256 rows" in learner
@@ -180,9 +195,9 @@ def test_admin_model_figures_add_up_the_web_workers(admin_client, student_client
     other.write({"learner": {"requests": 41, "errors": 0, "latency_s": [0.002] * 41, "batches": {}}})
     assert other.name != engine.metrics._shared.name and other.name.startswith(f"{os.getpid()}-")
     html = admin_client.get("/admin/").get_data(as_text=True)
-    table = re.search(r'<table class="models">.*?</table>', html, re.DOTALL).group(0)
+    table = re.search(r'<table class="models stack">.*?</table>', html, re.DOTALL).group(0)
     rows = {r[0]: r for r in re.findall(r'<tr><th scope="row">([^<]+)</th>(.*?)</tr>', table, re.DOTALL)}
-    assert f"<td>{own + 41}<br>" in rows["learner"][1] and "across 2 web workers" in rows["learner"][1]
+    assert f'<td data-label="Requests">{own + 41}<br>' in rows["learner"][1] and "across 2 web workers" in rows["learner"][1]
 
 
 def test_grid_says_where_mastery_comes_from(teacher_client, klass, course):
@@ -246,5 +261,12 @@ def test_pages_without_models_still_work_and_say_why(tmp_path):
         assert "Mastery is a simple estimate" in grid and "not loaded" in grid
         review = t.get(f"/teach/classes/{class_id}/grades").get_data(as_text=True)
         assert "Waiting for you" in review
+        # No model runs: the page does not talk about one ("Class model" is the menu's other page).
+        main = review[review.index('<main'):review.index('</main>')]
+        assert "model" not in main.lower() and "grading by meaning is switched off" in main
+        attempt = re.search(r'<tr id="attempt-(\d+)"', review).group(1)
+        t.post(f"/teach/classes/{class_id}/grades/{attempt}", data={"csrf_token": csrf_of(review), "verdict": "correct"})
+        done = t.get(f"/teach/classes/{class_id}/grades").get_data(as_text=True)
+        assert "Nothing to check: every written answer has a grade." in done and "the model is sure" not in done
     finally:
         services.close()

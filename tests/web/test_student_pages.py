@@ -51,10 +51,54 @@ def test_progress_page_reflects_answers(course, student_client):
         student_client.post("/api/v1/attempts", headers={"X-CSRF-Token": token}, json={
             "attempt_uid": str(uuid.uuid4()), "course_id": "fractions-mini", "exercise_id": ex, "answer": RIGHT[ex]})
     page = student_client.get("/me/progress").get_data(as_text=True)
-    assert "1 of 2 lessons done" in page and "4 right answers out of 4" in page
+    assert "1 of 2 lessons done" in page and "4 of 4 questions right" in page
+    assert "4 questions right" in page and "to try again" not in page
     assert "Parts of a whole" in page and "83%" in page  # rule estimate (4 + 1) / (4 + 2) = 0.833
     course_page = student_client.get("/learn/fractions-mini").get_data(as_text=True)
     assert "Done" in course_page
     api = student_client.get("/api/v1/me/progress").get_json()
     assert {m["skill_id"] for m in api["mastery"]} == {"parts"}
     assert api["lessons"][0]["status"] == "completed"
+
+
+def _send(client, token, exercise_id, answer):
+    return client.post("/api/v1/attempts", headers={"X-CSRF-Token": token}, json={
+        "attempt_uid": str(uuid.uuid4()), "course_id": "fractions-mini", "exercise_id": exercise_id, "answer": answer})
+
+
+def test_progress_counts_questions_not_attempts_and_the_latest_answer_decides(course, student_client):
+    token = csrf_of(student_client.get("/learn").get_data(as_text=True))
+    for wrong in ({"choice": 0}, {"choice": 2}, {"choice": 0}):      # one question, wrong three times
+        assert _send(student_client, token, "e1", wrong).status_code == 201
+    page = student_client.get("/me/progress").get_data(as_text=True)
+    assert "0 of 1 question right" in page                          # singular: one question answered
+    assert "0 questions right, 1 to try again" in page              # one question, not three attempts
+    _send(student_client, token, "e2", RIGHT["e2"])
+    page = student_client.get("/me/progress").get_data(as_text=True)
+    assert "1 of 2 questions right" in page and "1 question right, 1 to try again" in page
+    lesson = student_client.get("/learn/fractions-mini/what-is-a-fraction").get_data(as_text=True)
+    assert lesson.count('<li class="done">') == 1                   # e2 only: e1's latest answer is wrong
+    _send(student_client, token, "e1", RIGHT["e1"])
+    _send(student_client, token, "e1", {"choice": 2})                # right, then wrong again: not done
+    lesson = student_client.get("/learn/fractions-mini/what-is-a-fraction").get_data(as_text=True)
+    assert lesson.count('<li class="done">') == 1
+    assert "1 of 2 questions right" in student_client.get("/me/progress").get_data(as_text=True)
+
+
+def test_lesson_page_carries_the_runner_messages_and_a_way_on_from_the_last_question(course, student_client):
+    page = student_client.get("/learn/fractions-mini/what-is-a-fraction").get_data(as_text=True)
+    assert 'data-msg-write="Please write your answer first."' in page
+    assert 'data-msg-review="Your teacher will also read this answer."' in page
+    assert 'data-msg-repeat="You already sent this answer."' in page
+    # The last question is never a dead end: on to the next lesson, or to "Next up" after the last lesson.
+    assert 'class="btn secondary lesson-end" href="/learn/fractions-mini/equal-fractions">Next lesson: Equal fractions' in page
+    last = student_client.get("/learn/fractions-mini/equal-fractions").get_data(as_text=True)
+    assert 'class="btn secondary lesson-end" href="/learn#next-up-h">Next up</a>' in last
+    assert 'href="/learn/fractions-mini">Back to the course</a>' in last
+
+
+def test_spanish_pages_quote_and_write_decimals_as_the_course_does(services, course, klass, student_client):
+    services.db.write(lambda c: c.execute("UPDATE classes SET language = 'es' WHERE id = ?", (klass["id"],)))
+    page = student_client.get("/learn/fractions-mini/what-is-a-fraction").get_data(as_text=True)
+    assert "Escribe un número, como 0.75, 3/4 o 1 1/2." in page      # "con punto", as the questions say
+    assert 'data-msg-write="Primero escribe tu respuesta, por favor."' in page

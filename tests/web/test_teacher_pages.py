@@ -155,3 +155,67 @@ def test_class_language_applies_to_its_students(app, services, teacher):
     assert 'lang="es"' in names
     sign_in_student(c, class_id, students["Lucia"]["id"], students["Lucia"]["pin"])
     assert '<html lang="es"' in c.get("/learn").get_data(as_text=True)
+
+
+def _free_text_answer(services, student_id: int, course: str, graded_by: str, confidence: float) -> int:
+    def write(conn):
+        return conn.execute(
+            "INSERT INTO attempts (attempt_uid, student_id, course_id, exercise_id, answer, correct, score, confidence,"
+            " graded_by, created_at) VALUES (?, ?, ?, 'e6', '{\"text\": \"half\"}', 0, 0, ?, ?, '2026-01-01T00:00:00Z')",
+            (str(uuid.uuid4()), student_id, course, confidence, graded_by)).lastrowid
+    return services.db.write(write)
+
+
+def test_home_and_class_page_count_the_written_answers_to_check(app, services, course, klass, teacher, teacher_client):
+    from appliance.web.learning_views import _review_rows
+
+    below = services.cfg.learning.review_below_confidence
+    ana, ben = klass["students"]["Ana"]["id"], klass["students"]["Ben"]["id"]
+    _free_text_answer(services, ana, course, "pending", 0.0)               # waits for the teacher
+    _free_text_answer(services, ben, course, "model", below / 2)          # the model was unsure
+    _free_text_answer(services, ana, course, "model", min(1.0, below + 0.3))  # sure: not to check
+    _free_text_answer(services, ben, course, "teacher", 0.0)              # already graded by a teacher
+    other_id, other = make_class(services.db, teacher["id"], ["Cleo"], name="Class 5C")
+    _free_text_answer(services, other["Cleo"]["id"], course, "pending", 0.0)
+    with services.db.read() as conn:                                       # the review page's own rule
+        assert len(_review_rows(conn, klass["id"], False, below)) == 2
+        assert len(_review_rows(conn, other_id, False, below)) == 1
+    home = teacher_client.get("/teach/").get_data(as_text=True)
+    assert f'href="/teach/classes/{klass["id"]}/grades">2 written answers to check' in home
+    assert f'href="/teach/classes/{other_id}/grades">1 written answer to check' in home
+    page = teacher_client.get(f"/teach/classes/{klass['id']}").get_data(as_text=True)
+    assert re.search(r'Free-text answers\s*<span class="badge warn to-check">2 to check</span>', page)
+    _free_text_answer(services, ben, course, "model", 1.0)                 # sure answers add nothing
+    services.db.write(lambda c: c.execute("UPDATE attempts SET graded_by = 'teacher' WHERE graded_by = 'pending'"))
+    home = teacher_client.get("/teach/").get_data(as_text=True)
+    assert "1 written answer to check" in home and "to-check" in home
+    page = teacher_client.get(f"/teach/classes/{other_id}").get_data(as_text=True)
+    assert "to-check" not in page                                         # nothing waits: no badge
+
+
+def test_grid_legend_says_where_each_level_starts(services, course, klass, teacher_client):
+    from appliance.web.teacher.reports import HELP_BELOW
+
+    grid = teacher_client.get(f"/teach/classes/{klass['id']}/progress").get_data(as_text=True)
+    low, high = round(HELP_BELOW * 100), round(services.cfg.learning.mastery_threshold * 100)
+    legend = re.search(r'<ul class="legend".*?</ul>', grid, re.DOTALL).group(0)
+    for text in ("Not started<span class=\"range\">: no answers yet", f"Needs help<span class=\"range\">: under {low}%",
+                 f"Learning<span class=\"range\">: {low}% to under {high}%",
+                 f"Mastered<span class=\"range\">: {high}% and above"):
+        assert text in legend
+
+
+def test_typed_names_are_isolated_from_the_text_around_them(app, services, course, klass, teacher_client):
+    name = "Zoë \u202eRTL"   # a right-to-left override inside a name must not turn the page around it
+    class_id = klass["id"]
+    services.db.write(lambda c: c.execute("UPDATE users SET display_name = ? WHERE id = ?",
+                                          (name, klass["students"]["Ana"]["id"])))
+    for path in (f"/teach/classes/{class_id}", f"/teach/classes/{class_id}/progress",
+                 f"/teach/classes/{class_id}/students/{klass['students']['Ana']['id']}"):
+        html = teacher_client.get(path).get_data(as_text=True)
+        assert f"<bdi>{name}</bdi>" in html, path
+        # Where no tag can go (the page title, the "Take ... out?" question): the isolate marks FSI, PDI.
+        rest = html.replace(f"<bdi>{name}</bdi>", "").replace(f"\u2068{name}\u2069", "").replace(f": {name}<", "")
+        assert name not in rest, path                                      # (": name<" is screen-reader text)
+    names = app.test_client().get(f"/signin/class/{class_id}").get_data(as_text=True)
+    assert f'<span class="avatar-name"><bdi>{name}</bdi></span>' in names

@@ -7,11 +7,19 @@ PARTS = {2: ("medio", "medios"), 3: ("tercio", "tercios"), 4: ("cuarto", "cuarto
          10: ("décimo", "décimos"), 12: ("doceavo", "doceavos")}
 
 
+# "Tres cuartas partes": the ordinal with "parte(s)" is as common as "tres cuartos".
+ORDINALS = {3: "tercera", 4: "cuarta", 5: "quinta", 6: "sexta", 7: "séptima", 8: "octava", 9: "novena",
+            10: "décima"}
+
+
 def fraction_words(n: int, d: int) -> list[str]:
     one, many = PARTS[d]
     out = [f"{NUMBERS[n]} {one if n == 1 else many}"]
     if n == 1 and d == 2:
         out += ["una mitad", "la mitad", "mitad", "medio"]
+    if d in ORDINALS:
+        parts = f"una {ORDINALS[d]} parte" if n == 1 else f"{NUMBERS[n]} {ORDINALS[d]}s partes"
+        out += [parts, ("la " if n == 1 else "las ") + parts]
     return out
 
 

@@ -1,6 +1,8 @@
 /* Small behaviour shared by every page (no framework): buttons with data-confirm ask before a
    destructive action (remove a student, restore a backup); buttons with data-print print the page
-   (the PIN cards). Inline handlers are not used: the Content-Security-Policy forbids them. */
+   (the PIN cards); a page opened at #id of an element with a tabindex gets the keyboard focus there
+   (the grade review comes back to the next answer after a grade). Inline handlers are not used: the
+   Content-Security-Policy forbids them. */
 (function () {
   "use strict";
   document.addEventListener("submit", function (ev) {
@@ -11,5 +13,11 @@
   document.addEventListener("click", function (ev) {
     var btn = ev.target.closest && ev.target.closest("[data-print]");
     if (btn) { window.print(); }
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    var target = null;
+    try { target = location.hash && document.getElementById(decodeURIComponent(location.hash.slice(1))); } catch (e) { /* bad % */ }
+    // Only targets made focusable on purpose: a plain #anchor just scrolls, as browsers do.
+    if (target && target.hasAttribute("tabindex")) { target.focus(); }
   });
 })();

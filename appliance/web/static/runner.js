@@ -2,7 +2,9 @@
    survives Wi-Fi blips and page reloads.
    Every answer gets an id made here (attempt_uid) and is stored in localStorage BEFORE it is sent.
    It leaves the queue only when the server has answered (2xx) or refused it for good (4xx that
-   retrying cannot fix). The server counts an id once, so sending it again after a lost reply is safe. */
+   retrying cannot fix). The server counts an id once, so sending it again after a lost reply is safe.
+   A card's "Check" button is disabled while its answer is on the way, and the same answer pressed
+   again (a second Enter) is not sent again: one answer, one attempt. */
 (function () {
   "use strict";
   var QUEUE_KEY = "ce-answer-queue-v1";
@@ -11,6 +13,7 @@
   var memoryQueue = [];
   var sending = false, retryTimer = null, failures = 0;
   var shownAt = {};
+  var lastSent = {};  // exercise id -> the answer last queued for it, as JSON
 
   function uuid4() {
     if (window.crypto && crypto.randomUUID) { return crypto.randomUUID(); }
@@ -68,7 +71,15 @@
     return kind === "numeric" ? { value: text } : { text: text };
   }
 
-  function setFeedback(card, cls, text, explanation) {
+  function line(className, text) {
+    var p = document.createElement("p");
+    p.className = className;
+    p.textContent = text;
+    return p;
+  }
+
+  // notes: short lines under the verdict (the teacher will read it, already sent).
+  function setFeedback(card, cls, text, explanation, notes) {
     var box = card.querySelector(".feedback");
     box.textContent = "";
     var note = document.createElement("div");
@@ -76,13 +87,19 @@
     var strong = document.createElement("strong");
     strong.textContent = text;
     note.appendChild(strong);
-    if (explanation) {
-      var p = document.createElement("p");
-      p.style.marginBlock = ".4rem 0";
-      p.textContent = explanation;
-      note.appendChild(p);
-    }
+    (notes || []).forEach(function (n) { note.appendChild(line("feedback-note " + n, msg(n))); });
+    if (explanation) { note.appendChild(line("explanation", explanation)); }
     box.appendChild(note);
+  }
+
+  function setBusy(card, busy) {
+    var button = card && card.querySelector("button.check");
+    if (!button) { return; }
+    var hadFocus = document.activeElement === button;
+    button.disabled = busy;
+    card.setAttribute("aria-busy", busy ? "true" : "false");
+    // A disabled button drops the keyboard focus; give it back when the answer is in.
+    if (!busy && (hadFocus || document.activeElement === document.body) && !card.hidden) { button.focus(); }
   }
 
   function showResult(exerciseId, result) {
@@ -90,18 +107,24 @@
     if (!card) { return; }
     var code = result.feedback || (result.correct ? "correct" : "incorrect");
     var cls = code === "correct" ? "ok" : code === "pending" ? "" : code === "partly" ? "warn" : "bad";
-    setFeedback(card, cls, msg(code), result.correct || code === "pending" ? result.explanation : "");
+    var notes = [];
+    if (result.review) { notes.push("review"); }   // the model was unsure: the teacher reads it too
+    if (result.repeat) { notes.push("repeat"); }   // the same answer again: not counted twice
+    // A pending answer waits for the teacher: the explanation would hand the child the answer to copy.
+    setFeedback(card, cls, msg(code), result.correct && code !== "pending" ? result.explanation : "", notes);
     showMastery(card, result.mastery);
     var index = cards.indexOf(card);
-    if (result.correct || code === "pending") {
-      card.classList.add("is-correct");
-      if (dots[index]) { dots[index].classList.add("done"); }
-      var next = card.querySelector(".next");
+    var done = result.correct || code === "pending";
+    // The latest answer decides: right after wrong turns the card green, wrong after right turns it back.
+    card.classList.toggle("is-correct", !!done);
+    if (dots[index]) { dots[index].classList.toggle("done", !!done); }
+    if (done) {
+      var next = card.querySelector(".next, .lesson-end");
       if (next && !card.hidden) { next.focus(); }  // Enter moves on: no hunting for the button
     }
     var finished = cards.every(function (c) { return c.classList.contains("is-correct"); });
     var finish = runner.querySelector(".finish");
-    if (finish && finished) { finish.hidden = false; }
+    if (finish) { finish.hidden = !finished; }
   }
 
   // The new mastery of the question's skills, straight from the answer's reply: learning made visible.
@@ -150,6 +173,8 @@
     updateStatus();
     if (!item) { failures = 0; return; }
     sending = true;
+    var busyCard = cardFor(item.body.exercise_id);
+    setBusy(busyCard, true);
     fetch(api, {
       method: "POST", credentials: "same-origin",
       headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRF-Token": csrf() },
@@ -158,6 +183,7 @@
       return resp.json().catch(function () { return {}; }).then(function (data) { return { status: resp.status, data: data }; });
     }).then(function (r) {
       sending = false;
+      setBusy(busyCard, false);
       if (r.status >= 200 && r.status < 300) {
         drop(item.uid);
         failures = 0;
@@ -166,8 +192,10 @@
       } else if ([400, 404, 409, 413, 422].indexOf(r.status) >= 0) {
         // The answer itself is the problem (e.g. not a number): tell the child, do not resend.
         drop(item.uid);
-        var card = cardFor(item.body.exercise_id);
-        if (card) { setFeedback(card, "bad", r.data.error || ""); }
+        if (lastSent[item.body.exercise_id] === JSON.stringify(item.body.answer)) {
+          delete lastSent[item.body.exercise_id];  // refused, not counted: the child may send it again
+        }
+        if (busyCard) { setFeedback(busyCard, "bad", r.data.error || ""); }
         flush();
       } else {
         statusLine.textContent = msg("queued");
@@ -175,6 +203,7 @@
       }
     }).catch(function () {
       sending = false;
+      setBusy(busyCard, false);
       statusLine.textContent = msg("queued");
       scheduleRetry();
     });
@@ -183,8 +212,19 @@
   function submit(card, ev) {
     ev.preventDefault();
     var answer = answerOf(card);
-    if (!answer) { setFeedback(card, "warn", msg("choose")); return; }
+    var kind = card.getAttribute("data-kind");
+    if (!answer) { setFeedback(card, "warn", msg(/choice/.test(kind) ? "choose" : "write")); return; }
     var id = card.getAttribute("data-exercise");
+    var key = JSON.stringify(answer);
+    if (lastSent[id] === key) {
+      // A second Enter, or "Check" again on an unchanged answer: it was sent already; say so once.
+      var shown = card.querySelector(".feedback .notice");
+      if (shown && !shown.querySelector(".feedback-note.repeat")) {
+        shown.insertBefore(line("feedback-note repeat", msg("repeat")), shown.querySelector(".explanation, .mastery-line"));
+      }
+      return;
+    }
+    lastSent[id] = key;
     var uid = uuid4();
     var q = loadQueue();
     q.push({ uid: uid, student: student, body: {

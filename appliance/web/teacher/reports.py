@@ -143,7 +143,8 @@ def progress(class_id: int):
     if course is not None:
         with _services().db.read() as conn:
             grid = class_grid(conn, class_id, course["id"], _services().cfg.learning.mastery_threshold)
-    return render_template("teacher/grid.html", cls=cls, course=course, courses=courses, grid=grid, levels=LEVELS)
+    return render_template("teacher/grid.html", cls=cls, course=course, courses=courses, grid=grid, levels=LEVELS,
+                           help_below=HELP_BELOW, threshold=_services().cfg.learning.mastery_threshold)
 
 
 @bp.get("/classes/<int:class_id>/hardest")

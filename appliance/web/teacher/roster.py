@@ -29,12 +29,33 @@ def _language(value: str | None) -> str | None:
     return value if value in cls_mod.LANGUAGE_CODES else None
 
 
+def _below() -> float:
+    return current_app.extensions["ce"].cfg.learning.review_below_confidence
+
+
+def answers_to_check(conn, below: float, class_ids: list[int]) -> dict[int, int]:
+    """Class id -> free-text answers waiting for the teacher: pending ones and model grades less sure
+    than ``below``. The rule of the review page's default list (``learning_views._review_rows``)."""
+    if not class_ids:
+        return {}
+    marks = ", ".join("?" * len(class_ids))
+    rows = conn.execute(
+        "SELECT m.class_id, COUNT(*) FROM attempts a JOIN class_members m ON m.student_id = a.student_id"
+        " JOIN exercises e ON e.course_id = a.course_id AND e.id = a.exercise_id"
+        f" WHERE m.class_id IN ({marks}) AND e.kind = 'free_text'"
+        " AND (a.graded_by = 'pending' OR (a.graded_by = 'model' AND a.confidence < ?)) GROUP BY m.class_id",
+        (*class_ids, below)).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
 @bp.get("/")
 @requires("teacher", "admin")
 def home():
     with _db().read() as conn:
         classes = cls_mod.classes_for(conn, current_user())
-    return render_template("teacher/home.html", classes=classes, languages=cls_mod.LANGUAGE_CODES, error=None)
+        to_check = answers_to_check(conn, _below(), [c["id"] for c in classes])
+    return render_template("teacher/home.html", classes=classes, languages=cls_mod.LANGUAGE_CODES, error=None,
+                           to_check=to_check)
 
 
 @bp.post("/classes")
@@ -50,8 +71,9 @@ def create_class():
     except BadRequest as exc:
         with _db().read() as conn:
             classes = cls_mod.classes_for(conn, user)
+            to_check = answers_to_check(conn, _below(), [c["id"] for c in classes])
         return render_template("teacher/home.html", classes=classes, languages=cls_mod.LANGUAGE_CODES,
-                               error=exc.message), 400
+                               error=exc.message, to_check=to_check), 400
     flash(_("The class was created. Now add your students."))
     return redirect(url_for("teacher.class_page", class_id=class_id))
 
@@ -68,8 +90,9 @@ def class_page(class_id: int):
         for course in courses:
             course["lessons"] = [dict(r, assigned=(course["id"], r["id"]) in assigned) for r in conn.execute(
                 "SELECT id, title FROM lessons WHERE course_id = ? ORDER BY position", (course["id"],))]
+        to_check = answers_to_check(conn, _below(), [class_id]).get(class_id, 0)
     return render_template("teacher/class.html", cls=cls, students=students, courses=courses,
-                           languages=cls_mod.LANGUAGE_CODES)
+                           languages=cls_mod.LANGUAGE_CODES, to_check=to_check)
 
 
 @bp.post("/classes/<int:class_id>/settings")
