@@ -51,14 +51,18 @@ def version_key(v: str):
     return (0, int(v), "") if v.isdigit() else (1, 0, v)
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``text`` whole or not at all, durably (a full disk or a power cut leaves
-    the old file). ``mode``: mkstemp makes 0600 files, which another user (the service) cannot read."""
+def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` whole or not at all, durably (a full disk or a power cut leaves
+    the old file). ``mode``: mkstemp makes 0600 files, which another user (the service) cannot read.
+    Used for ACTIVE/HISTORY, signed manifests and cached TensorRT engines."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "wb") as f:
+            if isinstance(data, str):
+                data = data.encode("utf-8")
             os.fchmod(f.fileno(), mode)
-            f.write(text)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

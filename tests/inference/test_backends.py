@@ -82,16 +82,26 @@ def test_tensorrt_provider_with_engine_cache(repo, make_engine, tmp_path):
     assert m["fallback"] is None
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(TensorRTBackend.check_environment() is not None,
-                    reason=f"native TensorRT backend unavailable: {TensorRTBackend.check_environment()}")
-def test_native_tensorrt_engine_build_and_infer(repo, make_engine, tmp_path, monkeypatch):
+needs_native_tensorrt = pytest.mark.skipif(
+    TensorRTBackend.check_environment() is not None,
+    reason=f"native TensorRT backend unavailable: {TensorRTBackend.check_environment()}")
+
+
+def _build_engine(repo, tmp_path, monkeypatch, name: str, model: bytes, **meta) -> str:
+    """Write a tensorrt-backend version and build its engine with the CLI; returns the cache dir."""
     from appliance.cli.main import main
 
     cache = str(tmp_path / "trt")
     monkeypatch.setenv("CLASSROOM_EDGE_INFERENCE__TRT_CACHE_DIR", cache)
-    write_version(repo, "affine", "1", affine_model(1.0), backend="tensorrt", max_batch_size=16)
-    assert main(["models", "build-engine", "affine", "--repo", str(repo), "--data-dir", str(tmp_path / "d")]) == 0
+    write_version(repo, name, "1", model, backend="tensorrt", **meta)
+    assert main(["models", "build-engine", name, "--repo", str(repo), "--data-dir", str(tmp_path / "d")]) == 0
+    return cache
+
+
+@pytest.mark.gpu
+@needs_native_tensorrt
+def test_native_tensorrt_engine_build_and_infer(repo, make_engine, tmp_path, monkeypatch):
+    cache = _build_engine(repo, tmp_path, monkeypatch, "affine", affine_model(1.0), max_batch_size=16)
     assert list((tmp_path / "trt").rglob("engine.plan")), "engine cached per model file / GPU / TensorRT version"
     (plan,) = (tmp_path / "trt").rglob("engine.plan")
     assert stat.S_IMODE(plan.stat().st_mode) == 0o644, "readable by the service user whoever built it"
@@ -101,32 +111,20 @@ def test_native_tensorrt_engine_build_and_infer(repo, make_engine, tmp_path, mon
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(TensorRTBackend.check_environment() is not None,
-                    reason=f"native TensorRT backend unavailable: {TensorRTBackend.check_environment()}")
+@needs_native_tensorrt
 def test_native_engine_built_for_other_settings_is_not_loaded(repo, make_engine, tmp_path, monkeypatch):
-    from appliance.cli.main import main
-
-    cache = str(tmp_path / "trt")
-    monkeypatch.setenv("CLASSROOM_EDGE_INFERENCE__TRT_CACHE_DIR", cache)
-    write_version(repo, "affine", "1", affine_model(1.0), backend="tensorrt", max_batch_size=16)
-    assert main(["models", "build-engine", "affine", "--repo", str(repo), "--data-dir", str(tmp_path / "d")]) == 0
+    cache = _build_engine(repo, tmp_path, monkeypatch, "affine", affine_model(1.0), max_batch_size=16)
     st = make_engine(trt_cache_dir=cache, trt_workspace_mb=512).status()
     assert st.state == "degraded" and "build-engine affine" in st.detail, "a new workspace/profile needs a new engine"
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(TensorRTBackend.check_environment() is not None,
-                    reason=f"native TensorRT backend unavailable: {TensorRTBackend.check_environment()}")
+@needs_native_tensorrt
 def test_native_engine_serves_int64_tensors_as_declared(repo, make_engine, tmp_path, monkeypatch):
-    from appliance.cli.main import main
-
-    cache = str(tmp_path / "trt")
-    monkeypatch.setenv("CLASSROOM_EDGE_INFERENCE__TRT_CACHE_DIR", cache)
     ids = {"datatype": "INT64", "shape": [-1, -1]}
-    write_version(repo, "seq", "1", seqsum_model(), backend="tensorrt", max_batch_size=8,
-                  inputs=[{"name": "input_ids", **ids}, {"name": "attention_mask", **ids}],
-                  outputs=[{"name": "total", "datatype": "INT64", "shape": [-1]}])
-    assert main(["models", "build-engine", "seq", "--repo", str(repo), "--data-dir", str(tmp_path / "d")]) == 0
+    cache = _build_engine(repo, tmp_path, monkeypatch, "seq", seqsum_model(), max_batch_size=8,
+                          inputs=[{"name": "input_ids", **ids}, {"name": "attention_mask", **ids}],
+                          outputs=[{"name": "total", "datatype": "INT64", "shape": [-1]}])
     engine = make_engine(trt_cache_dir=cache)
     out = engine.infer("seq", {"input_ids": np.array([[1, 2, 3]]), "attention_mask": np.array([[1, 1, 0]])})
     assert out["total"].dtype == np.int64 and out["total"].tolist() == [3]

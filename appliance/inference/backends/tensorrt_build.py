@@ -14,15 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 import time
 from pathlib import Path
 
 from appliance.errors import IntegrityError, Unavailable
 from appliance.inference.backend import LoadRequest
 from appliance.inference.backends.profiles import shape_profile
+from appliance.inference.repository import write_atomic
 from appliance.inference.tensors import TensorSpec
 
 log = logging.getLogger(__name__)
@@ -80,22 +79,6 @@ def engine_location(request: LoadRequest, trt, device) -> tuple[Path, Path]:
     """(engine.plan, engine.json) for this model file on this GPU with these settings."""
     d = engine_dir(request, gpu_key(device.name(), device.compute_capability(), trt.__version__))
     return d / "engine.plan", d / "engine.json"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` so that a reader sees the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), CACHE_FILE_MODE)  # mkstemp makes 0600 files, unreadable to the service
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_cached_engine(request: LoadRequest, plan: Path, sidecar: Path, where: str) -> bytes:
@@ -197,7 +180,7 @@ def _build_plan(trt, request: LoadRequest, onnx_bytes: bytes, timing_path: Path)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise IntegrityError(f"TensorRT could not build an engine for {request.name} (see the log above)")
-    write_atomic(timing_path, bytes(memoryview(config.get_timing_cache().serialize())))
+    write_atomic(timing_path, bytes(memoryview(config.get_timing_cache().serialize())), CACHE_FILE_MODE)
     return bytes(serialized), profile, {"fp16": fp16, "int8": int8}
 
 
@@ -229,7 +212,7 @@ def build_engine(request: LoadRequest, force: bool = False) -> Path:
     finally:
         ctx.pop()
     build_s = time.monotonic() - t0
-    write_atomic(plan_path, plan)
+    write_atomic(plan_path, plan, CACHE_FILE_MODE)
     write_atomic(sidecar, json.dumps({
         "model": request.name, "version": request.version, "onnx_sha256": request.sha256,
         "engine_sha256": hashlib.sha256(plan).hexdigest(), "gpu": device.name(),
@@ -237,6 +220,6 @@ def build_engine(request: LoadRequest, force: bool = False) -> Path:
         **enabled, "build_settings": build_settings(request),
         "profile": {k: {n: list(v) for n, v in p.items()} for k, p in profile.items()},
         "build_s": round(build_s, 1),
-    }, indent=2).encode())
+    }, indent=2).encode(), CACHE_FILE_MODE)
     log.info("built TensorRT engine for %s in %.0f s: %s", request.name, build_s, plan_path)
     return plan_path
