@@ -20,6 +20,13 @@ CSP = ("default-src 'self'; img-src 'self' data:; media-src 'self'; style-src 's
        "object-src 'self'; frame-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'self'")
 
 
+def _decimal(value: float, digits: int = 1) -> str:
+    """A number in the page's language: 1672.7 in English, 1672,7 in Spanish."""
+    from flask_babel import format_decimal
+
+    return format_decimal(value, "#,##0." + "0" * digits if digits else "#,##0")
+
+
 def init_app(app) -> None:
     i18n.init_app(app)
     # Flask-Babel resolves the translations through three context lookups per string; a lesson page
@@ -39,6 +46,7 @@ def init_app(app) -> None:
         language_name=i18n.language_name,
         app_version=__version__,
         percent=lambda p: f"{round((p or 0) * 100)}%",
+        decimal=_decimal,
     )
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
