@@ -190,7 +190,7 @@ def _new_lesson(r: _Rules) -> Recommendation | None:
                 skill=r.skill_name(skill), prereqs=_quoted(r.skill_name(p) for p in prereqs))
         reason = "prerequisites_met"
     else:
-        why = _("A good place to start: “%(skill)s” does not need anything you have not learned yet.",
+        why = _("A good place to start: “%(skill)s” comes first, with nothing to learn before it.",
                 skill=r.skill_name(skill))
         reason = "no_prerequisites"
     return r.rec("lesson", reason, why, lesson_id=lesson_id, skill=skill, p=r.view.mastery.get(skill))
