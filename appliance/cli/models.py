@@ -4,7 +4,7 @@ Activation and rollback check the version the same way a web worker will (hashes
 warm-up) before ACTIVE changes, so a broken version is refused here and never reaches the workers;
 the running workers pick up the new ACTIVE file within ``inference.watch_interval_s``. A version that
 ``import`` or ``quantize`` adds never serves before it is activated (``import --activate`` that fails
-to load removes the version again). Run these as the service user (``sudo -u classroom-edge``) or
+to load never appears: it is loaded and warmed from the staged copy first). Run these as the service user (``sudo -u classroom-edge``) or
 as root: the files written are readable by the web service either way.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ def register(sub) -> None:
     c.add_argument("--name", help="model name (default: model.json's name, else the parent directory's)")
     c.add_argument("--version", help="version name (default: the next number)")
     c.add_argument("--activate", action="store_true",
-                   help="load and warm it, then make it the active one (removed again if it cannot load)")
+                   help="load and warm it first, then make it the active one (not imported if it cannot load)")
     c.add_argument("--sign-key", metavar="FILE", help="sign its model.json on the way in with this Ed25519 "
                                                       "private key (base64), for a box that loads only signed models")
     c = add("build", "build the default models (learner, MiniLM) from the installed packages", _build)
@@ -142,19 +142,15 @@ def _check_loads(cfg, repo, cache, mv) -> None:
         LoadedModel.load(repo, mv, cfg.inference, cache).close()
 
 
-def _activate_new(cfg, repo, cache, mv) -> None:
-    """``--activate`` after import or quantize: a version that cannot load is removed again, so the
-    repository holds nothing that was never going to serve."""
-    from appliance.errors import AppError
+def _serving_note(cfg, repo, mv) -> str:
+    if repo.active_version(mv.name) == mv.version:  # the model's first version: nothing else to serve
+        return f"{mv.name} version {mv.version} is the model's only version and serves now"
+    return f"it serves once activated: classroom-edge models activate {mv.name} {mv.version}"
 
-    try:
-        _check_loads(cfg, repo, cache, mv)
-    except AppError as exc:
-        repo.remove_version(mv.name, mv.version)
-        exc.message = f"{exc.message}; version {mv.version} was removed again, nothing changed"
-        raise
+
+def _activated(cfg, repo, mv) -> str:
     repo.set_active(mv.name, mv.version)
-    print(f"{mv.name} version {mv.version} is active (web workers switch within {cfg.inference.watch_interval_s:g} s)")
+    return f"{mv.name} version {mv.version} is active (web workers switch within {cfg.inference.watch_interval_s:g} s)"
 
 
 def _list(args) -> int:
@@ -184,12 +180,12 @@ def _list(args) -> int:
 
 def _import(args) -> int:
     cfg, repo, cache = _context(args)
-    mv = repo.import_version(Path(args.path), name=args.name, version=args.version, sign_key=_read_key(args.sign_key))
+    # --activate loads and warms the verified copy before it appears: one that cannot load never does.
+    check = (lambda staged: _check_loads(cfg, repo, cache, staged)) if args.activate else None
+    mv = repo.import_version(Path(args.path), name=args.name, version=args.version, sign_key=_read_key(args.sign_key),
+                             before_publish=check)
     print(f"imported {mv.name} version {mv.version}")
-    if args.activate:
-        _activate_new(cfg, repo, cache, mv)
-    else:
-        print(f"it serves once activated: classroom-edge models activate {mv.name} {mv.version}")
+    print(_activated(cfg, repo, mv) if args.activate else _serving_note(cfg, repo, mv))
     return 0
 
 
@@ -215,13 +211,11 @@ def _quantize(args) -> int:
     from appliance.inference.versions import quantize_version
 
     cfg, repo, cache = _context(args)
+    check = (lambda staged: _check_loads(cfg, repo, cache, staged)) if args.activate else None
     new = quantize_version(repo, _version(repo, args.name, args.version), per_channel=not args.per_tensor,
-                           sign_key=_read_key(args.sign_key))
+                           sign_key=_read_key(args.sign_key), before_publish=check)
     print(f"{new.name} version {new.version}: int8 ({new.meta['provenance']['quantization']})")
-    if args.activate:
-        _activate_new(cfg, repo, cache, new)
-    else:
-        print(f"it serves once activated: classroom-edge models activate {new.name} {new.version}")
+    print(_activated(cfg, repo, new) if args.activate else _serving_note(cfg, repo, new))
     return 0
 
 

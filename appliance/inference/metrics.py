@@ -300,14 +300,17 @@ class InferenceMetrics:
         failed: Tally = Tally()
         for model, seconds, outcome, behind in requests:
             outcomes[(model, outcome)] += 1
-            if outcome != "success":
+            if behind:  # counted apart whatever its outcome (/metrics has the failures by outcome)
+                background[model].append(seconds if outcome == "success" else None)
+            elif outcome != "success":
                 failed[model] += 1
             else:
-                (background if behind else latencies)[model].append(seconds)
+                latencies[model].append(seconds)
         for (model, outcome), n in outcomes.items():
             self._counter(model, outcome).inc(n)
         for model in latencies.keys() | failed.keys() | background.keys():
-            observe_many(self._children(model)[0], [*latencies.get(model, ()), *background.get(model, ())])
+            timed = [t for t in background.get(model, ()) if t is not None]  # as before: successes only
+            observe_many(self._children(model)[0], [*latencies.get(model, ()), *timed])
             self.stats(model).record_requests(latencies.get(model, []), failed.get(model, 0),
                                               len(background.get(model, ())))
         by_model: dict[str, list[BatchInfo]] = defaultdict(list)

@@ -61,7 +61,10 @@ def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:
         with os.fdopen(fd, "wb") as f:
             if isinstance(data, str):
                 data = data.encode("utf-8")
-            os.fchmod(f.fileno(), mode)
+            try:
+                os.fchmod(f.fileno(), mode)
+            except PermissionError:  # a file system without Unix modes (a FAT USB stick): nothing to set
+                pass
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -171,6 +174,14 @@ class ModelVersion:
         return [TensorSpec.from_json(t, f"{self.name}/{self.version}/model.json") for t in self.meta.get("outputs", [])]
 
 
+def _has_manifest(version_dir: Path) -> bool:
+    try:
+        return (version_dir / "model.json").is_file()
+    except PermissionError:  # e.g. made by root with a strict umask: listed, so loading it says why
+        log.warning("cannot read %s (permission denied)", version_dir)
+        return True
+
+
 class Repository:
     def __init__(self, root: str | os.PathLike, trusted_keys: list[str] | None = None):
         self.root = Path(root)
@@ -186,7 +197,7 @@ class Repository:
         d = self.root / check_name("model", name)
         if not d.is_dir():
             return []
-        found = [p.name for p in d.iterdir() if p.is_dir() and NAME_RE.match(p.name) and (p / "model.json").is_file()]
+        found = [p.name for p in d.iterdir() if p.is_dir() and NAME_RE.match(p.name) and _has_manifest(p)]
         return sorted(found, key=version_key)
 
     def version(self, name: str, version: str) -> ModelVersion:
@@ -234,12 +245,16 @@ class Repository:
     def _locked(self, name: str):
         d = self.root / check_name("model", name)
         d.mkdir(parents=True, exist_ok=True)
-        with open(d / ".lock", "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        # Read-only: a lock file root created (a CLI run as root) must not stop the service's user.
+        fd = os.open(d / ".lock", os.O_RDONLY | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 yield d
             finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     def set_active(self, name: str, version: str) -> None:
         """Make ``version`` the active one (the caller has verified it)."""
@@ -283,7 +298,8 @@ class Repository:
         log.info("model %s: rolled back to version %s", name, target)
 
     def import_version(self, src: Path, name: str | None = None, version: str | None = None, *,
-                       pin_current: bool = True, sign_key: str | None = None) -> ModelVersion:
+                       pin_current: bool = True, sign_key: str | None = None,
+                       before_publish=None) -> ModelVersion:
         """Copy a version directory into the repository, all or nothing: its model.json and the files
         it names (nothing else, so a stray file or a dangling link next to them is not carried along).
 
@@ -291,6 +307,8 @@ class Repository:
         exactly that (the default-model builder, the hub's plain models), ACTIVE is first written with
         the version being served: a new version then serves only once someone activates it.
         ``sign_key``: sign the manifest with this Ed25519 private key (base64) on the way in.
+        ``before_publish(staged ModelVersion)``: a last check on the verified copy before it appears
+        (``import --activate`` loads and warms it there, so a version that cannot load never appears).
         """
         src = Path(src)
         meta = read_manifest(src / "model.json", str(src))
@@ -312,9 +330,12 @@ class Repository:
         final.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".import-{version}-"))
         try:
+            os.chmod(staging, 0o755)  # mkdtemp makes it 0700: the web service's user must read it
             mv = ModelVersion(name, version, staging, meta)
             self._copy_named_files(src, mv, signed_here=sign_key is not None)
             self.verify(mv, mv.backend or "onnxruntime", where=f"{src} (to be {name} version {version})")
+            if before_publish is not None:
+                before_publish(mv)
             with self._locked(name) as d:
                 if pin_current and not (d / "ACTIVE").exists():
                     current = self.active_version(name)
@@ -328,25 +349,20 @@ class Repository:
 
     @staticmethod
     def _copy_named_files(src: Path, mv: ModelVersion, signed_here: bool) -> None:
-        for rel in {mv.model_file_name(mv.backend or "onnxruntime"), *(mv.meta.get("files") or {})}:
+        named = {mv.model_file_name(mv.backend or "onnxruntime"), *(mv.meta.get("files") or {})}
+        for rel in named:
             source = src / rel
             if not source.is_file():
                 raise IntegrityError(f"{src}: file {rel} named in model.json is missing")
-            (mv.path / rel).parent.mkdir(parents=True, exist_ok=True)
+            (mv.path / rel).parent.mkdir(mode=0o755, parents=True, exist_ok=True)
             shutil.copyfile(source, mv.path / rel)
+            os.chmod(mv.path / rel, 0o644)
+        left = sorted(str(p.relative_to(src)) for p in src.rglob("*")
+                      if p.is_file() and p.name != "model.json" and str(p.relative_to(src)) not in named)
+        if left:  # only hashed files are carried: a tokenizer the manifest forgot would be unverified
+            log.warning("%s: not imported, because model.json does not name them in 'files': %s", src, ", ".join(left))
         if signed_here:
             write_atomic(mv.path / "model.json", json.dumps(mv.meta, indent=2) + "\n")
         else:
             shutil.copyfile(src / "model.json", mv.path / "model.json")  # byte for byte, as published
-
-    def remove_version(self, name: str, version: str) -> None:
-        """Delete a version nobody serves or can roll back to (a failed ``import --activate``)."""
-        with self._locked(name) as d:
-            if version == self.active_version(name) or version in self.history(name):
-                raise Conflict(f"model {name!r} version {version!r} is active or in its history; it stays")
-            path = d / check_name("version", version)
-            if not path.is_dir():
-                raise NotFound(f"model {name!r} has no version {version!r}")
-            gone = Path(tempfile.mkdtemp(dir=d, prefix=f".removed-{version}-"))
-            os.rename(path, gone / version)  # disappears at once, whatever rmtree then takes
-            shutil.rmtree(gone, ignore_errors=True)
+            os.chmod(mv.path / "model.json", 0o644)

@@ -56,7 +56,7 @@ class _DropAdvice(logging.Filter):
 
 
 def quantize_version(repo: Repository, mv: ModelVersion, per_channel: bool = True,
-                     sign_key: str | None = None) -> ModelVersion:
+                     sign_key: str | None = None, before_publish=None) -> ModelVersion:
     """Dynamic int8 quantization of weights (activations quantized at run time) into a new version,
     which does not serve until activated. ``sign_key`` signs its manifest (a box that loads only
     signed models refuses an unsigned one)."""
@@ -69,6 +69,9 @@ def quantize_version(repo: Repository, mv: ModelVersion, per_channel: bool = Tru
         source = Path(tmp) / "source" / src.name
         source.parent.mkdir()
         shutil.copyfile(src, source)
+        for rel in (mv.meta.get("files") or {}):  # external weights sit next to the graph
+            (source.parent / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(mv.path / rel, source.parent / rel)
         if sha256_file(source) != mv.sha256:
             raise IntegrityError(f"{mv.name} version {mv.version}: {src.name} does not match its sha256")
         check_quantizable(mv, source)
@@ -98,7 +101,7 @@ def quantize_version(repo: Repository, mv: ModelVersion, per_channel: bool = Tru
                            "source_sha256": mv.sha256},
         })
         (stage / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        new = repo.import_version(stage, name=mv.name, sign_key=sign_key)
+        new = repo.import_version(stage, name=mv.name, sign_key=sign_key, before_publish=before_publish)
     log.info("%s: version %s is the int8 quantization of version %s (%d -> %d bytes)", mv.name, new.version,
              mv.version, src.stat().st_size, new.model_file("onnxruntime").stat().st_size)
     return new

@@ -122,8 +122,8 @@ def _recent_same_answer(conn, student: dict, ex: dict, answer: dict) -> dict | N
     if row is None or (row["course_id"], row["exercise_id"]) != (ex["course_id"], ex["id"]) \
             or json.loads(row["answer"]) != answer:
         return None
-    since = datetime.now(UTC) - datetime.fromisoformat(row["created_at"].replace("Z", "+00:00"))
-    if since.total_seconds() > REPEAT_WINDOW_S:
+    since = (datetime.now(UTC) - datetime.fromisoformat(row["created_at"].replace("Z", "+00:00"))).total_seconds()
+    if not 0 <= since <= REPEAT_WINDOW_S:  # negative: the clock was set back; count the answer
         return None
     return {**_replay(conn, student, dict(row)), "repeat": True}
 

@@ -16,8 +16,9 @@ on the same int8 model (``calibrate.choose_threshold``) from
 The result is stored in ``semantic_calibration`` per exercise and model version, computed on first
 use for all free-text exercises of the course at once (one batch through the engine).
 
-An answer nearer one of the author's wrong answers than every reference is wrong whatever its
-similarity. A grade's confidence is how far the similarity lies from the threshold, in units of that exercise's
+An answer clearly nearer one of the author's wrong answers than every reference (``CLEARLY_WRONG_SHARE``)
+is wrong whatever its similarity; one only a little nearer keeps the threshold's verdict with low
+confidence, so the teacher reads it first. A grade's confidence is how far the similarity lies from the threshold, in units of that exercise's
 calibrated spread (``calibrate.confidence``), and low whatever the threshold when the answer is about as
 close to one of the author's wrong answers as to the best reference: the teacher's review page lists the
 least confident grades first. A threshold the
@@ -51,6 +52,12 @@ log = logging.getLogger(__name__)
 # Within this much similarity of a known-wrong answer a grade is a coin toss: the model cannot tell
 # "how many parts the whole is cut into" from "how many parts you take" much better than that.
 WRONG_ANSWER_MARGIN = 0.1
+# An answer whose distance (1 - raw cosine) to one of the author's wrong answers is at most this share of
+# its distance to the nearest reference is graded wrong whatever its similarity: it is nearly that
+# wrong answer. Less is no evidence with this encoder: right answers to "why is 1/3 bigger than 1/4?"
+# come to 0.5 of the way, next to "1/4 is bigger because 4 is more than 3" (tests/learning/test_semantic.py).
+CLEARLY_WRONG_SHARE = 0.4
+UNSURE = 0.25  # the confidence of a grade the teacher should read first (below review_below_confidence)
 
 
 def refs_sha(spec: dict) -> str:
@@ -118,11 +125,11 @@ class SemanticGrader:
         spec = exercise["spec"] if isinstance(exercise["spec"], dict) else json.loads(exercise["spec"])
         refs = [r for r in spec.get("references", []) if isinstance(r, str) and r.strip()]
         wrong = wrong_answers_of(spec)
-        similarity, to_wrong = 0.0, None
+        similarity, to_ref, to_wrong = 0.0, 0.0, None
         if refs:
             ans = self.embedder.embed([text]).vectors[0]
             known = self.embedder.embed(refs + wrong + [exercise.get("prompt") or ""], cache=True).vectors
-            similarity = float(np.clip((known[:len(refs)] @ ans).max(), 0.0, 1.0))
+            to_ref = similarity = float(np.clip((known[:len(refs)] @ ans).max(), 0.0, 1.0))
             if wrong:
                 to_wrong = float(np.clip((known[len(refs):-1] @ ans).max(), 0.0, 1.0))
             if exercise.get("prompt"):
@@ -135,12 +142,22 @@ class SemanticGrader:
             cal = choose_threshold([], [], refs_sha(spec))
         threshold = float(spec["threshold"]) if spec.get("threshold") is not None else cal.threshold
         sure = confidence(similarity, threshold, cal.spread)
-        if (to_wrong is not None and abs(similarity - to_wrong) < WRONG_ANSWER_MARGIN
-                and max(similarity, to_wrong) >= threshold - WRONG_ANSWER_MARGIN):
-            # As near a known-wrong answer as to the best reference, and near enough to either to pass:
-            # a teacher should look at it first. (Far from both, e.g. "I like pizza.", is surely wrong.)
-            sure = min(sure, abs(similarity - to_wrong) / WRONG_ANSWER_MARGIN * 0.5)
-        closer_to_wrong = to_wrong is not None and to_wrong > similarity
+        closer_to_wrong = False
+        if to_wrong is not None:
+            # Raw cosines on both sides (the question discount applies to references only).
+            if 1.0 - to_wrong <= CLEARLY_WRONG_SHARE * (1.0 - to_ref):
+                closer_to_wrong = True  # far nearer a known-wrong answer: wrong whatever the threshold
+                if similarity >= threshold:
+                    sure = min(sure, UNSURE)  # it overrules the threshold: the teacher looks first
+            elif to_wrong > to_ref and similarity >= threshold - WRONG_ANSWER_MARGIN:
+                # Nearer a known-wrong answer, by less than the encoder can be trusted with ("1/3 is
+                # bigger than 1/4 because..." sits next to "1/4 is bigger because..."): the threshold's
+                # verdict stands, but the teacher reads it first and the student is told so.
+                sure = min(sure, UNSURE)
+            elif abs(similarity - to_wrong) < WRONG_ANSWER_MARGIN and max(similarity, to_wrong) >= threshold - WRONG_ANSWER_MARGIN:
+                # As near a known-wrong answer as to the best reference, and near enough to either to pass:
+                # a teacher should look at it first. (Far from both, e.g. "I like pizza.", is surely wrong.)
+                sure = min(sure, abs(similarity - to_wrong) / WRONG_ANSWER_MARGIN * 0.5)
         return Judgement(round(similarity, 4), round(threshold, 4), round(sure, 4), closer_to_wrong)
 
     # -- calibration ------------------------------------------------------------------------------

@@ -142,17 +142,20 @@ def test_a_new_version_serves_only_once_activated(cli, repo, tmp_path, capsys):
     assert (repo / "affine" / "HISTORY").stat().st_mode & 0o777 == 0o644
 
 
-def test_a_version_that_cannot_load_is_refused_with_a_reason_and_removed(cli, repo, tmp_path, capsys):
+def test_a_version_that_cannot_load_is_refused_with_a_reason_and_never_appears(cli, repo, tmp_path, capsys):
     import hashlib
 
-    write_version(repo, "affine", "1", affine_model(1.0))
-    Repository(repo).set_active("affine", "1")
     cut = affine_model(1.0)[:40]  # its sha256 matches: only loading it can tell
     src = write_version(tmp_path / "incoming", "affine", "src", cut, sha256=hashlib.sha256(cut).hexdigest())
+    # The model's first version: nothing else to pin, so it must not even appear.
     assert cli("import", str(src), "--activate") == 1
-    err = _one_line_error(capsys)
-    assert "could not be loaded" in err and "version 2 was removed again" in err
+    assert "could not be loaded" in _one_line_error(capsys)
     r = Repository(repo)
+    assert r.versions("affine") == [] and not [p for p in (repo / "affine").iterdir() if p.name != ".lock"]
+    write_version(repo, "affine", "1", affine_model(1.0))
+    r.set_active("affine", "1")
+    assert cli("import", str(src), "--activate") == 1
+    assert "could not be loaded" in _one_line_error(capsys)
     assert r.versions("affine") == ["1"] and r.active_version("affine") == "1"
     assert cli("import", str(src)) == 0  # kept when asked only to import: then activate and bench say why
     assert cli("activate", "affine", "2") == 1 and "could not be loaded" in _one_line_error(capsys)
@@ -160,6 +163,23 @@ def test_a_version_that_cannot_load_is_refused_with_a_reason_and_removed(cli, re
     assert cli("quantize", "affine", "--version", "2") == 1
     assert "cannot be read as an ONNX model" in _one_line_error(capsys)
     assert r.active_version("affine") == "1"
+
+
+def test_imported_files_are_readable_by_the_service_user_whoever_imports(cli, repo, tmp_path, capsys):
+    """A root shell with umask 077 must not leave versions the web service's user cannot read."""
+    import os
+    import stat
+
+    old = os.umask(0o077)
+    try:
+        src = write_version(tmp_path / "incoming", "affine", "src", affine_model(2.0))
+        assert cli("import", str(src)) == 0
+    finally:
+        os.umask(old)
+    assert "is the model's only version and serves now" in capsys.readouterr().out
+    version = repo / "affine" / "1"
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (version, version / "model.onnx", version / "model.json")}
+    assert modes == {"1": 0o755, "model.onnx": 0o644, "model.json": 0o644}
 
 
 @pytest.mark.parametrize("manifest, says", [

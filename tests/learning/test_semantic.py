@@ -169,25 +169,35 @@ def test_a_retried_free_text_answer_gets_exactly_the_first_reply(demo_svc):
         {k: first[k] for k in ("correct", "score", "feedback", "graded_by")}
 
 
-def test_an_answer_nearer_an_authors_wrong_answer_is_wrong_and_an_unsure_grade_goes_to_the_teacher(demo_svc):
+def test_an_answer_nearly_an_authors_wrong_answer_is_wrong_and_an_unsure_grade_goes_to_the_teacher(demo_svc):
     """"Just multiply the top number by 2" is as similar to the right answer ("multiply the top and the
-    bottom by the same number") as a right answer is, but nearer the misconception the author listed:
-    wrong. Where the encoder cannot tell ("add 2 to the top and the bottom" passes its threshold), the
-    grade is unsure and the student is told their teacher will read it."""
-    ex = _exercise(demo_svc, "fractions", "equivalent-09")
+    bottom by the same number") as right answers are, but it is nearly the misconception the author
+    listed: wrong. Right answers to "why is 1/3 bigger than 1/4?" are nearer "1/4 is bigger because 4 is
+    more than 3" than to any reference, by less: the encoder cannot tell the direction, so they stay
+    right and the teacher reads them first (and the student is told so)."""
     grader = demo_svc.get("semantic")
-    j = grader.judge(ex, "just multiply the top number by 2")
-    assert j.similarity >= j.threshold and j.closer_to_wrong and not j.correct
-    assert grader.judge(ex, "Multiply the top and the bottom by 3, so 2/3 = 6/9.").correct
+    equivalent = _exercise(demo_svc, "fractions", "equivalent-09")
+    for text in ("just multiply the top number by 2", equivalent["spec"]["wrong_answers"][0]):
+        j = grader.judge(equivalent, text)
+        assert j.similarity >= j.threshold and j.closer_to_wrong and not j.correct, (text, j)
+    assert grader.judge(equivalent, "Multiply the top and the bottom by 3, so 2/3 = 6/9.").correct
+    compare = _exercise(demo_svc, "fractions", "compare-09")
+    for text in ("1/3 is bigger than 1/4 because thirds are bigger than quarters.",
+                 "1/3 is bigger than 1/4 because a whole cut into 3 has bigger parts than cut into 4."):
+        j = grader.judge(compare, text)
+        assert j.correct and j.confidence < demo_svc.cfg.learning.review_below_confidence, (text, j)
     teacher = make_staff(demo_svc.db, "teacher", "tim")
     _cid, added = make_class(demo_svc.db, teacher["id"], ["Dee"])
     with demo_svc.db.read() as conn:
         dee = dict(conn.execute("SELECT * FROM users WHERE id = ?", (added["Dee"]["id"],)).fetchone())
     below = demo_svc.cfg.learning.review_below_confidence
     replies = {}
-    for text in ("just multiply the top number by 2", "add 2 to the top and the bottom", "I like pizza."):
+    for exercise_id, text in (("equivalent-09", "just multiply the top number by 2"),
+                              ("equivalent-09", "add 2 to the top and the bottom"),
+                              ("compare-09", "1/3 is bigger than 1/4 because thirds are bigger than quarters."),
+                              ("equivalent-09", "I like pizza.")):
         result = record_attempt(demo_svc, dee, {"attempt_uid": str(uuid.uuid4()), "course_id": "fractions",
-                                                "exercise_id": "equivalent-09", "answer": {"text": text}})
+                                                "exercise_id": exercise_id, "answer": {"text": text}})
         assert result["graded_by"] == "model" and "confidence" not in result
         with demo_svc.db.read() as conn:
             stored = conn.execute("SELECT confidence FROM attempts WHERE attempt_uid = ?",
@@ -195,5 +205,8 @@ def test_an_answer_nearer_an_authors_wrong_answer_is_wrong_and_an_unsure_grade_g
         assert result["review"] is (stored < below)
         replies[text] = result
     assert replies["just multiply the top number by 2"]["correct"] is False
+    assert replies["just multiply the top number by 2"]["review"] is True  # it overruled the threshold
     assert replies["add 2 to the top and the bottom"]["review"] is True
+    thirds = replies["1/3 is bigger than 1/4 because thirds are bigger than quarters."]
+    assert thirds["correct"] is True and thirds["review"] is True
     assert replies["I like pizza."]["correct"] is False and replies["I like pizza."]["review"] is False

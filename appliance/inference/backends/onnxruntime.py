@@ -75,7 +75,8 @@ def run_error(model: str, exc: Exception) -> AppError:
     fault: out of memory, a TensorRT enqueue failure), 400 when the model refused the caller's values."""
     message = str(exc)
     if isinstance(exc, _STATE.EPFail) or _DEVICE_FAILURE.search(message):
-        return Unavailable(f"{model} could not run on the GPU: {_first_line(message)}")
+        # The box's fault (memory, a GPU or its provider), not the request's: worth retrying later.
+        return Unavailable(f"{model} could not run on this box right now: {_first_line(message)}")
     return ModelRunError(f"{model} could not run on this input: {_first_line(message)}")
 
 

@@ -4,7 +4,7 @@
    It leaves the queue only when the server has answered (2xx) or refused it for good (4xx that
    retrying cannot fix). The server counts an id once, so sending it again after a lost reply is safe.
    A card's "Check" button is disabled while its answer is on the way, and the same answer pressed
-   again (a second Enter) is not sent again: one answer, one attempt. */
+   again right after (a second Enter) is not sent again: one answer, one attempt. */
 (function () {
   "use strict";
   var QUEUE_KEY = "ce-answer-queue-v1";
@@ -13,7 +13,7 @@
   var memoryQueue = [];
   var sending = false, retryTimer = null, failures = 0;
   var shownAt = {};
-  var lastSent = {};  // exercise id -> the answer last queued for it, as JSON
+  var lastSent = null;  // {id, key}: the exercise and answer (JSON) this page sent last, as the server counts repeats
 
   function uuid4() {
     if (window.crypto && crypto.randomUUID) { return crypto.randomUUID(); }
@@ -192,8 +192,8 @@
       } else if ([400, 404, 409, 413, 422].indexOf(r.status) >= 0) {
         // The answer itself is the problem (e.g. not a number): tell the child, do not resend.
         drop(item.uid);
-        if (lastSent[item.body.exercise_id] === JSON.stringify(item.body.answer)) {
-          delete lastSent[item.body.exercise_id];  // refused, not counted: the child may send it again
+        if (lastSent && lastSent.id === item.body.exercise_id && lastSent.key === JSON.stringify(item.body.answer)) {
+          lastSent = null;  // refused, not counted: the child may send it again
         }
         if (busyCard) { setFeedback(busyCard, "bad", r.data.error || ""); }
         flush();
@@ -216,7 +216,7 @@
     if (!answer) { setFeedback(card, "warn", msg(/choice/.test(kind) ? "choose" : "write")); return; }
     var id = card.getAttribute("data-exercise");
     var key = JSON.stringify(answer);
-    if (lastSent[id] === key) {
+    if (lastSent && lastSent.id === id && lastSent.key === key) {
       // A second Enter, or "Check" again on an unchanged answer: it was sent already; say so once.
       var shown = card.querySelector(".feedback .notice");
       if (shown && !shown.querySelector(".feedback-note.repeat")) {
@@ -224,7 +224,7 @@
       }
       return;
     }
-    lastSent[id] = key;
+    lastSent = { id: id, key: key };  // after another question, the same answer here is practice again
     var uid = uuid4();
     var q = loadQueue();
     q.push({ uid: uid, student: student, body: {
