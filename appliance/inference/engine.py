@@ -92,7 +92,12 @@ class InferenceEngine:
     def _watch(self) -> None:
         while not self._stop.wait(self.settings.watch_interval_s):
             trim_heap()  # give back what the last big batches freed (see appliance.system.malloc)
-            for name in self.wanted_models():
+            try:
+                names = self.wanted_models()
+            except OSError:  # an unreadable repository folder: say so and look again next time
+                log.exception("listing the models in %s failed", self.repository.root)
+                continue
+            for name in names:
                 if self._stop.is_set():
                     return
                 try:
