@@ -217,16 +217,18 @@ class InferenceEngine:
             self.release(model)
 
     def run(self, name: str, inputs: dict[str, np.ndarray], version: str | None = None,
-            background: bool = False) -> tuple[str, dict[str, np.ndarray]]:
+            background: bool = False, batching: bool = True) -> tuple[str, dict[str, np.ndarray]]:
         """(version that answered, outputs). Records metrics for every outcome. ``background``: work
         nobody waits for (indexing a course, calibrating its grading), counted and timed in /metrics
-        but kept out of the admin page's request latencies, which say what students wait."""
+        but kept out of the admin page's request latencies, which say what students wait.
+        ``batching=False``: run these rows as they are, never together with other callers' (an int8
+        model's output depends a little on its batch; see ``LoadedModel.run``)."""
         t0 = time.perf_counter()
         outcome = "failure"
         try:
             model = self.acquire(name, version)
             try:
-                outputs = model.run(inputs)
+                outputs = model.run(inputs, batching)
             finally:
                 self.release(model)
             outcome = "success"
