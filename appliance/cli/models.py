@@ -22,12 +22,13 @@ def register(sub) -> None:
     p = sub.add_parser("models", help="manage the on-device model repository")
     msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
 
-    def add(name, helptext, func):
+    def add(name, helptext, func, repository: bool = True):
         c = msub.add_parser(name, help=helptext)
         c.add_argument("--config", dest="sub_config", help="config file")
-        c.add_argument("--data-dir", help="override [storage] data_dir")
-        c.add_argument("--repo", help="model repository (default: inference.repository or <data_dir>/models)")
-        c.set_defaults(func=func)
+        if repository:  # `sign` works on a folder outside any repository
+            c.add_argument("--data-dir", help="override [storage] data_dir")
+            c.add_argument("--repo", help="model repository (default: inference.repository or <data_dir>/models)")
+        c.set_defaults(func=func, data_dir=None, repo=None)
         return c
 
     c = add("list", "models, versions and which one is active", _list)
@@ -68,7 +69,8 @@ def register(sub) -> None:
     c.add_argument("name")
     c.add_argument("--version", help="default: the active one")
     c.add_argument("--force", action="store_true", help="rebuild even when a cached engine exists")
-    c = add("sign", "sign a version directory's model.json with an Ed25519 key (before import)", _sign)
+    c = add("sign", "sign a version directory's model.json with an Ed25519 key (before import)", _sign,
+            repository=False)
     c.add_argument("path")
     c.add_argument("--key-file", required=True, help="file holding the base64 raw 32-byte private key")
 

@@ -107,9 +107,20 @@ def add_students(conn: sqlite3.Connection, class_id: int, names: list[str], pin_
     return added
 
 
+def _clean_roster_name(name: str) -> str:
+    """``clean_name``, saying which name of a list is at fault (nothing is added then)."""
+    try:
+        return clean_name(name)
+    except BadRequest as exc:
+        shown = " ".join((name or "").split())
+        shown = shown[:30] + "…" if len(shown) > 30 else shown
+        raise BadRequest(_("%(problem)s Nobody was added; fix “%(name)s” and try again.",
+                           problem=exc.message, name=shown)) from None
+
+
 def enrol_new_students(db, class_id: int, names: list[str]) -> list[dict]:
     """Create students in a class; returns [{id, display_name, avatar, pin}] with PINs shown once."""
-    names = [clean_name(n) for n in names]
+    names = [_clean_roster_name(n) for n in names]
     if not names:
         raise BadRequest(_("There are no names to add."))
     if len(names) > MAX_ROSTER_IMPORT:

@@ -16,7 +16,8 @@ from appliance.inference.repository import Repository
 @pytest.fixture
 def cli(repo, tmp_path):
     def run(*args):
-        return main(["models", *args, "--repo", str(repo), "--data-dir", str(tmp_path / "data")])
+        where = [] if args[0] == "sign" else ["--repo", str(repo), "--data-dir", str(tmp_path / "data")]  # sign takes a folder
+        return main(["models", *args, *where])
     return run
 
 
@@ -257,8 +258,8 @@ def test_sign_replaces_the_manifest_whole_or_not_at_all(repo, tmp_path):
     limited = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
                "resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024)); from appliance.cli.main import main; "
                "sys.exit(main(sys.argv[1:]))")
-    run = subprocess.run([sys.executable, "-c", limited, "models", "sign", str(src), "--key-file", str(tmp_path / "key"),
-                          "--repo", str(repo)], capture_output=True, text=True, env={**os.environ}, timeout=60)
+    run = subprocess.run([sys.executable, "-c", limited, "models", "sign", str(src), "--key-file", str(tmp_path / "key")],
+                         capture_output=True, text=True, env={**os.environ}, timeout=60)
     assert run.returncode == 1 and "File too large" in run.stderr and "Traceback" not in run.stderr
     assert (src / "model.json").read_bytes() == before
     assert [p.name for p in src.iterdir() if p.name.startswith(".")] == []

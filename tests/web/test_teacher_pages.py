@@ -61,6 +61,17 @@ def test_csv_import_file_upload_and_duplicates_refused(services, klass, teacher_
         assert conn.execute("SELECT COUNT(*) FROM users WHERE display_name = 'Zoe'").fetchone()[0] == 0
 
 
+def test_a_pasted_list_with_one_name_too_long_says_which_and_adds_nobody(services, klass, teacher_client):
+    long_name = "Maximiliana " * 8
+    resp = teacher_client.post(f"/teach/classes/{klass['id']}/import", data={
+        "csrf_token": _token(teacher_client), "names": f"Lia\n{long_name}\nOmar\n"})
+    text = resp.get_data(as_text=True)
+    assert resp.status_code == 400 and "at most 60 characters" in text
+    assert "Nobody was added; fix “Maximiliana Maximiliana Maximi…” and try again." in text
+    with services.db.read() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM users WHERE display_name IN ('Lia', 'Omar')").fetchone()[0] == 0
+
+
 def test_reset_pin_shows_a_new_pin_once(app, services, klass, teacher_client):
     ana = klass["students"]["Ana"]
     html = teacher_client.post(f"/teach/classes/{klass['id']}/students/{ana['id']}/pin",
