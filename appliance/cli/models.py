@@ -144,7 +144,7 @@ def _check_loads(cfg, repo, cache, mv) -> None:
         LoadedModel.load(repo, mv, cfg.inference, cache).close()
 
 
-def _serving_note(cfg, repo, mv) -> str:
+def _serving_note(repo, mv) -> str:
     if repo.active_version(mv.name) == mv.version:  # the model's first version: nothing else to serve
         return f"{mv.name} version {mv.version} is the model's only version and serves now"
     return f"it serves once activated: classroom-edge models activate {mv.name} {mv.version}"
@@ -187,7 +187,7 @@ def _import(args) -> int:
     mv = repo.import_version(Path(args.path), name=args.name, version=args.version, sign_key=_read_key(args.sign_key),
                              before_publish=check)
     print(f"imported {mv.name} version {mv.version}")
-    print(_activated(cfg, repo, mv) if args.activate else _serving_note(cfg, repo, mv))
+    print(_activated(cfg, repo, mv) if args.activate else _serving_note(repo, mv))
     return 0
 
 
@@ -217,7 +217,7 @@ def _quantize(args) -> int:
     new = quantize_version(repo, _version(repo, args.name, args.version), per_channel=not args.per_tensor,
                            sign_key=_read_key(args.sign_key), before_publish=check)
     print(f"{new.name} version {new.version}: int8 ({new.meta['provenance']['quantization']})")
-    print(_activated(cfg, repo, new) if args.activate else _serving_note(cfg, repo, new))
+    print(_activated(cfg, repo, new) if args.activate else _serving_note(repo, new))
     return 0
 
 

@@ -296,23 +296,24 @@ class InferenceMetrics:
     def _fold(self, requests: list, batches: list) -> None:
         outcomes: Tally = Tally()
         latencies: dict[str, list[float]] = defaultdict(list)
-        background: dict[str, list[float]] = defaultdict(list)
+        timed: dict[str, list[float]] = defaultdict(list)  # successes, for the histogram
         failed: Tally = Tally()
-        for model, seconds, outcome, behind in requests:
+        behind: Tally = Tally()  # background runs, whatever their outcome: counted apart on the admin page
+        for model, seconds, outcome, background in requests:
             outcomes[(model, outcome)] += 1
-            if behind:  # counted apart whatever its outcome (/metrics has the failures by outcome)
-                background[model].append(seconds if outcome == "success" else None)
-            elif outcome != "success":
-                failed[model] += 1
-            else:
+            if outcome == "success":
+                timed[model].append(seconds)
+            if background:
+                behind[model] += 1
+            elif outcome == "success":
                 latencies[model].append(seconds)
+            else:
+                failed[model] += 1
         for (model, outcome), n in outcomes.items():
             self._counter(model, outcome).inc(n)
-        for model in latencies.keys() | failed.keys() | background.keys():
-            timed = [t for t in background.get(model, ()) if t is not None]  # as before: successes only
-            observe_many(self._children(model)[0], [*latencies.get(model, ()), *timed])
-            self.stats(model).record_requests(latencies.get(model, []), failed.get(model, 0),
-                                              len(background.get(model, ())))
+        for model in timed.keys() | failed.keys() | behind.keys():
+            observe_many(self._children(model)[0], timed.get(model, ()))
+            self.stats(model).record_requests(latencies.get(model, []), failed.get(model, 0), behind.get(model, 0))
         by_model: dict[str, list[BatchInfo]] = defaultdict(list)
         for model, info in batches:
             by_model[model].append(info)

@@ -12,8 +12,8 @@ highest version is active (a freshly built repository needs no extra step); so i
 into a model that has none first pins the one being served, and a new version never goes live by
 merely being the highest (``import_version(pin_current=...)``).
 
-Both files are world-readable: an admin running the CLI as root must not leave ACTIVE unreadable to
-the web service's own user (the version files keep their modes as copied).
+Everything written here is world-readable (version folders 0755, files 0644, whatever the umask): an
+admin running the CLI as root must not leave a version or ACTIVE unreadable to the web service's user.
 """
 from __future__ import annotations
 

@@ -24,6 +24,9 @@ from appliance.errors import BadRequest
 MAX_TEXT = 2000
 DEFAULT_FREE_TEXT_THRESHOLD = 0.7
 Semantic = Callable[[str, list], float]
+# The free-text answers a teacher should read (alias ``a`` for attempts; one parameter, the confidence
+# below which a model grade counts as unsure): the review page's list and the teachers' counts.
+NEEDS_TEACHER_SQL = "(a.graded_by = 'pending' OR (a.graded_by = 'model' AND a.confidence < ?))"
 
 
 @dataclass

@@ -26,6 +26,7 @@ from flask_babel import gettext as _
 
 from appliance.errors import BadRequest, NotFound, Unavailable
 from appliance.learning import overrides
+from appliance.learning.grading import NEEDS_TEACHER_SQL
 from appliance.people import classes as cls_mod
 from appliance.web.security import current_user, requires
 
@@ -123,7 +124,7 @@ def _review_rows(conn, class_id: int, show_all: bool, below: float) -> list[dict
         " LEFT JOIN semantic_calibration sc ON sc.course_id = a.course_id AND sc.exercise_id = a.exercise_id"
         "  AND sc.calibrated_at = (SELECT MAX(calibrated_at) FROM semantic_calibration s2"
         "   WHERE s2.course_id = a.course_id AND s2.exercise_id = a.exercise_id)"
-        " WHERE e.kind = 'free_text' AND (? OR a.graded_by = 'pending' OR (a.graded_by = 'model' AND a.confidence < ?))"
+        f" WHERE e.kind = 'free_text' AND (? OR {NEEDS_TEACHER_SQL})"
         " ORDER BY a.graded_by = 'teacher', a.graded_by != 'pending', a.confidence, a.id DESC LIMIT ?",
         (class_id, 1 if show_all else 0, below, REVIEW_LIMIT)).fetchall()
     out = []

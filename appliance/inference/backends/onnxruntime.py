@@ -26,8 +26,6 @@ from appliance.inference.backend import Backend, LoadRequest, ModelRunError
 from appliance.inference.backends.profiles import ort_profile_options, shape_profile
 from appliance.inference.tensors import ORT_TYPES, TensorSpec, as_text_array
 
-__all__ = ["ModelRunError", "OnnxRuntimeBackend"]  # ModelRunError lives in backend.py; kept importable here
-
 log = logging.getLogger(__name__)
 
 _STATE = ort.capi.onnxruntime_pybind11_state

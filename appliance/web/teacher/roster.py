@@ -8,6 +8,7 @@ from flask import current_app, flash, redirect, render_template, request, url_fo
 from flask_babel import gettext as _
 
 from appliance.errors import BadRequest
+from appliance.learning.grading import NEEDS_TEACHER_SQL
 from appliance.people import classes as cls_mod
 from appliance.web.security import current_user, requires
 from appliance.web.teacher import bp
@@ -35,7 +36,7 @@ def _below() -> float:
 
 def answers_to_check(conn, below: float, class_ids: list[int]) -> dict[int, int]:
     """Class id -> free-text answers waiting for the teacher: pending ones and model grades less sure
-    than ``below``. The rule of the review page's default list (``learning_views._review_rows``)."""
+    than ``below`` (``NEEDS_TEACHER_SQL``, the review page's default list)."""
     if not class_ids:
         return {}
     marks = ", ".join("?" * len(class_ids))
@@ -43,7 +44,7 @@ def answers_to_check(conn, below: float, class_ids: list[int]) -> dict[int, int]
         "SELECT m.class_id, COUNT(*) FROM attempts a JOIN class_members m ON m.student_id = a.student_id"
         " JOIN exercises e ON e.course_id = a.course_id AND e.id = a.exercise_id"
         f" WHERE m.class_id IN ({marks}) AND e.kind = 'free_text'"
-        " AND (a.graded_by = 'pending' OR (a.graded_by = 'model' AND a.confidence < ?)) GROUP BY m.class_id",
+        f" AND {NEEDS_TEACHER_SQL} GROUP BY m.class_id",
         (*class_ids, below)).fetchall()
     return {r[0]: r[1] for r in rows}
 
