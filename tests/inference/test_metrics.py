@@ -2,6 +2,7 @@
 loaded version; and the admin summary's percentiles and batch sizes."""
 from __future__ import annotations
 
+import os
 import re
 import threading
 
@@ -247,13 +248,19 @@ def test_a_gone_workers_figures_are_dropped_and_writes_are_paced(tmp_path, monke
 
     from appliance.inference import metrics as m
 
+    figures = json.dumps({"learner": {"requests": 99, "errors": 0, "latency_s": [1.0], "batches": {}}})
     gone_pid = subprocess.Popen(["true"])  # a pid that has certainly exited
     gone_pid.wait()
-    gone = tmp_path / f"{gone_pid.pid}-deadbeef.json"
-    gone.write_text(json.dumps({"learner": {"requests": 99, "errors": 0, "latency_s": [1.0], "batches": {}}}))
+    gone = tmp_path / f"{gone_pid.pid}-12345-deadbeef.json"  # named as a worker names its file
+    gone.write_text(figures)
+    reused = tmp_path / f"{os.getpid()}-1-cafe.json"  # a live pid, but not the process that started then
+    reused.write_text(figures)
+    live = tmp_path / f"{os.getpid()}-{m._started(os.getpid())}-f00d.json"  # this very process: kept
+    live.write_text(figures)
     a = _worker_metrics(tmp_path)
     a.record_request("learner", 0.002, "success")
-    assert a.summary("learner")["requests"] == 1 and not gone.exists()
+    assert a.summary("learner")["requests"] == 1 + 99 and not gone.exists() and not reused.exists() and live.exists()
+    live.unlink()
     # At most one write a second: a second flush right after the first leaves the file as it was...
     own = tmp_path / a._shared.name
     first = json.loads(own.read_text())

@@ -93,9 +93,7 @@ def test_a_query_about_nothing_in_the_course_finds_nothing(demo_svc):
         for query in queries:
             r = index.search(query, [course])
             assert r.mode == "meaning" and r.hits == [], (course, query, [(h.title, h.score) for h in r.hits])
-    # Every labelled query still finds its lesson first or in its top 3 (the figures asserted above),
-    # and one-word queries about the course still find something.
-    assert _hits_at(index, 3)[0] >= 11
+    # One-word queries about the course still find something (the labelled queries: the test above).
     for course, word in (("fractions", "halves"), ("fractions", "denominator"), ("fractions-es", "pizza"),
                          ("fractions-es", "denominador")):
         assert index.search(word, [course]).hits, (course, word)

@@ -130,11 +130,12 @@ def test_classic_wrong_answers_are_graded_wrong(demo_svc):
     ex = _exercise(demo_svc, "fractions", "basics-11")
     assert ex["spec"]["wrong_answers"] and not set(CLASSIC_WRONG) & set(ex["spec"]["wrong_answers"])
     assert grader.calibration(ex).detail["wrong_answers"] == len(ex["spec"]["wrong_answers"])
-    below = demo_svc.cfg.learning.review_below_confidence
     judged = {text: grader.judge(ex, text) for text in CLASSIC_WRONG}
-    # Never graded right with confidence: wrong, or (a hair over the threshold) read by the teacher first.
-    assert all(not j.correct or j.confidence < below for j in judged.values()), judged
-    assert sum(not j.correct for j in judged.values()) >= 2, judged
+    assert not judged["The numerator."].correct and not judged["The top number of the fraction."].correct, judged
+    # "How many parts you take" is the encoder's knife edge (a hair either side of the threshold): never
+    # graded right with confidence, so if right, the teacher reads it first.
+    borderline = judged["It is how many parts you take."]
+    assert not borderline.correct or borderline.confidence < demo_svc.cfg.learning.review_below_confidence
     right = grader.judge(ex, "It tells you how many equal parts the whole is cut into.")
     assert right.similarity >= right.threshold
     teacher = make_staff(demo_svc.db, "teacher", "tia")

@@ -120,7 +120,7 @@ def test_metrics_sum_every_gunicorn_worker(tmp_path):
         proc.kill()
     assert total == n, text[:2000]
     assert learner["requests"] == n and learner["errors"] == n and learner["workers"] == 2, learner
-    assert len(shared) >= 1  # outside systemd the shared figures sit next to the Prometheus files
+    assert len(shared) == 2  # one per worker; outside systemd they sit next to the Prometheus files
 
 
 def test_each_gunicorn_worker_listens_on_its_own_reuseport_socket(tmp_path):

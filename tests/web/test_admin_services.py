@@ -65,12 +65,12 @@ def test_admin_page_in_spanish_words_the_privacy_budget_and_numbers_in_spanish(s
           "privacy": {"updates": 2, "rho": 0.5, "delta": 1e-05, "epsilon": 4.3217, "noise": True, "text": "x"}}
     services.report_status("federated", lambda: PartStatus("federated", "ok", "serving 3", extra={"federated": fl}))
     models = [{"name": "minilm", "ready": True, "version": "1", "backend": "onnxruntime", "active_providers": ["CPU"],
-               "requests": 40, "p50_ms": 4.25, "p99_ms": 1672.7, "mean_batch_rows": 7.356, "max_batch_rows": 16,
+               "requests": 40, "p50_ms": 4.3, "p99_ms": 1672.7, "mean_batch_rows": 7.356, "max_batch_rows": 16,
                "max_batch_size": 16, "background_runs": 3, "workers": 2}]
     services.report_status("inference", lambda: PartStatus("inference", "ok", "minilm v1 on CPU", extra={"models": models}))
     es = admin_client.get("/admin/", headers={"Accept-Language": "es"}).get_data(as_text=True)
     assert "épsilon 4,32 con delta 1e-05, en 2 actualizaciones" in es
-    assert "1.672,7 ms" in es and "4,2 ms" in es and "7,4 / 16 / 16" in es
+    assert "1.672,7 ms" in es and "4,3 ms" in es and "7,4 / 16 / 16" in es
     assert "sin contar 3 ejecuciones en segundo plano" in es
     assert 'lang="en">minilm v1 on CPU<' in es and "Los detalles están en inglés" in es
     en = admin_client.get("/admin/", headers={"Accept-Language": "en"}).get_data(as_text=True)

@@ -52,7 +52,7 @@ def test_progress_page_reflects_answers(course, student_client):
             "attempt_uid": str(uuid.uuid4()), "course_id": "fractions-mini", "exercise_id": ex, "answer": RIGHT[ex]})
     page = student_client.get("/me/progress").get_data(as_text=True)
     assert "1 of 2 lessons done" in page and "4 of 4 questions right" in page
-    assert "4 questions right" in page and "to try again" not in page
+    assert "to try again" not in page
     assert "Parts of a whole" in page and "83%" in page  # rule estimate (4 + 1) / (4 + 2) = 0.833
     course_page = student_client.get("/learn/fractions-mini").get_data(as_text=True)
     assert "Done" in course_page
