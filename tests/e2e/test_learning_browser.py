@@ -147,5 +147,8 @@ def test_mastery_next_up_search_and_grade_review_in_the_browser(world):
         assert "as of now: it fades while a skill goes unpractised" in tp.locator(".mastery-source").inner_text()
         answered = tp.locator(".cell[data-level]:not([data-level=none])")
         assert answered.count() >= 1 and re.search(r"\d+%", answered.first.inner_text())
+        # All nine skills of the demo course fit a 1280 px laptop screen without scrolling sideways.
+        assert tp.locator(".grid-table th.skill").count() == 9
+        assert tp.evaluate("() => { const w = document.querySelector('.table-wrap'); return w.scrollWidth <= w.clientWidth }")
         _axe(tp, axe, "teacher-grid", found)
     assert not found, "accessibility violations:\n" + "\n".join(found)

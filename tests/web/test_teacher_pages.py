@@ -230,3 +230,32 @@ def test_typed_names_are_isolated_from_the_text_around_them(app, services, cours
         assert name not in rest, path                                      # (": name<" is screen-reader text)
     names = app.test_client().get(f"/signin/class/{class_id}").get_data(as_text=True)
     assert f'<span class="avatar-name"><bdi>{name}</bdi></span>' in names
+
+
+def test_a_class_without_answers_opens_on_a_course_in_its_language(app, services, course, teacher, teacher_client,
+                                                                   student_client, klass):
+    """Before any answer the grid shows the course in the class's language, else the page's; after, the
+    course the class works in, whatever its language."""
+    from lms_fixtures import seed_course
+
+    seed_course(services.db, "aaa-es", "Aaa fracciones")  # first by title, so order alone would pick it
+    services.db.write(lambda c: c.execute("UPDATE courses SET language = 'es-MX' WHERE id = 'aaa-es'"))
+
+    def shown(class_id: int) -> str:
+        html = teacher_client.get(f"/teach/classes/{class_id}/progress").get_data(as_text=True)
+        return re.search(r"<h2>([^<]+)</h2>", html).group(1)
+
+    spanish, _ = make_class(services.db, teacher["id"], ["Luz"], name="4º B", language="es")
+    english, _ = make_class(services.db, teacher["id"], ["Lee"], name="4B", language="en")
+    unset, _ = make_class(services.db, teacher["id"], ["Kim"], name="4C")
+    assert shown(spanish) == "Aaa fracciones"
+    assert shown(english) == shown(unset) == "Fractions (mini)"  # the teacher's page is in English
+    teacher_client.post("/language", data={"csrf_token": _token(teacher_client), "lang": "es"})
+    assert shown(unset) == "Aaa fracciones" and shown(english) == "Fractions (mini)"
+    # klass (no language) now answers in the Spanish course: that is the one its teacher comes for.
+    token = csrf_of(student_client.get("/learn").get_data(as_text=True))
+    r = student_client.post("/api/v1/attempts", headers={"X-CSRF-Token": token}, json={
+        "attempt_uid": str(uuid.uuid4()), "course_id": "aaa-es", "exercise_id": "e1", "answer": RIGHT["e1"]})
+    assert r.status_code == 201, r.get_data(as_text=True)
+    teacher_client.post("/language", data={"csrf_token": _token(teacher_client), "lang": "en"})
+    assert shown(klass["id"]) == "Aaa fracciones" and shown(unset) == "Fractions (mini)"

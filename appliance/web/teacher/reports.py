@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from flask import current_app, render_template, request
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
@@ -38,9 +39,10 @@ def level_of(p: float | None, attempts: int, threshold: float) -> str:
     return "learning" if p >= HELP_BELOW else "help"
 
 
-def _course(conn, course_id: str | None, class_id: int | None = None) -> dict | None:
+def _course(conn, course_id: str | None, class_id: int | None = None, language: str = "") -> dict | None:
     """The course asked for; else the one the class has answered most in (the one its teacher is
-    here about), else the first by title."""
+    here about); before any answer, the first by title in ``language`` (the class's, else the page's),
+    so a new English class does not open on "Fracciones"."""
     if course_id:
         row = conn.execute("SELECT id, title FROM courses WHERE id = ?", (course_id,)).fetchone()
         if row is None:
@@ -48,8 +50,9 @@ def _course(conn, course_id: str | None, class_id: int | None = None) -> dict | 
         return dict(row)
     row = conn.execute(
         "SELECT c.id, c.title FROM courses c ORDER BY (SELECT COUNT(*) FROM attempts a JOIN class_members cm"
-        " ON cm.student_id = a.student_id AND cm.class_id = ? WHERE a.course_id = c.id) DESC, c.title LIMIT 1",
-        (class_id,)).fetchone()
+        " ON cm.student_id = a.student_id AND cm.class_id = ?1 WHERE a.course_id = c.id) DESC,"
+        " (c.language = ?2 OR c.language LIKE ?2 || '-%') DESC, c.title LIMIT 1",
+        (class_id, language.split("-")[0])).fetchone()
     return dict(row) if row else None
 
 
@@ -130,7 +133,7 @@ def _class_and_course(class_id: int):
     services = _services()
     with services.db.read() as conn:
         cls = cls_mod.get_class(conn, class_id, current_user())
-        course = _course(conn, request.args.get("course"), class_id)
+        course = _course(conn, request.args.get("course"), class_id, cls.get("language") or get_locale().language)
         courses = [dict(r) for r in conn.execute("SELECT id, title FROM courses ORDER BY title")]
     return cls, course, courses
 
