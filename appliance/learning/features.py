@@ -63,6 +63,10 @@ class LearnerState:
         else:
             self.failure += 1
 
+    def answers_on(self, skill: str) -> int:
+        st = self.skills.get(skill)
+        return st.success + st.failure if st else 0
+
     def to_dict(self) -> dict:
         return {"skills": {k: [v.success, v.failure, v.last, v.recent] for k, v in self.skills.items()},
                 "items": dict(self.items), "success": self.success, "failure": self.failure}

@@ -75,7 +75,7 @@ def _replay(conn, attempt: dict, correct: bool, skills: list, reviews: Reviews, 
         for s in touched:
             card, n = out.cards[s]
             card = reviews.fold(card, card_id(attempt["student_id"], attempt["course_id"], s), ok, at_dt,
-                                partial(mastery, s), threshold)
+                                partial(mastery, s), threshold, out.state.answers_on(s))
             out.cards[s] = (card, n + (card is not None))
     return out
 

@@ -7,15 +7,19 @@ and this module decides, in order:
 1. **Review** a skill the student mastered before whose FSRS review is due (most forgotten first).
 2. **Practice** the exercise whose predicted success is closest to ``target_success`` among the skills
    the student has started and not mastered: hard enough to learn from, not so hard it discourages
-   (desirable difficulty). Exercises answered right a moment ago are avoided.
+   (desirable difficulty). Exercises answered a moment ago are avoided, the latest most.
 3. A **new lesson** for a skill whose prerequisites are all mastered, when nothing in progress is near
-   the target (or nothing is in progress).
-4. **Relearn**: when every question in progress looks too hard, read the lesson again.
+   the target (or nothing is in progress). The link goes to the skill's first question when the student
+   has already worked in that lesson (they read it for an earlier skill).
+4. **Relearn**: when every question in progress looks too hard after ``min_answers`` answers on the
+   skill, read the lesson again (before that, one wrong answer is no reason to send a child back).
 5. **Done**: every skill is mastered; the answer says when the next review is due.
 
-A prerequisite counts as met once the skill was mastered (it has a review card) even if the model
-now predicts some forgetting: reviews handle forgetting, and re-locking later lessons would punish
-the student for a holiday.
+A skill is mastered *now* with at least ``min_answers`` graded answers and a predicted success of
+``threshold`` or more. A prerequisite counts as met while it is mastered now, or once it was mastered
+(it has a review card) as long as the student's latest answer on it was right: the model's forgetting
+is for reviews to handle, and re-locking later lessons would punish the student for a holiday; but a
+student whose answers on it now go wrong is not ready to build on it, and practises it first.
 """
 from __future__ import annotations
 
@@ -64,6 +68,7 @@ class Recommendation:
     predicted_success: float | None = None
     due: str | None = None
     source: str = "model"
+    start: str | None = None       # the exercise the link opens at (the lesson's top when None)
     url: str | None = None
 
     def to_json(self) -> dict:
@@ -80,19 +85,26 @@ def _date(d: datetime) -> str:
 
 
 def _quoted(names) -> str:
-    return ", ".join(f"“{n}”" for n in names)
+    return ", ".join(_("“%(name)s”", name=n) for n in names)  # «…» in Spanish, „…“ in German
 
 
 class _Rules:
-    def __init__(self, plan: CoursePlan, view: StudentView, target: float, threshold: float, now: datetime):
+    def __init__(self, plan: CoursePlan, view: StudentView, target: float, threshold: float, now: datetime,
+                 min_answers: int):
         self.plan, self.view, self.target, self.threshold, self.now = plan, view, target, threshold, now
-        self.now_s = now.timestamp()
+        self.now_s, self.min_answers = now.timestamp(), max(1, min_answers)
 
     def mastered_now(self, s: str) -> bool:
-        return self.view.practised.get(s, 0) > 0 and self.view.mastery.get(s, 0.0) >= self.threshold
+        return self.view.practised.get(s, 0) >= self.min_answers and self.view.mastery.get(s, 0.0) >= self.threshold
+
+    def last_answer_wrong(self, s: str) -> bool:
+        """The student's latest graded answer on the skill (on any of its exercises) was wrong."""
+        latest = max((self.view.exercises[i] for i in self.plan.skill_exercises.get(s, []) if i in self.view.exercises),
+                     key=lambda a: a[2], default=None)
+        return latest is not None and not latest[1]
 
     def secured(self, s: str) -> bool:
-        return s in self.view.cards or self.mastered_now(s)
+        return self.mastered_now(s) or (s in self.view.cards and not self.last_answer_wrong(s))
 
     def unlocked(self, s: str) -> bool:
         skill = self.plan.skills.get(s)
@@ -104,8 +116,11 @@ class _Rules:
         penalty = 0.0
         if answers and last_right:
             penalty += FRESH_BONUS
-        if answers and self.now_s - last_at < RECENT_S:
-            penalty += 1.0
+        age = self.now_s - last_at
+        if answers and age < RECENT_S:
+            # More the more recent: when every question of a skill was answered in the last minutes, the
+            # one just answered (maybe wrong, with its choices fresh in mind) still comes last.
+            penalty += 1.0 + (RECENT_S - max(age, 0.0)) / RECENT_S
         lesson = self.plan.lesson(ex.lesson_id)
         return (round(abs(p - self.target) + penalty, 2), lesson.position if lesson else 0, ex.position)
 
@@ -119,17 +134,19 @@ class _Rules:
         return skill.name if skill else s
 
     def rec(self, kind: str, reason: str, why: str, *, ex: Exercise | None = None, lesson_id: str | None = None,
-            skill: str | None = None, p: float | None = None, due: str | None = None) -> Recommendation:
+            skill: str | None = None, p: float | None = None, due: str | None = None,
+            start: str | None = None) -> Recommendation:
         lesson_id = ex.lesson_id if ex is not None else lesson_id
         lesson = self.plan.lesson(lesson_id) if lesson_id else None
         title = ex.prompt if ex is not None else (lesson.title if lesson else self.plan.title)
         return Recommendation(kind, self.plan.course_id, why, reason, lesson_id, ex.id if ex else None, title, skill,
                               self.skill_name(skill) if skill else None,
-                              None if p is None else round(p, 3), due, self.view.source)
+                              None if p is None else round(p, 3), due, self.view.source, start=start or (ex.id if ex else None))
 
 
-def recommend(plan: CoursePlan, view: StudentView, target: float, threshold: float, now: datetime) -> Recommendation:
-    r = _Rules(plan, view, target, threshold, now)
+def recommend(plan: CoursePlan, view: StudentView, target: float, threshold: float, now: datetime,
+              min_answers: int = 3) -> Recommendation:
+    r = _Rules(plan, view, target, threshold, now, min_answers)
     return (_review(r) or _practice_or_lesson(r) or _done(r))
 
 
@@ -141,9 +158,15 @@ def _review(r: _Rules) -> Recommendation | None:
         if ex is None:
             continue
         name = r.skill_name(d.skill_id)
-        why = _("Time to review “%(skill)s”. You mastered it before, and practising just as you start to forget "
-                "helps you remember it for longer.", skill=name)
-        return r.rec("review", "review_due", why, ex=ex, skill=d.skill_id, p=r.view.predicted.get(ex.id))
+        if r.last_answer_wrong(d.skill_id):
+            why = _("Let's go back to “%(skill)s”. Your last answer on it was not right, and a little practice "
+                    "now brings it back.", skill=name)
+            reason = "review_after_mistake"
+        else:
+            why = _("Time to review “%(skill)s”. You mastered it before, and practising just as you start to "
+                    "forget helps you remember it for longer.", skill=name)
+            reason = "review_due"
+        return r.rec("review", reason, why, ex=ex, skill=d.skill_id, p=r.view.predicted.get(ex.id))
     return None
 
 
@@ -158,9 +181,8 @@ def _practice_or_lesson(r: _Rules) -> Recommendation | None:
     new = _new_lesson(r)
     if new is not None:
         return new
-    if ex is not None and p < TOO_HARD:
-        weakest = min((s for s in ex.skills if s in r.plan.skills), key=lambda s: r.view.mastery.get(s, 0.0),
-                      default=ex.skills[0])
+    weakest = _weakest_skill(r, ex) if ex is not None else None
+    if ex is not None and p < TOO_HARD and r.view.practised.get(weakest, 0) >= r.min_answers:
         lessons = r.plan.skill_lessons.get(weakest, [ex.lesson_id])
         why = _("The questions on “%(skill)s” look hard for you right now. Reading the lesson again first will help.",
                 skill=r.skill_name(weakest))
@@ -168,12 +190,28 @@ def _practice_or_lesson(r: _Rules) -> Recommendation | None:
     return _practice(r, ex, p) if ex is not None else None
 
 
+def _weakest_skill(r: _Rules, ex: Exercise) -> str:
+    return min((s for s in ex.skills if s in r.plan.skills), key=lambda s: r.view.mastery.get(s, 0.0),
+               default=ex.skills[0])
+
+
 def _practice(r: _Rules, ex: Exercise, p: float) -> Recommendation:
-    skill = min((s for s in ex.skills if s in r.plan.skills), key=lambda s: r.view.mastery.get(s, 0.0),
-                default=ex.skills[0])
-    why = _("Practise “%(skill)s”: we think you have about a %(chance)s%% chance of getting this one right. "
-            "That is hard enough to learn from, but not too hard.", skill=r.skill_name(skill), chance=_chance(p))
-    return r.rec("practice", "desirable_difficulty", why, ex=ex, skill=skill, p=p)
+    skill = _weakest_skill(r, ex)
+    name, chance = r.skill_name(skill), _chance(p)
+    # The sentence must be true of this question: "not too hard" only near the target.
+    if p < r.target - NEAR_TARGET:
+        why = _("Practise “%(skill)s”: this one is tricky for you right now (about a %(chance)s%% chance of getting "
+                "it right). Take your time with it.", skill=name, chance=chance)
+        reason = "tricky"
+    elif p > r.target + NEAR_TARGET:
+        why = _("Practise “%(skill)s”: you will probably get this one right (about a %(chance)s%% chance). A few "
+                "more right answers make it stick.", skill=name, chance=chance)
+        reason = "confidence"
+    else:
+        why = _("Practise “%(skill)s”: we think you have about a %(chance)s%% chance of getting this one right. "
+                "That is hard enough to learn from, but not too hard.", skill=name, chance=chance)
+        reason = "desirable_difficulty"
+    return r.rec("practice", reason, why, ex=ex, skill=skill, p=p)
 
 
 def _new_lesson(r: _Rules) -> Recommendation | None:
@@ -184,6 +222,10 @@ def _new_lesson(r: _Rules) -> Recommendation | None:
     position = {le.id: le.position for le in r.plan.lessons}
     skill = min(fresh, key=lambda s: (position.get(r.plan.skill_lessons[s][0], 0), list(r.plan.skills).index(s)))
     lesson_id = r.plan.skill_lessons[skill][0]
+    # Already worked in this lesson (it teaches an earlier skill too): open it at this skill's questions.
+    worked_in = any(r.plan.exercises[i].lesson_id == lesson_id for i in r.view.exercises if i in r.plan.exercises)
+    start = next((i for i in r.plan.skill_exercises.get(skill, []) if r.plan.exercises[i].lesson_id == lesson_id),
+                 None) if worked_in else None
     prereqs = [p for p in r.plan.skills[skill].prerequisites if p in r.plan.skills]
     if prereqs:
         why = _("New for you: “%(skill)s”. You are ready for it because you have mastered %(prereqs)s.",
@@ -193,7 +235,7 @@ def _new_lesson(r: _Rules) -> Recommendation | None:
         why = _("A good place to start: “%(skill)s” comes first, with nothing to learn before it.",
                 skill=r.skill_name(skill))
         reason = "no_prerequisites"
-    return r.rec("lesson", reason, why, lesson_id=lesson_id, skill=skill, p=r.view.mastery.get(skill))
+    return r.rec("lesson", reason, why, lesson_id=lesson_id, skill=skill, p=r.view.mastery.get(skill), start=start)
 
 
 def _done(r: _Rules) -> Recommendation:

@@ -71,11 +71,11 @@ class LearnerService:
         # The answer's request thread runs prepare(), then (after the write) next_up(): the forecast made
         # for the first serves the second, so an answer costs one learner-model call, not two.
         self._local = threading.local()
-        self.clock = time.time  # "now" for mastery_now (a test moves it weeks ahead)
+        self.clock = time.time  # "now" for predictions and Next up (a test moves it weeks ahead)
 
     # -- after an answer ---------------------------------------------------------------------------
     def prepare(self, student: dict, exercise: dict, correct: bool) -> Prepared:
-        now = time.time()
+        now = self.clock()
         course_id = exercise["course_id"]
         with self.services.db.read() as conn:
             stored = learner_state.load(conn, student["id"], course_id)
@@ -140,7 +140,7 @@ class LearnerService:
                 if r[0] in skills}
         at_dt = datetime.fromisoformat(attempt["created_at"])
         self.reviews.record(conn, sid, cid, skills, bool(attempt["correct"]), mastery,
-                            self.settings.mastery_threshold, at_dt)
+                            self.settings.mastery_threshold, at_dt, state.answers_on)
         return mastery if source == "model" else None
 
     # -- what next -------------------------------------------------------------------------------
@@ -155,7 +155,7 @@ class LearnerService:
         return prepared if learner_state.current_version(conn, student_id, course_id) == prepared.written else None
 
     def next_up(self, student: dict, course_id: str) -> dict | None:
-        now = time.time()
+        now = self.clock()
         now_dt = datetime.fromtimestamp(now, UTC)
         with self.services.db.read() as conn:
             plan = self.plans.get(conn, course_id)
@@ -170,11 +170,12 @@ class LearnerService:
         forecast = own.forecast if own else self._forecast(plan, state, now)
         view = StudentView(
             mastery=forecast.skills, predicted=forecast.exercises,
-            practised={s: st.success + st.failure for s, st in state.skills.items()},
+            practised={s: state.answers_on(s) for s in state.skills},
             exercises=answered, cards=cards, source=forecast.source)
-        rec = recommend(plan, view, self.settings.target_success, self.settings.mastery_threshold, now_dt)
+        rec = recommend(plan, view, self.settings.target_success, self.settings.mastery_threshold, now_dt,
+                        self.settings.mastery_min_answers)
         if rec.lesson_id:
-            rec.url = url_of(course_id, rec.lesson_id, rec.exercise_id)
+            rec.url = url_of(course_id, rec.lesson_id, rec.start)
         out = rec.to_json()
         out["course_title"] = plan.title
         return out

@@ -149,7 +149,7 @@ def class_progress(class_id: int):
             if row is None:
                 raise NotFound("No courses are installed.")
             course_id = row[0]
-        grid = class_grid(conn, class_id, course_id, services.cfg.learning.mastery_threshold)
+        grid = class_grid(conn, class_id, course_id, services.cfg.learning)
     rows = [{"student_uid": r["student"]["uid"], "display_name": r["student"]["display_name"],
              "lessons_done": r["lessons_done"], "skills": {c["skill"]: {"p": c["p"], "level": c["level"],
                                                                          "attempts": c["attempts"]} for c in r["cells"]}}

@@ -80,6 +80,7 @@ def test_locked_skills_wait_for_their_prerequisites():
     v = view(mastery={"parts": 0.9}, practised={"parts": 6, "add": 1}, predicted={"add-0": 0.75})
     rec = recommend(make_plan(), v, TARGET, THRESHOLD, NOW)
     assert rec.skill_id == "equal" and rec.exercise_id is None
+    assert rec.start is None  # a lesson the student has not opened yet: from its top
 
 
 def test_a_mastered_skill_stays_a_met_prerequisite_when_forgetting_sets_in():
@@ -126,3 +127,94 @@ def test_reasons_are_translated(app):
         assert rec.why.startswith("Un buen sitio para empezar: «Parts of a whole»")
         v = view(predicted={"parts-1": 0.72}, practised={"parts": 2})
         assert "más o menos un 70%" in recommend(make_plan(), v, TARGET, THRESHOLD, NOW).why
+
+
+def test_mastered_needs_enough_answers_however_sure_the_model_is():
+    """A strong student's first right answer on a skill is a good sign, not mastery: the skill is
+    practised (with words that fit an easy question) and what builds on it waits for the third answer."""
+    sure = {"parts-0": 0.97, "parts-1": 0.97, "parts-2": 0.96}
+    v = view(mastery={"parts": 0.95}, practised={"parts": 1}, predicted=sure,
+             exercises={"parts-0": (1, True, NOW.timestamp() - 3600)})
+    rec = recommend(make_plan(), v, TARGET, THRESHOLD, NOW)
+    assert (rec.kind, rec.skill_id, rec.reason) == ("practice", "parts", "confidence")
+    assert "you will probably get this one right (about a 95% chance)" in rec.why
+    v.practised["parts"] = 3
+    rec = recommend(make_plan(), v, TARGET, THRESHOLD, NOW)
+    assert (rec.kind, rec.skill_id) == ("lesson", "equal")
+    assert recommend(make_plan(), v, TARGET, THRESHOLD, NOW, min_answers=4).kind == "practice"
+
+
+def test_a_mastered_skill_answered_wrong_since_is_practised_before_anything_builds_on_it():
+    """Mastered before (it has a card) but the latest answers on it are wrong: no new lesson that builds
+    on it, and no "you have mastered it"; once the student gets it right again, the next lesson opens."""
+    card = Due("parts", NOW + timedelta(days=1), 0.9)
+    answered = {"parts-0": (3, False, NOW.timestamp() - 900), "parts-1": (4, True, NOW.timestamp() - 5000)}
+    v = view(mastery={"parts": 0.45}, practised={"parts": 11}, cards={"parts": card}, exercises=answered,
+             predicted={"parts-0": 0.45, "parts-1": 0.5, "parts-2": 0.48})
+    rec = recommend(make_plan(), v, TARGET, THRESHOLD, NOW)
+    assert (rec.kind, rec.skill_id, rec.exercise_id, rec.reason) == ("practice", "parts", "parts-2", "tricky")
+    assert "tricky for you right now (about a 50% chance" in rec.why and "not too hard" not in rec.why
+    v.exercises["parts-2"] = (1, True, NOW.timestamp() - 60)
+    rec = recommend(make_plan(), v, TARGET, THRESHOLD, NOW)
+    assert (rec.kind, rec.skill_id, rec.reason) == ("lesson", "equal", "prerequisites_met")
+
+
+def test_a_review_after_a_mistake_says_so():
+    card = Due("parts", NOW - timedelta(hours=1), 0.6)
+    v = view(mastery={"parts": 0.6}, practised={"parts": 8}, cards={"parts": card},
+             exercises={"parts-1": (2, False, NOW.timestamp() - 86400)})
+    rec = recommend(make_plan(), v, TARGET, THRESHOLD, NOW)
+    assert (rec.kind, rec.skill_id, rec.reason) == ("review", "parts", "review_after_mistake")
+    assert "Your last answer on it was not right" in rec.why and "You mastered it" not in rec.why
+
+
+def test_the_question_answered_last_comes_last_when_all_were_answered_recently():
+    now = NOW.timestamp()
+    answered = {"parts-0": (1, False, now - 500), "parts-1": (1, False, now - 300), "parts-2": (1, False, now - 20)}
+    v = view(practised={"parts": 3}, exercises=answered, predicted={"parts-0": 0.7, "parts-1": 0.7, "parts-2": 0.75})
+    assert recommend(make_plan(), v, TARGET, THRESHOLD, NOW).exercise_id == "parts-0"
+
+
+def test_one_wrong_answer_is_no_reason_to_read_the_lesson_again():
+    hard = {"parts-0": 0.2, "parts-1": 0.25, "parts-2": 0.3}
+    answered = {"parts-0": (1, False, NOW.timestamp() - 60)}
+    v = view(mastery={"parts": 0.25}, practised={"parts": 1}, exercises=answered, predicted=hard)
+    rec = recommend(make_plan(), v, TARGET, THRESHOLD, NOW)
+    assert (rec.kind, rec.exercise_id, rec.reason) == ("practice", "parts-2", "tricky")
+    v.practised["parts"] = 3
+    assert recommend(make_plan(), v, TARGET, THRESHOLD, NOW).kind == "relearn"
+
+
+def test_a_new_skill_in_a_lesson_already_worked_in_opens_at_its_first_question():
+    plan = make_plan()
+    # One lesson teaches both "parts" and "equal": the student read it and answered its "parts" questions.
+    for i in range(3):
+        old = plan.exercises[f"equal-{i}"]
+        plan.exercises[old.id] = Exercise(old.id, "l-parts", 10 + i, old.kind, old.prompt, old.skills)
+    plan.skill_lessons["equal"] = ["l-parts"]
+    answered = {f"parts-{i}": (1, True, NOW.timestamp() - 3600 * (i + 1)) for i in range(3)}
+    v = view(mastery={"parts": 0.9}, practised={"parts": 3}, exercises=answered)
+    rec = recommend(plan, v, TARGET, THRESHOLD, NOW)
+    assert (rec.kind, rec.skill_id, rec.lesson_id, rec.start) == ("lesson", "equal", "l-parts", "equal-0")
+    assert rec.title == "What is a fraction?" and rec.exercise_id is None
+
+
+def test_reviews_make_a_card_only_after_enough_answers():
+    from types import SimpleNamespace
+
+    from appliance.learning.review import Reviews
+
+    reviews = Reviews(SimpleNamespace(desired_retention=0.9, max_review_interval_days=180, mastery_min_answers=3))
+    sure = lambda: 0.95  # noqa: E731
+    assert reviews.fold(None, 1, True, NOW, sure, THRESHOLD, answers=1) is None
+    assert reviews.fold(None, 1, True, NOW, sure, THRESHOLD, answers=2) is None
+    card = reviews.fold(None, 1, True, NOW, sure, THRESHOLD, answers=3)
+    assert card is not None and card.due > NOW + timedelta(days=1)
+    assert reviews.fold(None, 1, True, NOW, lambda: 0.8, THRESHOLD, answers=5) is None
+
+
+def test_skill_names_are_quoted_the_way_the_language_quotes(app):
+    v = view(mastery={"parts": 0.9}, practised={"parts": 6})
+    with app.test_request_context(headers={"Accept-Language": "es"}):
+        why = recommend(make_plan(), v, TARGET, THRESHOLD, NOW).why
+    assert "dominas «Parts of a whole»" in why and "“" not in why

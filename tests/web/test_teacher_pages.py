@@ -212,8 +212,16 @@ def test_grid_legend_says_where_each_level_starts(services, course, klass, teach
     legend = re.search(r'<ul class="legend".*?</ul>', grid, re.DOTALL).group(0)
     for text in ("Not started<span class=\"range\">: no answers yet", f"Needs help<span class=\"range\">: under {low}%",
                  f"Learning<span class=\"range\">: {low}% to under {high}%",
-                 f"Mastered<span class=\"range\">: {high}% and above"):
+                 f"Mastered<span class=\"range\">: {high}% and above, after 3 answers or more"):
         assert text in legend
+
+
+def test_a_cell_is_mastered_only_after_enough_answers():
+    from appliance.web.teacher.reports import level_of
+
+    assert level_of(0.95, 1, 0.85, 3) == "learning"   # the model is sure after one answer: not yet
+    assert level_of(0.95, 3, 0.85, 3) == "mastered"
+    assert level_of(0.30, 5, 0.85, 3) == "help" and level_of(None, 0, 0.85, 3) == "none"
 
 
 def test_typed_names_are_isolated_from_the_text_around_them(app, services, course, klass, teacher_client):

@@ -31,10 +31,11 @@ def _services():
     return current_app.extensions["ce"]
 
 
-def level_of(p: float | None, attempts: int, threshold: float) -> str:
+def level_of(p: float | None, attempts: int, threshold: float, min_answers: int = 1) -> str:
+    """The cell's level; "mastered" also wants ``min_answers`` answers, as Next up and reviews do."""
     if not attempts:
         return "none"
-    if p >= threshold:
+    if p >= threshold and attempts >= min_answers:
         return "mastered"
     return "learning" if p >= HELP_BELOW else "help"
 
@@ -56,7 +57,9 @@ def _course(conn, course_id: str | None, class_id: int | None = None, language: 
     return dict(row) if row else None
 
 
-def class_grid(conn, class_id: int, course_id: str, threshold: float) -> dict:
+def class_grid(conn, class_id: int, course_id: str, learning) -> dict:
+    """``learning``: the [learning] settings (mastery_threshold, mastery_min_answers)."""
+    threshold, min_answers = learning.mastery_threshold, learning.mastery_min_answers
     """{skills: [...], rows: [{student, cells: [{p, level, attempts}], lessons_done}]}"""
     skills = [dict(r) for r in conn.execute("SELECT id, name FROM skills WHERE course_id = ? ORDER BY rowid", (course_id,))]
     students = cls_mod.roster(conn, class_id)
@@ -75,7 +78,7 @@ def class_grid(conn, class_id: int, course_id: str, threshold: float) -> dict:
             m = mastery.get((s["id"], sk["id"]))
             attempts = (m["successes"] + m["failures"]) if m else 0
             p = m["p_mastery"] if m else None
-            cells.append({"skill": sk["id"], "p": p, "attempts": attempts, "level": level_of(p, attempts, threshold)})
+            cells.append({"skill": sk["id"], "p": p, "attempts": attempts, "level": level_of(p, attempts, threshold, min_answers)})
         rows.append({"student": s, "cells": cells, "lessons_done": done.get(s["id"], 0)})
     return {"skills": skills, "rows": rows}
 
@@ -145,9 +148,11 @@ def progress(class_id: int):
     grid = None
     if course is not None:
         with _services().db.read() as conn:
-            grid = class_grid(conn, class_id, course["id"], _services().cfg.learning.mastery_threshold)
+            grid = class_grid(conn, class_id, course["id"], _services().cfg.learning)
+    learning = _services().cfg.learning
     return render_template("teacher/grid.html", cls=cls, course=course, courses=courses, grid=grid, levels=LEVELS,
-                           help_below=HELP_BELOW, threshold=_services().cfg.learning.mastery_threshold)
+                           help_below=HELP_BELOW, threshold=learning.mastery_threshold,
+                           min_answers=learning.mastery_min_answers)
 
 
 @bp.get("/classes/<int:class_id>/hardest")
@@ -171,5 +176,6 @@ def student(class_id: int, student_id: int):
         if row is None:
             raise NotFound(_("That student is not in this class."))
         history = student_history(conn, student_id)
+    learning = _services().cfg.learning
     return render_template("teacher/student.html", cls=cls, student=dict(row), history=history,
-                           threshold=_services().cfg.learning.mastery_threshold)
+                           threshold=learning.mastery_threshold, min_answers=learning.mastery_min_answers)
