@@ -38,8 +38,9 @@ def home():
             "SELECT c.id, c.title, c.description,"
             " (SELECT COUNT(*) FROM lessons l WHERE l.course_id = c.id) AS lessons,"
             " (SELECT COUNT(*) FROM lesson_progress p WHERE p.course_id = c.id AND p.student_id = ?"
-            "  AND p.status = 'completed') AS done"
-            " FROM courses c ORDER BY c.language = ? DESC, c.title", (user["id"], str(get_locale())))]
+            "  AND p.status = 'completed') AS done,"
+            " (SELECT COUNT(*) FROM lesson_progress p WHERE p.course_id = c.id AND p.student_id = ?) AS begun"
+            " FROM courses c ORDER BY c.language = ? DESC, c.title", (user["id"], user["id"], str(get_locale())))]
         assigned = _assigned(conn, user["id"])
         todo = []
         if assigned:

@@ -17,6 +17,19 @@ def test_course_list_shows_courses_and_assigned_lessons(services, course, klass,
     assert "Your teacher picked these" in page and "Equal fractions" in page
 
 
+def test_a_course_with_answers_says_keep_going_before_any_lesson_is_done(course, student_client):
+    def button() -> str:
+        page = student_client.get("/learn").get_data(as_text=True)
+        return page.split('class="btn" href="/learn/fractions-mini">', 1)[1].split("<", 1)[0]
+
+    assert button() == "Start"
+    token = csrf_of(student_client.get("/learn").get_data(as_text=True))
+    student_client.post("/api/v1/attempts", headers={"X-CSRF-Token": token}, json={
+        "attempt_uid": str(uuid.uuid4()), "course_id": "fractions-mini", "exercise_id": "e1", "answer": RIGHT["e1"]})
+    page = student_client.get("/learn").get_data(as_text=True)
+    assert "0 of 2 lessons done" in page and button() == "Keep going"
+
+
 def test_lesson_page_shows_body_and_exercises_but_never_the_answers(course, student_client):
     resp = student_client.get("/learn/fractions-mini/what-is-a-fraction")
     page = resp.get_data(as_text=True)
