@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -25,6 +26,7 @@ from flask_babel import gettext as _
 from appliance.errors import Conflict, NotFound
 from appliance.learning import learner_state
 from appliance.learning.features import LearnerState
+from appliance.learning.plan import load_plan
 from appliance.learning.predictor import rule_estimate
 from appliance.learning.review import Reviews, card_id, put
 from appliance.store.database import now_iso
@@ -52,7 +54,8 @@ class Replayed:
     cards: dict = field(default_factory=dict)  # skill -> (fsrs Card or None, reviews)
 
 
-def _replay(conn, attempt: dict, correct: bool, skills: list, reviews: Reviews, mastery_at, threshold: float) -> Replayed:
+def _replay(conn, attempt: dict, correct: bool, skills: list, reviews: Reviews, mastery_at, threshold: float,
+            needed: Callable[[str], int]) -> Replayed:
     """State and cards if ``attempt`` had been graded ``correct`` (pending answers stay out).
 
     ``mastery_at(state, skills, at)`` -> {skill: p}: asked only where a right answer could create a card.
@@ -75,7 +78,7 @@ def _replay(conn, attempt: dict, correct: bool, skills: list, reviews: Reviews, 
         for s in touched:
             card, n = out.cards[s]
             card = reviews.fold(card, card_id(attempt["student_id"], attempt["course_id"], s), ok, at_dt,
-                                partial(mastery, s), threshold, out.state.answers_on(s))
+                                partial(mastery, s), threshold, out.state.answers_on(s) >= needed(s))
             out.cards[s] = (card, n + (card is not None))
     return out
 
@@ -106,7 +109,9 @@ def override(services, teacher: dict, class_id: int, attempt_id: int, correct: b
         return {s: round(rule_estimate(st, [s]), 4) for s in of_skills}, "rule"
 
     def replay(conn, before: dict, skills: list) -> Replayed:
-        return _replay(conn, before, correct, skills, reviews, lambda st, sk, at: mastery_at(st, sk, at)[0], threshold)
+        plan = load_plan(conn, before["course_id"])
+        return _replay(conn, before, correct, skills, reviews, lambda st, sk, at: mastery_at(st, sk, at)[0], threshold,
+                       lambda s: plan.answers_to_master(s, services.cfg.learning.mastery_min_answers))
 
     with services.db.read() as conn:
         before = reviewable_attempt(conn, attempt_id, class_id)

@@ -58,6 +58,14 @@ class CoursePlan:
     def lesson(self, lesson_id: str) -> Lesson | None:
         return self._by_id.get(lesson_id)
 
+    def answers_to_master(self, skill: str, min_answers: int) -> int:
+        """Graded answers ``skill`` needs before it can count as mastered: ``learning.mastery_min_answers``
+        (at least 1), but no more than the skill has questions. A skill with one question would otherwise
+        need that question answered three times, each ten minutes or another question apart (a quicker
+        identical answer is a repeat, not counted). One rule for Next up, review cards and the grid."""
+        n = len(self.skill_exercises.get(skill, ()))
+        return max(1, min(min_answers, n) if n else min_answers)
+
 
 def load_plan(conn: sqlite3.Connection, course_id: str) -> CoursePlan:
     c = conn.execute("SELECT id, title, language, bundle_sha256, imported_at FROM courses WHERE id = ?",

@@ -92,15 +92,27 @@ class _Rules:
     def __init__(self, plan: CoursePlan, view: StudentView, target: float, threshold: float, now: datetime,
                  min_answers: int):
         self.plan, self.view, self.target, self.threshold, self.now = plan, view, target, threshold, now
-        self.now_s, self.min_answers = now.timestamp(), max(1, min_answers)
+        self.now_s, self.min_answers = now.timestamp(), min_answers
+        # skill -> the skills that build on it: their questions often practise it too (a word problem is
+        # also "fraction of a number"), and a slip there says more about the new skill than the old one.
+        self.dependents: dict[str, set[str]] = {}
+        for k, skill in plan.skills.items():
+            for p in skill.prerequisites:
+                self.dependents.setdefault(p, set()).add(k)
+
+    def enough_answers(self, s: str) -> bool:
+        return self.view.practised.get(s, 0) >= self.plan.answers_to_master(s, self.min_answers)
 
     def mastered_now(self, s: str) -> bool:
-        return self.view.practised.get(s, 0) >= self.min_answers and self.view.mastery.get(s, 0.0) >= self.threshold
+        return self.enough_answers(s) and self.view.mastery.get(s, 0.0) >= self.threshold
 
     def last_answer_wrong(self, s: str) -> bool:
-        """The student's latest graded answer on the skill (on any of its exercises) was wrong."""
-        latest = max((self.view.exercises[i] for i in self.plan.skill_exercises.get(s, []) if i in self.view.exercises),
-                     key=lambda a: a[2], default=None)
+        """The student's latest graded answer on a question of the skill (not one of a skill that builds
+        on it) was wrong."""
+        later = self.dependents.get(s, set())
+        own = (i for i in self.plan.skill_exercises.get(s, [])
+               if i in self.view.exercises and not later.intersection(self.plan.exercises[i].skills))
+        latest = max((self.view.exercises[i] for i in own), key=lambda a: a[2], default=None)
         return latest is not None and not latest[1]
 
     def secured(self, s: str) -> bool:
@@ -182,7 +194,7 @@ def _practice_or_lesson(r: _Rules) -> Recommendation | None:
     if new is not None:
         return new
     weakest = _weakest_skill(r, ex) if ex is not None else None
-    if ex is not None and p < TOO_HARD and r.view.practised.get(weakest, 0) >= r.min_answers:
+    if ex is not None and p < TOO_HARD and r.enough_answers(weakest):
         lessons = r.plan.skill_lessons.get(weakest, [ex.lesson_id])
         why = _("The questions on “%(skill)s” look hard for you right now. Reading the lesson again first will help.",
                 skill=r.skill_name(weakest))

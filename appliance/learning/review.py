@@ -1,8 +1,8 @@
 """Spaced review of mastered skills, scheduled by FSRS (the ``fsrs`` package).
 
 A skill gets a card the first time it is mastered: a right answer after which the learner model (or
-the rule estimate) says it is, with at least ``mastery_min_answers`` graded answers on the skill (one
-lucky answer of a strong student is no mastery). That moment is its first successful review. After that every graded answer on the skill is a review:
+the rule estimate) says it is, with enough graded answers on the skill (``CoursePlan.answers_to_master``:
+one lucky answer of a strong student is no mastery). That moment is its first successful review. After that every graded answer on the skill is a review:
 right = ``Good``, wrong = ``Again``. FSRS then says when the student has about ``desired_retention``
 chance of still knowing it, and the recommender offers a review once that date has passed.
 
@@ -55,13 +55,12 @@ def iso(dt: datetime) -> str:
 class Reviews:
     def __init__(self, settings):
         self.scheduler = make_scheduler(settings)
-        self.min_answers = int(settings.mastery_min_answers)
 
     def record(self, conn: sqlite3.Connection, student_id: int, course_id: str, skills, correct: bool,
                mastery: dict[str, float], threshold: float, at: datetime,
-               answers_on: Callable[[str], int]) -> list[str]:
+               enough: Callable[[str], bool]) -> list[str]:
         """Fold one graded answer into the cards of ``skills``; returns the skills that got a new card.
-        ``answers_on(skill)``: graded answers on the skill, this one included.
+        ``enough(skill)``: the skill has enough graded answers to be mastered, this one included.
 
         Runs inside the answer's transaction (the writer thread): a select and an upsert per skill.
         """
@@ -71,7 +70,7 @@ class Reviews:
                                (student_id, course_id, skill)).fetchone()
             old = None if row is None else Card.from_dict(json.loads(row["card"]))
             card = self.fold(old, card_id(student_id, course_id, skill), correct, at,
-                             partial(mastery.get, skill, 0.0), threshold, answers_on(skill))
+                             partial(mastery.get, skill, 0.0), threshold, enough(skill))
             if card is None:
                 continue  # not mastered yet: nothing to review
             if old is None:
@@ -80,15 +79,15 @@ class Reviews:
         return created
 
     def fold(self, card: Card | None, new_id: int, correct: bool, at: datetime, mastery: Callable[[], float],
-             threshold: float, answers: int) -> Card | None:
+             threshold: float, enough: bool) -> Card | None:
         """The card after one graded answer on its skill; None while the skill has none.
 
-        A skill without a card gets one (``new_id``) on a right answer that leaves it mastered, its
-        ``answers``-th graded answer being at least ``min_answers``; ``mastery()`` (the skill's mastery
-        after this answer) is asked only then, so a replay predicts no more than needed.
+        A skill without a card gets one (``new_id``) on a right answer that leaves it mastered, once it has
+        ``enough`` answers; ``mastery()`` (the skill's mastery after this answer) is asked only then, so a
+        replay predicts no more than needed.
         """
         if card is None:
-            if not correct or answers < self.min_answers or mastery() < threshold:
+            if not correct or not enough or mastery() < threshold:
                 return None
             card = Card(card_id=new_id)
         card, _log = self.scheduler.review_card(card, Rating.Good if correct else Rating.Again, at)

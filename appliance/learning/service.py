@@ -139,8 +139,10 @@ class LearnerService:
                 "SELECT skill_id, p_mastery FROM mastery WHERE student_id = ? AND course_id = ?", (sid, cid))
                 if r[0] in skills}
         at_dt = datetime.fromisoformat(attempt["created_at"])
+        plan, least = self.plans.get(conn, cid), self.settings.mastery_min_answers
         self.reviews.record(conn, sid, cid, skills, bool(attempt["correct"]), mastery,
-                            self.settings.mastery_threshold, at_dt, state.answers_on)
+                            self.settings.mastery_threshold, at_dt,
+                            lambda s: state.answers_on(s) >= plan.answers_to_master(s, least))
         return mastery if source == "model" else None
 
     # -- what next -------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from appliance.web import device, imports
 from appliance.web.mastery import refresh as refresh_mastery
 from appliance.web.openapi import build_document
 from appliance.web.security import current_user, requires
-from appliance.web.teacher.reports import class_grid
+from appliance.web.teacher.reports import class_grid, course_for
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -145,10 +145,11 @@ def class_progress(class_id: int):
     with services.db.read() as conn:
         cls = cls_mod.get_class(conn, class_id, current_user())
         if not course_id:
-            row = conn.execute("SELECT id FROM courses ORDER BY title LIMIT 1").fetchone()
-            if row is None:
+            # As the teacher's grid page: the course the class works in, else one in its language.
+            course = course_for(conn, None, class_id, cls.get("language") or "")
+            if course is None:
                 raise NotFound("No courses are installed.")
-            course_id = row[0]
+            course_id = course["id"]
         grid = class_grid(conn, class_id, course_id, services.cfg.learning)
     rows = [{"student_uid": r["student"]["uid"], "display_name": r["student"]["display_name"],
              "lessons_done": r["lessons_done"], "skills": {c["skill"]: {"p": c["p"], "level": c["level"],

@@ -141,7 +141,11 @@ def test_mastered_needs_enough_answers_however_sure_the_model_is():
     v.practised["parts"] = 3
     rec = recommend(make_plan(), v, TARGET, THRESHOLD, NOW)
     assert (rec.kind, rec.skill_id) == ("lesson", "equal")
-    assert recommend(make_plan(), v, TARGET, THRESHOLD, NOW, min_answers=4).kind == "practice"
+    v.practised["parts"] = 2
+    assert recommend(make_plan(), v, TARGET, THRESHOLD, NOW, min_answers=2).kind == "lesson"
+    # "parts" has three questions: a minimum of 4 asks for one answer to each, no more.
+    v.practised["parts"] = 3
+    assert recommend(make_plan(), v, TARGET, THRESHOLD, NOW, min_answers=4).kind == "lesson"
 
 
 def test_a_mastered_skill_answered_wrong_since_is_practised_before_anything_builds_on_it():
@@ -199,18 +203,18 @@ def test_a_new_skill_in_a_lesson_already_worked_in_opens_at_its_first_question()
     assert rec.title == "What is a fraction?" and rec.exercise_id is None
 
 
-def test_reviews_make_a_card_only_after_enough_answers():
+def test_reviews_make_a_card_only_on_a_right_answer_with_enough_answers_and_mastery():
     from types import SimpleNamespace
 
     from appliance.learning.review import Reviews
 
-    reviews = Reviews(SimpleNamespace(desired_retention=0.9, max_review_interval_days=180, mastery_min_answers=3))
+    reviews = Reviews(SimpleNamespace(desired_retention=0.9, max_review_interval_days=180))
     sure = lambda: 0.95  # noqa: E731
-    assert reviews.fold(None, 1, True, NOW, sure, THRESHOLD, answers=1) is None
-    assert reviews.fold(None, 1, True, NOW, sure, THRESHOLD, answers=2) is None
-    card = reviews.fold(None, 1, True, NOW, sure, THRESHOLD, answers=3)
+    assert reviews.fold(None, 1, True, NOW, sure, THRESHOLD, enough=False) is None
+    card = reviews.fold(None, 1, True, NOW, sure, THRESHOLD, enough=True)
     assert card is not None and card.due > NOW + timedelta(days=1)
-    assert reviews.fold(None, 1, True, NOW, lambda: 0.8, THRESHOLD, answers=5) is None
+    assert reviews.fold(None, 1, True, NOW, lambda: 0.8, THRESHOLD, enough=True) is None
+    assert reviews.fold(None, 1, False, NOW, sure, THRESHOLD, enough=True) is None
 
 
 def test_skill_names_are_quoted_the_way_the_language_quotes(app):
@@ -218,3 +222,36 @@ def test_skill_names_are_quoted_the_way_the_language_quotes(app):
     with app.test_request_context(headers={"Accept-Language": "es"}):
         why = recommend(make_plan(), v, TARGET, THRESHOLD, NOW).why
     assert "dominas «Parts of a whole»" in why and "“" not in why
+
+
+def test_a_slip_on_a_later_skills_question_does_not_relock_it():
+    """"add" questions also practise "parts" (as word problems practise "fraction of a number"). A wrong
+    add answer says nothing new about parts: add stays open, and the student practises add, not parts."""
+    plan = make_plan()
+    for i in range(3):
+        old = plan.exercises[f"add-{i}"]
+        plan.exercises[old.id] = Exercise(old.id, old.lesson_id, old.position, old.kind, old.prompt, ("add", "parts"))
+        plan.skill_exercises["parts"].append(old.id)
+    now = NOW.timestamp()
+    v = view(mastery={"parts": 0.83, "equal": 0.9, "add": 0.6}, practised={"parts": 6, "equal": 5, "add": 2},
+             cards={"parts": Due("parts", NOW + timedelta(days=3), 0.95)},
+             exercises={"parts-0": (2, True, now - 3600), "add-1": (1, False, now - 60)},
+             predicted={"parts-0": 0.83, "parts-1": 0.83, "parts-2": 0.83, "add-0": 0.7, "add-1": 0.7, "add-2": 0.7})
+    rec = recommend(plan, v, TARGET, THRESHOLD, NOW)
+    assert (rec.kind, rec.skill_id, rec.exercise_id) == ("practice", "add", "add-0")
+    # A wrong answer on a question of "parts" itself does count.
+    v.exercises["parts-1"] = (1, False, now - 30)
+    assert recommend(plan, v, TARGET, THRESHOLD, NOW).skill_id == "parts"
+
+
+def test_a_skill_with_fewer_questions_than_the_minimum_needs_one_answer_each():
+    plan = make_plan()
+    for gone in ("equal-1", "equal-2"):
+        del plan.exercises[gone]
+    plan.skill_exercises["equal"] = ["equal-0"]
+    assert plan.answers_to_master("equal", 3) == 1 and plan.answers_to_master("parts", 3) == 3
+    assert plan.answers_to_master("parts", 0) == 1 and plan.answers_to_master("unknown", 3) == 3
+    v = view(mastery={"parts": 0.9, "equal": 0.9}, practised={"parts": 3, "equal": 1},
+             exercises={"equal-0": (1, True, NOW.timestamp() - 5)})
+    rec = recommend(plan, v, TARGET, THRESHOLD, NOW)
+    assert (rec.kind, rec.skill_id) == ("lesson", "add")  # not the one "equal" question again

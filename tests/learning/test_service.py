@@ -411,3 +411,31 @@ def test_mastery_now_is_all_or_nothing_when_the_model_fails(svc, ana, monkeypatc
     monkeypatch.setattr(engine, "run", busy)
     with svc.db.read() as conn:
         assert svc.get("learner").mastery_now(conn, [(ana["id"], COURSE_ID, ["parts"])]) is None
+
+
+def test_review_cards_wait_for_enough_answers_when_recorded_and_when_regraded(tmp_path):
+    """With a threshold any right answer passes, only the number of answers decides: "parts" has four
+    questions and needs 3 answers; "equivalent" has two (e5, e6) and needs 2, "add" one (e6) and needs 1,
+    also when the second arrives as a teacher's grade of a written answer."""
+    svc = learning_services(tmp_path / "data", None, learning__mastery_threshold="0.05")
+    try:
+        ana, teacher, class_id = _people(svc)
+
+        def carded() -> set[str]:
+            with svc.db.read() as conn:
+                return {r[0] for r in conn.execute("SELECT skill_id FROM review_cards WHERE student_id = ?", (ana["id"],))}
+
+        answer(svc, ana, "e1", RIGHT["e1"])
+        answer(svc, ana, "e2", RIGHT["e2"])
+        assert carded() == set()
+        answer(svc, ana, "e3", RIGHT["e3"])
+        assert carded() == {"parts"}
+        answer(svc, ana, "e5", RIGHT["e5"])
+        pending = answer(svc, ana, "e6", {"text": "Both are one half."})
+        assert pending["graded_by"] == "pending" and carded() == {"parts"}
+        with svc.db.read() as conn:
+            attempt_id = conn.execute("SELECT id FROM attempts WHERE attempt_uid = ?", (pending["attempt_uid"],)).fetchone()[0]
+        overrides.override(svc, teacher, class_id, attempt_id, True)
+        assert carded() == {"parts", "equivalent", "add"}
+    finally:
+        svc.close()

@@ -211,7 +211,7 @@ def test_grid_legend_says_where_each_level_starts(services, course, klass, teach
     low, high = round(HELP_BELOW * 100), round(services.cfg.learning.mastery_threshold * 100)
     legend = re.search(r'<ul class="legend".*?</ul>', grid, re.DOTALL).group(0)
     for text in ("Not started<span class=\"range\">: no answers yet", f"Needs help<span class=\"range\">: under {low}%",
-                 f"Learning<span class=\"range\">: {low}% to under {high}%",
+                 f"Learning<span class=\"range\">: {low}% or more, not mastered yet",
                  f"Mastered<span class=\"range\">: {high}% and above, after 3 answers or more"):
         assert text in legend
 
@@ -258,6 +258,8 @@ def test_a_class_without_answers_opens_on_a_course_in_its_language(app, services
     unset, _ = make_class(services.db, teacher["id"], ["Kim"], name="4C")
     assert shown(spanish) == "Aaa fracciones"
     assert shown(english) == shown(unset) == "Fractions (mini)"  # the teacher's page is in English
+    api = {cid: teacher_client.get(f"/api/v1/classes/{cid}/progress").get_json()["course_id"] for cid in (spanish, english)}
+    assert api == {spanish: "aaa-es", english: "fractions-mini"}  # the JSON grid picks as the page does
     teacher_client.post("/language", data={"csrf_token": _token(teacher_client), "lang": "es"})
     assert shown(unset) == "Aaa fracciones" and shown(english) == "Fractions (mini)"
     # klass (no language) now answers in the Spanish course: that is the one its teacher comes for.
@@ -267,3 +269,18 @@ def test_a_class_without_answers_opens_on_a_course_in_its_language(app, services
     assert r.status_code == 201, r.get_data(as_text=True)
     teacher_client.post("/language", data={"csrf_token": _token(teacher_client), "lang": "en"})
     assert shown(klass["id"]) == "Aaa fracciones" and shown(unset) == "Fractions (mini)"
+
+
+def test_the_page_of_a_student_marks_mastered_only_with_enough_answers(services, course, klass, teacher_client):
+    """Both skills at 95%: "parts" (four questions, 1 answer so far) is not mastered yet; "equivalent"
+    (two questions, both answered) is: a skill needs 3 answers, or one per question when it has fewer."""
+    ana = klass["students"]["Ana"]["id"]
+
+    def write(conn):
+        for skill, ok in (("parts", 1), ("equivalent", 2)):
+            conn.execute("INSERT INTO mastery (student_id, course_id, skill_id, successes, failures, p_mastery,"
+                         " last_practice) VALUES (?, ?, ?, ?, 0, 0.95, '2026-01-01T00:00:00.000Z')", (ana, course, skill, ok))
+    services.db.write(write)
+    html = teacher_client.get(f"/teach/classes/{klass['id']}/students/{ana}").get_data(as_text=True)
+    rows = dict(re.findall(r'<tr><th scope="row">([^<]+?) <span.*?</th>\s*<td>(.*?)</td>', html, re.DOTALL))
+    assert "Mastered" in rows["Equivalent fractions"] and "Mastered" not in rows["Parts of a whole"], rows

@@ -13,6 +13,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from appliance.errors import NotFound
+from appliance.learning.plan import load_plan
 from appliance.people import classes as cls_mod
 from appliance.web.mastery import refresh as refresh_mastery
 from appliance.web.security import current_user, requires
@@ -40,7 +41,7 @@ def level_of(p: float | None, attempts: int, threshold: float, min_answers: int 
     return "learning" if p >= HELP_BELOW else "help"
 
 
-def _course(conn, course_id: str | None, class_id: int | None = None, language: str = "") -> dict | None:
+def course_for(conn, course_id: str | None, class_id: int | None = None, language: str = "") -> dict | None:
     """The course asked for; else the one the class has answered most in (the one its teacher is
     here about); before any answer, the first by title in ``language`` (the class's, else the page's),
     so a new English class does not open on "Fracciones"."""
@@ -58,9 +59,9 @@ def _course(conn, course_id: str | None, class_id: int | None = None, language: 
 
 
 def class_grid(conn, class_id: int, course_id: str, learning) -> dict:
-    """``learning``: the [learning] settings (mastery_threshold, mastery_min_answers)."""
-    threshold, min_answers = learning.mastery_threshold, learning.mastery_min_answers
-    """{skills: [...], rows: [{student, cells: [{p, level, attempts}], lessons_done}]}"""
+    """{skills: [...], rows: [{student, cells: [{p, level, attempts}], lessons_done}]}; ``learning``: the
+    [learning] settings (mastery_threshold, mastery_min_answers)."""
+    threshold, plan = learning.mastery_threshold, load_plan(conn, course_id)
     skills = [dict(r) for r in conn.execute("SELECT id, name FROM skills WHERE course_id = ? ORDER BY rowid", (course_id,))]
     students = cls_mod.roster(conn, class_id)
     stored = [dict(r) for r in conn.execute(
@@ -78,7 +79,8 @@ def class_grid(conn, class_id: int, course_id: str, learning) -> dict:
             m = mastery.get((s["id"], sk["id"]))
             attempts = (m["successes"] + m["failures"]) if m else 0
             p = m["p_mastery"] if m else None
-            cells.append({"skill": sk["id"], "p": p, "attempts": attempts, "level": level_of(p, attempts, threshold, min_answers)})
+            cells.append({"skill": sk["id"], "p": p, "attempts": attempts, "level": level_of(p, attempts, threshold,
+                                                                                    plan.answers_to_master(sk["id"], learning.mastery_min_answers))})
         rows.append({"student": s, "cells": cells, "lessons_done": done.get(s["id"], 0)})
     return {"skills": skills, "rows": rows}
 
@@ -97,7 +99,7 @@ def hardest_questions(conn, class_id: int, course_id: str, limit: int = 15) -> l
     return [dict(r, rate=(r["right"] or 0) / r["attempts"]) for r in rows]
 
 
-def student_history(conn, student_id: int, limit: int = 200) -> dict:
+def student_history(conn, student_id: int, min_answers: int, limit: int = 200) -> dict:
     attempts = [dict(r) for r in conn.execute(
         "SELECT a.created_at, a.correct, a.score, a.answer, a.graded_by, a.duration_ms, e.prompt, e.kind, e.spec,"
         " c.title AS course_title, l.title AS lesson_title FROM attempts a"
@@ -111,6 +113,9 @@ def student_history(conn, student_id: int, limit: int = 200) -> dict:
         " FROM mastery m JOIN skills s ON s.course_id = m.course_id AND s.id = m.skill_id"
         " JOIN courses c ON c.id = m.course_id WHERE m.student_id = ? ORDER BY c.title, s.rowid", (student_id,))],
         student_id)
+    plans = {cid: load_plan(conn, cid) for cid in {m["course_id"] for m in mastery}}
+    for m in mastery:
+        m["needed"] = plans[m["course_id"]].answers_to_master(m["skill_id"], min_answers)
     lessons = [dict(r) for r in conn.execute(
         "SELECT c.title AS course_title, l.title, p.status, p.updated_at FROM lesson_progress p"
         " JOIN lessons l ON l.course_id = p.course_id AND l.id = p.lesson_id JOIN courses c ON c.id = p.course_id"
@@ -136,7 +141,7 @@ def _class_and_course(class_id: int):
     services = _services()
     with services.db.read() as conn:
         cls = cls_mod.get_class(conn, class_id, current_user())
-        course = _course(conn, request.args.get("course"), class_id, cls.get("language") or get_locale().language)
+        course = course_for(conn, request.args.get("course"), class_id, cls.get("language") or get_locale().language)
         courses = [dict(r) for r in conn.execute("SELECT id, title FROM courses ORDER BY title")]
     return cls, course, courses
 
@@ -152,7 +157,7 @@ def progress(class_id: int):
     learning = _services().cfg.learning
     return render_template("teacher/grid.html", cls=cls, course=course, courses=courses, grid=grid, levels=LEVELS,
                            help_below=HELP_BELOW, threshold=learning.mastery_threshold,
-                           min_answers=learning.mastery_min_answers)
+                           min_answers=max(1, learning.mastery_min_answers))
 
 
 @bp.get("/classes/<int:class_id>/hardest")
@@ -175,7 +180,7 @@ def student(class_id: int, student_id: int):
                            " ON m.student_id = u.id WHERE m.class_id = ? AND u.id = ?", (class_id, student_id)).fetchone()
         if row is None:
             raise NotFound(_("That student is not in this class."))
-        history = student_history(conn, student_id)
+        history = student_history(conn, student_id, _services().cfg.learning.mastery_min_answers)
     learning = _services().cfg.learning
     return render_template("teacher/student.html", cls=cls, student=dict(row), history=history,
-                           threshold=learning.mastery_threshold, min_answers=learning.mastery_min_answers)
+                           threshold=learning.mastery_threshold)
