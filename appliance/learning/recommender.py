@@ -11,15 +11,16 @@ and this module decides, in order:
 3. A **new lesson** for a skill whose prerequisites are all mastered, when nothing in progress is near
    the target (or nothing is in progress). The link goes to the skill's first question when the student
    has already worked in that lesson (they read it for an earlier skill).
-4. **Relearn**: when every question in progress looks too hard after ``min_answers`` answers on the
-   skill, read the lesson again (before that, one wrong answer is no reason to send a child back).
+4. **Relearn**: when every question in progress looks too hard after enough answers on the skill (as
+   for mastery), read the lesson again (before that, one wrong answer is no reason to send a child back).
 5. **Done**: every skill is mastered; the answer says when the next review is due.
 
-A skill is mastered *now* with at least ``min_answers`` graded answers and a predicted success of
-``threshold`` or more. A prerequisite counts as met while it is mastered now, or once it was mastered
-(it has a review card) as long as the student's latest answer on it was right: the model's forgetting
-is for reviews to handle, and re-locking later lessons would punish the student for a holiday; but a
-student whose answers on it now go wrong is not ready to build on it, and practises it first.
+A skill is mastered *now* with enough graded answers (``CoursePlan.answers_to_master``: ``min_answers``,
+or one per question for a skill with fewer) and a predicted success of ``threshold`` or more. A
+prerequisite counts as met while it is mastered now, or once it was mastered (it has a review card) as
+long as the student's latest answer to one of its own questions was right: the model's forgetting is for
+reviews to handle, and re-locking later lessons would punish the student for a holiday; but a student
+whose answers on it now go wrong is not ready to build on it, and practises it first.
 """
 from __future__ import annotations
 
