@@ -183,10 +183,14 @@ class LearnerService:
         return out
 
     def home(self, student: dict, language: str | None) -> dict | None:
-        """Next up for the student home: the course worked on last, else the first in their language."""
+        """Next up for the student home: the course in their language worked on last, else any course worked
+        on last (one question tried in another language's course does not switch the home page to it),
+        else the first course in their language."""
+        lang = (language or "").split("_")[0].split("-")[0]
         with self.services.db.read() as conn:
             row = conn.execute("SELECT a.course_id FROM attempts a JOIN courses c ON c.id = a.course_id"
-                               " WHERE a.student_id = ? ORDER BY a.id DESC LIMIT 1", (student["id"],)).fetchone()
+                               " WHERE a.student_id = ?1 ORDER BY (c.language = ?2 OR c.language LIKE ?2 || '-%') DESC,"
+                               " a.id DESC LIMIT 1", (student["id"], lang)).fetchone()
             if row is None:
                 row = conn.execute("SELECT id FROM courses ORDER BY language = ? DESC, title LIMIT 1",
                                    (language or "",)).fetchone()

@@ -99,6 +99,28 @@ def test_search_looks_in_the_courses_of_the_class_language(app, services, teache
     assert "Lo siguiente" in home and "Buscar lecciones y preguntas" in home
 
 
+def test_next_up_stays_in_the_class_language_after_a_try_in_another_course(app, services, teacher, course):
+    """Luz works in the Spanish course, then tries one question of the English one: her home page keeps
+    offering the Spanish course. A student who only ever answered in English gets the English one."""
+    seed_course(services.db, "fracciones-mini", "Fracciones (mini)")
+    services.db.write(lambda c: c.execute("UPDATE courses SET language = 'es' WHERE id = 'fracciones-mini'"))
+    class_id, kids = make_class(services.db, teacher["id"], ["Luz", "Max"], name="4º B", language="es")
+
+    def next_up_course(name: str, answers: list[str]) -> str:
+        c = app.test_client()
+        assert sign_in_student(c, class_id, kids[name]["id"], kids[name]["pin"]).status_code == 302
+        token = csrf_of(c.get("/learn").get_data(as_text=True))
+        for course_id in answers:
+            r = c.post("/api/v1/attempts", headers={"X-CSRF-Token": token}, json={
+                "attempt_uid": str(uuid.uuid4()), "course_id": course_id, "exercise_id": "e1", "answer": {"choice": 0}})
+            assert r.status_code == 201, r.get_data(as_text=True)
+        home = c.get("/learn").get_data(as_text=True)
+        return re.search(r'href="/learn/([^/"]+)/', _next_up(home)).group(1)
+
+    assert next_up_course("Luz", ["fracciones-mini", COURSE_ID]) == "fracciones-mini"
+    assert next_up_course("Max", [COURSE_ID]) == COURSE_ID
+
+
 def _free_text(services, student_id: int, text: str, graded_by: str, confidence: float, correct: int) -> int:
     def write(conn):
         return conn.execute(
