@@ -58,6 +58,15 @@ class CoursePlan:
     def lesson(self, lesson_id: str) -> Lesson | None:
         return self._by_id.get(lesson_id)
 
+    def tests_skill(self, exercise_id: str, skill: str) -> bool:
+        """The exercise is a question *of* ``skill``: it practises it, and no other skill it practises
+        builds on it. A word problem also tagged "fraction of a number" is a word problem: a slip there
+        says more about word problems than about a skill the student had already mastered."""
+        ex = self.exercises.get(exercise_id)
+        if ex is None or skill not in ex.skills:
+            return False
+        return not any(skill in self.skills[k].prerequisites for k in ex.skills if k != skill and k in self.skills)
+
     def answers_to_master(self, skill: str, min_answers: int) -> int:
         """Graded answers ``skill`` needs before it can count as mastered: ``learning.mastery_min_answers``
         (at least 1), but no more than the skill has questions. A skill with one question would otherwise

@@ -94,12 +94,6 @@ class _Rules:
                  min_answers: int):
         self.plan, self.view, self.target, self.threshold, self.now = plan, view, target, threshold, now
         self.now_s, self.min_answers = now.timestamp(), min_answers
-        # skill -> the skills that build on it: their questions often practise it too (a word problem is
-        # also "fraction of a number"), and a slip there says more about the new skill than the old one.
-        self.dependents: dict[str, set[str]] = {}
-        for k, skill in plan.skills.items():
-            for p in skill.prerequisites:
-                self.dependents.setdefault(p, set()).add(k)
 
     def enough_answers(self, s: str) -> bool:
         return self.view.practised.get(s, 0) >= self.plan.answers_to_master(s, self.min_answers)
@@ -108,11 +102,8 @@ class _Rules:
         return self.enough_answers(s) and self.view.mastery.get(s, 0.0) >= self.threshold
 
     def last_answer_wrong(self, s: str) -> bool:
-        """The student's latest graded answer on a question of the skill (not one of a skill that builds
-        on it) was wrong."""
-        later = self.dependents.get(s, set())
-        own = (i for i in self.plan.skill_exercises.get(s, [])
-               if i in self.view.exercises and not later.intersection(self.plan.exercises[i].skills))
+        """The student's latest graded answer to a question of the skill (``CoursePlan.tests_skill``) was wrong."""
+        own = (i for i in self.plan.skill_exercises.get(s, []) if i in self.view.exercises and self.plan.tests_skill(i, s))
         latest = max((self.view.exercises[i] for i in own), key=lambda a: a[2], default=None)
         return latest is not None and not latest[1]
 

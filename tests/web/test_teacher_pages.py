@@ -210,7 +210,7 @@ def test_grid_legend_says_where_each_level_starts(services, course, klass, teach
     grid = teacher_client.get(f"/teach/classes/{klass['id']}/progress").get_data(as_text=True)
     low, high = round(HELP_BELOW * 100), round(services.cfg.learning.mastery_threshold * 100)
     legend = re.search(r'<ul class="legend".*?</ul>', grid, re.DOTALL).group(0)
-    for text in ("Not started<span class=\"range\">: no answers yet", f"Needs help<span class=\"range\">: under {low}%",
+    for text in ("Not started<span class=\"range\">: no answers yet", f"Needs help<span class=\"range\">: under {low}%, or the last 3 answers on the skill wrong",
                  f"Learning<span class=\"range\">: {low}% or more, not mastered yet",
                  f"Mastered<span class=\"range\">: {high}% and above, after 3 answers or more"):
         assert text in legend
@@ -284,3 +284,55 @@ def test_the_page_of_a_student_marks_mastered_only_with_enough_answers(services,
     html = teacher_client.get(f"/teach/classes/{klass['id']}/students/{ana}").get_data(as_text=True)
     rows = dict(re.findall(r'<tr><th scope="row">([^<]+?) <span.*?</th>\s*<td>(.*?)</td>', html, re.DOTALL))
     assert "Mastered" in rows["Equivalent fractions"] and "Mastered" not in rows["Parts of a whole"], rows
+
+
+def test_three_wrong_answers_in_a_row_flag_needs_help_whatever_the_estimate(services, course, klass, teacher_client,
+                                                                           student_client, monkeypatch):
+    """Three right then three wrong on "parts": the estimate is 50% ("Learning" by the number), but the
+    teacher should look: the cell says "Needs help". A wrong answer to a question of a skill that builds
+    on "parts" would not count for "parts"; one right answer ends the run."""
+    monkeypatch.setattr("appliance.learning.progress.REPEAT_WINDOW_S", -1)  # the same answer again counts
+    token = csrf_of(student_client.get("/learn").get_data(as_text=True))
+
+    def answer(ex, ans):
+        r = student_client.post("/api/v1/attempts", headers={"X-CSRF-Token": token}, json={
+            "attempt_uid": str(uuid.uuid4()), "course_id": course, "exercise_id": ex, "answer": ans})
+        assert r.status_code == 201, r.get_data(as_text=True)
+
+    def parts_cell() -> tuple[str, str]:
+        html = teacher_client.get(f"/teach/classes/{klass['id']}/progress").get_data(as_text=True)
+        m = re.search(r'data-skill="parts" data-level="(\w+)">\s*<span>(\d+%)</span>', html)
+        return m.group(1), m.group(2)
+
+    for _ in range(3):
+        answer("e1", RIGHT["e1"])
+    for _ in range(2):
+        answer("e1", {"choice": 0})
+    assert parts_cell() == ("learning", "57%")     # (3 + 1) / (5 + 2): two wrong are no run yet
+    answer("e1", {"choice": 0})
+    assert parts_cell() == ("help", "50%")
+    answer("e1", RIGHT["e1"])
+    assert parts_cell()[0] == "learning"
+
+
+def test_wrong_runs_count_only_a_skills_own_questions():
+    from appliance.learning.plan import CoursePlan, Exercise, Lesson, Skill
+    from appliance.web.teacher.reports import wrong_runs
+
+    skills = {"of": Skill("of", "Fraction of a number", ()), "word": Skill("word", "Word problems", ("of",))}
+    exercises = {"of-1": Exercise("of-1", "l", 0, "numeric", "?", ("of",)),
+                 "w-1": Exercise("w-1", "l", 1, "numeric", "?", ("word", "of"))}
+    plan = CoursePlan("c", "C", "en", ("s", "t"), skills, [Lesson("l", "L", 0, ("of", "word"))], exercises)
+    assert plan.tests_skill("w-1", "word") and not plan.tests_skill("w-1", "of") and plan.tests_skill("of-1", "of")
+
+    class Rows:  # the one query wrong_runs makes: (student, exercise, correct), latest first
+        def __init__(self, rows):
+            self.rows = [dict(student_id=1, exercise_id=e, correct=c) for e, c in rows]
+
+        def execute(self, sql, params):
+            assert params[1] == "c"
+            return self.rows
+
+    assert wrong_runs(Rows([("w-1", 0)] * 3), 1, plan) == {(1, "word")}
+    assert wrong_runs(Rows([("of-1", 0), ("w-1", 0), ("of-1", 0), ("of-1", 0)]), 1, plan) == {(1, "of")}
+    assert wrong_runs(Rows([("of-1", 0), ("of-1", 1), ("of-1", 0), ("of-1", 0)]), 1, plan) == set()

@@ -20,6 +20,12 @@ from appliance.web.security import current_user, requires
 from appliance.web.teacher import bp
 
 HELP_BELOW = 0.4
+# This many wrong answers in a row to a skill's own questions flag "Needs help" whatever the model says:
+# it leans on how a student does elsewhere and can show 57% for a child who got seven in a row wrong.
+WRONG_RUN = 3
+# Only a student's latest answers in the course are looked at: an old run they have since moved on from
+# is no news for the teacher (and the grid stays one bounded query).
+RECENT_ANSWERS = 30
 LEVELS = {  # key -> (symbol, label); the symbol is text, not colour
     "none": ("–", _l("Not started")),
     "help": ("!", _l("Needs help")),
@@ -32,10 +38,13 @@ def _services():
     return current_app.extensions["ce"]
 
 
-def level_of(p: float | None, attempts: int, threshold: float, min_answers: int = 1) -> str:
-    """The cell's level; "mastered" also wants ``min_answers`` answers, as Next up and reviews do."""
+def level_of(p: float | None, attempts: int, threshold: float, min_answers: int = 1, wrong_run: bool = False) -> str:
+    """The cell's level; "mastered" also wants ``min_answers`` answers, as Next up and reviews do;
+    ``wrong_run``: the student's last ``WRONG_RUN`` answers to the skill's questions were wrong."""
     if not attempts:
         return "none"
+    if wrong_run:
+        return "help"
     if p >= threshold and attempts >= min_answers:
         return "mastered"
     return "learning" if p >= HELP_BELOW else "help"
@@ -72,6 +81,7 @@ def class_grid(conn, class_id: int, course_id: str, learning) -> dict:
         "SELECT p.student_id, COUNT(*) FROM lesson_progress p JOIN class_members cm ON cm.student_id = p.student_id"
         " AND cm.class_id = ? WHERE p.course_id = ? AND p.status = 'completed' GROUP BY p.student_id",
         (class_id, course_id)).fetchall())
+    runs = wrong_runs(conn, class_id, plan)
     rows = []
     for s in students:
         cells = []
@@ -79,10 +89,29 @@ def class_grid(conn, class_id: int, course_id: str, learning) -> dict:
             m = mastery.get((s["id"], sk["id"]))
             attempts = (m["successes"] + m["failures"]) if m else 0
             p = m["p_mastery"] if m else None
-            cells.append({"skill": sk["id"], "p": p, "attempts": attempts, "level": level_of(p, attempts, threshold,
-                                                                                    plan.answers_to_master(sk["id"], learning.mastery_min_answers))})
+            needed = plan.answers_to_master(sk["id"], learning.mastery_min_answers)
+            level = level_of(p, attempts, threshold, needed, (s["id"], sk["id"]) in runs)
+            cells.append({"skill": sk["id"], "p": p, "attempts": attempts, "level": level})
         rows.append({"student": s, "cells": cells, "lessons_done": done.get(s["id"], 0)})
     return {"skills": skills, "rows": rows}
+
+
+def wrong_runs(conn, class_id: int, plan) -> set[tuple[int, str]]:
+    """(student id, skill) whose last ``WRONG_RUN`` graded answers to the skill's own questions
+    (``CoursePlan.tests_skill``), among the student's latest ``RECENT_ANSWERS`` in the course, were all wrong."""
+    runs: dict[tuple[int, str], list[bool]] = {}
+    for r in conn.execute(
+            "SELECT student_id, exercise_id, correct FROM (SELECT a.student_id, a.exercise_id, a.correct, a.id,"
+            " ROW_NUMBER() OVER (PARTITION BY a.student_id ORDER BY a.id DESC) AS n FROM attempts a"
+            " JOIN class_members cm ON cm.student_id = a.student_id AND cm.class_id = ?"
+            " WHERE a.course_id = ? AND a.graded_by != 'pending') WHERE n <= ? ORDER BY student_id, id DESC",
+            (class_id, plan.course_id, RECENT_ANSWERS)):
+        ex = plan.exercises.get(r["exercise_id"])
+        for s in ex.skills if ex else ():
+            run = runs.setdefault((r["student_id"], s), [])
+            if len(run) < WRONG_RUN and plan.tests_skill(ex.id, s):
+                run.append(bool(r["correct"]))
+    return {key for key, run in runs.items() if len(run) == WRONG_RUN and not any(run)}
 
 
 def hardest_questions(conn, class_id: int, course_id: str, limit: int = 15) -> list[dict]:
@@ -156,7 +185,7 @@ def progress(class_id: int):
             grid = class_grid(conn, class_id, course["id"], _services().cfg.learning)
     learning = _services().cfg.learning
     return render_template("teacher/grid.html", cls=cls, course=course, courses=courses, grid=grid, levels=LEVELS,
-                           help_below=HELP_BELOW, threshold=learning.mastery_threshold,
+                           help_below=HELP_BELOW, wrong_run=WRONG_RUN, threshold=learning.mastery_threshold,
                            min_answers=max(1, learning.mastery_min_answers))
 
 
