@@ -13,7 +13,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from appliance.errors import NotFound
-from appliance.learning.plan import load_plan
+from appliance.learning.plan import Plans
 from appliance.people import classes as cls_mod
 from appliance.web.mastery import refresh as refresh_mastery
 from appliance.web.security import current_user, requires
@@ -32,6 +32,10 @@ LEVELS = {  # key -> (symbol, label); the symbol is text, not colour
     "learning": ("…", _l("Learning")),
     "mastered": ("✓", _l("Mastered")),
 }
+
+
+# Course plans (skills, questions) of this process, re-read when a course is imported again.
+_plans = Plans()
 
 
 def _services():
@@ -70,7 +74,7 @@ def course_for(conn, course_id: str | None, class_id: int | None = None, languag
 def class_grid(conn, class_id: int, course_id: str, learning) -> dict:
     """{skills: [...], rows: [{student, cells: [{p, level, attempts}], lessons_done}]}; ``learning``: the
     [learning] settings (mastery_threshold, mastery_min_answers)."""
-    threshold, plan = learning.mastery_threshold, load_plan(conn, course_id)
+    threshold, plan = learning.mastery_threshold, _plans.get(conn, course_id)
     skills = [dict(r) for r in conn.execute("SELECT id, name FROM skills WHERE course_id = ? ORDER BY rowid", (course_id,))]
     students = cls_mod.roster(conn, class_id)
     stored = [dict(r) for r in conn.execute(
@@ -142,7 +146,7 @@ def student_history(conn, student_id: int, min_answers: int, limit: int = 200) -
         " FROM mastery m JOIN skills s ON s.course_id = m.course_id AND s.id = m.skill_id"
         " JOIN courses c ON c.id = m.course_id WHERE m.student_id = ? ORDER BY c.title, s.rowid", (student_id,))],
         student_id)
-    plans = {cid: load_plan(conn, cid) for cid in {m["course_id"] for m in mastery}}
+    plans = {cid: _plans.get(conn, cid) for cid in {m["course_id"] for m in mastery}}
     for m in mastery:
         m["needed"] = plans[m["course_id"]].answers_to_master(m["skill_id"], min_answers)
     lessons = [dict(r) for r in conn.execute(
