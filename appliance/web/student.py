@@ -35,7 +35,7 @@ def home():
     user = current_user()
     with _db().read() as conn:
         courses = [dict(r) for r in conn.execute(
-            "SELECT c.id, c.title, c.description,"
+            "SELECT c.id, c.title, c.description, c.language,"
             " (SELECT COUNT(*) FROM lessons l WHERE l.course_id = c.id) AS lessons,"
             " (SELECT COUNT(*) FROM lesson_progress p WHERE p.course_id = c.id AND p.student_id = ?"
             "  AND p.status = 'completed') AS done,"
@@ -142,7 +142,7 @@ def my_progress():
         courses = []
         # Courses with answers first, then those in the page's language (as on the home page).
         rows = conn.execute(
-            "SELECT c.id, c.title FROM courses c ORDER BY EXISTS (SELECT 1 FROM attempts a WHERE a.course_id = c.id"
+            "SELECT c.id, c.title, c.language FROM courses c ORDER BY EXISTS (SELECT 1 FROM attempts a WHERE a.course_id = c.id"
             " AND a.student_id = ?) DESC, c.language = ? DESC, c.title", (user["id"], str(get_locale()))).fetchall()
         for c in rows:
             skills = [dict(r) for r in conn.execute(
@@ -156,7 +156,7 @@ def my_progress():
             questions, per_skill = _question_counts(conn, user["id"], c["id"])
             for sk in skills:
                 sk["questions"] = per_skill.get(sk["id"])
-            courses.append({"id": c["id"], "title": c["title"], "skills": skills, "lessons_total": lessons["total"],
+            courses.append({"id": c["id"], "title": c["title"], "language": c["language"], "skills": skills, "lessons_total": lessons["total"],
                             "lessons_done": lessons["done"] or 0, "questions": questions,
                             "answered": sum(questions.values())})
         # Every course's skills in one model run (the rows are changed in place).

@@ -76,6 +76,10 @@ def test_mastery_next_up_search_and_grade_review_in_the_browser(world):
         # Answer the first question: the reply's mastery appears under the feedback, named and measured.
         page.goto(f"{url}/learn/fractions/what-is-a-fraction")
         first = page.locator(f"form.exercise[data-exercise='{exercises[0]['id']}']")
+        # "Check" is the main button, as bold as the others (a checkbox-label rule made it thin).
+        assert int(first.locator("button.check").evaluate("e => getComputedStyle(e).fontWeight")) >= 600
+        back = page.locator(".breadcrumb a").first.bounding_box()
+        assert back["height"] >= 40                     # the way back to the course is big enough to tap
         answer_exercise(first, exercises[0])
         first.locator("button.check").click()
         line = first.locator(".mastery-line")
@@ -85,6 +89,7 @@ def test_mastery_next_up_search_and_grade_review_in_the_browser(world):
         with services.db.read() as conn:
             p = conn.execute("SELECT p_mastery FROM mastery WHERE skill_id = 'fraction-basics'").fetchone()[0]
         assert width == f"{round(p * 100)}%"    # the page shows what the model stored
+        assert line.evaluate("e => getComputedStyle(e).borderTopStyle") == "solid"  # a line of its own
         _axe(page, axe, "exercise-mastery", found)
         # Check again, unchanged: not sent a second time, and the child is told so.
         first.locator("button.check").click()

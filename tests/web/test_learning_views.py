@@ -292,3 +292,16 @@ def test_pages_without_models_still_work_and_say_why(tmp_path):
         assert "Nothing to check: every written answer has a grade." in done and "the model is sure" not in done
     finally:
         services.close()
+
+
+def test_next_up_names_its_button_after_what_it_asks(app, services, student_client, course, monkeypatch):
+    """"Read the lesson again" gets a "Read it again" button, not "Open the lesson"; the course's own
+    title and description carry the course's language."""
+    learner = services.get("learner")
+    rec = {"kind": "relearn", "url": f"/learn/{COURSE_ID}/what-is-a-fraction", "title": "What is a fraction?",
+           "why": "The questions look hard for you right now.", "course_title": "Fractions (mini)"}
+    monkeypatch.setattr(learner, "home", lambda student, language: rec)
+    html = student_client.get("/learn").get_data(as_text=True)
+    assert "Read it again: What is a fraction?" in html and "Open the lesson" not in _next_up(html)
+    assert "·&nbsp;Fractions (mini)" in html  # the course name never starts a line alone
+    assert '<h3 style="margin-block-start: 0" lang="en">Fractions (mini)</h3>' in html
