@@ -10,7 +10,8 @@ free text may run a model) and then, in ONE ``db.write`` job:
   it is no new evidence, and counting it would let a child raise mastery by tapping one button. The
   reply is that answer's result with ``"repeat": true``. Coming back to the question after others,
   or after a while, counts again (practice and spaced review are exactly that);
-- updates ``lesson_progress`` (started; completed when every exercise of the lesson has an answer);
+- updates ``lesson_progress`` (started; completed when the latest answer to every exercise of the lesson is
+  right or waits for the teacher, and it stays completed);
 - updates ``mastery`` counts and a simple rule estimate of p(mastery) per skill of the exercise;
 - enqueues an ``attempt`` event (and ``lesson_progress`` when the status changes) in the outbox.
 
@@ -163,13 +164,16 @@ def _store(conn, learner, student, ex, uid, answer, result: Grade, duration, pre
 def _update_lesson(conn, student, ex, now) -> str:
     total = conn.execute("SELECT COUNT(*) FROM exercises WHERE course_id = ? AND lesson_id = ?",
                          (ex["course_id"], ex["lesson_id"])).fetchone()[0]
-    answered = conn.execute(
-        "SELECT COUNT(DISTINCT a.exercise_id) FROM attempts a JOIN exercises e"
-        " ON e.course_id = a.course_id AND e.id = a.exercise_id"
-        " WHERE a.student_id = ? AND a.course_id = ? AND e.lesson_id = ?",
+    # Done = every question's latest answer is right or waits for the teacher, as the course page marks a
+    # question done: a lesson answered all wrong is not "done" (it was, by "every question answered").
+    done = conn.execute(
+        "SELECT COUNT(*) FROM attempts a JOIN exercises e ON e.course_id = a.course_id AND e.id = a.exercise_id"
+        " WHERE a.student_id = ?1 AND a.course_id = ?2 AND e.lesson_id = ?3 AND (a.correct = 1 OR a.graded_by = 'pending')"
+        " AND a.id = (SELECT MAX(b.id) FROM attempts b WHERE b.student_id = ?1 AND b.course_id = ?2"
+        " AND b.exercise_id = a.exercise_id)",
         (student["id"], ex["course_id"], ex["lesson_id"]),
     ).fetchone()[0]
-    status = "completed" if answered >= total else "started"
+    status = "completed" if done >= total else "started"
     old = conn.execute("SELECT status FROM lesson_progress WHERE student_id = ? AND course_id = ? AND lesson_id = ?",
                        (student["id"], ex["course_id"], ex["lesson_id"])).fetchone()
     if old is not None and old[0] == "completed":

@@ -95,11 +95,24 @@ def test_outbox_event_carries_uids_not_row_ids(services, course, klass, student_
     assert "student_id" not in event and event["correct"] is True and event["answer"] == {"value": "0.75"}
 
 
-def test_lesson_completes_when_every_exercise_is_answered(services, course, student_client):
+def test_lesson_completes_when_every_exercise_is_answered_right(services, course, student_client):
     token = _token(student_client)
     statuses = [_post(student_client, ex, RIGHT[ex], token=token).get_json()["lesson_status"] for ex in ("e1", "e2", "e3", "e4")]
     assert statuses == ["started", "started", "started", "completed"]
     assert _count(services, "SELECT COUNT(*) FROM outbox WHERE type = 'lesson_progress'") == 2
+
+
+def test_a_lesson_answered_wrong_is_not_done_until_its_questions_are_right(services, course, student_client):
+    """Every question answered, one of them wrong last: not done (the course page does not tick that
+    question either). Putting it right completes the lesson, and a later slip does not undo it."""
+    token = _token(student_client)
+    statuses = [_post(student_client, ex, RIGHT[ex], token=token).get_json()["lesson_status"] for ex in ("e1", "e2", "e4")]
+    assert _post(student_client, "e3", {"value": "0.5"}, token=token).get_json()["lesson_status"] == "started"
+    assert _post(student_client, "e1", {"choice": 0}, token=token).get_json()["lesson_status"] == "started"
+    assert _post(student_client, "e3", RIGHT["e3"], token=token).get_json()["lesson_status"] == "started"  # e1 now wrong
+    assert _post(student_client, "e1", RIGHT["e1"], token=token).get_json()["lesson_status"] == "completed"
+    assert _post(student_client, "e2", {"choices": [1]}, token=token).get_json()["lesson_status"] == "completed"
+    assert statuses == ["started"] * 3
 
 
 def test_free_text_waits_for_the_model_and_does_not_move_mastery(services, course, student_client):
