@@ -59,6 +59,13 @@ class Services:
     def get(self, name: str, default: Any = None) -> Any:
         return self.components.get(name, default)
 
+    def shared(self, name: str, make: Callable[[], Any]) -> Any:
+        """The component ``name``, made by ``make()`` the first time anyone asks (one per Services)."""
+        with self._lock:
+            if name not in self.components:
+                self.components[name] = make()
+            return self.components[name]
+
     def report_status(self, name: str, provider: Callable[[], PartStatus]) -> None:
         """Register a callable that returns the current status of a part."""
         with self._lock:

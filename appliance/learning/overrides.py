@@ -26,7 +26,7 @@ from flask_babel import gettext as _
 from appliance.errors import Conflict, NotFound
 from appliance.learning import learner_state
 from appliance.learning.features import LearnerState
-from appliance.learning.plan import load_plan
+from appliance.learning.plan import plans_of
 from appliance.learning.predictor import rule_estimate
 from appliance.learning.review import Reviews, card_id, put
 from appliance.store.database import now_iso
@@ -109,7 +109,7 @@ def override(services, teacher: dict, class_id: int, attempt_id: int, correct: b
         return {s: round(rule_estimate(st, [s]), 4) for s in of_skills}, "rule"
 
     def replay(conn, before: dict, skills: list) -> Replayed:
-        plan = load_plan(conn, before["course_id"])
+        plan = plans_of(services).get(conn, before["course_id"])
         return _replay(conn, before, correct, skills, reviews, lambda st, sk, at: mastery_at(st, sk, at)[0], threshold,
                        lambda s: plan.answers_to_master(s, services.cfg.learning.mastery_min_answers))
 

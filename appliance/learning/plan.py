@@ -109,6 +109,12 @@ def load_plan(conn: sqlite3.Connection, course_id: str) -> CoursePlan:
     return plan
 
 
+def plans_of(services) -> Plans:
+    """The course plans of these services: one cache for Next up, review cards, regrades and the
+    teacher's reports, re-read when a course is imported again."""
+    return services.shared("course_plans", Plans)
+
+
 class Plans:
     """Course plans of this process, reloaded when a course is imported again.
 

@@ -2,8 +2,8 @@
 
 A skill gets a card the first time it is mastered: a right answer after which the learner model (or
 the rule estimate) says it is, with enough graded answers on the skill (``CoursePlan.answers_to_master``:
-one lucky answer of a strong student is no mastery). That moment is its first successful review. After that every graded answer on the skill is a review:
-right = ``Good``, wrong = ``Again``. FSRS then says when the student has about ``desired_retention``
+one lucky answer of a strong student is no mastery). That moment is its first successful review. After
+that every graded answer on the skill is a review: right = ``Good``, wrong = ``Again``. FSRS then says when the student has about ``desired_retention``
 chance of still knowing it, and the recommender offers a review once that date has passed.
 
 Skills are reviewed through their exercises, which are never "learned" in the flash-card sense, so

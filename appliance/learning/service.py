@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from appliance.learning import learner_state
 from appliance.learning.embedder import Embedder
 from appliance.learning.features import LearnerState
-from appliance.learning.plan import CoursePlan, Plans
+from appliance.learning.plan import CoursePlan, plans_of
 from appliance.learning.predictor import LearnerPredictor
 from appliance.learning.recommender import StudentView, recommend
 from appliance.learning.review import Reviews
@@ -66,7 +66,7 @@ class LearnerService:
         self.settings = services.cfg.learning
         self.predictor = predictor
         self.reviews = Reviews(self.settings)
-        self.plans = Plans()
+        self.plans = plans_of(services)
         self.stats = {"prepared": 0, "recomputed": 0}
         # The answer's request thread runs prepare(), then (after the write) next_up(): the forecast made
         # for the first serves the second, so an answer costs one learner-model call, not two.

@@ -150,7 +150,7 @@ def class_progress(class_id: int):
             if course is None:
                 raise NotFound("No courses are installed.")
             course_id = course["id"]
-        grid = class_grid(conn, class_id, course_id, services.cfg.learning)
+        grid = class_grid(conn, services, class_id, course_id)
     rows = [{"student_uid": r["student"]["uid"], "display_name": r["student"]["display_name"],
              "lessons_done": r["lessons_done"], "skills": {c["skill"]: {"p": c["p"], "level": c["level"],
                                                                          "attempts": c["attempts"]} for c in r["cells"]}}

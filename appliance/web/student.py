@@ -12,6 +12,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from appliance.errors import NotFound
+from appliance.learning.progress import latest_answers
 from appliance.web.mastery import refresh as refresh_mastery
 from appliance.web.security import current_user, requires
 
@@ -92,7 +93,7 @@ def lesson(course_id: str, lesson_id: str):
             "SELECT id, kind, prompt, spec FROM exercises WHERE course_id = ? AND lesson_id = ? ORDER BY position",
             (course_id, lesson_id))]
         # The latest answer decides, as on the page after an answer: wrong after right is not done.
-        done = {ex_id: state != "wrong" for ex_id, state in _latest_answers(conn, user["id"], course_id).items()}
+        done = {ex_id: state != "wrong" for ex_id, state in latest_answers(conn, user["id"], course_id).items()}
         siblings = conn.execute("SELECT id, title FROM lessons WHERE course_id = ? AND position > ? ORDER BY position"
                                 " LIMIT 1", (course_id, row["position"])).fetchone()
     media = [m for m in json.loads(row["media"] or "[]") if _show_media(m, row["body"], course_id)]
@@ -110,19 +111,10 @@ def _show_media(item: dict, body: str, course_id: str) -> bool:
     return f"/content/{course_id}/assets/{asset}" not in body
 
 
-def _latest_answers(conn, student_id: int, course_id: str) -> dict[str, str]:
-    """Exercise id -> "right", "wrong" or "pending": the state of the student's latest answer to it."""
-    rows = conn.execute(
-        "SELECT a.exercise_id, a.correct, a.graded_by FROM attempts a WHERE a.student_id = ? AND a.course_id = ?"
-        " AND a.id = (SELECT MAX(b.id) FROM attempts b WHERE b.student_id = a.student_id"
-        " AND b.course_id = a.course_id AND b.exercise_id = a.exercise_id)", (student_id, course_id))
-    return {r[0]: "pending" if r[2] == "pending" else "right" if r[1] else "wrong" for r in rows}
-
-
 def _question_counts(conn, student_id: int, course_id: str) -> tuple[dict, dict[str, dict]]:
     """Questions, not attempts: ({right, wrong, pending} for the course, the same per skill id). A
     question answered wrong five times is one question to try again."""
-    latest = _latest_answers(conn, student_id, course_id)
+    latest = latest_answers(conn, student_id, course_id)
     skills_of = {r[0]: json.loads(r[1]) for r in conn.execute(
         "SELECT id, skills FROM exercises WHERE course_id = ?", (course_id,)) if r[0] in latest}
     total = dict.fromkeys(("right", "wrong", "pending"), 0)

@@ -439,3 +439,17 @@ def test_review_cards_wait_for_enough_answers_when_recorded_and_when_regraded(tm
         assert carded() == {"parts", "equivalent", "add"}
     finally:
         svc.close()
+
+
+def test_one_course_plan_cache_per_appliance(svc):
+    """Next up, review cards, regrades and the teacher's reports read course plans from one cache of
+    these services, not one each (and not one shared by two appliances in one process)."""
+    from appliance.learning.plan import plans_of
+    from appliance.services import Services
+
+    assert plans_of(svc) is svc.get("learner").plans is plans_of(svc)
+    other = Services.open(svc.cfg)
+    try:
+        assert plans_of(other) is not plans_of(svc)
+    finally:
+        other.close()

@@ -13,7 +13,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from appliance.errors import NotFound
-from appliance.learning.plan import Plans
+from appliance.learning.plan import plans_of
 from appliance.people import classes as cls_mod
 from appliance.web.mastery import refresh as refresh_mastery
 from appliance.web.security import current_user, requires
@@ -32,10 +32,6 @@ LEVELS = {  # key -> (symbol, label); the symbol is text, not colour
     "learning": ("…", _l("Learning")),
     "mastered": ("✓", _l("Mastered")),
 }
-
-
-# Course plans (skills, questions) of this process, re-read when a course is imported again.
-_plans = Plans()
 
 
 def _services():
@@ -71,10 +67,10 @@ def course_for(conn, course_id: str | None, class_id: int | None = None, languag
     return dict(row) if row else None
 
 
-def class_grid(conn, class_id: int, course_id: str, learning) -> dict:
-    """{skills: [...], rows: [{student, cells: [{p, level, attempts}], lessons_done}]}; ``learning``: the
-    [learning] settings (mastery_threshold, mastery_min_answers)."""
-    threshold, plan = learning.mastery_threshold, _plans.get(conn, course_id)
+def class_grid(conn, services, class_id: int, course_id: str) -> dict:
+    """{skills: [...], rows: [{student, cells: [{p, level, attempts}], lessons_done}]}"""
+    learning, plan = services.cfg.learning, plans_of(services).get(conn, course_id)
+    threshold = learning.mastery_threshold
     skills = [dict(r) for r in conn.execute("SELECT id, name FROM skills WHERE course_id = ? ORDER BY rowid", (course_id,))]
     students = cls_mod.roster(conn, class_id)
     stored = [dict(r) for r in conn.execute(
@@ -132,7 +128,7 @@ def hardest_questions(conn, class_id: int, course_id: str, limit: int = 15) -> l
     return [dict(r, rate=(r["right"] or 0) / r["attempts"]) for r in rows]
 
 
-def student_history(conn, student_id: int, min_answers: int, limit: int = 200) -> dict:
+def student_history(conn, services, student_id: int, limit: int = 200) -> dict:
     attempts = [dict(r) for r in conn.execute(
         "SELECT a.created_at, a.correct, a.score, a.answer, a.graded_by, a.duration_ms, e.prompt, e.kind, e.spec,"
         " c.title AS course_title, l.title AS lesson_title FROM attempts a"
@@ -146,9 +142,9 @@ def student_history(conn, student_id: int, min_answers: int, limit: int = 200) -
         " FROM mastery m JOIN skills s ON s.course_id = m.course_id AND s.id = m.skill_id"
         " JOIN courses c ON c.id = m.course_id WHERE m.student_id = ? ORDER BY c.title, s.rowid", (student_id,))],
         student_id)
-    plans = {cid: _plans.get(conn, cid) for cid in {m["course_id"] for m in mastery}}
+    plans = {cid: plans_of(services).get(conn, cid) for cid in {m["course_id"] for m in mastery}}
     for m in mastery:
-        m["needed"] = plans[m["course_id"]].answers_to_master(m["skill_id"], min_answers)
+        m["needed"] = plans[m["course_id"]].answers_to_master(m["skill_id"], services.cfg.learning.mastery_min_answers)
     lessons = [dict(r) for r in conn.execute(
         "SELECT c.title AS course_title, l.title, p.status, p.updated_at FROM lesson_progress p"
         " JOIN lessons l ON l.course_id = p.course_id AND l.id = p.lesson_id JOIN courses c ON c.id = p.course_id"
@@ -186,7 +182,7 @@ def progress(class_id: int):
     grid = None
     if course is not None:
         with _services().db.read() as conn:
-            grid = class_grid(conn, class_id, course["id"], _services().cfg.learning)
+            grid = class_grid(conn, _services(), class_id, course["id"])
     learning = _services().cfg.learning
     return render_template("teacher/grid.html", cls=cls, course=course, courses=courses, grid=grid, levels=LEVELS,
                            help_below=HELP_BELOW, wrong_run=WRONG_RUN, threshold=learning.mastery_threshold,
@@ -213,7 +209,7 @@ def student(class_id: int, student_id: int):
                            " ON m.student_id = u.id WHERE m.class_id = ? AND u.id = ?", (class_id, student_id)).fetchone()
         if row is None:
             raise NotFound(_("That student is not in this class."))
-        history = student_history(conn, student_id, _services().cfg.learning.mastery_min_answers)
+        history = student_history(conn, _services(), student_id)
     learning = _services().cfg.learning
     return render_template("teacher/student.html", cls=cls, student=dict(row), history=history,
                            threshold=learning.mastery_threshold)
