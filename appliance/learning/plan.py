@@ -54,6 +54,7 @@ class CoursePlan:
 
     def __post_init__(self):
         self._by_id = {le.id: le for le in self.lessons}
+        self._own_skills: dict[str, tuple[str, ...]] = {}  # filled on first use; a plan never changes
 
     def lesson(self, lesson_id: str) -> Lesson | None:
         return self._by_id.get(lesson_id)
@@ -74,6 +75,16 @@ class CoursePlan:
         identical answer is a repeat, not counted). One rule for Next up, review cards and the grid."""
         n = len(self.skill_exercises.get(skill, ()))
         return max(1, min(min_answers, n) if n else min_answers)
+
+    def lesson_own_skills(self, lesson_id: str) -> tuple[str, ...]:
+        """The skills the lesson's questions are questions *of* (``tests_skill``): mastering all of them
+        finishes the lesson. "Word problems" does not wait on "fraction of a number" being mastered."""
+        own = self._own_skills.get(lesson_id)
+        if own is None:
+            own = tuple(dict.fromkeys(s for ex in self.exercises.values() if ex.lesson_id == lesson_id
+                                      for s in ex.skills if self.tests_skill(ex.id, s)))
+            self._own_skills[lesson_id] = own
+        return own
 
 
 def load_plan(conn: sqlite3.Connection, course_id: str) -> CoursePlan:

@@ -11,7 +11,9 @@ free text may run a model) and then, in ONE ``db.write`` job:
   reply is that answer's result with ``"repeat": true``. Coming back to the question after others,
   or after a while, counts again (practice and spaced review are exactly that);
 - updates ``lesson_progress`` (started; completed when the latest answer to every exercise of the lesson is
-  right or waits for the teacher, and it stays completed);
+  right or waits for the teacher, or when a right answer leaves every skill the lesson's questions are
+  questions of mastered, as Next up counts mastered: Next up moves a quick student on before the last
+  questions, and "0 of 8 lessons done" beside eight mastered skills told them nothing; it stays completed);
 - updates ``mastery`` counts and a simple rule estimate of p(mastery) per skill of the exercise;
 - enqueues an ``attempt`` event (and ``lesson_progress`` when the status changes) in the outbox.
 
@@ -38,6 +40,7 @@ from flask_babel import gettext as _
 
 from appliance.errors import BadRequest, Conflict, NotFound
 from appliance.learning.grading import Grade, grade, spec_of
+from appliance.learning.plan import plans_of
 from appliance.store.database import now_iso
 from appliance.sync import outbox
 
@@ -90,6 +93,7 @@ def record_attempt(services, student: dict, submission: dict) -> dict:
         same = _recent_same_answer(conn, student, ex, answer)  # before grading: a repeat runs no model
         if same is not None:
             return _with_review(same, below)
+        done_when = _lesson_mastery_rule(services, conn, ex)
     result = grade(ex, answer, semantic=services.get("semantic"))
     learner = services.get("learner")
     prepared = _learner_prepare(learner, student, ex, result)
@@ -97,7 +101,7 @@ def record_attempt(services, student: dict, submission: dict) -> dict:
     def write(conn: sqlite3.Connection) -> dict:
         # Again in the writer: two Enters a few ms apart both got past the read above.
         return _recent_same_answer(conn, student, ex, answer) or _store(
-            conn, learner, student, ex, uid, answer, result, duration, prepared)
+            conn, learner, student, ex, uid, answer, result, duration, prepared, done_when)
 
     stored = _with_review(services.db.write(write), below)
     if stored.get("replayed"):
@@ -129,7 +133,17 @@ def _recent_same_answer(conn, student: dict, ex: dict, answer: dict) -> dict | N
     return {**_replay(conn, student, dict(row)), "repeat": True}
 
 
-def _store(conn, learner, student, ex, uid, answer, result: Grade, duration, prepared=None) -> dict:
+def _lesson_mastery_rule(services, conn, ex: dict) -> tuple[float, dict[str, int]]:
+    """(mastery threshold, {skill: answers it needs}) for the skills of ``ex``'s lesson: mastering them
+    all completes the lesson (``_mastered_all``), with the numbers Next up and the grid use."""
+    learning = services.cfg.learning
+    plan = plans_of(services).get(conn, ex["course_id"])
+    return learning.mastery_threshold, {s: plan.answers_to_master(s, learning.mastery_min_answers)
+                                        for s in plan.lesson_own_skills(ex["lesson_id"])}
+
+
+def _store(conn, learner, student, ex, uid, answer, result: Grade, duration, prepared=None,
+           done_when: tuple[float, dict[str, int]] | None = None) -> dict:
     now = now_iso()
     cur = conn.execute(
         "INSERT OR IGNORE INTO attempts (attempt_uid, student_id, course_id, exercise_id, answer, correct, score,"
@@ -141,7 +155,6 @@ def _store(conn, learner, student, ex, uid, answer, result: Grade, duration, pre
         # The same uid arrived twice at once: the first writer won; answer with its result.
         row = conn.execute("SELECT * FROM attempts WHERE attempt_uid = ?", (uid,)).fetchone()
         return _replay(conn, student, dict(row))
-    lesson_status = _update_lesson(conn, student, ex, now)
     mastery = {} if result.graded_by == "pending" else _update_mastery(conn, student, ex, result.correct, now)
     attempt = {"attempt_uid": uid, "student_id": student["id"], "student_uid": student["uid"],
                "course_id": ex["course_id"], "exercise_id": ex["id"], "lesson_id": ex["lesson_id"],
@@ -149,6 +162,9 @@ def _store(conn, learner, student, ex, uid, answer, result: Grade, duration, pre
                "graded_by": result.graded_by, "created_at": now, "duration_ms": duration}
     if learner is not None and result.graded_by != "pending":
         mastery = _learner_observe(conn, learner, {**attempt, "prepared": prepared}, ex, mastery)
+    # After the mastery update: a right answer that masters the lesson's last skill finishes it.
+    mastered = result.correct and result.graded_by != "pending" and _mastered_all(conn, student, ex, done_when)
+    lesson_status = _update_lesson(conn, student, ex, now, mastered)
     event = {k: v for k, v in attempt.items() if k != "student_id"}
     event["kind"] = ex["kind"]
     if ex["kind"] != "free_text":
@@ -174,13 +190,26 @@ def latest_answers(conn, student_id: int, course_id: str, lesson_id: str | None 
     return {r[0]: "pending" if r[2] == "pending" else "right" if r[1] else "wrong" for r in rows}
 
 
-def _update_lesson(conn, student, ex, now) -> str:
+def _mastered_all(conn, student, ex, done_when: tuple[float, dict[str, int]] | None) -> bool:
+    """Every skill of ``done_when`` is mastered now: estimate at the threshold, with enough answers."""
+    if not done_when or not done_when[1]:
+        return False
+    threshold, needed = done_when
+    marks = ",".join("?" * len(needed))
+    rows = conn.execute(f"SELECT skill_id, p_mastery, successes + failures FROM mastery WHERE student_id = ?"
+                        f" AND course_id = ? AND skill_id IN ({marks})", (student["id"], ex["course_id"], *needed))
+    mastered = {r[0] for r in rows if r[1] >= threshold and r[2] >= needed[r[0]]}
+    return mastered == set(needed)
+
+
+def _update_lesson(conn, student, ex, now, mastered: bool = False) -> str:
     total = conn.execute("SELECT COUNT(*) FROM exercises WHERE course_id = ? AND lesson_id = ?",
                          (ex["course_id"], ex["lesson_id"])).fetchone()[0]
     # Done: every question's latest answer is right or waits for the teacher (a lesson answered all wrong
-    # is not done), as the course page ticks questions.
+    # is not done), as the course page ticks questions; or its skills are mastered (see the module doc).
     latest = latest_answers(conn, student["id"], ex["course_id"], ex["lesson_id"])
-    status = "completed" if sum(state != "wrong" for state in latest.values()) >= total else "started"
+    all_right = sum(state != "wrong" for state in latest.values()) >= total
+    status = "completed" if mastered or all_right else "started"
     old = conn.execute("SELECT status FROM lesson_progress WHERE student_id = ? AND course_id = ? AND lesson_id = ?",
                        (student["id"], ex["course_id"], ex["lesson_id"])).fetchone()
     if old is not None and old[0] == "completed":

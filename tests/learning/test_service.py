@@ -453,3 +453,17 @@ def test_one_course_plan_cache_per_appliance(svc):
         assert plans_of(other) is not plans_of(svc)
     finally:
         other.close()
+
+
+def test_a_lesson_is_done_when_the_learner_model_masters_its_skill(svc, ana):
+    """With the learner model, a student right every time masters 'parts' before answering e4: the
+    lesson is done at that answer, not before, as Next up moves on to the next lesson."""
+    threshold = svc.cfg.learning.mastery_threshold
+    got = []
+    for ex in ("e1", "e2", "e3") * 3:
+        got.append(answer(svc, ana, ex, RIGHT[ex]))
+        if got[-1]["mastery"]["parts"] >= threshold:
+            break
+    assert len(got) >= 3 and got[-1]["mastery"]["parts"] >= threshold  # mastered, e4 never answered
+    assert [r["lesson_status"] for r in got] == ["started"] * (len(got) - 1) + ["completed"]
+    assert got[-1]["next"]["lesson_id"] != "what-is-a-fraction"

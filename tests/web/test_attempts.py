@@ -115,6 +115,29 @@ def test_a_lesson_answered_wrong_is_not_done_until_its_questions_are_right(servi
     assert statuses == ["started"] * 3
 
 
+def test_a_lesson_is_done_once_its_skills_are_mastered_before_every_question_is(services, course, student_client):
+    """Next up moves a student on once a lesson's skill is mastered; the lesson counts as done then,
+    not only after its last questions. Without a learner model the rule estimate masters 'parts' at
+    the fifth right answer in a row ((5 + 1) / (5 + 2) = 0.857 >= 0.85); e3 and e4 stay unanswered."""
+    token = _token(student_client)
+    statuses = [_post(student_client, ex, RIGHT[ex], token=token).get_json()["lesson_status"]
+                for ex in ("e1", "e2", "e1", "e2", "e1")]
+    assert statuses == ["started"] * 4 + ["completed"]
+    assert _count(services, "SELECT COUNT(*) FROM outbox WHERE type = 'lesson_progress'") == 2
+    page = student_client.get("/learn/fractions-mini").get_data(as_text=True)
+    assert "Done" in page
+
+
+def test_a_wrong_answer_does_not_finish_a_lesson_whatever_the_estimate(services, course, student_client):
+    """Mastery finishes a lesson on a right answer only: a slip after four right ones (0.714) is not
+    mastery, and the fifth right answer after it is not enough either ((5 + 1) / (6 + 2) = 0.75)."""
+    token = _token(student_client)
+    got = [_post(student_client, ex, ans, token=token).get_json()["lesson_status"]
+           for ex, ans in (("e1", RIGHT["e1"]), ("e2", RIGHT["e2"]), ("e1", RIGHT["e1"]), ("e2", RIGHT["e2"]),
+                           ("e3", {"value": "0.5"}), ("e1", RIGHT["e1"]))]
+    assert got == ["started"] * 6
+
+
 def test_free_text_waits_for_the_model_and_does_not_move_mastery(services, course, student_client):
     body = _post(student_client, "e6", RIGHT["e6"]).get_json()
     assert body["feedback"] == "pending" and body["graded_by"] == "pending" and body["mastery"] == {}
