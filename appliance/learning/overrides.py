@@ -10,6 +10,11 @@ that answer's time, by the learner model or the rule estimate). A card the repla
 removed. The new mastery of the exercise's skills is predicted before the write, like an answer's. If the
 student answers in between (the state row moved on), the rebuild and predictions are redone inside the
 write.
+
+A "right" can finish the exercise's lesson, by the rule an answer that came in right would have met
+(``progress.update_lesson``); a "not right" leaves a finished lesson finished, as practising it does.
+The teacher's grade given again (the same verdict on an answer a teacher already graded) changes nothing
+and sends no second event.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from functools import partial
 from flask_babel import gettext as _
 
 from appliance.errors import Conflict, NotFound
-from appliance.learning import learner_state
+from appliance.learning import learner_state, progress
 from appliance.learning.features import LearnerState
 from appliance.learning.plan import plans_of
 from appliance.learning.predictor import rule_estimate
@@ -38,7 +43,7 @@ log = logging.getLogger(__name__)
 def reviewable_attempt(conn, attempt_id: int, class_id: int) -> dict:
     """The attempt, if its student is in ``class_id`` (the caller checked the class is theirs)."""
     row = conn.execute(
-        "SELECT a.*, u.uid AS student_uid, e.skills, e.kind FROM attempts a JOIN users u ON u.id = a.student_id"
+        "SELECT a.*, u.uid AS student_uid, e.skills, e.kind, e.lesson_id FROM attempts a JOIN users u ON u.id = a.student_id"
         " JOIN class_members m ON m.student_id = a.student_id AND m.class_id = ?"
         " LEFT JOIN exercises e ON e.course_id = a.course_id AND e.id = a.exercise_id WHERE a.id = ?",
         (class_id, attempt_id)).fetchone()
@@ -118,6 +123,13 @@ def override(services, teacher: dict, class_id: int, attempt_id: int, correct: b
         if before["skills"] is None:
             raise NotFound(_("That exercise is no longer in the course, so its grade cannot change."))
         skills = json.loads(before["skills"])
+        if before["graded_by"] == "teacher" and bool(before["correct"]) == correct:
+            # Already the teacher's grade (a second click, or two teachers agreeing): nothing moves, and a
+            # second grade_override event would read as a change at the hub.
+            stored = {r[0]: r[1] for r in conn.execute(
+                "SELECT skill_id, p_mastery FROM mastery WHERE student_id = ? AND course_id = ?",
+                (before["student_id"], before["course_id"])) if r[0] in skills}
+            return {"attempt_id": attempt_id, "correct": correct, "mastery": stored, "source": "unchanged"}
         base = learner_state.current_version(conn, before["student_id"], before["course_id"])
         replayed = replay(conn, before, skills)
 
@@ -136,6 +148,8 @@ def override(services, teacher: dict, class_id: int, attempt_id: int, correct: b
             r = replay(conn, before, skills)
             m, _src = mastery_at(r.state, skills, time.time())
         _move_counts(conn, before, skills, correct, m, now)
+        if correct:
+            _finish_lesson(conn, services, before, now)
         learner_state.save(conn, before["student_id"], before["course_id"], r.state, (version or 0) + 1, now)
         for s, (card, n) in r.cards.items():
             put(conn, before["student_id"], before["course_id"], s, card, n)
@@ -151,6 +165,14 @@ def override(services, teacher: dict, class_id: int, attempt_id: int, correct: b
     log.info("teacher %s graded attempt %s %s (mastery by %s)", teacher["uid"], attempt_id,
              "right" if correct else "wrong", source)
     return {"attempt_id": attempt_id, "correct": correct, "mastery": mastery, "source": source}
+
+
+def _finish_lesson(conn, services, before: dict, now: str) -> None:
+    """The lesson's status after the teacher's "right", as if the answer had come in right: a lesson
+    whose last wrong answer this was is done now (the grid's "Lessons done", the student's course page)."""
+    student = {"id": before["student_id"], "uid": before["student_uid"]}
+    ex = {"course_id": before["course_id"], "lesson_id": before["lesson_id"]}
+    progress.update_lesson(conn, student, ex, now, progress.lesson_rule(services, conn, ex), right=True)
 
 
 def _move_counts(conn, before: dict, skills: list, correct: bool, mastery: dict, now: str) -> None:

@@ -93,7 +93,7 @@ def record_attempt(services, student: dict, submission: dict) -> dict:
         same = _recent_same_answer(conn, student, ex, answer)  # before grading: a repeat runs no model
         if same is not None:
             return _with_review(same, below)
-        done_when = _lesson_mastery_rule(services, conn, ex)
+        done_when = lesson_rule(services, conn, ex)
     result = grade(ex, answer, semantic=services.get("semantic"))
     learner = services.get("learner")
     prepared = _learner_prepare(learner, student, ex, result)
@@ -133,9 +133,9 @@ def _recent_same_answer(conn, student: dict, ex: dict, answer: dict) -> dict | N
     return {**_replay(conn, student, dict(row)), "repeat": True}
 
 
-def _lesson_mastery_rule(services, conn, ex: dict) -> tuple[float, dict[str, int]]:
+def lesson_rule(services, conn, ex: dict) -> tuple[float, dict[str, int]]:
     """(mastery threshold, {skill: answers it needs}) for the skills of ``ex``'s lesson: mastering them
-    all completes the lesson (``_mastered_all``), with the numbers Next up and the grid use."""
+    all completes the lesson (``update_lesson``), with the numbers Next up and the grid use."""
     learning = services.cfg.learning
     plan = plans_of(services).get(conn, ex["course_id"])
     return learning.mastery_threshold, {s: plan.answers_to_master(s, learning.mastery_min_answers)
@@ -163,8 +163,7 @@ def _store(conn, learner, student, ex, uid, answer, result: Grade, duration, pre
     if learner is not None and result.graded_by != "pending":
         mastery = _learner_observe(conn, learner, {**attempt, "prepared": prepared}, ex, mastery)
     # After the mastery update: a right answer that masters the lesson's last skill finishes it.
-    mastered = result.correct and result.graded_by != "pending" and _mastered_all(conn, student, ex, done_when)
-    lesson_status = _update_lesson(conn, student, ex, now, mastered)
+    lesson_status = update_lesson(conn, student, ex, now, done_when, result.correct and result.graded_by != "pending")
     event = {k: v for k, v in attempt.items() if k != "student_id"}
     event["kind"] = ex["kind"]
     if ex["kind"] != "free_text":
@@ -202,7 +201,11 @@ def _mastered_all(conn, student, ex, done_when: tuple[float, dict[str, int]] | N
     return mastered == set(needed)
 
 
-def _update_lesson(conn, student, ex, now, mastered: bool = False) -> str:
+def update_lesson(conn, student: dict, ex: dict, now: str, done_when: tuple[float, dict[str, int]] | None = None,
+                  right: bool = False) -> str:
+    """The lesson's status after an answer to ``ex`` (``right``: it is graded right; ``done_when``: from
+    ``lesson_rule``), stored, with a ``lesson_progress`` event when it changes. Also a teacher's "right"."""
+    mastered = right and _mastered_all(conn, student, ex, done_when)
     total = conn.execute("SELECT COUNT(*) FROM exercises WHERE course_id = ? AND lesson_id = ?",
                          (ex["course_id"], ex["lesson_id"])).fetchone()[0]
     # Done: every question's latest answer is right or waits for the teacher (a lesson answered all wrong

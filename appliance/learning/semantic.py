@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 from dataclasses import dataclass
 
@@ -58,6 +59,31 @@ WRONG_ANSWER_MARGIN = 0.1
 # come to 0.5 of the way, next to "1/4 is bigger because 4 is more than 3" (tests/learning/test_semantic.py).
 CLEARLY_WRONG_SHARE = 0.4
 UNSURE = 0.25  # the confidence of a grade the teacher should read first (below review_below_confidence)
+
+# Short words that give away the language an answer is written in, for the languages the encoder meets
+# in the demo courses (others: no guess). The English encoder scores a right answer written in the other
+# language like nonsense ("Los tercios son trozos más grandes que los cuartos." 0.16 against the English
+# references of "why is 1/3 bigger than 1/4?", graded wrong with confidence 0.97), so such a grade is
+# no judgement of the answer: the teacher reads it first. No word here means the same in both lists.
+_FUNCTION_WORDS = {
+    "en": frozenset("the an is are was were of in into to and because so it its they you how many much what when "
+                    "there than more same that this with by for on one".split()),
+    "es": frozenset("el la los las un una es son de del en y porque que se al lo como cómo cuántas cuantas cuántos "
+                    "cuantos hay más mas menos mismo misma por para con cada tiene".split()),
+}
+_LETTERS = re.compile(r"[^\W\d_]+")
+
+
+def answer_language(text: str) -> str | None:
+    """'en' or 'es' when the text clearly reads as one of them (four words or more, at least two of its
+    short words and more than twice as many as of the other language), else None."""
+    words = _LETTERS.findall(text.casefold())
+    if len(words) < 4:
+        return None  # "no sé", "I don't know": too short to tell, and a non-answer in any language
+    hits = {lang: sum(w in fw for w in words) for lang, fw in _FUNCTION_WORDS.items()}
+    best = max(hits, key=hits.get)
+    rest = max(v for lang, v in hits.items() if lang != best)
+    return best if hits[best] >= 2 and hits[best] > 2 * rest else None
 
 
 def refs_sha(spec: dict) -> str:
@@ -158,7 +184,19 @@ class SemanticGrader:
                 # As near a known-wrong answer as to the best reference, and near enough to either to pass:
                 # a teacher should look at it first. (Far from both, e.g. "I like pizza.", is surely wrong.)
                 sure = min(sure, abs(similarity - to_wrong) / WRONG_ANSWER_MARGIN * 0.5)
+        if (similarity < threshold or closer_to_wrong) and self._other_language(exercise, text):
+            sure = min(sure, UNSURE)  # a right answer in the other language scores like nonsense: ask the teacher
         return Judgement(round(similarity, 4), round(threshold, 4), round(sure, 4), closer_to_wrong)
+
+    def _other_language(self, exercise: dict, text: str) -> bool:
+        """The answer reads as a language other than its course's (both known to ``answer_language``)."""
+        said = answer_language(text)
+        if said is None:
+            return False
+        with self.db.read() as conn:
+            row = conn.execute("SELECT language FROM courses WHERE id = ?", (exercise["course_id"],)).fetchone()
+        course = (row[0] or "").split("-")[0].split("_")[0].lower() if row else ""
+        return course in _FUNCTION_WORDS and said != course
 
     # -- calibration ------------------------------------------------------------------------------
     def calibration(self, exercise: dict) -> Calibration:

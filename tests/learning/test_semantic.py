@@ -234,3 +234,21 @@ def test_calibration_is_the_same_whatever_was_embedded_before(demo_svc):
                                        "exercise_id": exercise_id, "answer": {"text": "Because the parts are smaller."}})
     again = grader.calibrate_course("fractions")
     assert {k: c.threshold for k, c in again.items()} == {k: c.threshold for k, c in first.items()}
+
+
+def test_an_answer_in_the_other_language_goes_to_the_teacher_instead_of_a_sure_wrong(demo_svc):
+    # The English encoder scores a right answer in the other language like nonsense: graded wrong, it
+    # must not be "sure" (the teacher's list shows only unsure grades), so the teacher reads it.
+    below = demo_svc.cfg.learning.review_below_confidence
+    grader = demo_svc.get("semantic")
+    en = _exercise(demo_svc, "fractions", "compare-09")
+    es = _exercise(demo_svc, "fractions-es", "basics-11")
+    for ex, text in [(en, "Los tercios son trozos más grandes que los cuartos."),
+                     (es, "how many equal parts the whole is cut into")]:
+        j = grader.judge(ex, text)
+        assert not j.correct and j.confidence < below, (text, j)
+    # In the course's own language, or too short to tell, an off-topic answer stays surely wrong.
+    for ex, text in [(en, "Yesterday I went to the park with my brother and we played football."),
+                     (es, "Ayer fui al parque con mi hermano y jugamos al fútbol."), (en, "no sé")]:
+        j = grader.judge(ex, text)
+        assert not j.correct and j.confidence >= below, (text, j)

@@ -467,3 +467,46 @@ def test_a_lesson_is_done_when_the_learner_model_masters_its_skill(svc, ana):
     assert len(got) >= 3 and got[-1]["mastery"]["parts"] >= threshold  # mastered, e4 never answered
     assert [r["lesson_status"] for r in got] == ["started"] * (len(got) - 1) + ["completed"]
     assert got[-1]["next"]["lesson_id"] != "what-is-a-fraction"
+
+
+def _lesson_status(services, student, lesson_id: str) -> str | None:
+    with services.db.read() as conn:
+        row = conn.execute("SELECT status FROM lesson_progress WHERE student_id = ? AND lesson_id = ?",
+                           (student["id"], lesson_id)).fetchone()
+    return row[0] if row else None
+
+
+def test_override_to_right_finishes_the_lesson_whose_last_wrong_answer_it_was(svc):
+    # e5 right, e6 (free text) graded wrong by the model: the lesson is not done. The teacher's "right"
+    # leaves every question's latest answer right: done, as if the answer had come in right.
+    ana, teacher, class_id = _people(svc)
+    answer(svc, ana, "e5", RIGHT["e5"])
+    wrong = answer(svc, ana, "e6", WRONG_TEXT)
+    assert (wrong["graded_by"], wrong["correct"], wrong["lesson_status"]) == ("model", False, "started")
+    overrides.override(svc, teacher, class_id, _attempt_id(svc, wrong["attempt_uid"]), True)
+    assert _lesson_status(svc, ana, "equal-fractions") == "completed"
+    with svc.db.read() as conn:
+        events = [json.loads(r[0]) for r in conn.execute("SELECT payload FROM outbox WHERE type = 'lesson_progress'")]
+    assert events[-1]["lesson_id"] == "equal-fractions" and events[-1]["status"] == "completed"
+
+
+def test_the_same_teacher_grade_twice_changes_nothing_the_second_time(svc):
+    ana, teacher, class_id = _people(svc)
+    wrong = answer(svc, ana, "e6", WRONG_TEXT)
+    attempt_id = _attempt_id(svc, wrong["attempt_uid"])
+
+    def snapshot():
+        with svc.db.read() as conn:
+            return (conn.execute("SELECT COUNT(*) FROM outbox WHERE type = 'grade_override'").fetchone()[0],
+                    conn.execute("SELECT version FROM learner_state WHERE student_id = ?", (ana["id"],)).fetchone()[0],
+                    [tuple(r) for r in conn.execute("SELECT skill_id, successes, failures, p_mastery FROM mastery"
+                                                    " WHERE student_id = ? ORDER BY skill_id", (ana["id"],))])
+
+    first = overrides.override(svc, teacher, class_id, attempt_id, True)
+    after_first = snapshot()
+    assert after_first[0] == 1
+    again = overrides.override(svc, teacher, class_id, attempt_id, True)   # a second click on "Right"
+    assert snapshot() == after_first and again["correct"] is True
+    assert again["mastery"] == pytest.approx(first["mastery"])
+    overrides.override(svc, teacher, class_id, attempt_id, False)          # a real change still counts
+    assert snapshot()[0] == 2
