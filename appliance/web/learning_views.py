@@ -139,6 +139,10 @@ def _review_rows(conn, class_id: int, show_all: bool, below: float) -> list[dict
     return out
 
 
+# Calibration's balanced accuracy under which the page says a question is hard for the model to grade.
+HARD_TO_GRADE = 0.75
+
+
 @bp.get("/teach/classes/<int:class_id>/grades")
 @requires("teacher", "admin")
 def grades(class_id: int):
@@ -148,13 +152,17 @@ def grades(class_id: int):
     with services.db.read() as conn:
         cls = cls_mod.get_class(conn, class_id, current_user())
         rows = _review_rows(conn, class_id, show_all, below)
-    for r in rows:
-        # The confidence is a distance from the grading threshold, not a probability: say it in words.
-        # Below ``below`` the answer is in the list to check; the upper half of the rest is "sure".
-        if r["graded_by"] == "model":
-            r["sure"] = "unsure" if r["confidence"] < below else "fairly" if r["confidence"] < (1 + below) / 2 else "sure"
     semantic = services.get("semantic")
     model_on = semantic is not None and semantic.available()[0]  # off: the page must not talk of a model
+    for r in rows:
+        r["hard"] = model_on and r["separation"] is not None and r["separation"] < HARD_TO_GRADE
+        # The confidence is a distance from the grading threshold, not a probability: say it in words.
+        # Below ``below`` the answer is in the list to check; the upper half of the rest is "sure", but
+        # not on a question the model grades badly ("The model is sure" above "This question is hard
+        # for the model to grade" read as a contradiction).
+        if r["graded_by"] == "model":
+            r["sure"] = "unsure" if r["confidence"] < below else "fairly" if r["confidence"] < (1 + below) / 2 \
+                or r["hard"] else "sure"
     return render_template("learning/grades.html", cls=cls, rows=rows, show_all=show_all, below=below,
                            model_on=model_on)
 

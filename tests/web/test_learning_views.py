@@ -305,3 +305,24 @@ def test_next_up_names_its_button_after_what_it_asks(app, services, student_clie
     assert "Read it again: What is a fraction?" in html and "Open the lesson" not in _next_up(html)
     assert "·&nbsp;Fractions (mini)" in html  # the course name never starts a line alone
     assert '<h3 style="margin-block-start: 0" lang="en">Fractions (mini)</h3>' in html
+
+
+def test_a_question_hard_for_the_model_never_says_the_model_is_sure(services, teacher_client, student_client, klass,
+                                                                     course):
+    """'The model is sure' above 'This question is hard for the model to grade' read as a contradiction:
+    on a question its calibration separates badly, a confident grade reads 'fairly sure'."""
+    assert _answer(student_client, "e6", {"text": "Both are one half of the whole."}).get_json()["graded_by"] == "model"
+    ana = klass["students"]["Ana"]["id"]
+    sure = _free_text(services, ana, "cats", "model", 0.99, 0)
+    url = f"/teach/classes/{klass['id']}/grades?show=all"
+
+    def row_of(html: str) -> str:
+        return re.search(rf'<tr id="attempt-{sure}".*?</tr>', html, re.DOTALL).group(0)
+
+    easy = row_of(teacher_client.get(url).get_data(as_text=True))
+    assert 'data-sure="sure"' in easy and "hard for the model" not in easy
+    services.db.write(lambda c: c.execute(
+        "UPDATE semantic_calibration SET detail = json_set(detail, '$.balanced_accuracy', 0.6) WHERE exercise_id = 'e6'"))
+    hard = row_of(teacher_client.get(url).get_data(as_text=True))
+    assert 'data-sure="fairly"' in hard and "The model is fairly sure" in hard
+    assert "This question is hard for the model to grade." in hard and "The model is sure" not in hard
