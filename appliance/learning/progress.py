@@ -176,17 +176,28 @@ def _store(conn, learner, student, ex, uid, answer, result: Grade, duration, pre
     }
 
 
-def latest_answers(conn, student_id: int, course_id: str, lesson_id: str | None = None) -> dict[str, str]:
-    """Exercise id -> "right", "wrong" or "pending": the state of the student's latest answer to each
-    exercise they answered (of one lesson, when given). The course page ticks a question by it, and a
-    lesson is done when none of its questions is "wrong" or unanswered."""
+def _latest_rows(conn, student_id: int, course_id: str, lesson_id: str | None):
+    """(exercise id, correct, graded_by) of the student's latest answer to each exercise they answered."""
     # SQLite takes the bare columns from the row of MAX(a.id): one pass, no subquery per answer.
-    rows = conn.execute(
+    return conn.execute(
         "SELECT a.exercise_id, a.correct, a.graded_by, MAX(a.id) FROM attempts a JOIN exercises e"
         " ON e.course_id = a.course_id AND e.id = a.exercise_id WHERE a.student_id = ? AND a.course_id = ?"
         + (" AND e.lesson_id = ?" if lesson_id is not None else "") + " GROUP BY a.exercise_id",
         (student_id, course_id) + ((lesson_id,) if lesson_id is not None else ()))
-    return {r[0]: "pending" if r[2] == "pending" else "right" if r[1] else "wrong" for r in rows}
+
+
+def latest_answers(conn, student_id: int, course_id: str, lesson_id: str | None = None) -> dict[str, str]:
+    """Exercise id -> "right", "wrong" or "pending": the state of the student's latest answer to each
+    exercise they answered (of one lesson, when given). The course page ticks a question by it, and a
+    lesson is done when none of its questions is "wrong" or unanswered."""
+    return {r[0]: "pending" if r[2] == "pending" else "right" if r[1] else "wrong"
+            for r in _latest_rows(conn, student_id, course_id, lesson_id)}
+
+
+def teacher_marks(conn, student_id: int, course_id: str, lesson_id: str) -> dict[str, bool]:
+    """Exercise id -> the teacher's grade, for the lesson's questions whose latest answer a teacher
+    graded: the student sees it on the question (an answer answered again since has no mark)."""
+    return {r[0]: bool(r[1]) for r in _latest_rows(conn, student_id, course_id, lesson_id) if r[2] == "teacher"}
 
 
 def _mastered_all(conn, student, ex, done_when: tuple[float, dict[str, int]] | None) -> bool:

@@ -12,7 +12,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from appliance.errors import NotFound
-from appliance.learning.progress import latest_answers
+from appliance.learning.progress import latest_answers, teacher_marks
 from appliance.web.mastery import refresh as refresh_mastery
 from appliance.web.security import current_user, requires
 
@@ -94,11 +94,13 @@ def lesson(course_id: str, lesson_id: str):
             (course_id, lesson_id))]
         # The latest answer decides, as on the page after an answer: wrong after right is not done.
         done = {ex_id: state != "wrong" for ex_id, state in latest_answers(conn, user["id"], course_id).items()}
+        marks = teacher_marks(conn, user["id"], course_id, lesson_id)
         siblings = conn.execute("SELECT id, title FROM lessons WHERE course_id = ? AND position > ? ORDER BY position"
                                 " LIMIT 1", (course_id, row["position"])).fetchone()
     media = [m for m in json.loads(row["media"] or "[]") if _show_media(m, row["body"], course_id)]
     for ex in exercises:
         ex["done"] = done.get(ex["id"])
+        ex["teacher_mark"] = marks.get(ex["id"])
     return render_template("student/lesson.html", lesson=dict(row), media=media, exercises=exercises,
                            next_lesson=dict(siblings) if siblings else None)
 

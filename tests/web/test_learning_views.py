@@ -326,3 +326,28 @@ def test_a_question_hard_for_the_model_never_says_the_model_is_sure(services, te
     hard = row_of(teacher_client.get(url).get_data(as_text=True))
     assert 'data-sure="fairly"' in hard and "The model is fairly sure" in hard
     assert "This question is hard for the model to grade." in hard and "The model is sure" not in hard
+
+
+def test_the_student_sees_the_teachers_grade_on_the_question(services, teacher_client, student_client, klass, course):
+    """A teacher's grade of a free-text answer shows on that question of the lesson page, until the
+    student answers it again."""
+    reply = _answer(student_client, "e6", {"text": "cats"}).get_json()
+    with services.db.read() as conn:
+        attempt_id = conn.execute("SELECT id FROM attempts WHERE attempt_uid = ?", (reply["attempt_uid"],)).fetchone()[0]
+    lesson_url = f"/learn/{COURSE_ID}/equal-fractions"
+
+    def card_of_e6() -> str:
+        html = student_client.get(lesson_url).get_data(as_text=True)
+        return re.search(r'<form class="card exercise" data-exercise="e6".*?</form>', html, re.DOTALL).group(0)
+
+    assert "Your teacher" not in card_of_e6()  # graded by the model only
+    url = f"/teach/classes/{klass['id']}/grades"
+    token = csrf_of(teacher_client.get(url).get_data(as_text=True))
+    for verdict, words in (("correct", "marked it right."), ("incorrect", "marked it not right yet.")):
+        assert teacher_client.post(f"{url}/{attempt_id}", data={"csrf_token": token, "verdict": verdict}).status_code == 302
+        card = card_of_e6()
+        assert words in card and card.count("Your teacher read your answer") == 1
+    assert "Your teacher" not in student_client.get(lesson_url).get_data(as_text=True).split('data-exercise="e5"')[1] \
+        .split("</form>")[0]  # only the question the teacher graded
+    _answer(student_client, "e6", {"text": "Both are one half of the whole."})
+    assert "Your teacher" not in card_of_e6()  # answered again since: the mark is old news
