@@ -18,9 +18,18 @@ labelled queries there).
 
 Without the embedding model the search still works: it matches words (accents and case ignored) and
 says so, rather than showing nothing.
+
+Children misspell. When a query finds nothing, each of its words of 4+ letters that no item has (nor a
+word starting with it) is replaced by the closest word the courses have, if one is close enough
+(``respell``), and the search runs again: "fractoins" finds the fractions lessons, which the encoder's
+word pieces and the word match both missed, and the page says what it searched for. Only after an empty
+result: "halves" is not in the course but finds the halves by meaning, and "have" is not what it meant.
+A word with no close neighbour is left alone: "dinosaurs" still finds nothing.
 """
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import html
 import logging
 import math
@@ -40,6 +49,7 @@ log = logging.getLogger(__name__)
 MAX_QUERY = 200
 MARGIN_MIN_ITEMS = 20  # lessons and questions a course needs before its median score means anything
 LESSON_SNIPPET = 400  # characters of lesson text next to its title (the encoder reads 128 tokens)
+SPELLING_CUTOFF = 0.84  # difflib ratio: one letter left out or added in 5+ letters, swapped in 9+
 _TAG = re.compile(r"<[^>]+>")
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -65,9 +75,11 @@ class SearchResult:
     mode: str                       # meaning | words
     hits: list[Hit] = field(default_factory=list)
     note: str = ""                  # why the search matched words only
+    searched_for: str = ""          # the query with misspelt words put right, when any was
 
     def to_json(self) -> dict:
-        return {"query": self.query, "mode": self.mode, "note": self.note, "hits": [h.to_json() for h in self.hits]}
+        return {"query": self.query, "mode": self.mode, "note": self.note, "searched_for": self.searched_for,
+                "hits": [h.to_json() for h in self.hits]}
 
 
 @dataclass
@@ -91,6 +103,20 @@ def _fold(text: str) -> list[str]:
 def _has(word: str, have: set[str]) -> bool:
     # A word of 4+ letters also matches as a prefix: "sumar" finds "suma", "fraction" finds "fractions".
     return word in have or (len(word) >= 4 and any(h.startswith(word) for h in have))
+
+
+def respell(query: str, vocabulary: set[str]) -> str:
+    """``query`` (folded) with each word of 4+ letters that ``vocabulary`` lacks replaced by its closest
+    word there, if one is within ``SPELLING_CUTOFF``; "" when nothing changed."""
+    out, changed, choices = [], False, None
+    for word in _fold(query):
+        if len(word) >= 4 and word.isalpha() and not _has(word, vocabulary):
+            choices = choices if choices is not None else sorted(vocabulary)  # sorted: ties break the same way
+            near = difflib.get_close_matches(word, choices, n=1, cutoff=SPELLING_CUTOFF)
+            if near:
+                word, changed = near[0], True
+        out.append(word)
+    return " ".join(out) if changed else ""
 
 
 @dataclass
@@ -161,11 +187,37 @@ class SearchIndex:
         ok, why = self.embedder.available()
         if ok:
             try:
-                return self._by_meaning(query, course_ids, k)
+                found = self._by_meaning(query, course_ids, k)
+                if not found.hits:
+                    found = self._respelt(found, lambda text: self._by_meaning(text, course_ids, k),
+                                          self._vocabulary_of(course_ids))
+                return found
             except AppError as exc:  # the model went away mid-search: words still find things
                 why = exc.message
                 log.warning("search by meaning failed, matching words: %s", why)
-        return self._by_words(query, course_ids, k, why)
+        found = self._by_words(query, course_ids, k, why)
+        if not found.hits:
+            with self.db.read() as conn:
+                vocabulary = {w for cid in course_ids for it in course_items(conn, cid)[1] for w in _fold(it.text)}
+            found = self._respelt(found, lambda text: self._by_words(text, course_ids, k, why), vocabulary)
+        return found
+
+    @staticmethod
+    def _respelt(nothing: SearchResult, search, vocabulary: set[str]) -> SearchResult:
+        """The search again with misspelt words put right, when any is and that finds something."""
+        text = respell(nothing.query, vocabulary)
+        if not text:
+            return nothing
+        again = search(text)
+        if not again.hits:
+            return nothing
+        return dataclasses.replace(again, query=nothing.query, searched_for=text)
+
+    def _vocabulary_of(self, course_ids: list[str]) -> set[str]:
+        """The folded words of the courses' indexed items (their matrices are loaded by now)."""
+        with self._lock:
+            cached = [self._matrices.get(cid) for cid in course_ids]
+        return {w for c in cached if c is not None for w in c[4].idf}
 
     # -- by meaning ---------------------------------------------------------------------------
     def _by_meaning(self, query: str, course_ids: list[str], k: int) -> SearchResult:

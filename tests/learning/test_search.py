@@ -99,6 +99,35 @@ def test_a_query_about_nothing_in_the_course_finds_nothing(demo_svc):
         assert index.search(word, [course]).hits, (course, word)
 
 
+def test_misspelt_words_search_for_the_nearest_course_word(demo_svc):
+    """Children misspell: a query that finds nothing is searched again with each word no item has put
+    right to the closest word the course has, and the result says what it searched for. A query that
+    finds something, and a word with no near neighbour, stay as typed."""
+    index = demo_svc.get("search")
+    for query, meant, lesson in (("fractoins", "fractions", "equivalent-fractions"),
+                                 ("denominater", "denominator", "what-is-a-fraction"),
+                                 ("equivalnt", "equivalent", "equivalent-fractions")):
+        r = index.search(query, ["fractions"])
+        assert r.searched_for == meant and r.query == query, (query, r.searched_for)
+        assert lesson in _lessons(r, 3), (query, _lessons(r, 3))
+        assert r.to_json()["searched_for"] == meant
+    # "halves" is in no item, but it finds the halves by meaning: it is not turned into "have".
+    r = index.search("halves", ["fractions"])
+    assert r.hits and r.searched_for == ""
+    r = index.search("dinosaurs", ["fractions"])
+    assert r.searched_for == "" and r.hits == []
+
+
+def test_misspelt_words_are_put_right_when_only_words_are_matched(tmp_path):
+    svc = learning_services(tmp_path / "data", None, content__install_demo="true")
+    try:
+        install_demo_if_empty(svc)
+        r = svc.get("search").search("denominater", ["fractions"])
+        assert r.mode == "words" and r.searched_for == "denominator" and r.hits
+    finally:
+        svc.close()
+
+
 def test_two_questions_with_the_same_words_are_listed_once(demo_svc):
     """compare-07 and compare-08 (different fractions to tick) share their prompt: one result, not two
     rows a child cannot tell apart."""

@@ -79,6 +79,9 @@ def test_search_page_and_api(student_client, course):
     links = re.findall(r'<li><a href="([^"]+)">', results)
     assert links and all(link.startswith(f"/learn/{COURSE_ID}/") for link in links)
     assert "Searching by words only" not in html
+    typo = student_client.get("/search?q=wholle").get_data(as_text=True)  # a misspelling that found nothing
+    assert "Results for “<bdi>whole</bdi>”" in typo and "You typed “<bdi>wholle</bdi>”" in typo
+    assert "/learn/fractions-mini/what-is-a-fraction" in typo
     data = student_client.get("/api/v1/search?q=bottom number of a fraction").get_json()
     assert data["mode"] == "meaning" and data["hits"][0]["item_id"] == "e4"
     err = student_client.get("/api/v1/search?q=")
