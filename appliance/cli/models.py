@@ -166,7 +166,7 @@ def _list(args) -> int:
             except Exception as exc:  # noqa: BLE001 - list what can be read, say what cannot
                 meta = {"error": str(exc)}
             rows.append({"model": name, "version": v, "active": v == active, "sha256": meta.get("sha256", "")[:12],
-                         "signed": bool(meta.get("signature")), "metrics": meta.get("metrics", {}),
+                         "signed": bool(meta.get("signature")), "metrics": meta.get("metrics") or {},
                          "error": meta.get("error")})
     if args.json:
         print(json.dumps(rows, indent=2))

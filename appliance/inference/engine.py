@@ -44,6 +44,21 @@ def intra_op_threads(configured: int, processes: int) -> int:
     return max(1, len(os.sched_getaffinity(0)) // processes)
 
 
+def why_not_loaded(name: str, version: str, message: str) -> str:
+    """The status line of a version that failed to load: the message, with the version in front
+    unless it names it already. The repository's and the loader's do ("model lookup version 1: ...",
+    "lookup/1: ..."): the admin page read "lookup: version 1: model lookup version 1: ..."."""
+    if f"{name} version {version}" in message or f"{name}/{version}" in message:
+        return message
+    return f"version {version}: {message}"
+
+
+# What the admin page shows of a loaded model (LoadedModel.describe), as "not known" for one that is
+# not: without them its batch column read "– / – /" (the template shows None as "–", nothing as nothing).
+NOT_LOADED = {"version": None, "backend": None, "active_providers": [], "max_batch_size": None,
+              "dynamic_batching": None}
+
+
 class InferenceEngine:
     def __init__(self, settings, repo_dir: str | os.PathLike, cache_dir: str | os.PathLike, processes: int = 1):
         self.settings = settings
@@ -145,7 +160,7 @@ class InferenceEngine:
                                        self.intra_op_threads)
             except AppError as exc:
                 with self._lock:
-                    self._errors[name] = f"version {version}: {exc.message}"
+                    self._errors[name] = why_not_loaded(name, version, exc.message)
                 raise
             except Exception as exc:  # a native loader error: reported, never half-swapped
                 with self._lock:
@@ -261,7 +276,7 @@ class InferenceEngine:
         for name in sorted(set(self.wanted_models()) | models.keys()):
             m = models.get(name)
             entry = {"name": name, "ready": m is not None, "error": errors.get(name),
-                     "versions": self.repository.versions(name), "version": None}
+                     "versions": self.repository.versions(name), **NOT_LOADED}
             if m is not None:
                 entry.update(m.describe())
             entry.update(self.metrics.summary(name))

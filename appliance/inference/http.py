@@ -21,7 +21,7 @@ import numpy as np
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from appliance import __version__
-from appliance.errors import BadRequest, Unauthorized, Unavailable
+from appliance.errors import BadRequest, PayloadTooLarge, Unauthorized, Unavailable
 from appliance.inference.binary import (
     HEADER,
     BoundedCache,
@@ -29,6 +29,7 @@ from appliance.inference.binary import (
     encode_binary_tensor,
     head_length,
     little_endian_bytes,
+    load_json,
     plan_for,
     split_body,
 )
@@ -124,32 +125,68 @@ _HEAD_PLANS = BoundedCache()  # (element limit, request head bytes) -> HeadPlan
 PLANNED_HEAD_MAX_BYTES = 4096  # a head carrying more (a big "parameters" object) is not kept: 256 of them could pin GBs
 
 
-def _request_body() -> bytes:
-    """The raw request body. With a declared length it is read straight from the server's stream:
-    werkzeug's wrapper stream and ``get_data`` cache cost more than the read itself on every
-    inference. Anything else (chunked, over ``MAX_CONTENT_LENGTH``) goes through werkzeug, which
-    answers it properly."""
+# Bytes an inference request may carry: max_request_elements numbers written out as JSON (a float64
+# as text with its comma takes up to ~25 bytes; BYTES text gets the same room), plus its head.
+# Before, only web.max_upload_mb (512 MB, sized for course bundles) applied: a 100 MB body of zeros
+# took a worker from 190 MB to 1.3 GB while it was parsed, before the element limit could refuse it.
+BODY_BYTES_PER_ELEMENT = 32
+BODY_HEAD_BYTES = 1 << 20
+
+
+def max_body_bytes(max_elements: int) -> int:
+    limit = max_elements * BODY_BYTES_PER_ELEMENT + BODY_HEAD_BYTES
+    app_limit = current_app.config["MAX_CONTENT_LENGTH"]
+    return limit if app_limit is None else min(limit, app_limit)
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the request body is larger than {limit} bytes, the most an inference request "
+                           "may carry (inference.max_request_elements)")
+
+
+def _request_body(limit: int) -> bytes:
+    """The raw request body, at most ``limit`` bytes (413 beyond). With a declared length it is read
+    straight from the server's stream: werkzeug's wrapper stream and ``get_data`` cache cost more
+    than the read itself on every inference. A chunked body is read through werkzeug's stream."""
     environ = request.environ
     length = environ.get("CONTENT_LENGTH")
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    if length and length.isdigit() and (limit is None or int(length) <= limit):
+    if length and length.isdigit():
+        if int(length) > limit:
+            raise _too_large(limit)  # refused before a byte of it is read
         return environ["wsgi.input"].read(int(length))
-    return request.get_data()
+    parts, size = [], 0
+    while size <= limit:
+        part = request.stream.read(min(1 << 20, limit + 1 - size))
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    if size > limit:
+        raise _too_large(limit)
+    return b"".join(parts)
+
+
+def _json_or_none(raw: bytes):
+    """The body as JSON, or None (answered below as "must be a JSON object")."""
+    try:
+        return load_json(raw, "the request body")
+    except BadRequest:
+        return None
 
 
 def _parse_infer_body(max_elements: int):
     """(inputs by name, requested outputs {name: binary?} or None, request id, binary by default?)."""
     header_length = request.environ.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH")
+    raw = _request_body(max_body_bytes(max_elements))
     if header_length is not None:
-        raw = _request_body()
         n = head_length(header_length, len(raw))
         plan = _HEAD_PLANS.get((max_elements, raw[:n]))
         if plan is not None and len(raw) - n == plan.data_bytes:
             return plan.decode(memoryview(raw)[n:]), plan.outputs, None, plan.binary_default
         body, rest = split_body(raw, n)
     else:
-        # force: OIP clients do not all send Content-Type: application/json.
-        body, rest = request.get_json(force=True, silent=True), None
+        # Whatever the Content-Type: OIP clients do not all send application/json.
+        body, rest = _json_or_none(raw), None
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object (Content-Type: application/json).")
     arrays, outputs, req_id, binary_default = _parse_head(body, rest, max_elements)

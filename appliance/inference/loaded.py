@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from appliance.errors import IntegrityError
+from appliance.errors import BadRequest, IntegrityError
 from appliance.inference.backend import Backend, LoadRequest
 from appliance.inference.backends import backend_class
 from appliance.inference.batcher import Batcher, request_rows
@@ -36,6 +36,14 @@ def sample_input(spec: TensorSpec, batch: int, dynamic: int = 1) -> np.ndarray:
         arr.fill("")
         return arr
     return np.zeros(shape, dtype=NUMPY_OF[spec.datatype])
+
+
+def _check_padding(mv: ModelVersion, inputs: set[str]) -> None:
+    """batch_padding must name inputs of the model: a misspelt one was silently never padded."""
+    unknown = sorted(set(mv.meta.get("batch_padding") or {}) - inputs)
+    if unknown:
+        raise IntegrityError(f"{mv.name}/{mv.version}: model.json batch_padding names {unknown}, which the model "
+                             f"does not take (its inputs: {sorted(inputs)})")
 
 
 class LoadedModel:
@@ -73,6 +81,7 @@ class LoadedModel:
             if declared and declared != actual:
                 raise IntegrityError(f"{mv.name}/{mv.version}: model.json declares inputs {sorted(declared)} "
                                      f"but the model takes {sorted(actual)}")
+            _check_padding(mv, actual)
             batchable = bool(backend.inputs) and all(t.shape and t.shape[0] == -1 for t in backend.inputs)
             # model.json "dynamic_batching": false (like leaving dynamic_batching out of a Triton
             # config): callers run the model on their own threads. Right for a model whose run
@@ -102,7 +111,7 @@ class LoadedModel:
         t0 = time.perf_counter()
         custom = self.mv.meta.get("warmup")
         if custom:
-            samples = [{t["name"]: decode_json_tensor(t) for t in custom}]
+            samples = [self._custom_warmup(custom)]
         else:
             sizes = sorted({1, self.max_batch_size}) if self.max_batch_size > 1 else [1]
             samples = [{s.name: sample_input(s, n) for s in self.backend.inputs} for n in sizes]
@@ -110,6 +119,17 @@ class LoadedModel:
             for _ in range(max(1, runs)):
                 self.backend.infer(sample)
         self.warmup_s = time.perf_counter() - t0
+
+    def _custom_warmup(self, tensors: list[dict]) -> dict[str, np.ndarray]:
+        """model.json's own warm-up inputs, checked like a request. Without the check a wrong one
+        failed inside the runtime as "could not run on this input", which names neither the warm-up
+        nor model.json to the admin activating the version."""
+        try:
+            sample = {t.get("name"): decode_json_tensor(t) for t in tensors}
+            check_inputs(self.backend.inputs, sample)
+        except BadRequest as exc:
+            raise IntegrityError(f"{self.name}/{self.version}: model.json warmup: {exc.message}") from None
+        return sample
 
     def run(self, inputs: dict[str, np.ndarray], batching: bool = True) -> dict[str, np.ndarray]:
         """Outputs for ``inputs``, through the batcher unless ``batching`` is False: dynamic int8

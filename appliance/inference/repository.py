@@ -120,9 +120,33 @@ def check_manifest(meta, where: str) -> dict:
             raise IntegrityError(f"{where}: {key} must be a list of tensors")
     _non_negative(meta, "max_batch_size", int, where)
     _non_negative(meta, "max_queue_delay_ms", (int, float), where)
-    if "dynamic_batching" in meta and not isinstance(meta["dynamic_batching"], bool):
-        raise IntegrityError(f"{where}: dynamic_batching must be true or false")
+    for key in ("dynamic_batching", "trt_int8_native_table"):
+        if key in meta and not isinstance(meta[key], bool):
+            raise IntegrityError(f"{where}: {key} must be true or false")
+    _check_optional_keys(meta, where)
     return meta
+
+
+# Keys whose values the code reads as objects: a hand-written string or list there used to surface
+# as a TypeError (a traceback from `models list` or `quantize`, "string indices must be integers"
+# from a load) instead of naming the key. ``null`` is taken as absent, as the code reads it.
+_OBJECT_KEYS = ("metrics", "provenance", "trt_profile")
+
+
+def _check_optional_keys(meta: dict, where: str) -> None:
+    for key in _OBJECT_KEYS:
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            raise IntegrityError(f"{where}: {key} must be an object")
+    padding = meta.get("batch_padding")
+    if padding is not None and not (isinstance(padding, dict) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in padding.values())):
+        raise IntegrityError(f"{where}: batch_padding must map input names to a pad value, like {{\"input_ids\": 0}}")
+    warmup = meta.get("warmup")
+    if warmup is not None and not (isinstance(warmup, list) and all(isinstance(t, dict) for t in warmup)):
+        raise IntegrityError(f"{where}: warmup must be a list of OIP JSON tensors (name, datatype, shape, data)")
+    table = meta.get("trt_int8_calibration_table")
+    if table is not None:
+        _relative_file(table, where, "trt_int8_calibration_table")
 
 
 def read_manifest(path: Path, where: str) -> dict:

@@ -204,7 +204,7 @@ def test_watcher_does_not_swap_to_a_broken_version(repo, make_engine):
     engine = make_engine(watch_interval_s=0.05)
     (repo / "affine" / "ACTIVE").write_text("2\n")  # someone bypassed the CLI
     deadline = time.monotonic() + 20
-    while not engine.status().detail.startswith("affine: version 2") and time.monotonic() < deadline:
+    while "version 2" not in engine.status().detail and time.monotonic() < deadline:
         time.sleep(0.02)
     assert "version 2" in engine.status().detail
     assert np.all(y_of(engine) == 3.0), "version 1 keeps serving"
@@ -233,3 +233,15 @@ def test_web_workers_share_the_cores_between_their_model_runs(repo, tmp_path, mo
         assert session.get_session_options().intra_op_num_threads == 2
     finally:
         e.close()
+
+
+def test_a_version_that_fails_to_load_is_reported_once_with_the_page_fields_as_unknown(repo, make_engine):
+    """The admin page read "lookup: version 1: model lookup version 1: model.onnx does not match ...",
+    and "– / – /" in the batch column of a model that is not loaded."""
+    d = write_version(repo, "affine", "1", affine_model(1.0))
+    (d / "model.onnx").write_bytes(b"altered")
+    engine = make_engine(models=["affine"])
+    (entry,) = engine.models_status()
+    assert entry["error"] == "model affine version 1: model.onnx does not match its sha256 (damaged or altered)"
+    assert entry["ready"] is False and entry["max_batch_size"] is None and entry["active_providers"] == []
+    assert engine.status().detail == f"affine: {entry['error']}"

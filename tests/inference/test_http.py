@@ -2,6 +2,7 @@
 {"error": ...}, never a 500."""
 from __future__ import annotations
 
+import io
 import json
 import struct
 
@@ -416,3 +417,37 @@ def test_any_field_of_any_type_is_answered_never_a_500(served):
         assert r.status_code == 200 or r.get_json()["error"], (path, value)
         tried += 1
     assert tried > 150
+
+
+def test_deeply_nested_json_is_400_not_500(served):
+    """A 200 KB body of nested brackets exhausts the JSON parser's stack (RecursionError): it was a 500,
+    as a whole body and as a binary request's head."""
+    client, _ = served()
+    nested = b"[" * 100_000 + b"]" * 100_000
+    r = client.post("/v2/models/affine/infer", data=nested, content_type="application/json")
+    assert r.status_code == 400 and r.get_json()["error"], r.get_data(as_text=True)[:200]
+    head = b'{"inputs":' + nested + b"}"
+    r = client.post("/v2/models/affine/infer", data=head,
+                    headers={"Inference-Header-Content-Length": str(len(head))})
+    assert r.status_code == 400 and "not valid JSON" in r.get_json()["error"], r.get_data(as_text=True)[:200]
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_beyond_what_the_element_limit_allows_is_refused_unread(served, chunked):
+    """The body's size is bounded by inference.max_request_elements, not by web.max_upload_mb (512 MB,
+    for course bundles): a 100 MB body of zeros grew a worker by 1 GB while it was parsed."""
+    from appliance.inference.http import BODY_BYTES_PER_ELEMENT, BODY_HEAD_BYTES
+
+    client, _ = served(INFERENCE__MAX_REQUEST_ELEMENTS=1000)
+    limit = 1000 * BODY_BYTES_PER_ELEMENT + BODY_HEAD_BYTES
+    row = b'{"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]}'
+    fits = row + b" " * (limit - len(row))
+    too_big = fits + b" "
+    for body, status in ((fits, 200), (too_big, 413)):
+        if chunked:  # no Content-Length: the server says the stream ends by itself, as gunicorn does
+            r = client.post("/v2/models/affine/infer", input_stream=io.BytesIO(body), content_type="application/json",
+                            environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""})
+        else:
+            r = client.post("/v2/models/affine/infer", data=body, content_type="application/json")
+        assert r.status_code == status, r.get_data(as_text=True)[:200]
+        assert status == 200 or "max_request_elements" in r.get_json()["error"]

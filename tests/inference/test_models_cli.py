@@ -191,6 +191,15 @@ def test_imported_files_are_readable_by_the_service_user_whoever_imports(cli, re
     ({"sha256": "0" * 64, "max_queue_delay_ms": -1}, "max_queue_delay_ms must be a number"),
     ({"sha256": "0" * 64, "file": "../1/model.onnx"}, "points outside its version directory"),
     ({"sha256": "0" * 64, "file": "/etc/hostname"}, "points outside its version directory"),
+    # Keys the code reads as objects or flags: each used to be a TypeError somewhere later.
+    ({"sha256": "0" * 64, "metrics": [0.9]}, "metrics must be an object"),
+    ({"sha256": "0" * 64, "provenance": "from the hub"}, "provenance must be an object"),
+    ({"sha256": "0" * 64, "trt_profile": "1x16"}, "trt_profile must be an object"),
+    ({"sha256": "0" * 64, "batch_padding": ["input_ids"]}, "batch_padding must map input names"),
+    ({"sha256": "0" * 64, "batch_padding": {"input_ids": "0"}}, "batch_padding must map input names"),
+    ({"sha256": "0" * 64, "warmup": "zeros"}, "warmup must be a list of OIP JSON tensors"),
+    ({"sha256": "0" * 64, "trt_int8_native_table": "yes"}, "trt_int8_native_table must be true or false"),
+    ({"sha256": "0" * 64, "trt_int8_calibration_table": "../calib.bin"}, "points outside its version directory"),
 ])
 def test_a_bad_manifest_is_named_not_a_traceback(cli, repo, tmp_path, capsys, manifest, says):
     src = tmp_path / "incoming" / "affine" / "src"
@@ -263,3 +272,34 @@ def test_sign_replaces_the_manifest_whole_or_not_at_all(repo, tmp_path):
     assert run.returncode == 1 and "File too large" in run.stderr and "Traceback" not in run.stderr
     assert (src / "model.json").read_bytes() == before
     assert [p.name for p in src.iterdir() if p.name.startswith(".")] == []
+
+
+def test_list_and_quantize_name_a_bad_key_of_a_version_already_in_the_repository(cli, repo, capsys):
+    """A manifest written by hand into the repository (not imported): `list` showed a traceback for
+    a metrics list, and `quantize` for a provenance string."""
+    write_version(repo, "dense", "1", dense_model(), metrics=["auc", 0.7])
+    write_version(repo, "dense", "2", dense_model(), provenance="from the hub")
+    assert cli("list") == 0
+    listed = capsys.readouterr().out
+    assert "dense/1: metrics must be an object" in listed and "dense/2: provenance must be an object" in listed
+    assert cli("quantize", "dense", "--version", "2") == 1
+    assert "provenance must be an object" in _one_line_error(capsys)
+    assert Repository(repo).versions("dense") == ["1", "2"]
+
+
+@pytest.mark.parametrize("meta, says", [
+    ({"warmup": [{"name": "x", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]},
+     "model.json warmup: input 'x' must have shape"),
+    ({"warmup": [{"name": "z", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]},
+     "model.json warmup: missing input(s): x"),
+    ({"batch_padding": {"input_id": 0}}, "batch_padding names ['input_id'], which the model does not take"),
+])
+def test_activate_names_a_warmup_or_padding_that_does_not_fit_the_model(cli, repo, capsys, meta, says):
+    """A wrong warm-up failed in the runtime as "could not run on this input"; a misspelt padded input
+    was never padded, silently."""
+    write_version(repo, "affine", "1", affine_model(1.0))
+    write_version(repo, "affine", "2", affine_model(2.0), **meta)
+    Repository(repo).set_active("affine", "1")
+    assert cli("activate", "affine", "2") == 1
+    assert says in _one_line_error(capsys)
+    assert Repository(repo).active_version("affine") == "1"
