@@ -217,12 +217,14 @@ def test_admin_model_figures_add_up_the_web_workers(admin_client, student_client
     assert own >= 1
     engine.metrics._shared = SharedStats(tmp_path / "admin-stats")  # as under gunicorn (appliance/web/server.py)
     other = SharedStats(tmp_path / "admin-stats")                    # another worker of this service
-    other.write({"learner": {"requests": 41, "errors": 0, "latency_s": [0.002] * 41, "batches": {}}})
+    other.write({"learner": {"requests": 46, "errors": 5, "latency_s": [0.002] * 41, "batches": {}}})
     assert other.name != engine.metrics._shared.name and other.name.startswith(f"{os.getpid()}-")
     html = admin_client.get("/admin/").get_data(as_text=True)
     table = re.search(r'<table class="models stack">.*?</table>', html, re.DOTALL).group(0)
     rows = {r[0]: r for r in re.findall(r'<tr><th scope="row">([^<]+)</th>(.*?)</tr>', table, re.DOTALL)}
-    assert f'<td data-label="Requests">{own + 41}<br>' in rows["learner"][1] and "across 2 web workers" in rows["learner"][1]
+    assert f'<td data-label="Requests">{own + 46}<br>' in rows["learner"][1] and "across 2 web workers" in rows["learner"][1]
+    # Refused (400) and failed requests are counted in the total, and said apart.
+    assert "5 of them refused or failed" in rows["learner"][1] and "refused" not in rows["minilm"][1]
 
 
 def test_grid_says_where_mastery_comes_from(teacher_client, klass, course):
