@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from appliance.cli.common import config_from_args
+from appliance.errors import NotFound
 
 
 def register(sub) -> None:
@@ -157,6 +158,8 @@ def _activated(cfg, repo, mv) -> str:
 
 def _list(args) -> int:
     _cfg, repo, _cache = _context(args)
+    if not repo.root.is_dir():  # a mistyped --repo is not an empty repository
+        raise NotFound(f"there is no model repository at {repo.root} (classroom-edge models build makes one)")
     rows = []
     for name in repo.model_names():
         active = repo.active_version(name)

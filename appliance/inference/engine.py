@@ -205,8 +205,12 @@ class InferenceEngine:
             error = self._errors.get(name)
         if model is None:
             check_name("model", name)
-            if error or name in self.repository.model_names():
+            if error or name in self.wanted_models():
                 raise Unavailable(f"model {name} is not ready" + (f": {error}" if error else ""))
+            if name in self.repository.model_names():
+                # Kept on disk (minilm-fp32, the reference for quantization) but never loaded: a 503
+                # "not ready" would have a client wait for something that will not come.
+                raise BadRequest(f"model {name!r} is in the repository but not served here (inference.models)")
             raise BadRequest(f"unknown model {name!r}")
         if version is not None and version != model.version:
             self.release(model)

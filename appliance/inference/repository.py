@@ -224,10 +224,17 @@ class Repository:
         found = [p.name for p in d.iterdir() if p.is_dir() and NAME_RE.match(p.name) and _has_manifest(p)]
         return sorted(found, key=version_key)
 
+    def _no_version(self, name: str, version: str) -> NotFound:
+        """"No such version", or "no such model" when the model itself is missing (an admin who
+        typed the model's name wrong should not go looking for versions)."""
+        if not (self.root / name).is_dir():
+            return NotFound(f"there is no model {name!r} in {self.root}")
+        return NotFound(f"model {name!r} has no version {version!r}")
+
     def version(self, name: str, version: str) -> ModelVersion:
         path = self.root / check_name("model", name) / check_name("version", version)
         if not path.is_dir():
-            raise NotFound(f"model {name!r} has no version {version!r}")
+            raise self._no_version(name, version)
         meta = read_manifest(path / "model.json", f"{name}/{version}")
         if meta.get("name", name) != name:
             raise IntegrityError(f"{name}/{version}/model.json names model {meta.get('name')!r}")
@@ -283,7 +290,7 @@ class Repository:
     def set_active(self, name: str, version: str) -> None:
         """Make ``version`` the active one (the caller has verified it)."""
         if version not in self.versions(name):
-            raise NotFound(f"model {name!r} has no version {version!r}")
+            raise self._no_version(name, version)
         with self._locked(name) as d:
             stack = self.history(name)
             current = self.active_version(name)

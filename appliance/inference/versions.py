@@ -11,6 +11,7 @@ import logging
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,24 @@ class _DropAdvice(logging.Filter):
         return "pre-processing before quantization" not in record.getMessage()
 
 
+@contextmanager
+def quiet_quantizer():
+    """onnxruntime's quantizer logs on the *root* logger: an INFO line per tensor ("Quantization
+    parameters for tensor ... not specified") and its pre-processing advice. Neither means anything
+    to an admin, and the INFO lines flood `models build`: the root is held at WARNING, without the
+    advice, for the duration of the call only."""
+    root = logging.getLogger()
+    level, advice = root.level, _DropAdvice()
+    if level < logging.WARNING:
+        root.setLevel(logging.WARNING)
+    root.addFilter(advice)
+    try:
+        yield
+    finally:
+        root.removeFilter(advice)
+        root.setLevel(level)
+
+
 def quantize_version(repo: Repository, mv: ModelVersion, per_channel: bool = True,
                      sign_key: str | None = None, before_publish=None) -> ModelVersion:
     """Dynamic int8 quantization of weights (activations quantized at run time) into a new version,
@@ -78,16 +97,13 @@ def quantize_version(repo: Repository, mv: ModelVersion, per_channel: bool = Tru
         stage = Path(tmp) / "v"
         stage.mkdir()
         out = stage / "model.onnx"
-        advice = _DropAdvice()
-        logging.getLogger().addFilter(advice)
         try:
-            quantize_dynamic(str(source), str(out), per_channel=per_channel, weight_type=QuantType.QInt8)
+            with quiet_quantizer():
+                quantize_dynamic(str(source), str(out), per_channel=per_channel, weight_type=QuantType.QInt8)
         except OSError:
             raise
         except Exception as exc:  # noqa: BLE001 - the quantizer's own errors name no file or version
             raise IntegrityError(f"{mv.name} version {mv.version} could not be quantized: {str(exc)[:300]}") from None
-        finally:
-            logging.getLogger().removeFilter(advice)
         for rel in (mv.meta.get("files") or {}):
             (stage / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(mv.path / rel, stage / rel)

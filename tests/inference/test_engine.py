@@ -89,6 +89,17 @@ def test_unknown_model_and_inactive_version_are_bad_requests(repo, make_engine):
         engine.infer("affine", {"x": np.ones((1, 4), np.int64)})
 
 
+def test_a_model_kept_on_disk_but_not_served_is_a_bad_request_not_unavailable(repo, make_engine):
+    """minilm-fp32 stays in the repository as quantization's reference but is not in inference.models:
+    a 503 "not ready" would have a client retry for something that never comes."""
+    write_version(repo, "affine", "1", affine_model(1.0))
+    write_version(repo, "spare", "1", affine_model(2.0))
+    engine = make_engine(models=["affine"])
+    with pytest.raises(BadRequest, match="'spare' is in the repository but not served here"):
+        engine.infer("spare", {"x": np.ones((1, 4), np.float32)})
+    assert np.all(y_of(engine) == 3.0)
+
+
 def test_request_larger_than_a_batch_is_split(repo, make_engine):
     write_version(repo, "affine", "1", affine_model(1.0), max_batch_size=4)
     engine = make_engine()

@@ -43,6 +43,19 @@ def test_activate_refuses_a_broken_version_and_keeps_active(cli, repo, capsys):
     assert Repository(repo).active_version("affine") == "1"
 
 
+def test_quantize_says_nothing_the_admin_cannot_act_on(cli, repo, caplog):
+    """onnxruntime's quantizer logs an INFO line per tensor and pre-processing advice on the root
+    logger; neither reaches the admin, and the root logger's level is put back afterwards."""
+    import logging
+
+    write_version(repo, "dense", "1", dense_model())
+    caplog.set_level(logging.INFO)
+    assert cli("quantize", "dense") == 0
+    said = [r.getMessage() for r in caplog.records]
+    assert not [m for m in said if "Quantization parameters" in m or "pre-processing" in m], said
+    assert logging.getLogger().level == logging.INFO
+
+
 def test_import_sign_and_quantize(cli, repo, tmp_path, capsys):
     key = Ed25519PrivateKey.generate()
     priv = base64.b64encode(key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
@@ -250,6 +263,17 @@ def test_file_errors_and_odd_states_get_one_line(cli, repo, tmp_path, capsys):
     assert cli("activate", "affine", "2") == 1 and "affine/2 has no model.json" in _one_line_error(capsys)
     with pytest.raises(SystemExit):
         main(["--log-level", "bogus", "models", "list", "--repo", str(repo)])
+
+
+def test_a_mistyped_model_or_repository_is_named_as_such(cli, repo, tmp_path, capsys):
+    """An admin's typo: no such model (not "no version 1" of it), no such repository (not an empty one)."""
+    write_version(repo, "affine", "1", affine_model(1.0))
+    assert cli("activate", "afine", "1") == 1
+    assert "there is no model 'afine' in" in _one_line_error(capsys)
+    assert cli("activate", "affine", "7") == 1 and "model 'affine' has no version '7'" in _one_line_error(capsys)
+    assert main(["models", "list", "--repo", str(tmp_path / "typo"), "--data-dir", str(tmp_path / "data")]) == 1
+    assert "there is no model repository at" in _one_line_error(capsys)
+    assert not (tmp_path / "typo").exists()
 
 
 def test_sign_replaces_the_manifest_whole_or_not_at_all(repo, tmp_path):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -64,20 +63,6 @@ def _quantize_gathers(model: onnx.ModelProto, min_elements: int = 1 << 20) -> in
     return replaced
 
 
-@contextmanager
-def _quiet_root_logger():
-    # onnxruntime's quantizer logs one INFO line per tensor on the *root* logger, which floods
-    # `classroom-edge models build`; hold the root at WARNING for the duration of the call only.
-    root = logging.getLogger()
-    level = root.level
-    if level < logging.WARNING:
-        root.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
-
-
 def quantize_int8(src: Path, dst: Path, calibration: list[dict] | None = None) -> dict:
     """fp32 ONNX file -> int8 ONNX file (MatMuls dynamic per-channel, embedding tables per row).
 
@@ -87,6 +72,7 @@ def quantize_int8(src: Path, dst: Path, calibration: list[dict] | None = None) -
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from appliance.inference.builders.smoothing import ALPHA, smooth_layernorm_matmuls
+    from appliance.inference.versions import quiet_quantizer
 
     src, dst = Path(src), Path(dst)
     with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
@@ -97,7 +83,7 @@ def quantize_int8(src: Path, dst: Path, calibration: list[dict] | None = None) -
             src = Path(tmp) / "smoothed.onnx"
             onnx.save(fp32, str(src))
         mid = Path(tmp) / "matmul_int8.onnx"
-        with _quiet_root_logger():
+        with quiet_quantizer():
             quantize_dynamic(src, mid, per_channel=True, weight_type=QuantType.QInt8,
                              op_types_to_quantize=["MatMul"])
         model = onnx.load(str(mid))
