@@ -282,7 +282,7 @@ def _build_engine(args) -> int:
     repo.verify(mv, "tensorrt")
     request = LoadRequest(name=mv.name, version=mv.version, path=mv.model_file("tensorrt"), sha256=mv.sha256,
                           max_batch_size=int(mv.meta.get("max_batch_size", cfg.inference.batch_max_size)),
-                          settings=cfg.inference, cache_dir=cache, meta=mv.meta)
+                          settings=cfg.inference, cache_dir=cache, meta=mv.meta, version_dir=mv.path)
     print(build_engine(request, force=args.force))
     return 0
 

@@ -40,6 +40,12 @@ class LoadRequest:
     cache_dir: Path  # where rebuildable artefacts (TensorRT engines, timing caches) go
     meta: dict = field(default_factory=dict)  # model.json, for backend-specific hints
     intra_op_threads: int = 0  # CPU threads per run; 0 = the backend's default (every core)
+    version_dir: Path | None = None  # the version's folder: model.json's paths are relative to it
+
+    @property
+    def folder(self) -> Path:
+        """The version's folder (the model file's, when not given: the file sits at the top)."""
+        return Path(self.version_dir) if self.version_dir is not None else Path(self.path).parent
 
 
 class Backend(abc.ABC):

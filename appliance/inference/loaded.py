@@ -72,7 +72,7 @@ class LoadedModel:
         request = LoadRequest(
             name=mv.name, version=mv.version, path=mv.model_file(backend_type), sha256=mv.sha256,
             max_batch_size=declared_batch, settings=settings, cache_dir=Path(cache_dir), meta=mv.meta,
-            intra_op_threads=intra_op_threads,
+            intra_op_threads=intra_op_threads, version_dir=mv.path,
         )
         backend = backend_cls(request)
         try:

@@ -4,6 +4,7 @@ caches and calibration table go. TensorRT, pycuda and a GPU exist only at the ed
 stands in for ``ort.InferenceSession``); everything else is the product code itself."""
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import os
@@ -268,6 +269,13 @@ def test_the_calibration_table_is_an_absolute_checked_file_of_the_version(tmp_pa
                 {"trt_int8_calibration_table": "../x", "files": {"../x": "00" * 32}}):
         with pytest.raises(IntegrityError, match="trt_int8_calibration_table"):
             ortb.calibration_table_options(_request(tmp_path, meta=bad, trt_int8=True))
+    # model.json "file": "onnx/model.onnx": the table's name is still relative to the version, not the file.
+    nested = tmp_path / "v2" / "onnx" / "model.onnx"
+    nested.parent.mkdir(parents=True)
+    request = dataclasses.replace(_request(tmp_path, meta={**meta, "file": "onnx/model.onnx"}, trt_int8=True),
+                                  path=nested, version_dir=tmp_path / "v2")
+    assert ortb.calibration_table_options(request)["trt_int8_calibration_table_name"] == \
+        str((tmp_path / "v2" / "calib.flatbuffers").resolve())
 
 
 def test_onnxruntime_backend_loads_on_the_cpu_and_says_the_gpu_providers_are_missing(repo, tmp_path):

@@ -115,7 +115,7 @@ def calibration_table_options(request: LoadRequest) -> dict:
     table = request.meta.get("trt_int8_calibration_table")
     if not (request.settings.trt_int8 and table):
         return {}
-    version_dir = Path(request.path).parent.resolve()
+    version_dir = request.folder.resolve()  # not the model file's: model.json "file" may be "onnx/model.onnx"
     path = (version_dir / str(table)).resolve()
     if not path.is_relative_to(version_dir) or str(table) not in (request.meta.get("files") or {}):
         raise IntegrityError(f"{request.name} version {request.version}: trt_int8_calibration_table {table!r} must "
