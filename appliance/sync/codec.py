@@ -66,7 +66,7 @@ def decode(data: bytes, max_decoded: int = MAX_DECODED_BYTES) -> list[dict]:
         raise CodecError(f"corrupt batch: {exc}") from None
     try:
         doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # Recursion: nested too deep
         raise CodecError(f"batch is not JSON: {exc}") from None
     if not isinstance(doc, dict) or doc.get("v") != 1 or not isinstance(doc.get("events"), list):
         raise CodecError("batch has no version 1 'events' list")

@@ -91,7 +91,7 @@ def parse(topic: str, payload: bytes, *, max_bytes: int, max_size: int, public_k
         raise Rejected(f"announcement of {len(payload)} bytes exceeds {max_bytes}")
     try:
         doc = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # Recursion: nested too deep
         raise Rejected(f"announcement is not JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise Rejected("announcement is not a JSON object")

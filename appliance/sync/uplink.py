@@ -136,7 +136,7 @@ class Uplink:
             return
         try:
             doc = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # Recursion: nested too deep
             log.warning("ignoring a malformed ack")
             return
         if not isinstance(doc, dict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from flask import jsonify, render_template, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from appliance.errors import AppError
@@ -29,7 +30,21 @@ def _render(status: int, body: dict):
         return f"<!doctype html><title>{status}</title><p>{body['error']}</p>", status, {"Content-Type": "text/html"}
 
 
+class BoundedJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, but a body nested too deep for the parser's stack (100,000 brackets raise
+    RecursionError, which ``get_json(silent=True)`` does not catch) is invalid JSON like any other:
+    a 400 where the route asks for JSON, never a 500."""
+
+    def loads(self, s, **kwargs):
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("the JSON is nested too deeply") from None
+
+
 def install(app) -> None:
+    app.json = BoundedJSONProvider(app)
+
     @app.errorhandler(AppError)
     def app_error(exc: AppError):
         if exc.status >= 500:

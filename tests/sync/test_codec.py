@@ -71,6 +71,7 @@ def _frame(doc, content_size=True) -> bytes:
     (codec.MAGIC + b"not zstd", "zstd"),
     (_frame({"v": 1, "events": []}, content_size=False), "declares"),   # size unknown: refused
     (_frame(b"{not json"), "not JSON"),
+    (_frame(b"[" * 200_000 + b"]" * 200_000), "not JSON"),  # RecursionError: a poison batch, not a crash
     (_frame({"v": 2, "events": []}), "version 1"),
     (_frame({"v": 1, "events": [["a", "b"]]}), "6 fields"),
     (_frame({"v": 1, "events": [["", "t", 1, "ts", 0, {}]]}), "event_id"),

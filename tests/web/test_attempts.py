@@ -254,3 +254,16 @@ def test_the_same_answer_sent_again_at_once_counts_once(services, course, studen
     back = _post(student_client, "e1", {"choice": 0}, token=token).get_json()  # after another question
     assert back["repeat"] is False
     assert _count(services, "SELECT COUNT(*) FROM attempts WHERE exercise_id = 'e1'") == 3
+
+
+def test_deeply_nested_json_is_a_clear_answer_never_a_500(services, course, student_client):
+    """100,000 brackets exhaust the JSON parser's stack (RecursionError, not a ValueError), which
+    get_json(silent=True) does not catch: it was a 500. Also nested inside a valid answer."""
+    token = _token(student_client)
+    for raw in ("[" * 100_000 + "]" * 100_000,
+                '{"attempt_uid": "%s", "course_id": "fractions-mini", "exercise_id": "e1", "answer": {"choice": %s}}'
+                % (uuid.uuid4(), "[" * 100_000 + "]" * 100_000)):
+        r = student_client.post("/api/v1/attempts", data=raw, content_type="application/json",
+                                headers={"X-CSRF-Token": token})
+        assert r.status_code == 400 and r.get_json()["error"], r.get_data(as_text=True)[:200]
+    assert _count(services, "SELECT COUNT(*) FROM attempts") == 0
