@@ -156,4 +156,18 @@ def test_mastery_next_up_search_and_grade_review_in_the_browser(world):
         assert tp.locator(".grid-table th.skill").count() == 9
         assert tp.evaluate("() => { const w = document.querySelector('.table-wrap'); return w.scrollWidth <= w.clientWidth }")
         _axe(tp, axe, "teacher-grid", found)
+
+        # The teacher grades the student's latest answer: the student sees it on the question, and it
+        # goes as soon as they answer again (it was of the answer before).
+        tp.goto(f"{url}/teach/classes/{people['class_id']}/grades?show=all")
+        tp.locator("tr[data-attempt]", has_text="The number of equal parts").locator("button[value=incorrect]").click()
+        tp.wait_for_url(re.compile(r".*/grades\?show=all#.*"))
+        page.reload()  # the same URL as before, anchor and all: goto would not load it again
+        mark = card.locator(".teacher-mark")
+        assert "marked it not right yet" in mark.inner_text()
+        shot(page, "learning-student-teacher-mark")
+        card.locator("textarea").fill("How many equal parts the whole is split into")
+        card.locator("button.check").click()
+        card.locator(".feedback .notice").wait_for()
+        mark.wait_for(state="detached")
     assert not found, "accessibility violations:\n" + "\n".join(found)

@@ -113,6 +113,9 @@
     // A pending answer waits for the teacher: the explanation would hand the child the answer to copy.
     setFeedback(card, cls, msg(code), result.correct && code !== "pending" ? result.explanation : "", notes);
     showMastery(card, result.mastery);
+    // The teacher's grade was of the answer before this one: beside the new result it contradicts it.
+    var mark = card.querySelector(".teacher-mark");
+    if (mark && !result.repeat) { mark.remove(); }
     var index = cards.indexOf(card);
     var done = result.correct || code === "pending";
     // The latest answer decides: right after wrong turns the card green, wrong after right turns it back.
