@@ -76,6 +76,11 @@ class CoursePlan:
         n = len(self.skill_exercises.get(skill, ()))
         return max(1, min(min_answers, n) if n else min_answers)
 
+    def mastered(self, skill: str, p: float | None, answers: int, threshold: float, min_answers: int) -> bool:
+        """The one rule for "mastered" that Next up moves on by and that finishes a lesson: the estimate
+        ``p`` at ``threshold`` or above, after ``answers_to_master`` graded answers."""
+        return p is not None and p >= threshold and answers >= self.answers_to_master(skill, min_answers)
+
     def lesson_own_skills(self, lesson_id: str) -> tuple[str, ...]:
         """The skills the lesson's questions are questions *of* (``tests_skill``): mastering all of them
         finishes the lesson. "Word problems" does not wait on "fraction of a number" being mastered."""

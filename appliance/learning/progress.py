@@ -12,8 +12,9 @@ free text may run a model) and then, in ONE ``db.write`` job:
   or after a while, counts again (practice and spaced review are exactly that);
 - updates ``lesson_progress`` (started; completed when the latest answer to every exercise of the lesson is
   right or waits for the teacher, or when a right answer leaves every skill the lesson's questions are
-  questions of mastered, as Next up counts mastered: Next up moves a quick student on before the last
-  questions, and "0 of 8 lessons done" beside eight mastered skills told them nothing; it stays completed);
+  questions of mastered, as Next up counts mastered, with ``mastery_min_answers`` of its questions right
+  (``LessonRule``): Next up moves a quick student on before the last questions, and "0 of 8 lessons
+  done" beside eight mastered skills told them nothing; it stays completed);
 - updates ``mastery`` counts and a simple rule estimate of p(mastery) per skill of the exercise;
 - enqueues an ``attempt`` event (and ``lesson_progress`` when the status changes) in the outbox.
 
@@ -34,13 +35,14 @@ import json
 import logging
 import re
 import sqlite3
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flask_babel import gettext as _
 
 from appliance.errors import BadRequest, Conflict, NotFound
 from appliance.learning.grading import Grade, grade, spec_of
-from appliance.learning.plan import plans_of
+from appliance.learning.plan import CoursePlan, plans_of
 from appliance.store.database import now_iso
 from appliance.sync import outbox
 
@@ -133,17 +135,28 @@ def _recent_same_answer(conn, student: dict, ex: dict, answer: dict) -> dict | N
     return {**_replay(conn, student, dict(row)), "repeat": True}
 
 
-def lesson_rule(services, conn, ex: dict) -> tuple[float, dict[str, int]]:
-    """(mastery threshold, {skill: answers it needs}) for the skills of ``ex``'s lesson: mastering them
-    all completes the lesson (``update_lesson``), with the numbers Next up and the grid use."""
+@dataclass(frozen=True)
+class LessonRule:
+    """When mastery finishes ``ex``'s lesson: every skill its questions are questions of mastered
+    (``CoursePlan.mastered``, the rule Next up moves on by), and at least ``min_answers`` of its
+    questions (all, when it has fewer) answered right: a review lesson whose skills were mastered
+    elsewhere is not done after its first question."""
+    plan: CoursePlan
+    threshold: float
+    min_answers: int
+
+    def skills(self, lesson_id: str) -> tuple[str, ...]:
+        return self.plan.lesson_own_skills(lesson_id)
+
+
+def lesson_rule(services, conn, ex: dict) -> LessonRule:
     learning = services.cfg.learning
-    plan = plans_of(services).get(conn, ex["course_id"])
-    return learning.mastery_threshold, {s: plan.answers_to_master(s, learning.mastery_min_answers)
-                                        for s in plan.lesson_own_skills(ex["lesson_id"])}
+    return LessonRule(plans_of(services).get(conn, ex["course_id"]), learning.mastery_threshold,
+                      learning.mastery_min_answers)
 
 
 def _store(conn, learner, student, ex, uid, answer, result: Grade, duration, prepared=None,
-           done_when: tuple[float, dict[str, int]] | None = None) -> dict:
+           done_when: LessonRule | None = None) -> dict:
     now = now_iso()
     cur = conn.execute(
         "INSERT OR IGNORE INTO attempts (attempt_uid, student_id, course_id, exercise_id, answer, correct, score,"
@@ -200,29 +213,31 @@ def teacher_marks(conn, student_id: int, course_id: str, lesson_id: str) -> dict
     return {r[0]: bool(r[1]) for r in _latest_rows(conn, student_id, course_id, lesson_id) if r[2] == "teacher"}
 
 
-def _mastered_all(conn, student, ex, done_when: tuple[float, dict[str, int]] | None) -> bool:
-    """Every skill of ``done_when`` is mastered now: estimate at the threshold, with enough answers."""
-    if not done_when or not done_when[1]:
+def _mastered_all(conn, student, ex, rule: LessonRule) -> bool:
+    """Every skill of the lesson is mastered now, by its estimate and answers in ``mastery``."""
+    skills = rule.skills(ex["lesson_id"])
+    if not skills:
         return False
-    threshold, needed = done_when
-    marks = ",".join("?" * len(needed))
+    marks = ",".join("?" * len(skills))
     rows = conn.execute(f"SELECT skill_id, p_mastery, successes + failures FROM mastery WHERE student_id = ?"
-                        f" AND course_id = ? AND skill_id IN ({marks})", (student["id"], ex["course_id"], *needed))
-    mastered = {r[0] for r in rows if r[1] >= threshold and r[2] >= needed[r[0]]}
-    return mastered == set(needed)
+                        f" AND course_id = ? AND skill_id IN ({marks})", (student["id"], ex["course_id"], *skills))
+    mastered = {r[0] for r in rows if rule.plan.mastered(r[0], r[1], r[2], rule.threshold, rule.min_answers)}
+    return mastered == set(skills)
 
 
-def update_lesson(conn, student: dict, ex: dict, now: str, done_when: tuple[float, dict[str, int]] | None = None,
+def update_lesson(conn, student: dict, ex: dict, now: str, done_when: LessonRule | None = None,
                   right: bool = False) -> str:
     """The lesson's status after an answer to ``ex`` (``right``: it is graded right; ``done_when``: from
     ``lesson_rule``), stored, with a ``lesson_progress`` event when it changes. Also a teacher's "right"."""
-    mastered = right and _mastered_all(conn, student, ex, done_when)
     total = conn.execute("SELECT COUNT(*) FROM exercises WHERE course_id = ? AND lesson_id = ?",
                          (ex["course_id"], ex["lesson_id"])).fetchone()[0]
     # Done: every question's latest answer is right or waits for the teacher (a lesson answered all wrong
     # is not done), as the course page ticks questions; or its skills are mastered (see the module doc).
     latest = latest_answers(conn, student["id"], ex["course_id"], ex["lesson_id"])
     all_right = sum(state != "wrong" for state in latest.values()) >= total
+    mastered = (right and done_when is not None
+                and sum(state == "right" for state in latest.values()) >= min(done_when.min_answers, total)
+                and _mastered_all(conn, student, ex, done_when))
     status = "completed" if mastered or all_right else "started"
     old = conn.execute("SELECT status FROM lesson_progress WHERE student_id = ? AND course_id = ? AND lesson_id = ?",
                        (student["id"], ex["course_id"], ex["lesson_id"])).fetchone()

@@ -99,7 +99,8 @@ class _Rules:
         return self.view.practised.get(s, 0) >= self.plan.answers_to_master(s, self.min_answers)
 
     def mastered_now(self, s: str) -> bool:
-        return self.enough_answers(s) and self.view.mastery.get(s, 0.0) >= self.threshold
+        return self.plan.mastered(s, self.view.mastery.get(s, 0.0), self.view.practised.get(s, 0), self.threshold,
+                                  self.min_answers)
 
     def last_answer_wrong(self, s: str) -> bool:
         """The student's latest graded answer to a question of the skill (``CoursePlan.tests_skill``) was wrong."""

@@ -9,8 +9,8 @@ class LearningSettings:
     """Personalisation on the box."""
 
     target_success: float = setting(0.75, "Predicted success the recommender aims for (desirable difficulty).")
-    mastery_threshold: float = setting(0.85, "Predicted success above which a skill counts as mastered.")
-    mastery_min_answers: int = setting(3, "Graded answers on a skill before it can count as mastered, however sure the learner model is (a strong student's first answer on a new skill is a good sign, not mastery); a skill with fewer questions needs one answer per question. Also the answers a struggling student gives on a skill before Next up sends them back to its lesson.")
+    mastery_threshold: float = setting(0.85, "Predicted success above which a skill counts as mastered (Next up moves on, a review card starts, the grid says Mastered, and a lesson whose skills are all mastered is done).")
+    mastery_min_answers: int = setting(3, "Graded answers on a skill before it can count as mastered, however sure the learner model is (a strong student's first answer on a new skill is a good sign, not mastery); a skill with fewer questions needs one answer per question. Also the answers a struggling student gives on a skill before Next up sends them back to its lesson, and the questions of a lesson answered right before mastering its skills finishes it.")
     learner_model: str = setting("learner", "Model (in the inference repository) that predicts a student's success; when it is not loaded, mastery and recommendations use a rule estimate and the status says why.")
     embedding_model: str = setting("minilm", "Sentence-embedding model that grades free text by meaning and powers search; when it is not loaded, free-text answers wait for the teacher and search matches words.")
     desired_retention: float = setting(0.9, "FSRS: chance of still knowing a mastered skill when its review comes due (higher means more frequent reviews).")
