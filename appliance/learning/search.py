@@ -23,8 +23,9 @@ Children misspell. When a query finds nothing, each of its words of 4+ letters t
 word starting with it) is replaced by the closest word the courses have, if one is close enough
 (``respell``), and the search runs again: "fractoins" finds the fractions lessons, which the encoder's
 word pieces and the word match both missed, and the page says what it searched for. Only after an empty
-result: "halves" is not in the course but finds the halves by meaning, and "have" is not what it meant.
-A word with no close neighbour is left alone: "dinosaurs" still finds nothing.
+result: a right word the course happens not to use would be changed too ("simplificar" into the Spanish
+course's "simplificado"), and a query that finds something is best left as the child meant it. A word
+with no close neighbour is left alone: "dinosaurs" still finds nothing.
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 MAX_QUERY = 200
 MARGIN_MIN_ITEMS = 20  # lessons and questions a course needs before its median score means anything
 LESSON_SNIPPET = 400  # characters of lesson text next to its title (the encoder reads 128 tokens)
-SPELLING_CUTOFF = 0.84  # difflib ratio: one letter left out or added in 5+ letters, swapped in 9+
+SPELLING_CUTOFF = 0.84  # difflib ratio: a letter left out or added (4+ letters); changed, or two swapped, in 7+
 _TAG = re.compile(r"<[^>]+>")
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -105,18 +106,38 @@ def _has(word: str, have: set[str]) -> bool:
     return word in have or (len(word) >= 4 and any(h.startswith(word) for h in have))
 
 
-def respell(query: str, vocabulary: set[str]) -> str:
-    """``query`` (folded) with each word of 4+ letters that ``vocabulary`` lacks replaced by its closest
-    word there, if one is within ``SPELLING_CUTOFF``; "" when nothing changed."""
-    out, changed, choices = [], False, None
-    for word in _fold(query):
-        if len(word) >= 4 and word.isalpha() and not _has(word, vocabulary):
-            choices = choices if choices is not None else sorted(vocabulary)  # sorted: ties break the same way
-            near = difflib.get_close_matches(word, choices, n=1, cutoff=SPELLING_CUTOFF)
-            if near:
-                word, changed = near[0], True
-        out.append(word)
-    return " ".join(out) if changed else ""
+def vocabulary_of(texts) -> dict[str, str]:
+    """Folded word -> the word as the course writes it (lower case, accents kept): what a misspelt
+    query word is put right to, and shown as."""
+    out: dict[str, str] = {}
+    for text in texts:
+        for word in _WORD.findall(text):
+            out.setdefault("".join(_fold(word)), word.casefold())
+    return out
+
+
+def respell(query: str, vocabulary: dict[str, str]) -> str:
+    """``query`` with each word of 4+ letters that ``vocabulary`` lacks (nor a word starting with it)
+    replaced by its closest word there, if one is within ``SPELLING_CUTOFF``; the other words stay as
+    typed ("¿Cuántos tersios hay?" -> "¿Cuántos tercios hay?"). "" when nothing changed."""
+    have = vocabulary.keys()
+    choices: list[str] | None = None
+    changed = False
+
+    def fix(match: re.Match) -> str:
+        nonlocal choices, changed
+        word = "".join(_fold(match.group(0)))
+        if len(word) < 4 or not word.isalpha() or _has(word, have):
+            return match.group(0)
+        choices = choices if choices is not None else sorted(have)  # sorted: ties break the same way
+        near = difflib.get_close_matches(word, choices, n=1, cutoff=SPELLING_CUTOFF)
+        if not near:
+            return match.group(0)
+        changed = True
+        return vocabulary[near[0]]
+
+    fixed = _WORD.sub(fix, query)
+    return fixed if changed else ""
 
 
 @dataclass
@@ -126,6 +147,7 @@ class _Words:
     items: list[set[str]]
     idf: dict[str, float]
     unseen_idf: float
+    vocabulary: dict[str, str]  # ``vocabulary_of`` the items: what a misspelt query word may become
 
     @classmethod
     def of(cls, items: list[_Item]) -> _Words:
@@ -135,7 +157,8 @@ class _Words:
             for w in s:
                 df[w] = df.get(w, 0) + 1
         n = len(sets)
-        return cls(sets, {w: math.log((n + 1) / (c + 1)) + 1.0 for w, c in df.items()}, math.log(n + 1) + 1.0)
+        return cls(sets, {w: math.log((n + 1) / (c + 1)) + 1.0 for w, c in df.items()}, math.log(n + 1) + 1.0,
+                   vocabulary_of(it.text for it in items))
 
     def weight(self, word: str) -> float:
         if word in self.idf:
@@ -195,15 +218,16 @@ class SearchIndex:
             except AppError as exc:  # the model went away mid-search: words still find things
                 why = exc.message
                 log.warning("search by meaning failed, matching words: %s", why)
-        found = self._by_words(query, course_ids, k, why)
+        with self.db.read() as conn:
+            courses = {cid: course_items(conn, cid) for cid in course_ids}
+        found = self._by_words(query, courses, k, why)
         if not found.hits:
-            with self.db.read() as conn:
-                vocabulary = {w for cid in course_ids for it in course_items(conn, cid)[1] for w in _fold(it.text)}
-            found = self._respelt(found, lambda text: self._by_words(text, course_ids, k, why), vocabulary)
+            vocabulary = vocabulary_of(it.text for _v, items, _t in courses.values() for it in items)
+            found = self._respelt(found, lambda text: self._by_words(text, courses, k, why), vocabulary)
         return found
 
     @staticmethod
-    def _respelt(nothing: SearchResult, search, vocabulary: set[str]) -> SearchResult:
+    def _respelt(nothing: SearchResult, search, vocabulary: dict[str, str]) -> SearchResult:
         """The search again with misspelt words put right, when any is and that finds something."""
         text = respell(nothing.query, vocabulary)
         if not text:
@@ -213,11 +237,11 @@ class SearchIndex:
             return nothing
         return dataclasses.replace(again, query=nothing.query, searched_for=text)
 
-    def _vocabulary_of(self, course_ids: list[str]) -> set[str]:
-        """The folded words of the courses' indexed items (their matrices are loaded by now)."""
+    def _vocabulary_of(self, course_ids: list[str]) -> dict[str, str]:
+        """The words of the courses' indexed items (their matrices are loaded by now)."""
         with self._lock:
             cached = [self._matrices.get(cid) for cid in course_ids]
-        return {w for c in cached if c is not None for w in c[4].idf}
+        return {k: v for c in cached if c is not None for k, v in c[4].vocabulary.items()}
 
     # -- by meaning ---------------------------------------------------------------------------
     def _by_meaning(self, query: str, course_ids: list[str], k: int) -> SearchResult:
@@ -305,16 +329,15 @@ class SearchIndex:
         return len(self._matrix(course_id, ident)[0])
 
     # -- by words -----------------------------------------------------------------------------
-    def _by_words(self, query: str, course_ids: list[str], k: int, why: str) -> SearchResult:
+    def _by_words(self, query: str, courses: dict[str, tuple], k: int, why: str) -> SearchResult:
+        """``courses``: course id -> ``course_items`` of it."""
         words = set(_fold(query))
         hits = []
-        with self.db.read() as conn:
-            for cid in course_ids:
-                _version, items, titles = course_items(conn, cid)
-                for it in items:
-                    have = set(_fold(it.text))
-                    found = sum(1 for w in words if _has(w, have))
-                    if found:
-                        hits.append(self._hit(cid, it, found / len(words), titles))
+        for cid, (_version, items, titles) in courses.items():
+            for it in items:
+                have = set(_fold(it.text))
+                found = sum(1 for w in words if _has(w, have))
+                if found:
+                    hits.append(self._hit(cid, it, found / len(words), titles))
         hits.sort(key=lambda h: (-h.score, h.kind != "lesson"))
         return SearchResult(query, "words", hits[:k], why)

@@ -118,6 +118,18 @@ def test_misspelt_words_search_for_the_nearest_course_word(demo_svc):
     assert r.searched_for == "" and r.hits == []
 
 
+def test_only_the_misspelt_word_changes_and_takes_the_courses_spelling():
+    """The rest of the query stays as typed (accents, capitals, punctuation), and the word put right is
+    written as the course writes it: a child must not be shown "cuantos" as the corrected text."""
+    from appliance.learning.search import respell, vocabulary_of
+
+    words = vocabulary_of(["¿Cuántos tercios hay en una pizza?", "Fracción equivalente"])
+    assert respell("¿Cuántos tersios hay?", words) == "¿Cuántos tercios hay?"
+    assert respell("La fracion", words) == "La fracción"
+    assert respell("cuantos tercios", words) == ""  # nothing misspelt: folded, both are the course's words
+    assert respell("dinosaurio", words) == ""
+
+
 def test_misspelt_words_are_put_right_when_only_words_are_matched(tmp_path):
     svc = learning_services(tmp_path / "data", None, content__install_demo="true")
     try:
