@@ -123,13 +123,8 @@ def override(services, teacher: dict, class_id: int, attempt_id: int, correct: b
         if before["skills"] is None:
             raise NotFound(_("That exercise is no longer in the course, so its grade cannot change."))
         skills = json.loads(before["skills"])
-        if before["graded_by"] == "teacher" and bool(before["correct"]) == correct:
-            # Already the teacher's grade (a second click, or two teachers agreeing): nothing moves, and a
-            # second grade_override event would read as a change at the hub.
-            stored = {r[0]: r[1] for r in conn.execute(
-                "SELECT skill_id, p_mastery FROM mastery WHERE student_id = ? AND course_id = ?",
-                (before["student_id"], before["course_id"])) if r[0] in skills}
-            return {"attempt_id": attempt_id, "correct": correct, "mastery": stored, "source": "unchanged"}
+        if _same_teacher_grade(before, correct):
+            return _unchanged(conn, before, skills, attempt_id, correct)
         base = learner_state.current_version(conn, before["student_id"], before["course_id"])
         replayed = replay(conn, before, skills)
 
@@ -138,6 +133,8 @@ def override(services, teacher: dict, class_id: int, attempt_id: int, correct: b
     def write(conn):
         now = now_iso()
         row = conn.execute("SELECT correct, graded_by, score FROM attempts WHERE id = ?", (attempt_id,)).fetchone()
+        if row is not None and _same_teacher_grade(row, correct):
+            return None  # a double click's first request got here first with the same grade
         if row is None or (row["graded_by"], row["correct"]) != (before["graded_by"], before["correct"]):
             raise Conflict(_("This answer was graded again meanwhile. Reload the page to see the new grade."))
         conn.execute("UPDATE attempts SET correct = ?, score = ?, confidence = 1, graded_by = 'teacher' WHERE id = ?",
@@ -162,9 +159,26 @@ def override(services, teacher: dict, class_id: int, attempt_id: int, correct: b
         return m
 
     mastery = services.db.write(write)
+    if mastery is None:
+        with services.db.read() as conn:
+            return _unchanged(conn, before, skills, attempt_id, correct)
     log.info("teacher %s graded attempt %s %s (mastery by %s)", teacher["uid"], attempt_id,
              "right" if correct else "wrong", source)
     return {"attempt_id": attempt_id, "correct": correct, "mastery": mastery, "source": source}
+
+
+def _same_teacher_grade(row, correct: bool) -> bool:
+    """The answer already has this grade from a teacher (a second click, two teachers agreeing)."""
+    return row["graded_by"] == "teacher" and bool(row["correct"]) == correct
+
+
+def _unchanged(conn, before: dict, skills: list, attempt_id: int, correct: bool) -> dict:
+    """The reply to a grade the answer already has: nothing moves, and no second grade_override event
+    (it would read as a change at the hub)."""
+    stored = {r[0]: r[1] for r in conn.execute(
+        "SELECT skill_id, p_mastery FROM mastery WHERE student_id = ? AND course_id = ?",
+        (before["student_id"], before["course_id"])) if r[0] in skills}
+    return {"attempt_id": attempt_id, "correct": correct, "mastery": stored, "source": "unchanged"}
 
 
 def _finish_lesson(conn, services, before: dict, now: str) -> None:

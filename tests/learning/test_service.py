@@ -510,3 +510,37 @@ def test_the_same_teacher_grade_twice_changes_nothing_the_second_time(svc):
     assert again["mastery"] == pytest.approx(first["mastery"])
     overrides.override(svc, teacher, class_id, attempt_id, False)          # a real change still counts
     assert snapshot()[0] == 2
+
+
+def test_a_double_click_on_the_same_grade_is_no_conflict(svc, monkeypatch):
+    """Two requests with the same grade both read the answer before either writes (a double click): the
+    second finds the teacher's grade already there and answers "unchanged", not "graded again meanwhile"."""
+    import threading
+
+    ana, teacher, class_id = _people(svc)
+    attempt_id = _attempt_id(svc, answer(svc, ana, "e6", WRONG_TEXT)["attempt_uid"])
+    both_read = threading.Barrier(2, timeout=10)
+    real = overrides.reviewable_attempt
+
+    def read_then_wait(conn, a_id, c_id):
+        row = real(conn, a_id, c_id)
+        both_read.wait()
+        return row
+
+    monkeypatch.setattr(overrides, "reviewable_attempt", read_then_wait)
+    replies, errors = [], []
+
+    def click():
+        try:
+            replies.append(overrides.override(svc, teacher, class_id, attempt_id, True))
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    clicks = [threading.Thread(target=click) for _ in range(2)]
+    for t in clicks:
+        t.start()
+    for t in clicks:
+        t.join()
+    assert errors == [] and sorted(r["source"] != "unchanged" for r in replies) == [False, True]
+    with svc.db.read() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM outbox WHERE type = 'grade_override'").fetchone()[0] == 1
