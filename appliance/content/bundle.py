@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
+from appliance import jsonsafe
 from appliance.errors import ImportRejected
 
 MANIFEST = "course.json"
@@ -80,7 +81,7 @@ class Manifest:
 def load_manifest(raw: bytes) -> Manifest:
     """Parse and fully validate manifest bytes; raise ``ImportRejected`` saying what is wrong."""
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = jsonsafe.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ImportRejected(f"{MANIFEST} is not UTF-8 text.") from None
     except json.JSONDecodeError as exc:

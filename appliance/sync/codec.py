@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 import zstandard
 
+from appliance import jsonsafe
 from appliance.errors import BadRequest
 
 MAGIC = b"CEB\x01"
@@ -65,8 +66,8 @@ def decode(data: bytes, max_decoded: int = MAX_DECODED_BYTES) -> list[dict]:
     except zstandard.ZstdError as exc:
         raise CodecError(f"corrupt batch: {exc}") from None
     try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # Recursion: nested too deep
+        doc = jsonsafe.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CodecError(f"batch is not JSON: {exc}") from None
     if not isinstance(doc, dict) or doc.get("v") != 1 or not isinstance(doc.get("events"), list):
         raise CodecError("batch has no version 1 'events' list")

@@ -19,6 +19,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 
+from appliance import jsonsafe
 from appliance.ed25519 import load_public, signed_by
 from appliance.errors import IntegrityError
 
@@ -90,8 +91,8 @@ def parse(topic: str, payload: bytes, *, max_bytes: int, max_size: int, public_k
     if len(payload) > max_bytes:
         raise Rejected(f"announcement of {len(payload)} bytes exceeds {max_bytes}")
     try:
-        doc = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # Recursion: nested too deep
+        doc = jsonsafe.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise Rejected(f"announcement is not JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise Rejected("announcement is not a JSON object")

@@ -22,6 +22,7 @@ import time
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
 
+from appliance import jsonsafe
 from appliance.store.database import now_iso
 from appliance.sync import codec, outbox
 
@@ -135,8 +136,8 @@ class Uplink:
             log.warning("ignoring an oversized ack (%d bytes)", len(payload))
             return
         try:
-            doc = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # Recursion: nested too deep
+            doc = jsonsafe.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError):
             log.warning("ignoring a malformed ack")
             return
         if not isinstance(doc, dict):

@@ -7,6 +7,7 @@ from flask import jsonify, render_template, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
+from appliance import jsonsafe
 from appliance.errors import AppError
 
 log = logging.getLogger(__name__)
@@ -31,15 +32,11 @@ def _render(status: int, body: dict):
 
 
 class BoundedJSONProvider(DefaultJSONProvider):
-    """Flask's JSON, but a body nested too deep for the parser's stack (100,000 brackets raise
-    RecursionError, which ``get_json(silent=True)`` does not catch) is invalid JSON like any other:
-    a 400 where the route asks for JSON, never a 500."""
+    """Flask's JSON, but a body nested too deep for the parser's stack is invalid JSON like any other
+    (``jsonsafe``; ``get_json(silent=True)`` does not catch RecursionError): a 400, never a 500."""
 
     def loads(self, s, **kwargs):
-        try:
-            return super().loads(s, **kwargs)
-        except RecursionError:
-            raise ValueError("the JSON is nested too deeply") from None
+        return jsonsafe.loads(s, **kwargs)
 
 
 def install(app) -> None:

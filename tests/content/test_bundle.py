@@ -84,6 +84,8 @@ def test_dangerous_asset_types_and_names_are_refused():
 def test_not_json_and_not_utf8():
     with pytest.raises(ImportRejected, match="not valid JSON"):
         load_manifest(b"{nope")
+    with pytest.raises(ImportRejected, match="not valid JSON: nested too deeply"):  # RecursionError was a traceback
+        load_manifest(b"[" * 100_000 + b"]" * 100_000)
     with pytest.raises(ImportRejected, match="not UTF-8"):
         load_manifest(b"\xff\xfe{}")
     with pytest.raises(ImportRejected, match="JSON object"):
