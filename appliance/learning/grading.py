@@ -178,6 +178,18 @@ def _free(spec: dict, answer: dict, semantic: Semantic | None) -> Grade:
                  graded_by="model", confidence=round(confidence, 4))
 
 
+# The one field of an answer each kind reads. Anything else a client sends is dropped before the
+# answer is stored and sent to the hub: it is never graded, and it could be any JSON at all.
+ANSWER_FIELD = {"single_choice": "choice", "multiple_choice": "choices", "numeric": "value",
+                "short_text": "text", "free_text": "text"}
+
+
+def answer_as_graded(kind: str, answer: dict) -> dict:
+    """``answer`` with only the field ``kind`` grades (``ANSWER_FIELD``)."""
+    field = ANSWER_FIELD.get(kind)
+    return {field: answer[field]} if field in answer else {}
+
+
 _GRADERS = {
     "single_choice": _single,
     "multiple_choice": _multiple,

@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from flask_babel import gettext as _
 
 from appliance.errors import BadRequest, Conflict, NotFound
-from appliance.learning.grading import Grade, grade, spec_of
+from appliance.learning.grading import Grade, answer_as_graded, grade, spec_of
 from appliance.learning.plan import CoursePlan, plans_of
 from appliance.store.database import now_iso
 from appliance.sync import outbox
@@ -92,6 +92,7 @@ def record_attempt(services, student: dict, submission: dict) -> dict:
         if previous is not None:
             return _with_review(_replay(conn, student, dict(previous)), below)
         ex = load_exercise(conn, course_id, exercise_id)
+        answer = answer_as_graded(ex["kind"], answer)  # what is stored and sent is what was graded
         same = _recent_same_answer(conn, student, ex, answer)  # before grading: a repeat runs no model
         if same is not None:
             return _with_review(same, below)

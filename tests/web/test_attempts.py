@@ -289,3 +289,17 @@ def test_deeply_nested_json_is_a_clear_answer_never_a_500(services, course, stud
                                 headers={"X-CSRF-Token": token})
         assert r.status_code == 400 and r.get_json()["error"], r.get_data(as_text=True)[:200]
     assert _count(services, "SELECT COUNT(*) FROM attempts") == 0
+
+
+def test_only_the_field_the_kind_grades_is_stored_and_sent(services, course, student_client):
+    """Anything else in the answer is never graded: it is not stored or sent on to the hub, where a
+    deeply nested extra would be the box's to carry."""
+    deep = json.loads("[" * 500 + "]" * 500)
+    body = _post(student_client, "e1", {"choice": 1, "note": "x", "extra": deep}).get_json()
+    assert body["correct"] is True
+    with services.db.read() as conn:
+        stored = json.loads(conn.execute("SELECT answer FROM attempts").fetchone()[0])
+        sent = json.loads(conn.execute("SELECT payload FROM outbox WHERE type = 'attempt'").fetchone()[0])
+    assert stored == {"choice": 1} and sent["answer"] == {"choice": 1}
+    # A repeat compares what was graded: the same choice with other extras is the same answer.
+    assert _post(student_client, "e1", {"choice": 1, "note": "y"}).get_json()["repeat"] is True
