@@ -116,12 +116,12 @@ def _add_flask_routes(app, engine, model: str, limit: int) -> None:
     same_out = np.zeros((1, 1), dtype=np.float32)
 
     def same():
-        oip._request_body()
+        oip._request_body(oip.max_body_bytes(limit))  # as the real route reads it
         return answer(same_out)
 
     def ort():
         from flask import Response, request
-        raw = oip._request_body()
+        raw = oip._request_body(oip.max_body_bytes(limit))
         n = int(request.environ["HTTP_INFERENCE_HEADER_CONTENT_LENGTH"])
         plan = oip._HEAD_PLANS.get((limit, raw[:n]))
         if plan is None or len(raw) - n != plan.data_bytes:  # as the bare routes: no plan stored yet

@@ -302,7 +302,7 @@ def _add_same_answer_route(app, services) -> None:
                       separators=(",", ":")).encode()
 
     def same_answer(name: str):
-        oip._request_body()
+        oip._request_body(oip.max_body_bytes(engine.settings.max_request_elements))  # as the real route reads it
         return oip._octets(head, out.tobytes())
 
     app.add_url_rule(f"{SAME_ANSWER_ROUTE}/<name>/infer", "bench_post_same_answer",
