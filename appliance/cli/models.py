@@ -34,6 +34,8 @@ def register(sub) -> None:
 
     c = add("list", "models, versions and which one is active", _list)
     c.add_argument("--json", action="store_true", help="one JSON object per version")
+    c.add_argument("--verify", action="store_true",
+                   help="also check every file's sha256 and the signature (as activate does; reads every model file)")
     c = add("import", "copy a version directory (with model.json) into the repository; it serves only once "
                       "activated", _import)
     c.add_argument("path", help="the version directory: model.json and the files it names")
@@ -156,31 +158,45 @@ def _activated(cfg, repo, mv) -> str:
     return f"{mv.name} version {mv.version} is active (web workers switch within {cfg.inference.watch_interval_s:g} s)"
 
 
+def _verified(cfg, repo, name: str, version: str) -> dict:
+    """The version's model.json, with ``error`` set when it cannot be read or, with ``verify``, when a
+    file does not match its sha256 or the signature does not check out."""
+    try:
+        mv = repo.version(name, version)
+        if cfg is not None:
+            repo.verify(mv, mv.backend or cfg.inference.backend, f"{name}/{version}")
+        return mv.meta
+    except Exception as exc:  # noqa: BLE001 - list what can be read, say what cannot
+        return {"error": getattr(exc, "message", None) or str(exc)}
+
+
 def _list(args) -> int:
-    _cfg, repo, _cache = _context(args)
+    cfg, repo, _cache = _context(args)
     if not repo.root.is_dir():  # a mistyped --repo is not an empty repository
         raise NotFound(f"there is no model repository at {repo.root} (classroom-edge models build makes one)")
     rows = []
     for name in repo.model_names():
         active = repo.active_version(name)
         for v in repo.versions(name):
-            try:
-                meta = repo.version(name, v).meta
-            except Exception as exc:  # noqa: BLE001 - list what can be read, say what cannot
-                meta = {"error": str(exc)}
+            meta = _verified(cfg if args.verify else None, repo, name, v)
             rows.append({"model": name, "version": v, "active": v == active, "sha256": meta.get("sha256", "")[:12],
                          "signed": bool(meta.get("signature")), "metrics": meta.get("metrics") or {},
                          "error": meta.get("error")})
+            if args.verify:
+                rows[-1]["verified"] = "error" not in meta
+    failed = 1 if args.verify and not all(r["verified"] for r in rows) else 0
     if args.json:
         print(json.dumps(rows, indent=2))
-        return 0
+        return failed
     if not rows:
         print(f"no models in {repo.root} (classroom-edge models build)")
     for r in rows:
         mark = "*" if r["active"] else " "
         extra = r["error"] or " ".join(f"{k}={v}" for k, v in r["metrics"].items() if not isinstance(v, (dict, list)))
-        print(f"{mark} {r['model']:<16} {r['version']:<8} {r['sha256']:<12} {'signed' if r['signed'] else 'unsigned':<8} {extra}")
-    return 0
+        check = ("verified " if r["verified"] else "FAILED   ") if args.verify else ""
+        print(f"{mark} {r['model']:<16} {r['version']:<8} {r['sha256']:<12} {'signed' if r['signed'] else 'unsigned':<8} "
+              f"{check}{extra}")
+    return failed
 
 
 def _import(args) -> int:

@@ -33,6 +33,20 @@ def test_list_activate_rollback(cli, repo, capsys):
     assert Repository(repo).active_version("affine") == "2"
 
 
+def test_list_verify_finds_a_tampered_version_before_activate_does(cli, repo, capsys):
+    """Plain list reads only model.json (quick); --verify hashes every file as activate would, marks the
+    damaged version and exits 1, so an admin's script notices."""
+    write_version(repo, "affine", "1", affine_model(1.0))
+    bad = write_version(repo, "affine", "2", affine_model(2.0))
+    (bad / "model.onnx").write_bytes(b"altered")
+    assert cli("list") == 0 and "sha256" not in capsys.readouterr().out
+    assert cli("list", "--verify") == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert "verified" in lines[0] and "FAILED" in lines[1] and "does not match its sha256" in lines[1]
+    assert cli("list", "--verify", "--json") == 1
+    assert [r["verified"] for r in json.loads(capsys.readouterr().out)] == [True, False]
+
+
 def test_activate_refuses_a_broken_version_and_keeps_active(cli, repo, capsys):
     write_version(repo, "affine", "1", affine_model(1.0))
     bad = write_version(repo, "affine", "2", affine_model(2.0))
