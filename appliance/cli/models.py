@@ -202,7 +202,12 @@ def _list(args) -> int:
 def _import(args) -> int:
     cfg, repo, cache = _context(args)
     # --activate loads and warms the verified copy before it appears: one that cannot load never does.
-    check = (lambda staged: _check_loads(cfg, repo, cache, staged)) if args.activate else None
+    # So does a model's first version, which serves at once (there is nothing else to serve): it said
+    # "serves now" of a TensorRT model on a box without TensorRT.
+    def check(staged):
+        if args.activate or not repo.versions(staged.name):
+            _check_loads(cfg, repo, cache, staged)
+
     mv = repo.import_version(Path(args.path), name=args.name, version=args.version, sign_key=_read_key(args.sign_key),
                              before_publish=check)
     print(f"imported {mv.name} version {mv.version}")

@@ -175,11 +175,13 @@ def test_a_version_that_cannot_load_is_refused_with_a_reason_and_never_appears(c
 
     cut = affine_model(1.0)[:40]  # its sha256 matches: only loading it can tell
     src = write_version(tmp_path / "incoming", "affine", "src", cut, sha256=hashlib.sha256(cut).hexdigest())
-    # The model's first version: nothing else to pin, so it must not even appear.
-    assert cli("import", str(src), "--activate") == 1
-    assert "could not be loaded" in _one_line_error(capsys)
+    # The model's first version: nothing else to pin, so it must not even appear, with --activate or
+    # without (a first version serves at once: it must not be said to "serve now" and fail to load).
     r = Repository(repo)
-    assert r.versions("affine") == [] and not [p for p in (repo / "affine").iterdir() if p.name != ".lock"]
+    for flags in (["--activate"], []):
+        assert cli("import", str(src), *flags) == 1
+        assert "could not be loaded" in _one_line_error(capsys)
+        assert r.versions("affine") == [] and not [p for p in (repo / "affine").iterdir() if p.name != ".lock"]
     write_version(repo, "affine", "1", affine_model(1.0))
     r.set_active("affine", "1")
     assert cli("import", str(src), "--activate") == 1
