@@ -95,14 +95,19 @@ def lesson(course_id: str, lesson_id: str):
         # The latest answer decides, as on the page after an answer: wrong after right is not done.
         done = {ex_id: state != "wrong" for ex_id, state in latest_answers(conn, user["id"], course_id).items()}
         marks = teacher_marks(conn, user["id"], course_id, lesson_id)
+        status = conn.execute("SELECT status FROM lesson_progress WHERE student_id = ? AND course_id = ? AND lesson_id = ?",
+                              (user["id"], course_id, lesson_id)).fetchone()
         siblings = conn.execute("SELECT id, title FROM lessons WHERE course_id = ? AND position > ? ORDER BY position"
                                 " LIMIT 1", (course_id, row["position"])).fetchone()
     media = [m for m in json.loads(row["media"] or "[]") if _show_media(m, row["body"], course_id)]
     for ex in exercises:
         ex["done"] = done.get(ex["id"])
         ex["teacher_mark"] = marks.get(ex["id"])
+    # Done by mastering its skills before every question was right (progress.update_lesson): say why the
+    # course page ticks it while questions here are still open.
+    mastered_early = status is not None and status[0] == "completed" and not all(ex["done"] for ex in exercises)
     return render_template("student/lesson.html", lesson=dict(row), media=media, exercises=exercises,
-                           next_lesson=dict(siblings) if siblings else None)
+                           next_lesson=dict(siblings) if siblings else None, mastered_early=mastered_early)
 
 
 def _show_media(item: dict, body: str, course_id: str) -> bool:

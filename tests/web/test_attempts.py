@@ -126,6 +126,12 @@ def test_a_lesson_is_done_once_its_skills_are_mastered_before_every_question_is(
     assert _count(services, "SELECT COUNT(*) FROM outbox WHERE type = 'lesson_progress'") == 2
     page = student_client.get("/learn/fractions-mini").get_data(as_text=True)
     assert "Done" in page
+    # The lesson page says why it is done while e3 is still open; a lesson done question by question does not.
+    lesson = student_client.get("/learn/fractions-mini/what-is-a-fraction").get_data(as_text=True)
+    assert "This lesson is done: you have mastered what it teaches." in lesson
+    _post(student_client, "e3", RIGHT["e3"], token=token)
+    lesson = student_client.get("/learn/fractions-mini/what-is-a-fraction").get_data(as_text=True)
+    assert "you have mastered what it teaches" not in lesson
 
 
 def _seed_parts_mastery(services, klass, successes: int) -> None:
