@@ -9,6 +9,12 @@ students are held out of training. Reports AUC and RMSE of
   forgetting alone scored no better than BKT here and took 4x as long, so it is not run); items tagged with two skills are fed to pyBKT once per skill and its predictions averaged;
 - "ceiling": the simulator's true P(correct), which no model can beat.
 Target: AUC(ours) >= AUC(best pyBKT variant) + 0.02. Writes bench/out/learner_model.json (+ .png).
+
+Also ``failing_runs``: the default model as shipped (shared features only), on fresh simulated
+classrooms, where a student right more than 60% of the time overall has answered a skill wrong at
+least 4 times, right at most once, and wrong the last 3 times. The teacher's grid flags such a child
+"Needs help" by its own rule; this shows what the model says there next to the simulator's truth and
+what such students then do.
 """
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ import time
 
 import numpy as np
 
-from appliance.learning.features import FeatureSpec
+from appliance.learning.features import FeatureSpec, LearnerState
 from appliance.learning.learner_train import (
     auc,
     build_dataset,
@@ -25,6 +31,7 @@ from appliance.learning.learner_train import (
     simulate_training_data,
     split_students,
     train,
+    train_default,
 )
 from bench.common import OUT, emit
 
@@ -108,6 +115,27 @@ def _plot(curves: dict, y: np.ndarray, path) -> str | None:
     return str(path)
 
 
+def failing_runs(seed: int, classrooms: int, students: int) -> dict:
+    """The shipped default model where a strong student keeps failing one skill (see the module doc)."""
+    model, _metrics = train_default(seed, classrooms, students)
+    spec, states, runs, picked = FeatureSpec(), {}, {}, []
+    for a in simulate_training_data(seed + 7, classrooms, students):  # students the model never saw
+        state = states.setdefault(a.student_id, LearnerState())
+        skill, seen = a.skills[0], runs.setdefault((a.student_id, a.skills[0]), [])
+        st = state.skills.get(skill)
+        total = state.success + state.failure
+        if st and st.failure >= 4 and st.success <= 1 and seen[-3:] == [0, 0, 0] and state.success > 0.6 * total:
+            p = float(model.predict(spec.encode(state, a.item_id, a.skills, a.timestamp)[None, :])[0])
+            picked.append((p, a.p_true, a.correct))
+        state.observe(a.item_id, a.skills, a.correct, a.timestamp)
+        seen.append(int(a.correct))
+    if not picked:
+        return {"answers": 0}
+    p, truth, right = np.array(picked).mean(axis=0)
+    return {"answers": len(picked), "model_p": round(float(p), 3), "simulator_true_p": round(float(truth), 3),
+            "answered_right": round(float(right), 3)}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small data, standard BKT only")
@@ -155,6 +183,7 @@ def main(argv=None) -> dict:
         "auc_margin_over_best_pybkt": round(margin, 4),
         "auc_gap_to_ceiling": round(results["ceiling_simulator_truth"]["auc"] - results["ours_best_lr"]["auc"], 4),
         "target": {"auc_margin_at_least": TARGET_MARGIN, "met": bool(margin >= TARGET_MARGIN)},
+        "failing_runs": failing_runs(args.seed, classrooms * 2, students),
         "pybkt_shims": shims,
         "plot": plot,
     })
