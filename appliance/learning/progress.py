@@ -176,8 +176,11 @@ def _store(conn, learner, student, ex, uid, answer, result: Grade, duration, pre
                "graded_by": result.graded_by, "created_at": now, "duration_ms": duration}
     if learner is not None and result.graded_by != "pending":
         mastery = _learner_observe(conn, learner, {**attempt, "prepared": prepared}, ex, mastery)
-    # After the mastery update: a right answer that masters the lesson's last skill finishes it.
-    lesson_status = update_lesson(conn, student, ex, now, done_when, result.correct and result.graded_by != "pending")
+    # After the mastery update: a right answer that masters the lesson's last skill finishes it. The
+    # reply says whether the lesson's skills are mastered now, so the page can say so at once.
+    graded = result.graded_by != "pending"
+    mastered_now = graded and done_when is not None and skills_mastered(conn, student["id"], ex, done_when)
+    lesson_status = update_lesson(conn, student, ex, now, done_when, result.correct and graded, mastered_now)
     event = {k: v for k, v in attempt.items() if k != "student_id"}
     event["kind"] = ex["kind"]
     if ex["kind"] != "free_text":
@@ -186,7 +189,8 @@ def _store(conn, learner, student, ex, uid, answer, result: Grade, duration, pre
     return {
         "attempt_uid": uid, "correct": result.correct, "score": result.score, "feedback": result.feedback,
         "graded_by": result.graded_by, "explanation": _explanation(ex, result.graded_by),
-        "mastery": mastery, "lesson_status": lesson_status, "replayed": False, "confidence": result.confidence,
+        "mastery": mastery, "lesson_status": lesson_status, "lesson_mastered": mastered_now, "replayed": False,
+        "confidence": result.confidence,
     }
 
 
@@ -214,22 +218,23 @@ def teacher_marks(conn, student_id: int, course_id: str, lesson_id: str) -> dict
     return {r[0]: bool(r[1]) for r in _latest_rows(conn, student_id, course_id, lesson_id) if r[2] == "teacher"}
 
 
-def _mastered_all(conn, student, ex, rule: LessonRule) -> bool:
-    """Every skill of the lesson is mastered now, by its estimate and answers in ``mastery``."""
+def skills_mastered(conn, student_id: int, ex: dict, rule: LessonRule) -> bool:
+    """Every skill of ``ex``'s lesson is mastered now, by its estimate and answers in ``mastery``."""
     skills = rule.skills(ex["lesson_id"])
     if not skills:
         return False
     marks = ",".join("?" * len(skills))
     rows = conn.execute(f"SELECT skill_id, p_mastery, successes + failures FROM mastery WHERE student_id = ?"
-                        f" AND course_id = ? AND skill_id IN ({marks})", (student["id"], ex["course_id"], *skills))
+                        f" AND course_id = ? AND skill_id IN ({marks})", (student_id, ex["course_id"], *skills))
     mastered = {r[0] for r in rows if rule.plan.mastered(r[0], r[1], r[2], rule.threshold, rule.min_answers)}
     return mastered == set(skills)
 
 
 def update_lesson(conn, student: dict, ex: dict, now: str, done_when: LessonRule | None = None,
-                  right: bool = False) -> str:
+                  right: bool = False, mastered_now: bool | None = None) -> str:
     """The lesson's status after an answer to ``ex`` (``right``: it is graded right; ``done_when``: from
-    ``lesson_rule``), stored, with a ``lesson_progress`` event when it changes. Also a teacher's "right"."""
+    ``lesson_rule``; ``mastered_now``: ``skills_mastered``, when the caller has it), stored, with a
+    ``lesson_progress`` event when it changes. Also a teacher's "right"."""
     total = conn.execute("SELECT COUNT(*) FROM exercises WHERE course_id = ? AND lesson_id = ?",
                          (ex["course_id"], ex["lesson_id"])).fetchone()[0]
     # Done: every question's latest answer is right or waits for the teacher (a lesson answered all wrong
@@ -238,7 +243,7 @@ def update_lesson(conn, student: dict, ex: dict, now: str, done_when: LessonRule
     all_right = sum(state != "wrong" for state in latest.values()) >= total
     mastered = (right and done_when is not None
                 and sum(state == "right" for state in latest.values()) >= min(done_when.min_answers, total)
-                and _mastered_all(conn, student, ex, done_when))
+                and (mastered_now if mastered_now is not None else skills_mastered(conn, student["id"], ex, done_when)))
     status = "completed" if mastered or all_right else "started"
     old = conn.execute("SELECT status FROM lesson_progress WHERE student_id = ? AND course_id = ? AND lesson_id = ?",
                        (student["id"], ex["course_id"], ex["lesson_id"])).fetchone()

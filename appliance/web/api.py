@@ -72,7 +72,9 @@ _ATTEMPT_OUT = {
         "feedback": {"type": "string", "enum": ["correct", "partly", "incorrect", "pending"]},
         "graded_by": {"type": "string"}, "explanation": {"type": "string"},
         "mastery": {"type": "object", "additionalProperties": {"type": "number"}},
-        "lesson_status": {"type": "string"}, "replayed": {"type": "boolean"},
+        "lesson_status": {"type": "string"},
+        "lesson_mastered": {"type": "boolean", "description": "Every skill of the lesson is mastered now (not in a replay)."},
+        "replayed": {"type": "boolean"},
         "next": {"type": ["object", "null"], "description": "What the learner model suggests next, when one is active."},
     },
 }

@@ -12,7 +12,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from appliance.errors import NotFound
-from appliance.learning.progress import latest_answers, teacher_marks
+from appliance.learning.progress import latest_answers, lesson_rule, skills_mastered, teacher_marks
 from appliance.web.mastery import refresh as refresh_mastery
 from appliance.web.security import current_user, requires
 
@@ -97,6 +97,8 @@ def lesson(course_id: str, lesson_id: str):
         marks = teacher_marks(conn, user["id"], course_id, lesson_id)
         status = conn.execute("SELECT status FROM lesson_progress WHERE student_id = ? AND course_id = ? AND lesson_id = ?",
                               (user["id"], course_id, lesson_id)).fetchone()
+        where = {"course_id": course_id, "lesson_id": lesson_id}
+        mastered_now = skills_mastered(conn, user["id"], where, lesson_rule(current_app.extensions["ce"], conn, where))
         siblings = conn.execute("SELECT id, title FROM lessons WHERE course_id = ? AND position > ? ORDER BY position"
                                 " LIMIT 1", (course_id, row["position"])).fetchone()
     media = [m for m in json.loads(row["media"] or "[]") if _show_media(m, row["body"], course_id)]
@@ -105,7 +107,10 @@ def lesson(course_id: str, lesson_id: str):
         ex["teacher_mark"] = marks.get(ex["id"])
     # Done by mastering its skills before every question was right (progress.update_lesson): say why the
     # course page ticks it while questions here are still open.
-    mastered_early = status is not None and status[0] == "completed" and not all(ex["done"] for ex in exercises)
+    # Only while its skills really are mastered: a lesson done question by question, answered wrong
+    # since, is not "mastered" (it stays done).
+    mastered_early = (status is not None and status[0] == "completed" and not all(ex["done"] for ex in exercises)
+                      and mastered_now)
     return render_template("student/lesson.html", lesson=dict(row), media=media, exercises=exercises,
                            next_lesson=dict(siblings) if siblings else None, mastered_early=mastered_early)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid
 
@@ -126,12 +127,29 @@ def test_a_lesson_is_done_once_its_skills_are_mastered_before_every_question_is(
     assert _count(services, "SELECT COUNT(*) FROM outbox WHERE type = 'lesson_progress'") == 2
     page = student_client.get("/learn/fractions-mini").get_data(as_text=True)
     assert "Done" in page
-    # The lesson page says why it is done while e3 is still open; a lesson done question by question does not.
-    lesson = student_client.get("/learn/fractions-mini/what-is-a-fraction").get_data(as_text=True)
-    assert "This lesson is done: you have mastered what it teaches." in lesson
+    # The lesson page says why it is done while e3 is still open (the reply says so for runner.js too);
+    # a lesson done question by question does not.
+    assert _post(student_client, "e4", RIGHT["e4"], token=token).get_json()["lesson_mastered"] is True
+    assert _mastered_notice_shown(student_client) is True
     _post(student_client, "e3", RIGHT["e3"], token=token)
-    lesson = student_client.get("/learn/fractions-mini/what-is-a-fraction").get_data(as_text=True)
-    assert "you have mastered what it teaches" not in lesson
+    assert _mastered_notice_shown(student_client) is False
+
+
+def _mastered_notice_shown(client) -> bool:
+    html = client.get("/learn/fractions-mini/what-is-a-fraction").get_data(as_text=True)
+    tag = re.search(r'<div class="notice ok mastered-early"[^>]*>', html).group(0)
+    return " hidden" not in tag
+
+
+def test_a_lesson_done_question_by_question_never_claims_mastery(services, course, student_client):
+    """Every question right finishes the lesson at (4 + 1) / (4 + 2) = 0.83: done, not mastered. A wrong
+    answer after it leaves it done, with a question open, and the page must not say "you have mastered"."""
+    token = _token(student_client)
+    replies = [_post(student_client, ex, RIGHT[ex], token=token).get_json() for ex in ("e1", "e2", "e3", "e4")]
+    assert replies[-1]["lesson_status"] == "completed" and replies[-1]["lesson_mastered"] is False
+    wrong = _post(student_client, "e3", {"value": "0.5"}, token=token).get_json()
+    assert wrong["lesson_status"] == "completed" and wrong["lesson_mastered"] is False
+    assert _mastered_notice_shown(student_client) is False
 
 
 def _seed_parts_mastery(services, klass, successes: int) -> None:

@@ -128,6 +128,11 @@
     var finished = cards.every(function (c) { return c.classList.contains("is-correct"); });
     var finish = runner.querySelector(".finish");
     if (finish) { finish.hidden = !finished; }
+    // Done by mastering its skills with questions still open: say so now, not at the next visit.
+    var early = runner.querySelector(".mastered-early");
+    if (early && !result.replayed && !result.repeat && typeof result.lesson_mastered === "boolean") {
+      early.hidden = finished || !(result.lesson_mastered && result.lesson_status === "completed");
+    }
   }
 
   // The new mastery of the question's skills, straight from the answer's reply: learning made visible.
