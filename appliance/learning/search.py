@@ -19,19 +19,20 @@ labelled queries there).
 Without the embedding model the search still works: it matches words (accents and case ignored) and
 says so, rather than showing nothing.
 
-Children misspell. When a query finds nothing, each of its words of 4+ letters that no item has (nor a
-word starting with it) is replaced by the closest word the courses have, if one is close enough
-(``respell``), and the search runs again: "fractoins" finds the fractions lessons, which the encoder's
-word pieces and the word match both missed, and the page says what it searched for. Only after an empty
-result: a right word the course happens not to use would be changed too ("simplificar" into the Spanish
-course's "simplificado"), and a query that finds something is best left as the child meant it. A word
-with no close neighbour is left alone: "dinosaurs" still finds nothing.
+Children misspell. Each query word of 4+ letters that no item has (nor a word starting with it) is
+replaced by the closest word the courses have, if one is close enough (``respell``), and that search
+is shown when the query as typed found nothing or only weaker matches: "fractoins" finds the fractions
+lessons, which the encoder's word pieces and the word match both missed, and the page says what it
+searched for. A word with no close neighbour is left alone: "dinosaurs" still finds nothing. Lessons
+are matched by their skills' names too, so a right word only a skill name uses ("simplificar") is
+found, not "corrected".
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import html
+import json
 import logging
 import math
 import re
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 MAX_QUERY = 200
 MARGIN_MIN_ITEMS = 20  # lessons and questions a course needs before its median score means anything
 LESSON_SNIPPET = 400  # characters of lesson text next to its title (the encoder reads 128 tokens)
-SPELLING_CUTOFF = 0.84  # difflib ratio: a letter left out or added (4+ letters); changed, or two swapped, in 7+
+SPELLING_CUTOFF = 0.8  # difflib ratio: a letter left out or added (4+ letters), changed or two swapped (5+): "devide"
 _TAG = re.compile(r"<[^>]+>")
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -89,7 +90,12 @@ class _Item:
     item_id: str
     lesson_id: str
     title: str
-    text: str
+    text: str             # what is embedded
+    also: str = ""        # words matched besides (a lesson's skill names), not embedded
+
+    @property
+    def words(self) -> str:
+        return f"{self.text} {self.also}" if self.also else self.text
 
 
 def plain_text(body: str) -> str:
@@ -151,14 +157,14 @@ class _Words:
 
     @classmethod
     def of(cls, items: list[_Item]) -> _Words:
-        sets = [set(_fold(it.text)) for it in items]
+        sets = [set(_fold(it.words)) for it in items]
         df: dict[str, int] = {}
         for s in sets:
             for w in s:
                 df[w] = df.get(w, 0) + 1
         n = len(sets)
         return cls(sets, {w: math.log((n + 1) / (c + 1)) + 1.0 for w, c in df.items()}, math.log(n + 1) + 1.0,
-                   vocabulary_of(it.text for it in items))
+                   vocabulary_of(it.words for it in items))
 
     def weight(self, word: str) -> float:
         if word in self.idf:
@@ -182,15 +188,36 @@ def url_of(course_id: str, lesson_id: str, exercise_id: str | None = None) -> st
     return url + (f"#ex-{quote(exercise_id, safe='')}" if exercise_id else "")
 
 
+def course_version(conn, course_id: str) -> str:
+    """The course's version as the index knows it: a re-import indexes it again."""
+    row = conn.execute("SELECT bundle_sha256 || ':' || imported_at FROM courses WHERE id = ?", (course_id,)).fetchone()
+    return row[0] if row else ""
+
+
+def _lesson_skill_names(conn, course_id: str) -> dict[str, list[str]]:
+    """Lesson id -> the names of the skills it declares and its questions practise: "Simplificar
+    fracciones" is a skill of the Spanish course whose lesson and questions only say "forma más simple"."""
+    names = dict(conn.execute("SELECT id, name FROM skills WHERE course_id = ?", (course_id,)).fetchall())
+    taught: dict[str, dict[str, None]] = {}
+    for lesson_id, skills in conn.execute("SELECT id, skills FROM lessons WHERE course_id = ?", (course_id,)):
+        taught.setdefault(lesson_id, {}).update(dict.fromkeys(json.loads(skills or "[]")))
+    for lesson_id, skills in conn.execute("SELECT lesson_id, skills FROM exercises WHERE course_id = ? ORDER BY position",
+                                          (course_id,)):
+        taught.setdefault(lesson_id, {}).update(dict.fromkeys(json.loads(skills or "[]")))
+    return {lid: [names[s] for s in skills if s in names] for lid, skills in taught.items()}
+
+
 def course_items(conn, course_id: str) -> tuple[str, list[_Item], dict[str, str]]:
-    """(course version, items to index, lesson titles)."""
-    sha = conn.execute("SELECT bundle_sha256 || ':' || imported_at FROM courses WHERE id = ?", (course_id,)).fetchone()
+    """(course version, items to index, lesson titles). A lesson is embedded by its title and the start
+    of its text, and matched by the names of its skills too (embedded, they pushed "sum of two fractions
+    with the same denominator" from the adding lesson to the comparing one)."""
     lessons = {r["id"]: dict(r) for r in conn.execute("SELECT id, title, body FROM lessons WHERE course_id = ?", (course_id,))}
-    items = [_Item("lesson", lid, lid, le["title"], f"{le['title']}. {plain_text(le['body'])[:LESSON_SNIPPET]}")
-             for lid, le in lessons.items()]
+    skills = _lesson_skill_names(conn, course_id)
+    items = [_Item("lesson", lid, lid, le["title"], f"{le['title']}. {plain_text(le['body'])[:LESSON_SNIPPET]}",
+                   ". ".join(skills.get(lid, []))) for lid, le in lessons.items()]
     items += [_Item("exercise", r["id"], r["lesson_id"], r["prompt"], r["prompt"]) for r in conn.execute(
         "SELECT id, lesson_id, prompt FROM exercises WHERE course_id = ? ORDER BY position", (course_id,))]
-    return (sha[0] if sha else ""), items, {k: v["title"] for k, v in lessons.items()}
+    return course_version(conn, course_id), items, {k: v["title"] for k, v in lessons.items()}
 
 
 class SearchIndex:
@@ -211,31 +238,28 @@ class SearchIndex:
         if ok:
             try:
                 found = self._by_meaning(query, course_ids, k)
-                if not found.hits:
-                    found = self._respelt(found, lambda text: self._by_meaning(text, course_ids, k),
-                                          self._vocabulary_of(course_ids))
-                return found
+                return self._respelt(found, lambda text: self._by_meaning(text, course_ids, k),
+                                     self._vocabulary_of(course_ids))
             except AppError as exc:  # the model went away mid-search: words still find things
                 why = exc.message
                 log.warning("search by meaning failed, matching words: %s", why)
         with self.db.read() as conn:
             courses = {cid: course_items(conn, cid) for cid in course_ids}
         found = self._by_words(query, courses, k, why)
-        if not found.hits:
-            vocabulary = vocabulary_of(it.text for _v, items, _t in courses.values() for it in items)
-            found = self._respelt(found, lambda text: self._by_words(text, courses, k, why), vocabulary)
-        return found
+        vocabulary = vocabulary_of(it.words for _v, items, _t in courses.values() for it in items)
+        return self._respelt(found, lambda text: self._by_words(text, courses, k, why), vocabulary)
 
     @staticmethod
-    def _respelt(nothing: SearchResult, search, vocabulary: dict[str, str]) -> SearchResult:
-        """The search again with misspelt words put right, when any is and that finds something."""
-        text = respell(nothing.query, vocabulary)
+    def _respelt(found: SearchResult, search, vocabulary: dict[str, str]) -> SearchResult:
+        """The search again with misspelt words put right, when any is; its results when the query as
+        typed found nothing, or only weaker matches ("¿Cuántos tersios hay?" found two word problems)."""
+        text = respell(found.query, vocabulary)
         if not text:
-            return nothing
+            return found
         again = search(text)
-        if not again.hits:
-            return nothing
-        return dataclasses.replace(again, query=nothing.query, searched_for=text)
+        if not again.hits or (found.hits and again.hits[0].score <= found.hits[0].score):
+            return found
+        return dataclasses.replace(again, query=found.query, searched_for=text)
 
     def _vocabulary_of(self, course_ids: list[str]) -> dict[str, str]:
         """The words of the courses' indexed items (their matrices are loaded by now)."""
@@ -278,9 +302,7 @@ class SearchIndex:
 
     def _matrix(self, course_id: str, ident: str):
         with self.db.read() as conn:
-            row = conn.execute("SELECT bundle_sha256 || ':' || imported_at FROM courses WHERE id = ?",
-                               (course_id,)).fetchone()
-        key = (row[0] if row else "", ident)
+            key = (course_version(conn, course_id), ident)
         with self._lock:
             cached = self._matrices.get(course_id)
             lock = self._build_locks.setdefault(course_id, threading.Lock())
@@ -335,7 +357,7 @@ class SearchIndex:
         hits = []
         for cid, (_version, items, titles) in courses.items():
             for it in items:
-                have = set(_fold(it.text))
+                have = set(_fold(it.words))
                 found = sum(1 for w in words if _has(w, have))
                 if found:
                     hits.append(self._hit(cid, it, found / len(words), titles))

@@ -111,9 +111,17 @@ def test_misspelt_words_search_for_the_nearest_course_word(demo_svc):
         assert r.searched_for == meant and r.query == query, (query, r.searched_for)
         assert lesson in _lessons(r, 3), (query, _lessons(r, 3))
         assert r.to_json()["searched_for"] == meant
-    # "halves" is in no item, but it finds the halves by meaning: it is not turned into "have".
+    # "halves" is in no item, but it finds the halves by meaning, better than any re-spelling would.
     r = index.search("halves", ["fractions"])
     assert r.hits and r.searched_for == ""
+    # A query that found only weaker matches as typed takes the re-spelt one.
+    r = index.search("¿Cuántos tersios hay?", ["fractions-es"])
+    assert r.searched_for == "¿Cuántos tercios hay?" and r.hits
+    assert index.search("devide", ["fractions"]).searched_for == "divide"
+    # A right word the course does not use in its text, but in a skill's name, is left alone and finds
+    # the lesson of that skill: "Simplificar fracciones" is taught in "Fracciones equivalentes".
+    r = index.search("simplificar", ["fractions-es"])
+    assert r.searched_for == "" and _lessons(r, 1) == ["equivalent-fractions"]
     r = index.search("dinosaurs", ["fractions"])
     assert r.searched_for == "" and r.hits == []
 
@@ -156,7 +164,7 @@ def test_vectors_are_made_once_per_course_version(demo_svc):
     real = index.embedder.embed
     index.embedder.embed = lambda texts, cache=False, background=False: (
         calls.append((len(texts), background)) or real(texts, cache, background))
-    index.search("halves", ["fractions"])
+    index.search("whole", ["fractions"])  # a word of the course: no second, re-spelt search
     with demo_svc.db.read() as conn:
         stored = conn.execute("SELECT COUNT(*), COUNT(DISTINCT bundle_sha256) FROM search_vectors"
                               " WHERE course_id = 'fractions'").fetchone()
