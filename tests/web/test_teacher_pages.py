@@ -129,6 +129,8 @@ def test_progress_grid_hardest_and_history(app, services, course, klass, teacher
     assert 'data-skill="equivalent" data-level="help"' in grid
     assert 'data-skill="add" data-level="none"' in grid
     assert "Mastered" in grid and "Needs help" in grid and "Not started" in grid  # words, not only colour
+    # Lessons done out of the course's lessons: one question right six times finishes no lesson.
+    assert grid.count('<td class="nowrap">0 of 2</td>') == 2
     hardest = teacher_client.get(f"/teach/classes/{klass['id']}/hardest").get_data(as_text=True)
     assert hardest.index("Which fraction equals 2/4?") < hardest.index("Which fraction is one half?")
     assert "0%" in hardest and "100%" in hardest

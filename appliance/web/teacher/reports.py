@@ -68,7 +68,7 @@ def course_for(conn, course_id: str | None, class_id: int | None = None, languag
 
 
 def class_grid(conn, services, class_id: int, course_id: str) -> dict:
-    """{skills: [...], rows: [{student, cells: [{p, level, attempts}], lessons_done}]}"""
+    """{skills: [...], lessons: total, rows: [{student, cells: [{p, level, attempts}], lessons_done}]}"""
     learning, plan = services.cfg.learning, plans_of(services).get(conn, course_id)
     threshold = learning.mastery_threshold
     skills = [dict(r) for r in conn.execute("SELECT id, name FROM skills WHERE course_id = ? ORDER BY rowid", (course_id,))]
@@ -93,7 +93,7 @@ def class_grid(conn, services, class_id: int, course_id: str) -> dict:
             level = level_of(p, attempts, threshold, needed, (s["id"], sk["id"]) in runs)
             cells.append({"skill": sk["id"], "p": p, "attempts": attempts, "level": level})
         rows.append({"student": s, "cells": cells, "lessons_done": done.get(s["id"], 0)})
-    return {"skills": skills, "rows": rows}
+    return {"skills": skills, "lessons": len(plan.lessons), "rows": rows}
 
 
 def wrong_runs(conn, class_id: int, plan) -> set[tuple[int, str]]:
