@@ -51,14 +51,30 @@ def test_csv_import_adds_everyone_with_distinct_pictures(services, teacher, klas
     assert len({r[1] for r in rows}) == 5
 
 
-def test_csv_import_file_upload_and_duplicates_refused(services, klass, teacher_client):
+def test_csv_import_file_upload_adds_the_new_names_and_says_which_were_there(services, klass, teacher_client):
+    """The class list uploaded again with a new pupil on it: the new one is added, Ana is not added a
+    second time, and the page says so (the whole list used to be refused, on an error page)."""
     import io
 
-    data = {"csrf_token": _token(teacher_client), "file": (io.BytesIO(b"name\nAna\nZoe\n"), "class.csv")}
+    data = {"csrf_token": _token(teacher_client), "file": (io.BytesIO(b"name\nAna\nZoe\n<b>Ben</b>\n"), "class.csv")}
     resp = teacher_client.post(f"/teach/classes/{klass['id']}/import", data=data, content_type="multipart/form-data")
-    assert resp.status_code == 400 and "already has a student called: Ana" in resp.get_data(as_text=True)
-    with services.db.read() as conn:  # nothing half-added
-        assert conn.execute("SELECT COUNT(*) FROM users WHERE display_name = 'Zoe'").fetchone()[0] == 0
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and "2 students added" in page and len(re.findall(r'data-testid="pin"', page)) == 2
+    assert "Already in the class, so not added again: Ana" in page
+    with services.db.read() as conn:
+        names = [r[0] for r in conn.execute("SELECT u.display_name FROM users u JOIN class_members m"
+                                            " ON m.student_id = u.id WHERE m.class_id = ?", (klass["id"],))]
+    assert sorted(names) == ["<b>Ben</b>", "Ana", "Ben", "Zoe"]
+    again = teacher_client.post(f"/teach/classes/{klass['id']}/import", data={
+        "csrf_token": _token(teacher_client), "names": "Ana\nZoe\n"})
+    assert again.status_code == 400 and "Everyone on the list is already in this class" in again.get_data(as_text=True)
+    one = teacher_client.post(f"/teach/classes/{klass['id']}/import", data={
+        "csrf_token": _token(teacher_client), "names": "Ana\nMia\n"}).get_data(as_text=True)
+    assert "1 student added" in one and "1 students" not in one
+    # One name typed into "Add a student" that the class has is still refused: there is nothing else to add.
+    single = teacher_client.post(f"/teach/classes/{klass['id']}/students", data={
+        "csrf_token": _token(teacher_client), "name": "Ana"})
+    assert single.status_code == 400 and "already has a student called: Ana" in single.get_data(as_text=True)
 
 
 def test_a_pasted_list_with_one_name_too_long_says_which_and_adds_nobody(services, klass, teacher_client):

@@ -6,6 +6,7 @@ import logging
 
 from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from appliance.errors import BadRequest
 from appliance.learning.grading import NEEDS_TEACHER_SQL
@@ -107,8 +108,8 @@ def class_settings(class_id: int):
     return redirect(url_for("teacher.class_page", class_id=class_id))
 
 
-def _pins_page(cls: dict, added: list[dict], title: str):
-    return render_template("teacher/pins.html", cls=cls, added=added, title=title)
+def _pins_page(cls: dict, added: list[dict], title: str, skipped: list[str] = ()):
+    return render_template("teacher/pins.html", cls=cls, added=added, title=title, skipped=skipped)
 
 
 @bp.post("/classes/<int:class_id>/students")
@@ -135,9 +136,11 @@ def import_roster(class_id: int):
     else:
         text = request.form.get("names", "")
     names = cls_mod.parse_roster_csv(text)
-    added = cls_mod.enrol_new_students(_db(), class_id, names)
+    added = cls_mod.enrol_new_students(_db(), class_id, names, skip_existing=True)
     log.info("imported %d students into class %d", len(added), class_id)
-    return _pins_page(cls, added, _("%(n)s students added", n=len(added)))
+    new = {a["display_name"].lower() for a in added}
+    skipped = sorted({n for n in names if n.lower() not in new}, key=str.lower)
+    return _pins_page(cls, added, ngettext("%(num)s student added", "%(num)s students added", len(added)), skipped)
 
 
 @bp.post("/classes/<int:class_id>/students/<int:student_id>/pin")
