@@ -59,9 +59,6 @@ WRONG_ANSWER_MARGIN = 0.1
 # come to 0.5 of the way, next to "1/4 is bigger because 4 is more than 3" (tests/learning/test_semantic.py).
 CLEARLY_WRONG_SHARE = 0.4
 UNSURE = 0.25  # the confidence of a grade the teacher should read first (below review_below_confidence)
-# Calibration's balanced accuracy (right vs wrong answers of the exercise) under which its grades are
-# little better than a coin toss: every one goes to the teacher, however far from the threshold.
-COIN_TOSS = 0.6
 
 # Short words that give away the language an answer is written in, for the languages the encoder meets
 # in the demo courses (others: no guess). The English encoder scores a right answer written in the other
@@ -189,9 +186,6 @@ class SemanticGrader:
                 sure = min(sure, abs(similarity - to_wrong) / WRONG_ANSWER_MARGIN * 0.5)
         if (similarity < threshold or closer_to_wrong) and self._other_language(exercise, text):
             sure = min(sure, UNSURE)  # a right answer in the other language scores like nonsense: ask the teacher
-        separation = cal.detail.get("balanced_accuracy")
-        if separation is not None and separation < COIN_TOSS:
-            sure = min(sure, UNSURE)  # "i dont know" graded wrong at 0.53 on such a question escaped the teacher
         return Judgement(round(similarity, 4), round(threshold, 4), round(sure, 4), closer_to_wrong)
 
     def _other_language(self, exercise: dict, text: str) -> bool:
