@@ -12,6 +12,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from appliance.errors import NotFound
+from appliance.learning.plan import plans_of
 from appliance.learning.progress import latest_answers, lesson_rule, skills_mastered, teacher_marks
 from appliance.web.mastery import refresh as refresh_mastery
 from appliance.web.security import current_user, requires
@@ -165,4 +166,11 @@ def my_progress():
                             "answered": sum(questions.values())})
         # Every course's skills in one model run (the rows are changed in place).
         refresh_mastery(conn, [sk for c in courses for sk in c["skills"]], user["id"])
+        # "Mastered" by the rule Next up and the lessons go by (the lesson page says so, the grid too).
+        learning, plans = current_app.extensions["ce"].cfg.learning, plans_of(current_app.extensions["ce"])
+        for c in courses:
+            plan = plans.get(conn, c["id"])
+            for sk in c["skills"]:
+                sk["mastered"] = plan.mastered(sk["id"], sk["p_mastery"], (sk["successes"] or 0) + (sk["failures"] or 0),
+                                               learning.mastery_threshold, learning.mastery_min_answers)
     return render_template("student/progress.html", courses=courses)

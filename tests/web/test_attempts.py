@@ -127,6 +127,10 @@ def test_a_lesson_is_done_once_its_skills_are_mastered_before_every_question_is(
     assert _count(services, "SELECT COUNT(*) FROM outbox WHERE type = 'lesson_progress'") == 2
     page = student_client.get("/learn/fractions-mini").get_data(as_text=True)
     assert "Done" in page
+    # "My progress" says the skill is mastered, by the same rule (and only that skill).
+    progress = student_client.get("/me/progress").get_data(as_text=True)
+    assert progress.count("&#10003; Mastered") == 1 or progress.count("✓ Mastered") == 1
+    assert re.search(r"Parts of a whole <span class=\"badge ok\">", progress)
     # The lesson page says why it is done while e3 is still open (the reply says so for runner.js too);
     # a lesson done question by question does not.
     assert _post(student_client, "e4", RIGHT["e4"], token=token).get_json()["lesson_mastered"] is True
