@@ -30,6 +30,9 @@ def prepare(services: Services) -> None:
             log.warning("content importer not available: demo course not installed")
         else:
             install_demo_if_empty(services)
+    from appliance.learning.progress import finish_mastered_lessons
+
+    finish_mastered_lessons(services)  # once per box, after the upgrade that made mastery finish lessons
     if not services.cfg.inference.enabled:
         return  # no models on this box: building them would only cost minutes and disk
     repo = model_repository(services)

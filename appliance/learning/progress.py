@@ -230,6 +230,45 @@ def skills_mastered(conn, student_id: int, ex: dict, rule: LessonRule) -> bool:
     return mastered == set(skills)
 
 
+BACKFILL_KEY = "lessons_done_by_mastery"  # kv: when finish_mastered_lessons ran on this box
+
+
+def finish_mastered_lessons(services) -> int:
+    """Once per box: apply the mastery rule of ``update_lesson`` to lessons started before it existed,
+    as if the student's last answer there had just come in right. Without it a student who had mastered
+    a lesson's skills, and whom Next up had moved on, kept it "started" until answering there again.
+    Returns how many lessons it finished."""
+    learning = services.cfg.learning
+    plans = plans_of(services)
+
+    def write(conn) -> int:
+        if conn.execute("SELECT 1 FROM kv WHERE key = ?", (BACKFILL_KEY,)).fetchone():
+            return 0
+        now, finished = now_iso(), 0
+        rows = conn.execute("SELECT p.student_id, u.uid, p.course_id, p.lesson_id FROM lesson_progress p"
+                            " JOIN users u ON u.id = p.student_id WHERE p.status = 'started'").fetchall()
+        for student_id, uid, course_id, lesson_id in rows:
+            try:
+                rule = LessonRule(plans.get(conn, course_id), learning.mastery_threshold, learning.mastery_min_answers)
+            except NotFound:
+                continue  # progress in a course that is gone
+            ex = {"course_id": course_id, "lesson_id": lesson_id}
+            last = conn.execute("SELECT a.correct FROM attempts a JOIN exercises e ON e.course_id = a.course_id"
+                                " AND e.id = a.exercise_id WHERE a.student_id = ? AND a.course_id = ? AND e.lesson_id = ?"
+                                " AND a.graded_by != 'pending' ORDER BY a.id DESC LIMIT 1",
+                                (student_id, course_id, lesson_id)).fetchone()
+            right = bool(last and last[0])  # as the rule wants it: a right answer finishes, a wrong one never
+            if right and update_lesson(conn, {"id": student_id, "uid": uid}, ex, now, rule, right=True) == "completed":
+                finished += 1
+        conn.execute("INSERT INTO kv (key, value) VALUES (?, ?)", (BACKFILL_KEY, now))
+        return finished
+
+    finished = services.db.write(write)
+    if finished:
+        log.info("%d lessons whose skills their students had mastered are now done", finished)
+    return finished
+
+
 def update_lesson(conn, student: dict, ex: dict, now: str, done_when: LessonRule | None = None,
                   right: bool = False, mastered_now: bool | None = None) -> str:
     """The lesson's status after an answer to ``ex`` (``right``: it is graded right; ``done_when``: from

@@ -331,3 +331,36 @@ def test_only_the_field_the_kind_grades_is_stored_and_sent(services, course, stu
     assert stored == {"choice": 1} and sent["answer"] == {"choice": 1}
     # A repeat compares what was graded: the same choice with other extras is the same answer.
     assert _post(student_client, "e1", {"choice": 1, "note": "y"}).get_json()["repeat"] is True
+
+
+def test_lessons_mastered_before_the_rule_existed_are_finished_once_at_start(services, course, klass, student_client):
+    """A box upgraded with progress in it: the lesson whose skill the student had mastered, last answer
+    right, is done after the next start; the run is recorded, so a later start changes nothing."""
+    from appliance.learning.progress import finish_mastered_lessons
+
+    token = _token(student_client)
+    for ex in ("e1", "e2", "e4"):
+        _post(student_client, ex, RIGHT[ex], token=token)
+    _seed_parts_mastery(services, klass, 20)  # mastered as an older box's model had it, no answer since
+    with services.db.read() as conn:
+        assert conn.execute("SELECT status FROM lesson_progress").fetchone()[0] == "started"
+    assert finish_mastered_lessons(services) == 1
+    with services.db.read() as conn:
+        assert conn.execute("SELECT status FROM lesson_progress").fetchone()[0] == "completed"
+        events = [json.loads(r[0])["status"] for r in conn.execute(
+            "SELECT payload FROM outbox WHERE type = 'lesson_progress' ORDER BY seq")]
+    assert events == ["started", "completed"]
+    services.db.write(lambda c: c.execute("UPDATE lesson_progress SET status = 'started'"))
+    assert finish_mastered_lessons(services) == 0  # once per box
+
+
+def test_a_lesson_whose_last_answer_was_wrong_is_not_finished_at_start(services, course, klass, student_client):
+    from appliance.learning.progress import finish_mastered_lessons
+
+    token = _token(student_client)
+    for ex, ans in (("e1", RIGHT["e1"]), ("e2", RIGHT["e2"]), ("e4", RIGHT["e4"]), ("e3", {"value": "0.5"})):
+        _post(student_client, ex, ans, token=token)
+    _seed_parts_mastery(services, klass, 20)
+    assert finish_mastered_lessons(services) == 0
+    with services.db.read() as conn:
+        assert conn.execute("SELECT status FROM lesson_progress").fetchone()[0] == "started"
