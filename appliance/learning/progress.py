@@ -146,9 +146,6 @@ class LessonRule:
     threshold: float
     min_answers: int
 
-    def skills(self, lesson_id: str) -> tuple[str, ...]:
-        return self.plan.lesson_own_skills(lesson_id)
-
 
 def lesson_rule(services, conn, ex: dict) -> LessonRule:
     learning = services.cfg.learning
@@ -220,7 +217,7 @@ def teacher_marks(conn, student_id: int, course_id: str, lesson_id: str) -> dict
 
 def skills_mastered(conn, student_id: int, ex: dict, rule: LessonRule) -> bool:
     """Every skill of ``ex``'s lesson is mastered now, by its estimate and answers in ``mastery``."""
-    skills = rule.skills(ex["lesson_id"])
+    skills = rule.plan.lesson_own_skills(ex["lesson_id"])
     if not skills:
         return False
     marks = ",".join("?" * len(skills))
@@ -238,9 +235,6 @@ def finish_mastered_lessons(services) -> int:
     as if the student's last answer there had just come in right. Without it a student who had mastered
     a lesson's skills, and whom Next up had moved on, kept it "started" until answering there again.
     Returns how many lessons it finished."""
-    learning = services.cfg.learning
-    plans = plans_of(services)
-
     def write(conn) -> int:
         if conn.execute("SELECT 1 FROM kv WHERE key = ?", (BACKFILL_KEY,)).fetchone():
             return 0
@@ -248,11 +242,11 @@ def finish_mastered_lessons(services) -> int:
         rows = conn.execute("SELECT p.student_id, u.uid, p.course_id, p.lesson_id FROM lesson_progress p"
                             " JOIN users u ON u.id = p.student_id WHERE p.status = 'started'").fetchall()
         for student_id, uid, course_id, lesson_id in rows:
+            ex = {"course_id": course_id, "lesson_id": lesson_id}
             try:
-                rule = LessonRule(plans.get(conn, course_id), learning.mastery_threshold, learning.mastery_min_answers)
+                rule = lesson_rule(services, conn, ex)
             except NotFound:
                 continue  # progress in a course that is gone
-            ex = {"course_id": course_id, "lesson_id": lesson_id}
             last = conn.execute("SELECT a.correct FROM attempts a JOIN exercises e ON e.course_id = a.course_id"
                                 " AND e.id = a.exercise_id WHERE a.student_id = ? AND a.course_id = ? AND e.lesson_id = ?"
                                 " AND a.graded_by != 'pending' ORDER BY a.id DESC LIMIT 1",
@@ -274,6 +268,10 @@ def update_lesson(conn, student: dict, ex: dict, now: str, done_when: LessonRule
     """The lesson's status after an answer to ``ex`` (``right``: it is graded right; ``done_when``: from
     ``lesson_rule``; ``mastered_now``: ``skills_mastered``, when the caller has it), stored, with a
     ``lesson_progress`` event when it changes. Also a teacher's "right"."""
+    old = conn.execute("SELECT status FROM lesson_progress WHERE student_id = ? AND course_id = ? AND lesson_id = ?",
+                       (student["id"], ex["course_id"], ex["lesson_id"])).fetchone()
+    if old is not None and old[0] == "completed":
+        return "completed"  # a completed lesson stays completed when practised again: nothing to look at
     total = conn.execute("SELECT COUNT(*) FROM exercises WHERE course_id = ? AND lesson_id = ?",
                          (ex["course_id"], ex["lesson_id"])).fetchone()[0]
     # Done: every question's latest answer is right or waits for the teacher (a lesson answered all wrong
@@ -284,10 +282,6 @@ def update_lesson(conn, student: dict, ex: dict, now: str, done_when: LessonRule
                 and sum(state == "right" for state in latest.values()) >= min(done_when.min_answers, total)
                 and (mastered_now if mastered_now is not None else skills_mastered(conn, student["id"], ex, done_when)))
     status = "completed" if mastered or all_right else "started"
-    old = conn.execute("SELECT status FROM lesson_progress WHERE student_id = ? AND course_id = ? AND lesson_id = ?",
-                       (student["id"], ex["course_id"], ex["lesson_id"])).fetchone()
-    if old is not None and old[0] == "completed":
-        return "completed"  # a completed lesson stays completed when practised again
     conn.execute(
         "INSERT INTO lesson_progress (student_id, course_id, lesson_id, status, updated_at) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (student_id, course_id, lesson_id) DO UPDATE SET status = excluded.status,"
