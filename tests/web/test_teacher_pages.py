@@ -235,11 +235,19 @@ def test_grid_legend_says_where_each_level_starts(services, course, klass, teach
 
 
 def test_a_cell_is_mastered_only_after_enough_answers():
+    from appliance.learning.plan import CoursePlan, Exercise, Skill
     from appliance.web.teacher.reports import level_of
 
-    assert level_of(0.95, 1, 0.85, 3) == "learning"   # the model is sure after one answer: not yet
-    assert level_of(0.95, 3, 0.85, 3) == "mastered"
-    assert level_of(0.30, 5, 0.85, 3) == "help" and level_of(None, 0, 0.85, 3) == "none"
+    plan = CoursePlan("c", "C", "en", ("v",), {"s": Skill("s", "S", ())}, [],
+                      {f"e{i}": Exercise(f"e{i}", "l", i, "numeric", "?", ("s",)) for i in range(5)},
+                      skill_exercises={"s": [f"e{i}" for i in range(5)]})
+
+    def cell(p, answers, wrong_run=False):
+        return level_of(p, answers, plan.mastered("s", p, answers, 0.85, 3), wrong_run)
+
+    assert cell(0.95, 1) == "learning"   # the model is sure after one answer: not yet
+    assert cell(0.95, 3) == "mastered" and cell(0.84, 9) == "learning"
+    assert cell(0.30, 5) == "help" and cell(None, 0) == "none" and cell(0.95, 9, wrong_run=True) == "help"
 
 
 def test_typed_names_are_isolated_from_the_text_around_them(app, services, course, klass, teacher_client):

@@ -38,14 +38,14 @@ def _services():
     return current_app.extensions["ce"]
 
 
-def level_of(p: float | None, attempts: int, threshold: float, min_answers: int = 1, wrong_run: bool = False) -> str:
-    """The cell's level; "mastered" also wants ``min_answers`` answers, as Next up and reviews do;
-    ``wrong_run``: the student's last ``WRONG_RUN`` answers to the skill's questions were wrong."""
+def level_of(p: float | None, attempts: int, mastered: bool, wrong_run: bool = False) -> str:
+    """The cell's level; ``mastered``: by ``CoursePlan.mastered``, the rule Next up and the lessons go
+    by; ``wrong_run``: the student's last ``WRONG_RUN`` answers to the skill's questions were wrong."""
     if not attempts:
         return "none"
     if wrong_run:
         return "help"
-    if p >= threshold and attempts >= min_answers:
+    if mastered:
         return "mastered"
     return "learning" if p >= HELP_BELOW else "help"
 
@@ -89,8 +89,8 @@ def class_grid(conn, services, class_id: int, course_id: str) -> dict:
             m = mastery.get((s["id"], sk["id"]))
             attempts = (m["successes"] + m["failures"]) if m else 0
             p = m["p_mastery"] if m else None
-            needed = plan.answers_to_master(sk["id"], learning.mastery_min_answers)
-            level = level_of(p, attempts, threshold, needed, (s["id"], sk["id"]) in runs)
+            mastered = plan.mastered(sk["id"], p, attempts, threshold, learning.mastery_min_answers)
+            level = level_of(p, attempts, mastered, (s["id"], sk["id"]) in runs)
             cells.append({"skill": sk["id"], "p": p, "attempts": attempts, "level": level})
         rows.append({"student": s, "cells": cells, "lessons_done": done.get(s["id"], 0)})
     return {"skills": skills, "lessons": len(plan.lessons), "rows": rows}
@@ -143,8 +143,10 @@ def student_history(conn, services, student_id: int, limit: int = 200) -> dict:
         " JOIN courses c ON c.id = m.course_id WHERE m.student_id = ? ORDER BY c.title, s.rowid", (student_id,))],
         student_id)
     plans = {cid: plans_of(services).get(conn, cid) for cid in {m["course_id"] for m in mastery}}
+    learning = services.cfg.learning
     for m in mastery:
-        m["needed"] = plans[m["course_id"]].answers_to_master(m["skill_id"], services.cfg.learning.mastery_min_answers)
+        m["mastered"] = plans[m["course_id"]].mastered(m["skill_id"], m["p_mastery"], m["successes"] + m["failures"],
+                                                       learning.mastery_threshold, learning.mastery_min_answers)
     lessons = [dict(r) for r in conn.execute(
         "SELECT c.title AS course_title, l.title, p.status, p.updated_at FROM lesson_progress p"
         " JOIN lessons l ON l.course_id = p.course_id AND l.id = p.lesson_id JOIN courses c ON c.id = p.course_id"
@@ -210,6 +212,4 @@ def student(class_id: int, student_id: int):
         if row is None:
             raise NotFound(_("That student is not in this class."))
         history = student_history(conn, _services(), student_id)
-    learning = _services().cfg.learning
-    return render_template("teacher/student.html", cls=cls, student=dict(row), history=history,
-                           threshold=learning.mastery_threshold)
+    return render_template("teacher/student.html", cls=cls, student=dict(row), history=history)
