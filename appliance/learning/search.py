@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import html
-import json
 import logging
 import math
 import re
@@ -45,6 +44,7 @@ import numpy as np
 from flask_babel import gettext as _
 
 from appliance.errors import AppError, BadRequest
+from appliance.learning.plan import load_plan
 
 log = logging.getLogger(__name__)
 
@@ -195,16 +195,15 @@ def course_version(conn, course_id: str) -> str:
 
 
 def _lesson_skill_names(conn, course_id: str) -> dict[str, list[str]]:
-    """Lesson id -> the names of the skills it declares and its questions practise: "Simplificar
-    fracciones" is a skill of the Spanish course whose lesson and questions only say "forma más simple"."""
-    names = dict(conn.execute("SELECT id, name FROM skills WHERE course_id = ?", (course_id,)).fetchall())
-    taught: dict[str, dict[str, None]] = {}
-    for lesson_id, skills in conn.execute("SELECT id, skills FROM lessons WHERE course_id = ?", (course_id,)):
-        taught.setdefault(lesson_id, {}).update(dict.fromkeys(json.loads(skills or "[]")))
-    for lesson_id, skills in conn.execute("SELECT lesson_id, skills FROM exercises WHERE course_id = ? ORDER BY position",
-                                          (course_id,)):
-        taught.setdefault(lesson_id, {}).update(dict.fromkeys(json.loads(skills or "[]")))
-    return {lid: [names[s] for s in skills if s in names] for lid, skills in taught.items()}
+    """Lesson id -> the names of the skills it teaches (``CoursePlan.skill_lessons``: those it declares
+    and those its questions practise). "Simplificar fracciones" is a skill of the Spanish course whose
+    lesson and questions only say "forma más simple"."""
+    plan = load_plan(conn, course_id)
+    names: dict[str, list[str]] = {}
+    for skill_id, skill in plan.skills.items():
+        for lesson_id in plan.skill_lessons.get(skill_id, ()):
+            names.setdefault(lesson_id, []).append(skill.name)
+    return names
 
 
 def course_items(conn, course_id: str) -> tuple[str, list[_Item], dict[str, str]]:
