@@ -166,14 +166,6 @@ def _request_body(limit: int) -> bytes:
     return b"".join(parts)
 
 
-def _json_or_none(raw: bytes):
-    """The body as JSON, or None (answered below as "must be a JSON object")."""
-    try:
-        return load_json(raw, "the request body")
-    except BadRequest:
-        return None
-
-
 def _parse_infer_body(max_elements: int):
     """(inputs by name, requested outputs {name: binary?} or None, request id, binary by default?)."""
     header_length = request.environ.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH")
@@ -186,7 +178,7 @@ def _parse_infer_body(max_elements: int):
         body, rest = split_body(raw, n)
     else:
         # Whatever the Content-Type: OIP clients do not all send application/json.
-        body, rest = _json_or_none(raw), None
+        body, rest = load_json(raw, "the request body"), None
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object (Content-Type: application/json).")
     arrays, outputs, req_id, binary_default = _parse_head(body, rest, max_elements)

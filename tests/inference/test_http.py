@@ -103,7 +103,7 @@ BAD_REQUESTS = [
     ("/v2/models/..%2Fetc/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])]}, "no such inference endpoint"),
     ("/v2/models/a%20b/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])]}, "not valid"),
     ("/v2/models/affine/versions/9/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])]}, "serves version 2"),
-    ("/v2/models/affine/infer", "not json at all", "JSON object"),
+    ("/v2/models/affine/infer", "not json at all", "the request body is not valid JSON"),
     ("/v2/models/affine/infer", [1, 2], "JSON object"),
     ("/v2/models/affine/infer", {}, "non-empty list"),
     ("/v2/models/affine/infer", {"inputs": "x"}, "non-empty list"),
