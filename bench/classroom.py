@@ -36,7 +36,7 @@ def seed(data_dir: str, n_students: int, *, demo: bool = True) -> dict:
                                display_name="Teacher")
         class_id = services.db.write(lambda c: classes.create_class(c, name="Class 5", teacher_id=teacher_id, uses_pin=True))
         names = [f"Student {i:03d}" for i in range(n_students)]
-        added = classes.enrol_new_students(services.db, class_id, names)
+        added, _skipped = classes.enrol_new_students(services.db, class_id, names)
         students = [Student(a["id"], a["display_name"], a["pin"]) for a in added]
         with services.db.read() as conn:
             course = conn.execute("SELECT id FROM courses ORDER BY id LIMIT 1").fetchone()

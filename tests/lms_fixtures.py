@@ -91,7 +91,7 @@ def make_class(db, teacher_id: int, names: list[str], uses_pin: bool = True, nam
     """A class with students; returns (class_id, {name: {id, pin, ...}})."""
     class_id = db.write(lambda c: classes.create_class(c, name=name, teacher_id=teacher_id, uses_pin=uses_pin,
                                                        language=language))
-    added = classes.enrol_new_students(db, class_id, names) if names else []
+    added = classes.enrol_new_students(db, class_id, names)[0] if names else []
     return class_id, {a["display_name"]: a for a in added}
 
 

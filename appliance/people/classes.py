@@ -85,23 +85,20 @@ def _next_avatar(conn: sqlite3.Connection, class_id: int) -> str:
     return min(keys, key=lambda k: (used.get(k, 0), keys.index(k)))
 
 
-def add_students(conn: sqlite3.Connection, class_id: int, names: list[str], pin_hashes: dict[str, str],
-                 skip_existing: bool = False) -> list[dict]:
-    """Add students (PIN hashes computed by the caller, outside the writer); returns the new rows.
-    ``skip_existing``: a name the class already has is left out instead of refusing the whole list (a
-    teacher pasting the class list again, with the new pupils in it)."""
+def _names_in_class(conn: sqlite3.Connection, class_id: int) -> set[str]:
+    return {r[0].lower() for r in conn.execute(
+        "SELECT u.display_name FROM users u JOIN class_members m ON m.student_id = u.id"
+        " WHERE m.class_id = ? AND u.disabled = 0", (class_id,))}
+
+
+def add_students(conn: sqlite3.Connection, class_id: int, names: list[str], pin_hashes: dict[str, str]) -> list[dict]:
+    """Add students (PIN hashes computed by the caller, outside the writer); returns the new rows."""
     cls = conn.execute("SELECT * FROM classes WHERE id = ?", (class_id,)).fetchone()
     if cls is None:
         raise NotFound(_("There is no such class."))
-    existing = {r[0].lower() for r in conn.execute(
-        "SELECT u.display_name FROM users u JOIN class_members m ON m.student_id = u.id"
-        " WHERE m.class_id = ? AND u.disabled = 0", (class_id,))}
+    existing = _names_in_class(conn, class_id)
     clash = sorted({n for n in names if n.lower() in existing})
-    if clash and skip_existing:
-        names = [n for n in names if n.lower() not in existing]
-        if not names:
-            raise BadRequest(_("Everyone on the list is already in this class: nobody was added."))
-    elif clash:
+    if clash:
         raise BadRequest(_("This class already has a student called: %(names)s", names=", ".join(clash)))
     added = []
     for name in names:
@@ -125,9 +122,11 @@ def _clean_roster_name(name: str) -> str:
                            problem=exc.message, name=shown)) from None
 
 
-def enrol_new_students(db, class_id: int, names: list[str], skip_existing: bool = False) -> list[dict]:
-    """Create students in a class; returns [{id, display_name, avatar, pin}] with PINs shown once.
-    ``skip_existing``: see ``add_students``."""
+def enrol_new_students(db, class_id: int, names: list[str], skip_existing: bool = False
+                       ) -> tuple[list[dict], list[str]]:
+    """Create students in a class; returns ([{id, display_name, avatar, pin}] with PINs shown once, the
+    names left out). ``skip_existing``: a name the class already has is left out instead of refusing the
+    whole list (a teacher pasting the class list again, with the new pupils in it)."""
     names = [_clean_roster_name(n) for n in names]
     if not names:
         raise BadRequest(_("There are no names to add."))
@@ -135,14 +134,19 @@ def enrol_new_students(db, class_id: int, names: list[str], skip_existing: bool 
         raise BadRequest(_("At most %(n)s students can be added at once.", n=MAX_ROSTER_IMPORT))
     with db.read() as conn:
         uses_pin = conn.execute("SELECT uses_pin FROM classes WHERE id = ?", (class_id,)).fetchone()
+        existing = _names_in_class(conn, class_id) if skip_existing else set()
     if uses_pin is None:
         raise NotFound(_("There is no such class."))
+    skipped = sorted({n for n in names if n.lower() in existing}, key=str.lower)
+    names = [n for n in names if n.lower() not in existing]  # before the slow PIN hashes
+    if not names:
+        raise BadRequest(_("Everyone on the list is already in this class: nobody was added."))
     pins = {n: new_pin() for n in names} if uses_pin[0] else {}
     hashes = {n: hash_pin(p) for n, p in pins.items()}  # slow part, before taking the writer
-    added = db.write(lambda c: add_students(c, class_id, names, hashes, skip_existing))
+    added = db.write(lambda c: add_students(c, class_id, names, hashes))  # checks again: a name added since
     for row in added:
         row["pin"] = pins.get(row["display_name"])
-    return added
+    return added, skipped
 
 
 def parse_roster_csv(text: str) -> list[str]:

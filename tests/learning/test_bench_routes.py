@@ -40,3 +40,11 @@ def test_every_step_of_the_learner_breakdown_answers(demo_svc):
         assert client.post(f"/bare/{step}", data=body, headers=headers).status_code == 200, step
     for route in ("/flask/same", "/flask/ort"):
         assert client.post(route, data=body, headers=headers).status_code == 200, route
+
+
+def test_the_benchmarks_classroom_seed_makes_a_pin_class(tmp_path):
+    """bench.classroom.seed (bench.lms, bench.learning) calls the product's enrolment directly."""
+    from bench.classroom import seed
+
+    room = seed(str(tmp_path / "data"), 3, demo=False)
+    assert len(room["students"]) == 3 and all(s.pin and len(s.pin) >= 4 for s in room["students"])

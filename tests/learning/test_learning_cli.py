@@ -48,7 +48,7 @@ def test_status_and_next(data_dir, capsys):
     try:
         tid = add_staff(services.db, role="teacher", username="tom", password="correct horse", display_name="Tom")
         cid = services.db.write(lambda c: classes.create_class(c, name="4B", teacher_id=tid, uses_pin=True))
-        kid = classes.enrol_new_students(services.db, cid, ["Ana"])[0]
+        kid = classes.enrol_new_students(services.db, cid, ["Ana"])[0][0]
         with services.db.read() as conn:
             uid = conn.execute("SELECT uid FROM users WHERE id = ?", (kid["id"],)).fetchone()[0]
     finally:

@@ -116,7 +116,7 @@ def _pins_page(cls: dict, added: list[dict], title: str, skipped: list[str] = ()
 @requires("teacher", "admin")
 def add_student(class_id: int):
     cls = _class_or_404(class_id)
-    added = cls_mod.enrol_new_students(_db(), class_id, [request.form.get("name", "")])
+    added, _skipped = cls_mod.enrol_new_students(_db(), class_id, [request.form.get("name", "")])
     return _pins_page(cls, added, _("Student added"))
 
 
@@ -136,10 +136,8 @@ def import_roster(class_id: int):
     else:
         text = request.form.get("names", "")
     names = cls_mod.parse_roster_csv(text)
-    added = cls_mod.enrol_new_students(_db(), class_id, names, skip_existing=True)
+    added, skipped = cls_mod.enrol_new_students(_db(), class_id, names, skip_existing=True)
     log.info("imported %d students into class %d", len(added), class_id)
-    new = {a["display_name"].lower() for a in added}
-    skipped = sorted({n for n in names if n.lower() not in new}, key=str.lower)
     return _pins_page(cls, added, ngettext("%(num)s student added", "%(num)s students added", len(added)), skipped)
 
 
