@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from appliance.errors import Unavailable
+from appliance.languages import base_language
 from appliance.learning.calibrate import (
     Calibration,
     choose_threshold,
@@ -195,7 +196,7 @@ class SemanticGrader:
             return False
         with self.db.read() as conn:
             row = conn.execute("SELECT language FROM courses WHERE id = ?", (exercise["course_id"],)).fetchone()
-        course = (row[0] or "").split("-")[0].split("_")[0].lower() if row else ""
+        course = base_language(row[0]) if row else ""
         return course in _FUNCTION_WORDS and said != course
 
     # -- calibration ------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from appliance.languages import base_language
 from appliance.learning import learner_state
 from appliance.learning.embedder import Embedder
 from appliance.learning.features import LearnerState
@@ -186,7 +187,7 @@ class LearnerService:
         """Next up for the student home: the course in their language worked on last, else any course worked
         on last (one question tried in another language's course does not switch the home page to it),
         else the first course in their language."""
-        lang = (language or "").split("_")[0].split("-")[0]
+        lang = base_language(language)
         with self.services.db.read() as conn:
             row = conn.execute("SELECT a.course_id FROM attempts a JOIN courses c ON c.id = a.course_id"
                                " WHERE a.student_id = ?1 ORDER BY (c.language = ?2 OR c.language LIKE ?2 || '-%') DESC,"

@@ -17,6 +17,8 @@ from babel import Locale
 from flask import current_app, g, request, session
 from flask_babel import Babel, get_locale, refresh
 
+from appliance.languages import base_language
+
 log = logging.getLogger(__name__)
 
 LANGUAGE_NAMES = {"en": "English", "es": "Español", "ar": "العربية"}
@@ -55,7 +57,7 @@ def _usable(code: str | None) -> str | None:
     langs = available_languages()
     if code in langs:
         return code
-    base = code.split("_")[0].split("-")[0]
+    base = base_language(code)
     return base if base in langs else None
 
 

@@ -25,6 +25,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from appliance.errors import BadRequest, NotFound, Unavailable
+from appliance.languages import base_language
 from appliance.learning import overrides
 from appliance.learning.grading import NEEDS_TEACHER_SQL
 from appliance.people import classes as cls_mod
@@ -81,7 +82,7 @@ def _search_courses(course_id: str | None) -> list[str]:
             return [course_id]
         lang = str(get_locale() or "")
         rows = conn.execute("SELECT id, language FROM courses ORDER BY title").fetchall()
-    mine = [r["id"] for r in rows if r["language"].split("-")[0] == lang.split("_")[0]]
+    mine = [r["id"] for r in rows if base_language(r["language"]) == base_language(lang)]
     return mine or [r["id"] for r in rows]
 
 
