@@ -30,13 +30,9 @@ found, not "corrected".
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import html
 import logging
 import math
-import re
 import threading
-import unicodedata
 from dataclasses import asdict, dataclass, field
 from urllib.parse import quote
 
@@ -45,15 +41,13 @@ from flask_babel import gettext as _
 
 from appliance.errors import AppError, BadRequest
 from appliance.learning.plan import load_plan
+from appliance.learning.spelling import fold, has_word, plain_text, respell, vocabulary_of
 
 log = logging.getLogger(__name__)
 
 MAX_QUERY = 200
 MARGIN_MIN_ITEMS = 20  # lessons and questions a course needs before its median score means anything
 LESSON_SNIPPET = 400  # characters of lesson text next to its title (the encoder reads 128 tokens)
-SPELLING_CUTOFF = 0.8  # difflib ratio: a letter left out or added (4+ letters), changed or two swapped (5+): "devide"
-_TAG = re.compile(r"<[^>]+>")
-_WORD = re.compile(r"\w+", re.UNICODE)
 
 
 @dataclass
@@ -98,54 +92,6 @@ class _Item:
         return f"{self.text} {self.also}" if self.also else self.text
 
 
-def plain_text(body: str) -> str:
-    return " ".join(html.unescape(_TAG.sub(" ", body or "")).split())
-
-
-def _fold(text: str) -> list[str]:
-    s = unicodedata.normalize("NFKD", text.casefold())
-    return _WORD.findall("".join(ch for ch in s if not unicodedata.combining(ch)))
-
-
-def _has(word: str, have: set[str]) -> bool:
-    # A word of 4+ letters also matches as a prefix: "sumar" finds "suma", "fraction" finds "fractions".
-    return word in have or (len(word) >= 4 and any(h.startswith(word) for h in have))
-
-
-def vocabulary_of(texts) -> dict[str, str]:
-    """Folded word -> the word as the course writes it (lower case, accents kept): what a misspelt
-    query word is put right to, and shown as."""
-    out: dict[str, str] = {}
-    for text in texts:
-        for word in _WORD.findall(text):
-            out.setdefault("".join(_fold(word)), word.casefold())
-    return out
-
-
-def respell(query: str, vocabulary: dict[str, str]) -> str:
-    """``query`` with each word of 4+ letters that ``vocabulary`` lacks (nor a word starting with it)
-    replaced by its closest word there, if one is within ``SPELLING_CUTOFF``; the other words stay as
-    typed ("¿Cuántos tersios hay?" -> "¿Cuántos tercios hay?"). "" when nothing changed."""
-    have = vocabulary.keys()
-    choices: list[str] | None = None
-    changed = False
-
-    def fix(match: re.Match) -> str:
-        nonlocal choices, changed
-        word = "".join(_fold(match.group(0)))
-        if len(word) < 4 or not word.isalpha() or _has(word, have):
-            return match.group(0)
-        choices = choices if choices is not None else sorted(have)  # sorted: ties break the same way
-        near = difflib.get_close_matches(word, choices, n=1, cutoff=SPELLING_CUTOFF)
-        if not near:
-            return match.group(0)
-        changed = True
-        return vocabulary[near[0]]
-
-    fixed = _WORD.sub(fix, query)
-    return fixed if changed else ""
-
-
 @dataclass
 class _Words:
     """Each item's folded words and the course's IDF, made once per course version."""
@@ -157,7 +103,7 @@ class _Words:
 
     @classmethod
     def of(cls, items: list[_Item]) -> _Words:
-        sets = [set(_fold(it.words)) for it in items]
+        sets = [set(fold(it.words)) for it in items]
         df: dict[str, int] = {}
         for s in sets:
             for w in s:
@@ -174,12 +120,12 @@ class _Words:
 
     def match(self, query: str) -> np.ndarray:
         """Per item: the IDF-weighted share of the query's words it contains (0..1)."""
-        words = set(_fold(query))
+        words = set(fold(query))
         if not words or not self.items:
             return np.zeros(len(self.items), np.float32)
         weights = {w: self.weight(w) for w in words}
         total = sum(weights.values())
-        return np.array([sum(v for w, v in weights.items() if _has(w, have)) / total for have in self.items],
+        return np.array([sum(v for w, v in weights.items() if has_word(w, have)) / total for have in self.items],
                         np.float32)
 
 
@@ -352,12 +298,12 @@ class SearchIndex:
     # -- by words -----------------------------------------------------------------------------
     def _by_words(self, query: str, courses: dict[str, tuple], k: int, why: str) -> SearchResult:
         """``courses``: course id -> ``course_items`` of it."""
-        words = set(_fold(query))
+        words = set(fold(query))
         hits = []
         for cid, (_version, items, titles) in courses.items():
             for it in items:
-                have = set(_fold(it.words))
-                found = sum(1 for w in words if _has(w, have))
+                have = set(fold(it.words))
+                found = sum(1 for w in words if has_word(w, have))
                 if found:
                     hits.append(self._hit(cid, it, found / len(words), titles))
         hits.sort(key=lambda h: (-h.score, h.kind != "lesson"))

@@ -26,6 +26,7 @@ course author set in the exercise spec wins over the calibrated one.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -46,6 +47,8 @@ from appliance.learning.calibrate import (
     shortened,
     wrong_answers_of,
 )
+from appliance.learning.search import course_version
+from appliance.learning.spelling import course_vocabulary, respell
 from appliance.store.database import now_iso
 
 log = logging.getLogger(__name__)
@@ -128,6 +131,7 @@ class SemanticGrader:
         self._calibrations: dict[tuple, Calibration] = {}
         self._lock = threading.Lock()
         self._course_locks: dict[str, threading.Lock] = {}
+        self._vocabularies: dict[str, tuple[str, dict[str, str]]] = {}  # course -> (version, words)
 
     def available(self) -> tuple[bool, str]:
         return self.embedder.available()
@@ -149,6 +153,31 @@ class SemanticGrader:
         return BoundJudge(self, exercise)
 
     def judge(self, exercise: dict, text: str) -> Judgement:
+        """The answer's grade. A misspelt answer is read a second time with its words put right to the
+        course's (``spelling.respell``): when the two readings disagree, the answer is right if either
+        reading is, and the teacher reads it first (the respelling may have changed a right word
+        the course does not use, or put right what the child misspelt)."""
+        as_typed = self._judge(exercise, text)
+        respelt = respell(text, self._vocabulary(exercise["course_id"]))
+        if not respelt:
+            return as_typed
+        put_right = self._judge(exercise, respelt)
+        if put_right.correct == as_typed.correct:
+            return as_typed
+        better = put_right if put_right.correct else as_typed
+        return dataclasses.replace(better, confidence=min(better.confidence, UNSURE))
+
+    def _vocabulary(self, course_id: str) -> dict[str, str]:
+        """The course's words (``spelling.course_vocabulary``), made once per course version."""
+        with self.db.read() as conn:
+            version = course_version(conn, course_id)
+            cached = self._vocabularies.get(course_id)
+            if cached is None or cached[0] != version:
+                cached = (version, course_vocabulary(conn, course_id))
+                self._vocabularies[course_id] = cached
+        return cached[1]
+
+    def _judge(self, exercise: dict, text: str) -> Judgement:
         spec = exercise["spec"] if isinstance(exercise["spec"], dict) else json.loads(exercise["spec"])
         refs = [r for r in spec.get("references", []) if isinstance(r, str) and r.strip()]
         wrong = wrong_answers_of(spec)

@@ -48,3 +48,18 @@ def test_the_benchmarks_classroom_seed_makes_a_pin_class(tmp_path):
 
     room = seed(str(tmp_path / "data"), 3, demo=False)
     assert len(room["students"]) == 3 and all(s.pin and len(s.pin) >= 4 for s in room["students"])
+
+
+def test_bench_grading_counts_the_grades_reading_with_the_courses_words_changed(models, monkeypatch, tmp_path):
+    # ``bench.grading`` reads its answers, grades them both ways and writes its JSON (here the
+    # misspelt answers only, on the test session's models).
+    import bench.common
+    from bench.grading import main
+
+    monkeypatch.setattr(bench.common, "OUT", tmp_path)
+    out = main(["--quick", "--repo", str(models)])
+    assert out["answers"] == out["box"]["graded"] > 5  # the misspelt answers are all labelled
+    assert out["box"]["wrong_grades"] < out["as_typed_only"]["wrong_grades"]
+    assert out["grades_changed_by_reading_with_the_courses_words"]
+    assert all(c["box"] != c["as_typed"] for c in out["grades_changed_by_reading_with_the_courses_words"])
+    assert (tmp_path / "grading.json").is_file()

@@ -129,7 +129,7 @@ def test_misspelt_words_search_for_the_nearest_course_word(demo_svc):
 def test_only_the_misspelt_word_changes_and_takes_the_courses_spelling():
     """The rest of the query stays as typed (accents, capitals, punctuation), and the word put right is
     written as the course writes it: a child must not be shown "cuantos" as the corrected text."""
-    from appliance.learning.search import respell, vocabulary_of
+    from appliance.learning.spelling import respell, vocabulary_of
 
     words = vocabulary_of(["¿Cuántos tercios hay en una pizza?", "Fracción equivalente"])
     assert respell("¿Cuántos tersios hay?", words) == "¿Cuántos tercios hay?"

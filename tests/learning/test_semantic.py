@@ -252,3 +252,48 @@ def test_an_answer_in_the_other_language_goes_to_the_teacher_instead_of_a_sure_w
                      (es, "Ayer fui al parque con mi hermano y jugamos al fútbol."), (en, "no sé")]:
         j = grader.judge(ex, text)
         assert not j.correct and j.confidence >= below, (text, j)
+
+
+def test_a_misspelt_answer_is_read_again_with_the_courses_spelling(demo_svc):
+    # The word pieces of misspelt words carry little meaning: this right answer scored 0.29 and was
+    # "sure" wrong. Read with the course's words it is right, and the teacher reads it first.
+    below = demo_svc.cfg.learning.review_below_confidence
+    grader = demo_svc.get("semantic")
+    basics, equivalent = _exercise(demo_svc, "fractions", "basics-11"), _exercise(demo_svc, "fractions", "equivalent-09")
+    for ex, text in [(basics, "it tels how meny equel parts the hole is devided in to"),
+                     (equivalent, "multiplie the numerater and the denominater by the same nummber")]:
+        as_typed = grader._judge(ex, text)
+        j = grader.judge(ex, text)
+        assert not as_typed.correct, (text, as_typed)
+        assert j.correct and j.confidence < below and j.similarity > as_typed.similarity, (text, j)
+    # Misspelt and wrong stays wrong ("the numerator" is the author's wrong answer).
+    assert not grader.judge(basics, "the numerater").correct
+    # Spelt as the course spells it, the answer is read once, as typed.
+    text = "it shows how many equal parts the whole is divided into"
+    assert grader.judge(basics, text) == grader._judge(basics, text)
+
+
+def test_two_readings_that_disagree_give_the_better_grade_for_the_teacher_to_check(demo_svc, monkeypatch):
+    # A right word the course does not use can be "corrected" into a wrong answer ("contamos" ->
+    # "cortamos"): the reading as typed keeps its right grade, unsure.
+    from appliance.learning.semantic import Judgement
+    grader = demo_svc.get("semantic")
+    ex = _exercise(demo_svc, "fractions-es", "add-09")
+    readings = {"solo contamos cuántas hay": Judgement(0.8, 0.7, 0.9), "solo cortamos cuántas hay": Judgement(0.5, 0.7, 0.9)}
+    monkeypatch.setattr(grader, "_vocabulary", lambda course_id: {"cortamos": "cortamos", "cuantas": "cuántas"})
+    monkeypatch.setattr(grader, "_judge", lambda exercise, text: readings[text])
+    j = grader.judge(ex, "solo contamos cuántas hay")
+    assert j.correct and j.similarity == 0.8 and j.confidence <= 0.25
+
+
+def test_the_course_vocabulary_has_its_lessons_questions_and_answers_words(demo_svc):
+    import re
+
+    from appliance.learning.spelling import course_vocabulary, fold, plain_text
+    with demo_svc.db.read() as conn:
+        words = course_vocabulary(conn, "fractions")
+        bodies = [r[0] for r in conn.execute("SELECT body FROM lessons WHERE course_id = 'fractions'")]
+    assert {"denominator", "divided", "whole", "equal", "numerator"} <= words.keys()
+    tags = {t.casefold() for b in bodies for t in re.findall(r"</?([A-Za-z]\w*)", b)}
+    said = {w for b in bodies for w in fold(plain_text(b))}
+    assert tags - said and not (tags - said) & words.keys()  # the HTML's tag names are not words of the course
