@@ -158,7 +158,7 @@ class SemanticGrader:
         reading is, and the teacher reads it first (the respelling may have changed a right word
         the course does not use, or put right what the child misspelt)."""
         as_typed = self._judge(exercise, text)
-        respelt = respell(text, self._vocabulary(exercise["course_id"]))
+        respelt = self.read_as(exercise["course_id"], text)
         if not respelt:
             return as_typed
         put_right = self._judge(exercise, respelt)
@@ -166,6 +166,11 @@ class SemanticGrader:
             return as_typed
         better = put_right if put_right.correct else as_typed
         return dataclasses.replace(better, confidence=min(better.confidence, UNSURE))
+
+    def read_as(self, course_id: str, text: str) -> str:
+        """``text`` with its misspelt words put right to the course's, "" when none is (what the teacher's
+        review page shows next to the answer, and the second reading ``judge`` grades)."""
+        return respell(text, self._vocabulary(course_id))
 
     def _vocabulary(self, course_id: str) -> dict[str, str]:
         """The course's words (``spelling.course_vocabulary``), made once per course version."""

@@ -56,7 +56,8 @@ def vocabulary_of(texts) -> dict[str, str]:
 def respell(text: str, vocabulary: dict[str, str]) -> str:
     """``text`` with each word of 4+ letters that ``vocabulary`` lacks (nor a word starting with it)
     replaced by its closest word there, if one is within ``SPELLING_CUTOFF``; the other words stay as
-    typed ("¿Cuántos tersios hay?" -> "¿Cuántos tercios hay?"). "" when nothing changed."""
+    typed ("¿Cuántos tersios hay?" -> "¿Cuántos tercios hay?"), in the case it was typed in. "" when
+    nothing changed."""
     have = vocabulary.keys()
     choices: list[str] | None = None
     changed = False
@@ -71,10 +72,17 @@ def respell(text: str, vocabulary: dict[str, str]) -> str:
         if not near:
             return match.group(0)
         changed = True
-        return vocabulary[near[0]]
+        return _cased_like(match.group(0), vocabulary[near[0]])
 
     fixed = _WORD.sub(fix, text)
     return fixed if changed else ""
+
+
+def _cased_like(typed: str, word: str) -> str:
+    """``word`` (as the course writes it, lower case) in the case the child typed: "Bothe" -> "Both"."""
+    if typed.isupper() and len(typed) > 1:
+        return word.upper()
+    return word[:1].upper() + word[1:] if typed[:1].isupper() else word
 
 
 def course_vocabulary(conn, course_id: str) -> dict[str, str]:

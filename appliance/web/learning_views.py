@@ -162,6 +162,9 @@ def grades(class_id: int):
         # not on a question the model grades badly ("The model is sure" above "This question is hard
         # for the model to grade" read as a contradiction).
         if r["graded_by"] == "model":
+            # The second reading of a misspelt answer (``SemanticGrader.judge``): why "it tels how meny
+            # equel parts…" may be graded right.
+            r["read_as"] = semantic.read_as(r["course_id"], r["text"]) if model_on else ""
             r["sure"] = "unsure" if r["confidence"] < below else "fairly" if r["confidence"] < (1 + below) / 2 \
                 or r["hard"] else "sure"
     return render_template("learning/grades.html", cls=cls, rows=rows, show_all=show_all, below=below,

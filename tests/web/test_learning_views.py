@@ -357,3 +357,15 @@ def test_the_student_sees_the_teachers_grade_on_the_question(services, teacher_c
         .split("</form>")[0]  # only the question the teacher graded
     _answer(student_client, "e6", {"text": "Both are one half of the whole."})
     assert "Your teacher" not in card_of_e6()  # answered again since: the mark is old news
+
+
+def test_the_teacher_sees_how_the_model_read_a_misspelt_answer(services, teacher_client, student_client, klass, course):
+    # A misspelt answer is graded a second time with the course's words (SemanticGrader.judge): the
+    # review page says how the model read it, so a right grade of "boht are won haf" is no mystery.
+    reply = _answer(student_client, "e6", {"text": "Bothe are one halff of the wholle."}).get_json()
+    assert reply["graded_by"] == "model"
+    spelt = _answer(student_client, "e6", {"text": "Both are one half of the whole."}).get_json()
+    assert spelt["graded_by"] == "model"
+    html = teacher_client.get(f"/teach/classes/{klass['id']}/grades?show=all").get_data(as_text=True)
+    assert "The model read it with the course’s spelling: “<bdi>Both are one half of the whole.</bdi>”" in html
+    assert html.count('class="muted small-text read-as"') == 1  # not under the answer spelt right
