@@ -20,6 +20,7 @@ CORE = [
     "jsonschema>=4.21",
     "prometheus-client>=0.20",
     "waitress>=3.0",
+    "snowballstemmer>=2.2",
 ]
 
 EXTRAS = {

@@ -16,6 +16,9 @@ it finds "cuál es mayor" by meaning but ranked "sumar fracciones" under "fracci
 the words put the lesson "Sumar y restar fracciones" first (tests/learning/test_search.py, the
 labelled queries there).
 
+Words are compared by their stems in the course's language (``spelling.stemmer``): "sumamos
+fracciones" finds "Sumar y restar fracciones", which the encoder ranked under the equivalent fractions.
+
 Without the embedding model the search still works: it matches words (accents and case ignored) and
 says so, rather than showing nothing.
 
@@ -34,6 +37,7 @@ import logging
 import math
 import threading
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 from urllib.parse import quote
 
 import numpy as np
@@ -41,7 +45,7 @@ from flask_babel import gettext as _
 
 from appliance.errors import AppError, BadRequest
 from appliance.learning.plan import load_plan
-from appliance.learning.spelling import fold, has_word, plain_text, respell, vocabulary_of
+from appliance.learning.spelling import CourseWords, has_word, plain_text, respell, stems
 
 log = logging.getLogger(__name__)
 
@@ -94,23 +98,25 @@ class _Item:
 
 @dataclass
 class _Words:
-    """Each item's folded words and the course's IDF, made once per course version."""
+    """Each item's word stems (in the course's language) and the course's IDF, made once per course
+    version: "sumamos" finds "Sumar y restar fracciones", "simplifying" finds "simplify"."""
 
     items: list[set[str]]
     idf: dict[str, float]
     unseen_idf: float
-    vocabulary: dict[str, str]  # ``vocabulary_of`` the items: what a misspelt query word may become
+    course: CourseWords  # what a misspelt query word may become, and which forms are no misspelling
 
     @classmethod
-    def of(cls, items: list[_Item]) -> _Words:
-        sets = [set(fold(it.words)) for it in items]
+    def of(cls, items: list[_Item], language: str | None) -> _Words:
+        course = CourseWords.of((it.words for it in items), language)
+        sets = [stems(it.words, course.stem) for it in items]
         df: dict[str, int] = {}
         for s in sets:
             for w in s:
                 df[w] = df.get(w, 0) + 1
         n = len(sets)
         return cls(sets, {w: math.log((n + 1) / (c + 1)) + 1.0 for w, c in df.items()}, math.log(n + 1) + 1.0,
-                   vocabulary_of(it.words for it in items))
+                   course)
 
     def weight(self, word: str) -> float:
         if word in self.idf:
@@ -119,8 +125,8 @@ class _Words:
         return max(prefixed) if prefixed else self.unseen_idf
 
     def match(self, query: str) -> np.ndarray:
-        """Per item: the IDF-weighted share of the query's words it contains (0..1)."""
-        words = set(fold(query))
+        """Per item: the IDF-weighted share of the query's words it contains (0..1), by their stems."""
+        words = stems(query, self.course.stem)
         if not words or not self.items:
             return np.zeros(len(self.items), np.float32)
         weights = {w: self.weight(w) for w in words}
@@ -152,8 +158,15 @@ def _lesson_skill_names(conn, course_id: str) -> dict[str, list[str]]:
     return names
 
 
-def course_items(conn, course_id: str) -> tuple[str, list[_Item], dict[str, str]]:
-    """(course version, items to index, lesson titles). A lesson is embedded by its title and the start
+class CourseItems(NamedTuple):
+    version: str
+    items: list[_Item]
+    titles: dict[str, str]  # lesson id -> title
+    language: str
+
+
+def course_items(conn, course_id: str) -> CourseItems:
+    """The course's version, items to index, lesson titles and language. A lesson is embedded by its title and the start
     of its text, and matched by the names of its skills too (embedded, they pushed "sum of two fractions
     with the same denominator" from the adding lesson to the comparing one)."""
     lessons = {r["id"]: dict(r) for r in conn.execute("SELECT id, title, body FROM lessons WHERE course_id = ?", (course_id,))}
@@ -162,7 +175,9 @@ def course_items(conn, course_id: str) -> tuple[str, list[_Item], dict[str, str]
                    ". ".join(skills.get(lid, []))) for lid, le in lessons.items()]
     items += [_Item("exercise", r["id"], r["lesson_id"], r["prompt"], r["prompt"]) for r in conn.execute(
         "SELECT id, lesson_id, prompt FROM exercises WHERE course_id = ? ORDER BY position", (course_id,))]
-    return course_version(conn, course_id), items, {k: v["title"] for k, v in lessons.items()}
+    row = conn.execute("SELECT language FROM courses WHERE id = ?", (course_id,)).fetchone()
+    return CourseItems(course_version(conn, course_id), items, {k: v["title"] for k, v in lessons.items()},
+                       row[0] if row else "")
 
 
 class SearchIndex:
@@ -184,21 +199,22 @@ class SearchIndex:
             try:
                 found = self._by_meaning(query, course_ids, k)
                 return self._respelt(found, lambda text: self._by_meaning(text, course_ids, k),
-                                     self._vocabulary_of(course_ids))
+                                     self._words_of(course_ids))
             except AppError as exc:  # the model went away mid-search: words still find things
                 why = exc.message
                 log.warning("search by meaning failed, matching words: %s", why)
         with self.db.read() as conn:
             courses = {cid: course_items(conn, cid) for cid in course_ids}
-        found = self._by_words(query, courses, k, why)
-        vocabulary = vocabulary_of(it.words for _v, items, _t in courses.values() for it in items)
-        return self._respelt(found, lambda text: self._by_words(text, courses, k, why), vocabulary)
+        words = {cid: _Words.of(c.items, c.language) for cid, c in courses.items()}
+        found = self._by_words(query, courses, words, k, why)
+        return self._respelt(found, lambda text: self._by_words(text, courses, words, k, why), list(words.values()))
 
     @staticmethod
-    def _respelt(found: SearchResult, search, vocabulary: dict[str, str]) -> SearchResult:
+    def _respelt(found: SearchResult, search, courses: list[_Words]) -> SearchResult:
         """The search again with misspelt words put right, when any is; its results when the query as
         typed found nothing, or only weaker matches ("¿Cuántos tersios hay?" found two word problems)."""
-        text = respell(found.query, vocabulary)
+        vocabulary = {k: v for c in courses for k, v in c.course.vocabulary.items()}
+        text = respell(found.query, vocabulary, lambda word: any(c.course.knows(word) for c in courses))
         if not text:
             return found
         again = search(text)
@@ -206,11 +222,11 @@ class SearchIndex:
             return found
         return dataclasses.replace(again, query=found.query, searched_for=text)
 
-    def _vocabulary_of(self, course_ids: list[str]) -> dict[str, str]:
+    def _words_of(self, course_ids: list[str]) -> list[_Words]:
         """The words of the courses' indexed items (their matrices are loaded by now)."""
         with self._lock:
             cached = [self._matrices.get(cid) for cid in course_ids]
-        return {k: v for c in cached if c is not None for k, v in c[4].vocabulary.items()}
+        return [c[4] for c in cached if c is not None]
 
     # -- by meaning ---------------------------------------------------------------------------
     def _by_meaning(self, query: str, course_ids: list[str], k: int) -> SearchResult:
@@ -257,9 +273,9 @@ class SearchIndex:
                     cached = self._matrices.get(course_id)
                 if cached is None or cached[0] != key:
                     with self.db.read() as conn:
-                        version, items, titles = course_items(conn, course_id)
+                        version, items, titles, language = course_items(conn, course_id)
                     items, M = self._load_or_build(course_id, version, ident, items)
-                    cached = ((version, ident), items, M, titles, _Words.of(items))
+                    cached = ((version, ident), items, M, titles, _Words.of(items, language))
                     with self._lock:
                         self._matrices[course_id] = cached
         return cached[1], cached[2], cached[3], cached[4]
@@ -296,15 +312,15 @@ class SearchIndex:
         return len(self._matrix(course_id, ident)[0])
 
     # -- by words -----------------------------------------------------------------------------
-    def _by_words(self, query: str, courses: dict[str, tuple], k: int, why: str) -> SearchResult:
-        """``courses``: course id -> ``course_items`` of it."""
-        words = set(fold(query))
+    def _by_words(self, query: str, courses: dict[str, CourseItems], words: dict[str, _Words], k: int,
+                  why: str) -> SearchResult:
+        """``courses``: course id -> ``course_items`` of it; ``words``: its ``_Words``."""
         hits = []
-        for cid, (_version, items, titles) in courses.items():
-            for it in items:
-                have = set(fold(it.words))
-                found = sum(1 for w in words if has_word(w, have))
+        for cid, course in courses.items():
+            asked = stems(query, words[cid].course.stem)
+            for it, have in zip(course.items, words[cid].items, strict=True):
+                found = sum(1 for w in asked if has_word(w, have))
                 if found:
-                    hits.append(self._hit(cid, it, found / len(words), titles))
+                    hits.append(self._hit(cid, it, found / len(asked), course.titles))
         hits.sort(key=lambda h: (-h.score, h.kind != "lesson"))
         return SearchResult(query, "words", hits[:k], why)

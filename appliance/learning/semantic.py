@@ -48,7 +48,7 @@ from appliance.learning.calibrate import (
     wrong_answers_of,
 )
 from appliance.learning.search import course_version
-from appliance.learning.spelling import course_vocabulary, respell
+from appliance.learning.spelling import CourseWords, course_words
 from appliance.store.database import now_iso
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ class SemanticGrader:
         self._calibrations: dict[tuple, Calibration] = {}
         self._lock = threading.Lock()
         self._course_locks: dict[str, threading.Lock] = {}
-        self._vocabularies: dict[str, tuple[str, dict[str, str]]] = {}  # course -> (version, words)
+        self._course_words: dict[str, tuple[str, CourseWords]] = {}  # course -> (version, its words)
 
     def available(self) -> tuple[bool, str]:
         return self.embedder.available()
@@ -170,16 +170,16 @@ class SemanticGrader:
     def read_as(self, course_id: str, text: str) -> str:
         """``text`` with its misspelt words put right to the course's, "" when none is (what the teacher's
         review page shows next to the answer, and the second reading ``judge`` grades)."""
-        return respell(text, self._vocabulary(course_id))
+        return self._words(course_id).respell(text)
 
-    def _vocabulary(self, course_id: str) -> dict[str, str]:
-        """The course's words (``spelling.course_vocabulary``), made once per course version."""
+    def _words(self, course_id: str) -> CourseWords:
+        """The course's words (``spelling.course_words``), made once per course version."""
         with self.db.read() as conn:
             version = course_version(conn, course_id)
-            cached = self._vocabularies.get(course_id)
+            cached = self._course_words.get(course_id)
             if cached is None or cached[0] != version:
-                cached = (version, course_vocabulary(conn, course_id))
-                self._vocabularies[course_id] = cached
+                cached = (version, course_words(conn, course_id))
+                self._course_words[course_id] = cached
         return cached[1]
 
     def _judge(self, exercise: dict, text: str) -> Judgement:

@@ -7,8 +7,10 @@ denominator tell you?", and "fractoins" found nothing. ``respell`` replaces each
 the course lacks by its closest course word when one is close enough (difflib ratio ``SPELLING_CUTOFF``),
 written as the course writes it, and leaves the rest as typed.
 
-There is no dictionary here (the box knows the words of its courses, not of a language), so a right
-word the course does not use can be "corrected" too ("contamos" -> "cortamos", "altogether" ->
+Another form of a course word is no misspelling: words are also compared by their Snowball stems
+("restamos" is a form of "restar", not a misspelling of "estamos"), which search uses to match words
+too. There is no dictionary here (the box knows the words of its courses, not of a language), so a
+right word the course does not use can be "corrected" still ("contamos" -> "cortamos", "altogether" ->
 "together"): search shows the respelt search only when it finds more, and grading reads the answer
 both ways and lets the teacher decide when the two readings disagree (``semantic.SemanticGrader``).
 """
@@ -17,13 +19,26 @@ from __future__ import annotations
 import difflib
 import html
 import re
+import threading
 import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from appliance.jsonsafe import loads
+from appliance.languages import base_language
 
 SPELLING_CUTOFF = 0.8  # difflib ratio: a letter left out or added (4+ letters), changed or two swapped (5+): "devide"
 _TAG = re.compile(r"<[^>]+>")
 _WORD = re.compile(r"\w+", re.UNICODE)
+# Snowball's algorithms by the language codes courses carry.
+_SNOWBALL = {"ar": "arabic", "hy": "armenian", "eu": "basque", "ca": "catalan", "cs": "czech", "da": "danish",
+             "nl": "dutch", "en": "english", "eo": "esperanto", "et": "estonian", "fi": "finnish", "fr": "french",
+             "de": "german", "el": "greek", "hi": "hindi", "hu": "hungarian", "id": "indonesian", "ga": "irish",
+             "it": "italian", "lt": "lithuanian", "ne": "nepali", "no": "norwegian", "nb": "norwegian",
+             "nn": "norwegian", "fa": "persian", "pl": "polish", "pt": "portuguese", "ro": "romanian",
+             "ru": "russian", "sr": "serbian", "st": "sesotho", "es": "spanish", "sv": "swedish", "ta": "tamil",
+             "tr": "turkish", "yi": "yiddish"}
+_stemmers = threading.local()  # a Snowball stemmer keeps the word it works on: one per thread
 
 
 def plain_text(body: str) -> str:
@@ -35,6 +50,28 @@ def fold(text: str) -> list[str]:
     """The words of ``text``, case and accents ignored."""
     s = unicodedata.normalize("NFKD", text.casefold())
     return _WORD.findall("".join(ch for ch in s if not unicodedata.combining(ch)))
+
+
+def stemmer(language: str | None) -> Callable[[str], str]:
+    """Word -> its stem in ``language``, folded like ``fold`` ("Sumamos" and "sumar" -> "sum"). Word
+    forms, not misspellings: a child searches "sumamos fracciones" for the lesson "Sumar y restar
+    fracciones", or "simplifying" for "simplify". A language Snowball has no algorithm for is left
+    unstemmed (only folded)."""
+    name = _SNOWBALL.get(base_language(language))
+    if name is None:
+        return lambda word: "".join(fold(word))
+    cache = _stemmers.__dict__
+    if name not in cache:
+        import snowballstemmer  # imported on the first search or grade, not by every process
+
+        cache[name] = snowballstemmer.stemmer(name)
+    stem_word = cache[name].stemWord
+    return lambda word: "".join(fold(stem_word(word.casefold())))
+
+
+def stems(text: str, stem: Callable[[str], str]) -> set[str]:
+    """The stems of ``text``'s words."""
+    return {stem(w) for w in _WORD.findall(text)}
 
 
 def has_word(word: str, have) -> bool:
@@ -53,8 +90,9 @@ def vocabulary_of(texts) -> dict[str, str]:
     return out
 
 
-def respell(text: str, vocabulary: dict[str, str]) -> str:
-    """``text`` with each word of 4+ letters that ``vocabulary`` lacks (nor a word starting with it)
+def respell(text: str, vocabulary: dict[str, str], known: Callable[[str], bool] | None = None) -> str:
+    """``text`` with each word of 4+ letters that ``vocabulary`` lacks (nor a word starting with it, nor
+    one ``known`` says is another form of a course word: "restamos" is not put "right" to "estamos")
     replaced by its closest word there, if one is within ``SPELLING_CUTOFF``; the other words stay as
     typed ("¿Cuántos tersios hay?" -> "¿Cuántos tercios hay?"), in the case it was typed in. "" when
     nothing changed."""
@@ -65,7 +103,7 @@ def respell(text: str, vocabulary: dict[str, str]) -> str:
     def fix(match: re.Match) -> str:
         nonlocal choices, changed
         word = "".join(fold(match.group(0)))
-        if len(word) < 4 or not word.isalpha() or has_word(word, have):
+        if len(word) < 4 or not word.isalpha() or has_word(word, have) or (known and known(match.group(0))):
             return match.group(0)
         choices = choices if choices is not None else sorted(have)  # sorted: ties break the same way
         near = difflib.get_close_matches(word, choices, n=1, cutoff=SPELLING_CUTOFF)
@@ -85,7 +123,31 @@ def _cased_like(typed: str, word: str) -> str:
     return word[:1].upper() + word[1:] if typed[:1].isupper() else word
 
 
-def course_vocabulary(conn, course_id: str) -> dict[str, str]:
+@dataclass(frozen=True)
+class CourseWords:
+    """A course's words as written (what a misspelt word is put right to) and their stems (which
+    forms of them are no misspelling), in its language."""
+
+    vocabulary: dict[str, str]
+    stems: frozenset[str]
+    stem: Callable[[str], str]
+
+    @classmethod
+    def of(cls, texts, language: str | None) -> CourseWords:
+        texts, stem = list(texts), stemmer(language)
+        return cls(vocabulary_of(texts), frozenset(s for t in texts for s in stems(t, stem)), stem)
+
+    def knows(self, word: str) -> bool:
+        """``word`` is a form of one of the course's words ("restamos" of "restar"). A word one letter
+        longer than its stem is not taken for a form: Snowball cuts "bothe" to "both" too."""
+        stem = self.stem(word)
+        return stem in self.stems and len("".join(fold(word))) - len(stem) >= 2
+
+    def respell(self, text: str) -> str:
+        return respell(text, self.vocabulary, self.knows)
+
+
+def course_words(conn, course_id: str) -> CourseWords:
     """The words a course uses anywhere a student reads or a grader compares: lesson titles and text,
     question prompts, choices and accepted answers, reference answers and the author's wrong answers."""
     texts: list[str] = []
@@ -99,4 +161,5 @@ def course_vocabulary(conn, course_id: str) -> dict[str, str]:
                 values = spec.get(key)
                 if isinstance(values, list):
                     texts += [v for v in values if isinstance(v, str)]
-    return vocabulary_of(texts)
+    row = conn.execute("SELECT language FROM courses WHERE id = ?", (course_id,)).fetchone()
+    return CourseWords.of(texts, row[0] if row else None)
