@@ -60,13 +60,17 @@ def stemmer(language: str | None) -> Callable[[str], str]:
     name = _SNOWBALL.get(base_language(language))
     if name is None:
         return lambda word: "".join(fold(word))
-    cache = _stemmers.__dict__
-    if name not in cache:
-        import snowballstemmer  # imported on the first search or grade, not by every process
 
-        cache[name] = snowballstemmer.stemmer(name)
-    stem_word = cache[name].stemWord
-    return lambda word: "".join(fold(stem_word(word.casefold())))
+    def stem(word: str) -> str:
+        # Looked up at each call: the function is kept with a course's words and called by any thread.
+        own = _stemmers.__dict__
+        if name not in own:
+            import snowballstemmer  # on the first search or grade, not in every process
+
+            own[name] = snowballstemmer.stemmer(name)
+        return "".join(fold(own[name].stemWord(word.casefold())))
+
+    return stem
 
 
 def stems(text: str, stem: Callable[[str], str]) -> set[str]:

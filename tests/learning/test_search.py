@@ -227,3 +227,27 @@ def test_bad_queries_are_refused_clearly(demo_svc):
         demo_svc.get("search").search("   ", ["fractions"])
     with pytest.raises(BadRequest):
         demo_svc.get("search").search("x" * 201, ["fractions"])
+
+
+def test_stems_are_the_same_from_many_threads():
+    # A Snowball stemmer keeps the word it works on: a course's stem function, made in one thread and
+    # called from the web server's others, must not share one.
+    import threading
+
+    from appliance.learning.spelling import stemmer
+
+    stem = stemmer("es")
+    words = ["sumamos", "restamos", "comparamos", "simplificando", "fracciones", "multiplicando"] * 200
+    expected = [stem(w) for w in words]
+    results: list[list[str]] = []
+
+    def run():
+        results.append([stem(w) for w in words])
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 8 and all(r == expected for r in results)
+    assert stem("Sumamos") == stem("sumar") == "sum" and stemmer("xx")("Fracción") == "fraccion"
