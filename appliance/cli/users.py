@@ -1,4 +1,4 @@
-"""``classroom-edge users add|list|disable|enable|passwd`` and ``classroom-edge classes list``.
+"""``classroom-edge users add|list|disable|enable|passwd|unlock`` and ``classroom-edge classes list``.
 
 The first admin of a box can be created here instead of on the one-time /setup page (provisioning).
 Passwords are read from a prompt (asked twice) or, for scripts, one line on stdin with
@@ -39,7 +39,12 @@ def register(sub) -> None:
     pw.add_argument("username")
     pw.add_argument("--password-stdin", action="store_true")
     pw.set_defaults(func=_passwd)
-    for q in (add, lst, pw) + tuple(usub.choices[n] for n in ("disable", "enable")):
+    un = usub.add_parser("unlock", help="lift a sign-in pause after too many wrong tries, now")
+    who = un.add_mutually_exclusive_group(required=True)
+    who.add_argument("username", nargs="?", help="a teacher's or admin's username")
+    who.add_argument("--address", help="a device's IP address (every account tried from it)")
+    un.set_defaults(func=_unlock)
+    for q in (add, lst, pw, un) + tuple(usub.choices[n] for n in ("disable", "enable")):
         q.add_argument("--data-dir", help="override [storage] data_dir")
 
     c = sub.add_parser("classes", help="list classes and their sizes")
@@ -169,4 +174,21 @@ def _classes(args) -> int:
         print(json.dumps([dict(r) for r in rows], indent=2))
     finally:
         db.close()
+    return 0
+
+
+def _unlock(args) -> int:
+    from appliance.people.throttle import clear, clear_address
+
+    db = _db(args)
+    try:
+        if args.address:
+            removed, what = clear_address(db, args.address), f"address {args.address}"
+        else:
+            _user_id(db, args.username)  # a typo is named, not "unlocked"
+            removed, what = clear(db, args.username.strip().lower()), f"'{args.username.strip().lower()}'"
+    finally:
+        db.close()
+    print(f"{what} can sign in again ({removed} recent failed sign-in(s) forgotten)" if removed
+          else f"{what} was not paused")
     return 0

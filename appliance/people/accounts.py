@@ -16,6 +16,7 @@ from flask_babel import lazy_gettext as _
 
 from appliance.errors import BadRequest, Conflict, NotFound
 from appliance.people.passwords import hash_password, hash_pin
+from appliance.people.throttle import clear_in, student_account
 from appliance.store.database import now_iso
 from appliance.sync import outbox
 
@@ -93,6 +94,7 @@ def set_password(conn: sqlite3.Connection, user_id: int, password_hash: str) -> 
     if user["role"] not in STAFF_ROLES:
         raise BadRequest(_("Students sign in with a PIN, not a password."))
     conn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
+    clear_in(conn, user["username"])  # the new password works at once, paused or not
     _event(conn, "credentials_changed", user["uid"], user["role"])
 
 
@@ -101,6 +103,7 @@ def set_pin(conn: sqlite3.Connection, student_id: int, pin_hash: str | None) -> 
     if user["role"] != "student":
         raise BadRequest(_("Only students have PINs."))
     conn.execute("UPDATE users SET pin_hash = ? WHERE id = ?", (pin_hash, student_id))
+    clear_in(conn, student_account(student_id))  # "ask your teacher for a new PIN" must work at once
     _event(conn, "credentials_changed", user["uid"], "student")
 
 

@@ -24,7 +24,7 @@ from appliance.errors import BadRequest, NotFound, TooManyRequests
 from appliance.people import classes as classes_mod
 from appliance.people.accounts import admin_exists
 from appliance.people.passwords import verify_password, verify_pin
-from appliance.people.throttle import LoginThrottle
+from appliance.people.throttle import LoginThrottle, minutes_of, student_account
 from appliance.web import ui
 from appliance.web.i18n import use_class_language
 from appliance.web.security import current_user, requires, sign_in
@@ -46,6 +46,11 @@ def _services():
 def _throttle() -> LoginThrottle:
     cfg = _services().cfg.web
     return LoginThrottle(_services().db, cfg.login_max_failures, cfg.login_window_s)
+
+
+def _paused(page: str, exc: TooManyRequests):
+    """A 429 with the page and how long to wait (``Retry-After``, for scripts and tests)."""
+    return page, 429, {"Retry-After": str(exc.detail["retry_after_s"])}
 
 
 def _safe_next(target: str | None, fallback: str) -> str:
@@ -125,14 +130,14 @@ def student_pin(class_id: int, student_id: int):
         if not needs_pin:
             return render_template("auth/confirm.html", cls=cls, student=student)
         return render_template("auth/pin.html", cls=cls, student=student, error=None)
-    account = f"student:{student_id}"
+    account = student_account(student_id)
     throttle = _throttle()
     try:
         throttle.check(account, request.remote_addr)
     except TooManyRequests as exc:
-        return render_template("auth/pin.html", cls=cls, student=student, error=_(
-            "Too many wrong tries. Please wait %(minutes)s minute(s) or ask your teacher.",
-            minutes=max(1, exc.detail["retry_after_s"] // 60))), 429
+        return _paused(render_template("auth/pin.html", cls=cls, student=student, error=_(
+            "Too many wrong tries. Please wait %(minutes)s minute(s) or ask your teacher for a new PIN.",
+            minutes=minutes_of(exc.detail["retry_after_s"]))), exc)
     if needs_pin:
         if not student["pin_hash"]:
             return render_template("auth/pin.html", cls=cls, student=student,
@@ -159,17 +164,21 @@ def staff():
     try:
         throttle.check(username or "-", request.remote_addr)
     except TooManyRequests as exc:
-        return render_template("auth/staff.html", username=username, next=nxt, error=_(
-            "Too many failed sign-ins. Please wait %(minutes)s minute(s).",
-            minutes=max(1, exc.detail["retry_after_s"] // 60))), 429
+        return _paused(render_template("auth/staff.html", username=username, next=nxt, error=_(
+            "Too many failed sign-ins. Please wait %(minutes)s minute(s), or ask your administrator to set a"
+            " new password.", minutes=minutes_of(exc.detail["retry_after_s"]))), exc)
     with _services().db.read() as conn:
         row = conn.execute("SELECT * FROM users WHERE username = ? AND role IN ('teacher', 'admin')",
                            (username,)).fetchone()
     ok = verify_password(row["password_hash"] if row else None, password)
-    if not ok or row["disabled"]:
+    if not ok:
         throttle.failed(username or "-", request.remote_addr)
         return render_template("auth/staff.html", username=username, next=nxt,
                                error=_("The username or password is not right.")), 401
+    if row["disabled"]:
+        # Only someone who knows the password learns that the account is switched off: no failure.
+        return render_template("auth/staff.html", username=username, next=nxt,
+                               error=_("This account is switched off. Please ask your administrator.")), 403
     throttle.succeeded(username)
     _sign_in_keeping_language(dict(row))
     return redirect(_safe_next(nxt, url_for(HOME_BY_ROLE[row["role"]])))

@@ -17,6 +17,6 @@ class WebSettings:
     secret_key: str = setting("", "Key that signs session cookies; empty means generated once and kept in data_dir.", secret=True)
     default_language: str = setting("en", "Language when neither the class nor the browser picks one.")
     secure_cookies: bool = setting(False, "Mark cookies Secure (only when the box is served over HTTPS).")
-    login_max_failures: int = setting(5, "Failed sign-ins allowed per account or address within login_window_s before a pause.")
+    login_max_failures: int = setting(5, "Failed sign-ins allowed for one account from one device within login_window_s before a pause; four times as many for one account from all devices, or for one device trying any account (appliance/people/throttle.py). A new PIN or password, or `classroom-edge users unlock`, lifts a pause.")
     login_window_s: int = setting(300, "Window for counting failed sign-ins, in seconds.")
     max_upload_mb: int = setting(512, "Largest course bundle accepted through the admin page, in MB.")

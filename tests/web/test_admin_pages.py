@@ -36,7 +36,7 @@ def test_admin_creates_and_disables_a_teacher(app, services, admin_client):
         uid = conn.execute("SELECT id FROM users WHERE username = 'maria.g'").fetchone()[0]
     admin_client.post(f"/admin/users/{uid}/disabled", data={"csrf_token": _token(admin_client), "disabled": "1"})
     assert c.get("/teach/").status_code == 401  # the live session ends with the account
-    assert sign_in_staff(app.test_client(), "maria.g", "pizza pizza 9").status_code == 401
+    assert sign_in_staff(app.test_client(), "maria.g", "pizza pizza 9").status_code == 403  # "This account is switched off"
 
 
 def test_duplicate_username_and_weak_password_are_refused(admin_client, teacher):

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import threading
 
-from lms_fixtures import csrf_of, make_class, page_csrf, sign_in_staff, sign_in_student
+from lms_fixtures import csrf_of, make_class, page_csrf, sign_in_staff, sign_in_student, staff_password_hash
 
-from appliance.people import classes
-from appliance.people.throttle import LoginThrottle
+from appliance.people import accounts, classes
+from appliance.people.throttle import SHARED_FACTOR, LoginThrottle
 
 
 def _setup(client, username="root", password="s3cret-pass", password2=None):
@@ -67,7 +67,12 @@ def test_staff_sign_in_and_wrong_password(app, teacher):
 
 def test_disabled_account_cannot_sign_in(app, services, teacher):
     services.db.write(lambda c: c.execute("UPDATE users SET disabled = 1 WHERE id = ?", (teacher["id"],)))
-    assert sign_in_staff(app.test_client(), "tom").status_code == 401
+    resp = sign_in_staff(app.test_client(), "tom")
+    # The right password of a switched-off account says so (and is no failed try); a wrong one does not.
+    assert resp.status_code == 403 and "This account is switched off" in resp.get_data(as_text=True)
+    assert sign_in_staff(app.test_client(), "tom", "wrong password").status_code == 401
+    with services.db.read() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM login_failures WHERE key = 'user:tom'").fetchone()[0] == 1
 
 
 def test_next_parameter_cannot_redirect_off_site(app, teacher):
@@ -83,35 +88,58 @@ def test_next_parameter_cannot_redirect_off_site(app, teacher):
     assert resp.location == "/teach/classes/1"
 
 
-def test_throttle_per_account_blocks_even_the_right_password(app, services, teacher):
-    limit = services.cfg.web.login_max_failures
-    for i in range(limit):
-        c = app.test_client()  # fresh sessions, and spread over addresses: the account limit still applies
-        token = page_csrf(c, "/signin/staff")
-        resp = c.post("/signin/staff", data={"csrf_token": token, "username": "tom", "password": "nope-nope"},
-                      environ_base={"REMOTE_ADDR": f"10.0.0.{i + 1}"})
-        assert resp.status_code == 401
+def _staff_try(app, username: str, password: str, address: str):
     c = app.test_client()
     token = page_csrf(c, "/signin/staff")
-    resp = c.post("/signin/staff", data={"csrf_token": token, "username": "tom", "password": "correct horse"},
-                  environ_base={"REMOTE_ADDR": "10.0.0.99"})
-    assert resp.status_code == 429
-    assert "wait" in resp.get_data(as_text=True)
+    return c.post("/signin/staff", data={"csrf_token": token, "username": username, "password": password},
+                  environ_base={"REMOTE_ADDR": address})
+
+
+def test_wrong_passwords_from_one_device_pause_that_device_only(app, services, teacher):
+    # Five wrong passwords from a student's laptop locked the teacher (or the admin) out everywhere.
+    limit = services.cfg.web.login_max_failures
+    for _ in range(limit):
+        assert _staff_try(app, "tom", "nope-nope", "10.0.0.7").status_code == 401
+    paused = _staff_try(app, "tom", "correct horse", "10.0.0.7")
+    assert paused.status_code == 429 and int(paused.headers["Retry-After"]) > 240
+    assert "Please wait 5 minute(s)" in paused.get_data(as_text=True)
+    assert _staff_try(app, "tom", "correct horse", "10.0.0.8").status_code == 302  # the teacher's own computer
+
+
+def test_throttle_per_account_blocks_even_the_right_password(app, services, teacher):
+    # Spread over devices, a guesser still meets the account's limit (four devices' worth).
+    limit = services.cfg.web.login_max_failures * SHARED_FACTOR
+    for i in range(limit):
+        assert _staff_try(app, "tom", "nope-nope", f"10.0.0.{i + 1}").status_code == 401
+    resp = _staff_try(app, "tom", "correct horse", "10.0.0.99")
+    assert resp.status_code == 429 and "wait" in resp.get_data(as_text=True)
+    # An administrator's new password lifts the pause at once.
+    services.db.write(lambda c: accounts.set_password(c, teacher["id"], staff_password_hash()))
+    assert _staff_try(app, "tom", "correct horse", "10.0.0.99").status_code == 302
 
 
 def test_throttle_per_address_covers_many_accounts(app, services):
-    limit = services.cfg.web.login_max_failures
-    c = app.test_client()
+    limit = services.cfg.web.login_max_failures * SHARED_FACTOR
     for i in range(limit):
-        token = page_csrf(c, "/signin/staff")
-        assert c.post("/signin/staff", data={"csrf_token": token, "username": f"guess{i}", "password": "x" * 9},
-                      environ_base={"REMOTE_ADDR": "10.9.9.9"}).status_code == 401
-    token = page_csrf(c, "/signin/staff")
-    assert c.post("/signin/staff", data={"csrf_token": token, "username": "another", "password": "x" * 9},
-                  environ_base={"REMOTE_ADDR": "10.9.9.9"}).status_code == 429
+        assert _staff_try(app, f"guess{i}", "x" * 9, "10.9.9.9").status_code == 401
+    assert _staff_try(app, "another", "x" * 9, "10.9.9.9").status_code == 429
     # A different device is not affected.
-    assert c.post("/signin/staff", data={"csrf_token": token, "username": "another", "password": "x" * 9},
-                  environ_base={"REMOTE_ADDR": "10.9.9.10"}).status_code == 401
+    assert _staff_try(app, "another", "x" * 9, "10.9.9.10").status_code == 401
+
+
+def test_users_unlock_lifts_a_pause_from_the_box(app, services, teacher, capsys):
+    from appliance.cli.main import main as cli
+
+    for i in range(services.cfg.web.login_max_failures * SHARED_FACTOR):
+        _staff_try(app, "tom", "nope-nope", f"10.0.1.{i + 1}")
+    assert _staff_try(app, "tom", "correct horse", "10.0.2.1").status_code == 429
+    data_dir = str(services.data_dir)
+    assert cli(["users", "unlock", "tom", "--data-dir", data_dir]) == 0
+    assert "'tom' can sign in again (20 recent failed sign-in(s) forgotten)" in capsys.readouterr().out
+    assert _staff_try(app, "tom", "correct horse", "10.0.2.1").status_code == 302
+    assert cli(["users", "unlock", "nobody", "--data-dir", data_dir]) != 0  # a typo is named
+    assert cli(["users", "unlock", "--address", "10.0.1.1", "--data-dir", data_dir]) == 0
+    assert "address 10.0.1.1 can sign in again" in capsys.readouterr().out
 
 
 def test_throttle_window_expires(services):
@@ -148,12 +176,18 @@ def test_student_signs_in_with_class_name_and_pin(app, klass):
 
 
 def test_student_pin_throttled_after_max_failures(app, services, klass):
-    ana = klass["students"]["Ana"]
+    ana, ben = klass["students"]["Ana"], klass["students"]["Ben"]
     wrong = "0000" if ana["pin"] != "0000" else "1111"
     c = app.test_client()
     for _ in range(services.cfg.web.login_max_failures):
         assert sign_in_student(c, klass["id"], ana["id"], wrong).status_code == 401
-    assert sign_in_student(c, klass["id"], ana["id"], ana["pin"]).status_code == 429
+    paused = sign_in_student(c, klass["id"], ana["id"], ana["pin"])
+    assert paused.status_code == 429 and "ask your teacher for a new PIN" in paused.get_data(as_text=True)
+    # The classroom's shared computer still signs in the next child.
+    assert sign_in_student(app.test_client(), klass["id"], ben["id"], ben["pin"]).status_code == 302
+    # The teacher's new PIN works at once.
+    pin = classes.reset_pin(services.db, klass["id"], ana["id"])
+    assert sign_in_student(app.test_client(), klass["id"], ana["id"], pin).status_code == 302
 
 
 def test_class_without_pin_signs_in_with_one_tap(app, services, teacher):
