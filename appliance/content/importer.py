@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, str], None]
 DEFAULT_DIFFICULTY = 0.5
+# How to force an import, for a message read on the command line or on the admin page.
+FORCE_HOW = "--force, or on the admin page “Install even if the same or a newer version is already there”"
 
 
 @dataclass
@@ -161,14 +163,14 @@ class Importer:
             if not force:
                 raise ImportRejected(
                     f"course '{manifest.course_id}' version {manifest.version} is older than the installed "
-                    f"version {previous['version']}; refusing to downgrade (use --force to do it anyway).")
+                    f"version {previous['version']}; refusing to downgrade unless the import is forced ({FORCE_HOW}).")
             return "downgraded"
         if previous["bundle_sha256"] == manifest_sha:
             return "reinstalled" if force else "unchanged"
         if not force:
             raise ImportRejected(
                 f"course '{manifest.course_id}' version {manifest.version} is already installed with different "
-                "content; give the new bundle a higher version (or use --force to replace it).")
+                f"content; give the new bundle a higher version (or force the import: {FORCE_HOW}).")
         return "reinstalled"
 
     @staticmethod

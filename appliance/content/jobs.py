@@ -130,7 +130,10 @@ class ImportJobs:
             result = self._importer.run(path, force=force, progress=progress)
         except AppError as exc:
             log.warning("import of %s failed: %s", path.name, exc.message)
-            return {"state": "failed", "stage": "failed", "error": exc.message, "code": exc.code}
+            # An upload is stored under a random name; the admin knows the file by the name they chose.
+            label = (self.get(job_id) or {}).get("label") or path.name
+            return {"state": "failed", "stage": "failed", "error": exc.message.replace(path.name, label),
+                    "code": exc.code}
         except Exception as exc:
             log.exception("import of %s failed unexpectedly", path.name)
             return {"state": "failed", "stage": "failed", "code": "internal_error",

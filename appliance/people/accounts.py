@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
+import unicodedata
 import uuid
 
 from flask_babel import lazy_gettext as _
@@ -33,7 +34,9 @@ AVATAR_COLOURS = 6
 
 
 def clean_name(name: str) -> str:
-    name = " ".join((name or "").split())
+    # Control characters (a NUL from a badly decoded file) would make a name that looks blank.
+    name = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in (name or ""))
+    name = " ".join(name.split())
     if not name:
         raise BadRequest(_("Please type a name."))
     if len(name) > MAX_NAME:

@@ -149,30 +149,62 @@ def enrol_new_students(db, class_id: int, names: list[str], skip_existing: bool 
     return added, skipped
 
 
-def parse_roster_csv(text: str) -> list[str]:
-    """Names from a CSV export: one per row; a 'name' column if there is a header, else the first column.
+# Column headings of a class list, in the languages of the pages (a Spanish spreadsheet says "Nombre;Apellidos").
+_NAME_KEYS = ("name", "full name", "student", "pupil", "nombre completo", "alumno", "alumna", "estudiante")
+_FIRST_KEYS = ("first name", "first", "given name", "nombre", "nombres")
+_LAST_KEYS = ("last name", "last", "family name", "surname", "apellidos", "apellido", "primer apellido",
+              "segundo apellido")
 
-    Two columns headed first/last (or given/family name) are joined. Blank rows are skipped; duplicate
-    names are refused because a child could not tell two identical buttons apart.
+
+def decode_roster(raw: bytes) -> str:
+    """A class list file's text: UTF-8, or UTF-16 with its byte-order mark (Excel's "Unicode text"), or
+    Latin-1 (older exports; every byte is a character). A file with NUL bytes or a zip is no class list."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError:
+            pass
+    if b"\x00" in raw or raw.startswith(b"PK\x03\x04"):
+        raise BadRequest(_("That file is not a class list. Choose a CSV or text file with one name per line."))
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def parse_roster_csv(text: str) -> list[str]:
+    """Names from a CSV export: one per row; a name column if there is a header (``_NAME_KEYS``), else
+    the first column.
+
+    Columns headed first/last name (``_FIRST_KEYS``, ``_LAST_KEYS``: both surnames of a Spanish list)
+    are joined. Blank rows are skipped; duplicate names are refused because a child could not tell two
+    identical buttons apart.
     """
     text = text.lstrip("\ufeff")  # spreadsheet programs add a BOM
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # old Mac exports end lines with CR alone
     if not text.strip():
         raise BadRequest(_("The file is empty."))
     try:
         dialect = csv.Sniffer().sniff(text[:2048], delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
-    rows = [r for r in csv.reader(io.StringIO(text), dialect) if any(c.strip() for c in r)]
-    header = [c.strip().lower() for c in rows[0]]
-    first_keys, last_keys = ("first name", "first", "given name"), ("last name", "last", "family name", "surname")
-    if "name" in header:
-        idx = header.index("name")
-        names = [r[idx] if idx < len(r) else "" for r in rows[1:]]
-    elif any(k in header for k in first_keys):
-        fi = next(header.index(k) for k in first_keys if k in header)
-        li = next((header.index(k) for k in last_keys if k in header), None)
-        names = [" ".join(x for x in (r[fi] if fi < len(r) else "", r[li] if li is not None and li < len(r) else "") if x)
-                 for r in rows[1:]]
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text), dialect) if any(c.strip() for c in r)]
+    except csv.Error as exc:
+        raise BadRequest(_("That file could not be read as a class list (%(why)s). Choose a CSV or text file"
+                           " with one name per line.", why=str(exc))) from None
+    header = [" ".join(c.split()).lower() for c in rows[0]]
+
+    def cell(row: list[str], i: int | None) -> str:
+        return row[i].strip() if i is not None and i < len(row) else ""
+
+    if any(k in header for k in _NAME_KEYS):
+        idx = next(header.index(k) for k in _NAME_KEYS if k in header)
+        names = [cell(r, idx) for r in rows[1:]]
+    elif any(k in header for k in _FIRST_KEYS + _LAST_KEYS):
+        first = [i for i, h in enumerate(header) if h in _FIRST_KEYS][:1]
+        last = [i for i, h in enumerate(header) if h in _LAST_KEYS]
+        names = [" ".join(x for x in (cell(r, i) for i in first + last) if x) for r in rows[1:]]
     else:
         names = [r[0] for r in rows]
     names = [" ".join(n.split()) for n in names if n.strip()]

@@ -23,7 +23,7 @@ from appliance.people import accounts
 from appliance.people.passwords import hash_password
 from appliance.store.database import now_iso
 from appliance.web import device, imports
-from appliance.web.security import current_user, hash_token, requires
+from appliance.web.security import current_user, hash_token, keep_own_session, requires
 
 log = logging.getLogger(__name__)
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -89,7 +89,12 @@ def set_password(user_id: int):
         _services().db.write(lambda c: accounts.set_password(c, user_id, new_hash))
     except AppError as exc:
         return _users_page(error=exc.message, code=exc.status)
-    flash(_("The password was changed. That person's other sessions are signed out."))
+    if user_id == current_user()["id"]:
+        with _services().db.read() as conn:
+            keep_own_session(accounts.get_user(conn, user_id))  # their own password: they stay signed in here
+        flash(_("Your password was changed. Your other sessions are signed out."))
+    else:
+        flash(_("The password was changed. That person's sessions are signed out."))
     return redirect(url_for("admin.users"))
 
 
@@ -126,7 +131,13 @@ def content():
             " (SELECT COUNT(*) FROM exercises e WHERE e.course_id = c.id) AS exercises FROM courses c ORDER BY c.title")]
     return render_template("admin/content.html", courses=courses, available=jobs is not None,
                            recent=jobs.list()[:10] if jobs is not None else [], job_id=request.args.get("job"),
-                           max_mb=services.cfg.web.max_upload_mb)
+                           max_mb=services.cfg.web.max_upload_mb, import_status=_import_status())
+
+
+def _import_status() -> dict[str, str]:
+    """What an import did (``ImportResult.status``), in the page's language."""
+    return {"installed": _("installed"), "upgraded": _("updated"), "downgraded": _("replaced by an older version"),
+            "reinstalled": _("installed again"), "unchanged": _("already installed, nothing changed")}
 
 
 @bp.post("/content")

@@ -75,6 +75,12 @@ def sign_in(user_row) -> None:
     session.permanent = True
 
 
+def keep_own_session(user_row) -> None:
+    """After a user changed their own password: this session stays signed in (the others do not)."""
+    if session.get("uid") == user_row["id"]:
+        session["gen"] = _session_generation(user_row)
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 

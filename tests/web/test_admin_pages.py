@@ -65,6 +65,21 @@ def test_password_change_signs_out_other_sessions(app, teacher, admin_client):
     assert sign_in_staff(app.test_client(), "tom", "brand new secret").status_code == 302
 
 
+def test_an_admin_who_changes_their_own_password_stays_signed_in(app, services, admin_client):
+    # It landed on a bare "Please sign in first" page and the message was lost.
+    with services.db.read() as conn:
+        me = conn.execute("SELECT id, username FROM users WHERE role = 'admin'").fetchone()
+    elsewhere = app.test_client()
+    assert sign_in_staff(elsewhere, me["username"]).status_code == 302
+    resp = admin_client.post(f"/admin/users/{me['id']}/password",
+                             data={"csrf_token": _token(admin_client), "password": "my new long secret"})
+    assert resp.status_code == 302
+    page = admin_client.get(resp.location)
+    assert page.status_code == 200 and "Your password was changed. Your other sessions are signed out." in page.get_data(as_text=True)
+    assert elsewhere.get("/admin/").status_code == 401
+    assert sign_in_staff(app.test_client(), me["username"], "my new long secret").status_code == 302
+
+
 def test_backup_download_and_restore_round_trip(app, services, tmp_path, course, klass, admin_client):
     resp = admin_client.post("/admin/backup/download", data={"csrf_token": _token(admin_client, "/admin/backup")})
     assert resp.status_code == 200 and "attachment" in resp.headers["Content-Disposition"]
@@ -128,8 +143,16 @@ def test_course_import_through_the_api_with_progress(tmp_path, content_attached,
     job = _wait_job(admin_client, resp.get_json()["id"])
     assert job["state"] == "done" and job["percent"] == 100.0 and job["result"]["lessons"] >= 6
     page = admin_client.get("/admin/content").get_data(as_text=True)
-    assert job["result"]["title"] in page and "Installed" in page
+    assert job["result"]["title"] in page and "(installed)" in page
     assert not list((content_attached.data_dir / "uploads").glob("*"))  # the upload was removed
+    # The same bundle again changes nothing, and the page says so (not "Installed").
+    with open(bundle, "rb") as f:
+        again = admin_client.post("/api/v1/imports", headers={"X-CSRF-Token": token},
+                                  data={"bundle": (f, "demo.zip")}, content_type="multipart/form-data")
+    assert _wait_job(admin_client, again.get_json()["id"])["result"]["status"] == "unchanged"
+    page = admin_client.get("/admin/content").get_data(as_text=True)
+    assert "(already installed, nothing changed)" in page
+    assert 'data-msg-done-unchanged="Already installed, nothing changed: {title} (version {version})."' in page
 
 
 def test_bad_bundle_is_refused_with_a_clear_message(content_attached, admin_client):
@@ -140,7 +163,8 @@ def test_bad_bundle_is_refused_with_a_clear_message(content_attached, admin_clie
                              data={"bundle": (io.BytesIO(b"PK\x03\x04 not really a zip"), "bad.zip")},
                              content_type="multipart/form-data")
     job = _wait_job(admin_client, resp.get_json()["id"])
-    assert job["state"] == "failed" and job["error"]
+    # Named as the admin chose it, not by the random name the upload was stored under.
+    assert job["state"] == "failed" and job["error"].startswith("bad.zip is not a readable zip file"), job["error"]
     wrong_type = admin_client.post("/api/v1/imports", headers={"X-CSRF-Token": token},
                                    data={"bundle": (io.BytesIO(b"x"), "notes.txt")}, content_type="multipart/form-data")
     assert wrong_type.status_code == 400 and ".zip" in wrong_type.get_json()["error"]

@@ -20,16 +20,36 @@ def test_roster_csv_formats():
     assert classes.parse_roster_csv("\ufeffFirst Name;Last Name\nLi;Wei\nSam;\n") == ["Li Wei", "Sam"]
     assert classes.parse_roster_csv("Ana\nBen\n\n  Carla   Diaz \n") == ["Ana", "Ben", "Carla Diaz"]
     assert classes.parse_roster_csv("given name\tfamily name\nJo\tSmith\n") == ["Jo Smith"]
+    # A Spanish spreadsheet's headings, with both surnames (the heading row was added as a pupil "Nombre").
+    assert classes.parse_roster_csv("Nombre;Apellidos\nLucía;Fernández\nMateo;Ruiz\n") == ["Lucía Fernández", "Mateo Ruiz"]
+    assert classes.parse_roster_csv("Nombre,Primer apellido,Segundo apellido\nAna,Gil,Sanz\n") == ["Ana Gil Sanz"]
+    assert classes.parse_roster_csv("Alumno\nLeo Martín\n") == ["Leo Martín"]
     with pytest.raises(BadRequest, match="twice"):
         classes.parse_roster_csv("name\nAna\nana\n")
+    assert classes.parse_roster_csv("name\rAna\rBen\r") == ["Ana", "Ben"]  # old Mac line ends (a csv error, a 500)
+    with pytest.raises(BadRequest, match="could not be read as a class list"):
+        classes.parse_roster_csv("name\n" + "x" * 200_000)  # csv's own error (a field over its limit), not a 500
     with pytest.raises(BadRequest):
         classes.parse_roster_csv("   \n")
     with pytest.raises(BadRequest):
         classes.parse_roster_csv("name\n\n")
 
 
+def test_class_list_files_are_decoded_or_refused():
+    text = "Name\nZoë\nLi\n"
+    assert classes.decode_roster(text.encode("utf-16")) == "\ufeff" + text or classes.decode_roster(text.encode("utf-16")) == text
+    assert classes.parse_roster_csv(classes.decode_roster(text.encode("utf-16"))) == ["Zoë", "Li"]  # Excel "Unicode text"
+    assert classes.decode_roster("Zoë".encode("latin-1")) == "Zoë"
+    for not_a_list in (b"PK\x03\x04\x14\x00zip", b"N\x00a\x00m\x00e\x00"):  # a zip; UTF-16 without its mark
+        with pytest.raises(BadRequest, match="not a class list"):
+            classes.decode_roster(not_a_list)
+
+
 def test_names_and_usernames():
     assert clean_name("  Ana   María ") == "Ana María"
+    assert clean_name("Zo\x00e\x07") == "Zo e"  # control characters are no part of a name
+    with pytest.raises(BadRequest):
+        clean_name("\x00")
     with pytest.raises(BadRequest):
         clean_name(" ")
     with pytest.raises(BadRequest):

@@ -362,3 +362,19 @@ def test_wrong_runs_count_only_a_skills_own_questions():
     assert wrong_runs(Rows([("w-1", 0)] * 3), 1, plan) == {(1, "word")}
     assert wrong_runs(Rows([("of-1", 0), ("w-1", 0), ("of-1", 0), ("of-1", 0)]), 1, plan) == {(1, "of")}
     assert wrong_runs(Rows([("of-1", 0), ("of-1", 1), ("of-1", 0), ("of-1", 0)]), 1, plan) == set()
+
+
+def test_a_class_list_that_is_not_one_is_refused_clearly(services, klass, teacher_client):
+    import io
+
+    url = f"/teach/classes/{klass['id']}/import"
+    zipped = teacher_client.post(url, data={"csrf_token": _token(teacher_client),
+                                            "file": (io.BytesIO(b"PK\x03\x04\x14\x00\x00\x00\r\nbinary"), "class.zip")},
+                                 content_type="multipart/form-data")
+    assert zipped.status_code == 400 and "That file is not a class list" in zipped.get_data(as_text=True)  # was a 500
+    nothing = teacher_client.post(url, data={"csrf_token": _token(teacher_client), "names": "  "})
+    assert nothing.status_code == 400 and "Choose a class list file or paste the names first." in nothing.get_data(as_text=True)
+    excel = "Nombre;Apellidos\nLucía;Fernández\n".encode("utf-16")
+    ok = teacher_client.post(url, data={"csrf_token": _token(teacher_client), "file": (io.BytesIO(excel), "lista.txt")},
+                             content_type="multipart/form-data")
+    assert ok.status_code == 200 and "Lucía Fernández" in ok.get_data(as_text=True)

@@ -61,7 +61,9 @@
           bar.value = job.percent || 0;
           if (job.state === "done") {
             bar.value = 100;
-            finish("done", msg("done", { title: job.result.title, version: job.result.version }));
+            // "unchanged" is not "installed": the same version again changes nothing on the box.
+            var how = form.hasAttribute("data-msg-done-" + job.result.status) ? "done-" + job.result.status : "done";
+            finish("done", msg(how, { title: job.result.title, version: job.result.version }));
           } else if (job.state === "failed" || job.state === "cancelled") {
             finish("failed", msg("failed", { error: job.error || "" }));
           } else {

@@ -129,12 +129,11 @@ def import_roster(class_id: int):
         raw = upload.read(MAX_CSV_BYTES + 1)
         if len(raw) > MAX_CSV_BYTES:
             raise BadRequest(_("That file is too big for a class list."))
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text = raw.decode("latin-1")  # older spreadsheet exports; every byte maps to a character
+        text = cls_mod.decode_roster(raw)
     else:
         text = request.form.get("names", "")
+        if not text.strip():
+            raise BadRequest(_("Choose a class list file or paste the names first."))
     names = cls_mod.parse_roster_csv(text)
     added, skipped = cls_mod.enrol_new_students(_db(), class_id, names, skip_existing=True)
     log.info("imported %d students into class %d", len(added), class_id)
