@@ -306,6 +306,8 @@ class Repository:
         """The version that was active before the current one and is still on disk."""
         current = self.active_version(name)
         available = set(self.versions(name))
+        if not available:
+            raise NotFound(f"model {name!r} is not in {self.root}")  # not "no earlier version" (a 409)
         stack = [v for v in self.history(name) if v in available]
         while stack and stack[-1] == current:
             stack.pop()

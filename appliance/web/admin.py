@@ -41,6 +41,34 @@ def status():
                            human_duration=device.human_duration)
 
 
+@bp.post("/models/<name>/activate")
+@requires("admin")
+def activate_model(name: str):
+    """Serve another version of a model (``models activate`` on the page); every web worker follows."""
+    version = request.form.get("version", "")
+    return _model_change(lambda engine: (engine.activate(name, version), version)[1], name)
+
+
+@bp.post("/models/<name>/rollback")
+@requires("admin")
+def rollback_model(name: str):
+    """Serve the version served before this one (``models rollback``)."""
+    return _model_change(lambda engine: engine.rollback(name), name)
+
+
+def _model_change(change, name: str):
+    engine = _services().get("inference")
+    try:
+        if engine is None:
+            raise AppError(_("The inference engine is not running on this box."))
+        version = change(engine)
+    except AppError as exc:
+        flash(_("%(model)s was not changed: %(why)s", model=name, why=exc.message), "error")
+    else:
+        flash(_("%(model)s: version %(version)s is served now.", model=name, version=version))
+    return redirect(url_for("admin.status"))  # the message is at the top of the page
+
+
 def _users_page(error=None, token=None, code=200):
     with _services().db.read() as conn:
         staff = accounts.list_staff(conn)

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from inference_models import affine_model, write_version
 
-from appliance.errors import BadRequest, Conflict, IntegrityError
+from appliance.errors import BadRequest, Conflict, IntegrityError, NotFound
 from appliance.inference.repository import Repository
 from appliance.inference.signing import sign_manifest
 
@@ -123,6 +123,8 @@ def test_rollback_with_nothing_older_is_a_conflict(repo):
     write_version(repo, "m", "1", affine_model(1.0))
     with pytest.raises(Conflict, match="no earlier version"):
         Repository(repo).rollback_target("m")
+    with pytest.raises(NotFound, match="'nosuch' is not in"):  # a typo is a 404, not "no earlier version"
+        Repository(repo).rollback_target("nosuch")
 
 
 def test_import_is_all_or_nothing(repo, tmp_path):

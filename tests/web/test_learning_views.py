@@ -227,6 +227,39 @@ def test_admin_model_figures_add_up_the_web_workers(admin_client, student_client
     assert "5 of them refused or failed" in rows["learner"][1] and "refused" not in rows["minilm"][1]
 
 
+def test_admin_serves_another_model_version_and_rolls_back_from_the_page(models, tmp_path, monkeypatch):
+    """The versions on disk and the buttons of ``models activate`` / ``models rollback``, on a copy of
+    the models with a second learner version (the same bytes)."""
+    import shutil
+
+    from lms_fixtures import sign_in_staff
+
+    repo = tmp_path / "models"
+    shutil.copytree(models, repo)
+    shutil.copytree(repo / "learner" / "1", repo / "learner" / "2")
+    services = learning_services(tmp_path / "data", repo)
+    try:
+        make_staff(services.db, "admin", "ada")
+        client = create_app(services).test_client()
+        assert sign_in_staff(client, "ada").status_code == 302
+        html = client.get("/admin/").get_data(as_text=True)
+        assert '<td data-label="Version">2</td>' in html and '<option>1</option>' in html
+        assert 'action="/admin/models/minilm/activate"' not in html  # one version: nothing to choose
+        token = csrf_of(html)
+        done = client.post("/admin/models/learner/activate", data={"csrf_token": token, "version": "1"})
+        assert done.status_code == 302 and done.location.endswith("/admin/")
+        page = client.get(done.location).get_data(as_text=True)
+        assert "learner: version 1 is served now." in page and '<td data-label="Version">1</td>' in page
+        assert services.get("inference").loaded("learner").mv.version == "1"
+        back = client.get(client.post("/admin/models/learner/rollback", data={"csrf_token": token}).location)
+        assert "learner: version 2 is served now." in back.get_data(as_text=True)
+        bad = client.get(client.post("/admin/models/learner/activate", data={"csrf_token": token, "version": "9"}).location)
+        assert 'class="notice bad" role="alert">learner was not changed:' in bad.get_data(as_text=True)
+        assert services.get("inference").loaded("learner").mv.version == "2"
+    finally:
+        services.close()
+
+
 def test_grid_says_where_mastery_comes_from(teacher_client, klass, course):
     html = teacher_client.get(f"/teach/classes/{klass['id']}/progress").get_data(as_text=True)
     assert "Mastery is the learner model's estimate (learner v1) from each student's answers, as of now" in unescape(html)
