@@ -14,6 +14,7 @@ from flask import (
     render_template,
     request,
     send_file,
+    session,
     url_for,
 )
 from flask_babel import gettext as _
@@ -75,7 +76,8 @@ def _users_page(error=None, token=None, code=200):
         tokens = [dict(r) for r in conn.execute(
             "SELECT t.id, t.name, t.created_at, t.last_used_at, u.username FROM api_tokens t"
             " JOIN users u ON u.id = t.user_id ORDER BY t.created_at DESC")]
-    return render_template("admin/users.html", staff=staff, tokens=tokens, error=error, token=token), code
+    return render_template("admin/users.html", staff=staff, tokens=tokens, error=error, token=token,
+                           token_request_id=secrets.token_urlsafe(12)), code
 
 
 @bp.get("/users")
@@ -131,12 +133,28 @@ def set_password(user_id: int):
 def create_token():
     """An API token for automation (Ansible, scripts), shown once; only its hash is stored."""
     name = " ".join(request.form.get("name", "").split())[:60] or "token"
+    # The new token is shown on the answer to this POST: reloading that page sends the form again.
+    # Each form carries its own id, and an id seen before makes no second token.
+    request_id = request.form.get("request_id", "")[:40]
+    done = session.get("token_requests", [])
+    if request_id and request_id in done:
+        return _users_page(error=_("That token was already made, and a token is shown only once. Make a new one"
+                                   " if you did not copy it, and revoke the other."), code=409)
+    if request_id:
+        session["token_requests"] = (done + [request_id])[-5:]
     token = "ce_" + secrets.token_urlsafe(32)
     uid = current_user()["id"]
     _services().db.write(lambda c: c.execute(
         "INSERT INTO api_tokens (user_id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
         (uid, name, hash_token(token), now_iso())))
     return _users_page(token={"name": name, "value": token})
+
+
+@bp.get("/tokens")
+@requires("admin")
+def tokens_page():
+    """Where the new token was shown; opened again (a bookmark, the address bar) it is the users page."""
+    return redirect(url_for("admin.users") + "#tokens-h")
 
 
 @bp.post("/tokens/<int:token_id>/revoke")

@@ -58,6 +58,23 @@ def test_bearer_token_for_automation(app, services, admin_client):
     assert created.status_code == 302
     bad = c.get("/api/v1/status", headers={"Authorization": "Bearer nope"})
     assert bad.status_code == 401 and bad.is_json
+    # The users page says when a token was last used (so a dead one can be revoked).
+    assert "last used 20" in admin_client.get("/admin/users").get_data(as_text=True)
+
+
+def test_reloading_the_new_token_page_makes_no_second_token(services, admin_client):
+    page = admin_client.get("/admin/users").get_data(as_text=True)
+    form = {"csrf_token": csrf_of(page), "name": "ansible",
+            "request_id": re.search(r'name="request_id" value="([^"]+)"', page).group(1)}
+    assert 'data-testid="token"' in admin_client.post("/admin/tokens", data=form).get_data(as_text=True)
+    again = admin_client.post("/admin/tokens", data=form)  # F5 on the answer sends the same form
+    assert again.status_code == 409 and "That token was already made" in again.get_data(as_text=True)
+    assert 'data-testid="token"' not in again.get_data(as_text=True)
+    with services.db.read() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM api_tokens").fetchone()[0] == 1
+    # The page's address opened again is the users page, not a 405.
+    assert admin_client.get("/admin/tokens").location.endswith("/admin/users#tokens-h")
+    assert "never used" in admin_client.get("/admin/users").get_data(as_text=True)
 
 
 def test_course_list_api(course, student_client):
