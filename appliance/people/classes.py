@@ -29,22 +29,55 @@ MAX_ROSTER_IMPORT = 200
 LANGUAGE_CODES = ("en", "es")
 
 
+def _unique_class_name(conn: sqlite3.Connection, name: str, class_id: int | None = None) -> str:
+    """The cleaned name, refused when another class has it: children pick their class by its name,
+    and two "5B" buttons on the sign-in page cannot be told apart."""
+    name = clean_name(name)
+    same = conn.execute("SELECT 1 FROM classes WHERE lower(name) = lower(?) AND id IS NOT ?", (name, class_id)).fetchone()
+    if same is not None:
+        raise BadRequest(_("There is already a class called “%(name)s”. Give this one another name, with the"
+                           " year or the room in it.", name=name))
+    return name
+
+
+def _teacher(conn: sqlite3.Connection, teacher_id: int | None) -> int | None:
+    if teacher_id is None:
+        return None
+    row = conn.execute("SELECT 1 FROM users WHERE id = ? AND role IN ('teacher', 'admin') AND disabled = 0",
+                       (teacher_id,)).fetchone()
+    if row is None:
+        raise BadRequest(_("Choose a teacher from the list."))
+    return teacher_id
+
+
 def create_class(conn: sqlite3.Connection, *, name: str, teacher_id: int | None, uses_pin: bool = True,
                  language: str | None = None) -> int:
     if language and language not in LANGUAGE_CODES:
         raise BadRequest(_("Unknown language '%(code)s'.", code=language))
     cur = conn.execute(
         "INSERT INTO classes (name, teacher_id, uses_pin, language, created_at) VALUES (?, ?, ?, ?, ?)",
-        (clean_name(name), teacher_id, 1 if uses_pin else 0, language or None, now_iso()),
+        (_unique_class_name(conn, name), _teacher(conn, teacher_id), 1 if uses_pin else 0, language or None, now_iso()),
     )
     return cur.lastrowid
 
 
-def update_class(conn: sqlite3.Connection, class_id: int, *, name: str, uses_pin: bool, language: str | None) -> None:
+def update_class(conn: sqlite3.Connection, class_id: int, *, name: str, uses_pin: bool, language: str | None,
+                 teacher_id: int | None = None) -> None:
+    """``teacher_id``: hand the class to another teacher (an administrator sets classes up for them);
+    None keeps the class's teacher."""
     if language and language not in LANGUAGE_CODES:
         raise BadRequest(_("Unknown language '%(code)s'.", code=language))
     conn.execute("UPDATE classes SET name = ?, uses_pin = ?, language = ? WHERE id = ?",
-                 (clean_name(name), 1 if uses_pin else 0, language or None, class_id))
+                 (_unique_class_name(conn, name, class_id), 1 if uses_pin else 0, language or None, class_id))
+    if teacher_id is not None:
+        conn.execute("UPDATE classes SET teacher_id = ? WHERE id = ?", (_teacher(conn, teacher_id), class_id))
+
+
+def teachers(conn: sqlite3.Connection) -> list[dict]:
+    """Who a class can belong to: the teachers and administrators whose accounts are on."""
+    return [dict(r) for r in conn.execute(
+        "SELECT id, display_name, username, role FROM users WHERE role IN ('teacher', 'admin') AND disabled = 0"
+        " ORDER BY role = 'admin', display_name COLLATE NOCASE")]
 
 
 def get_class(conn: sqlite3.Connection, class_id: int, user: dict | None = None) -> dict:

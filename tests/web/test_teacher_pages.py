@@ -177,6 +177,49 @@ def test_admin_sees_every_class(admin_client, klass):
     assert admin_client.get(f"/teach/classes/{klass['id']}").status_code == 200
 
 
+def test_an_admin_sets_up_a_class_for_a_teacher_and_hands_it_over(app, services, admin, teacher, klass,
+                                                                    admin_client, teacher_client):
+    # An admin's class was the admin's: the teacher it was made for never saw it.
+    home = admin_client.get("/teach/").get_data(as_text=True)
+    assert 'name="teacher_id"' in home and f'<option value="{teacher["id"]}" >Tom (tom)</option>' in home
+    made = admin_client.post("/teach/classes", data={"csrf_token": _token(admin_client), "name": "5B",
+                                                     "teacher_id": str(teacher["id"]), "uses_pin": "on"})
+    assert made.status_code == 302
+    assert "5B" in teacher_client.get("/teach/").get_data(as_text=True)
+    # Handed to another teacher from the class's settings.
+    tina = make_staff(services.db, "teacher", "tina")
+    settings = admin_client.post(f"/teach/classes/{klass['id']}/settings", data={
+        "csrf_token": _token(admin_client), "name": "Class 4B", "uses_pin": "on", "teacher_id": str(tina["id"])})
+    assert settings.status_code == 302
+    assert teacher_client.get(f"/teach/classes/{klass['id']}").status_code == 404
+    tina_client = app.test_client()
+    sign_in_staff(tina_client, "tina")
+    assert tina_client.get(f"/teach/classes/{klass['id']}").status_code == 200
+    # A teacher's form cannot hand a class on (the field is an admin's): the class stays Tina's.
+    assert 'name="teacher_id"' not in tina_client.get(f"/teach/classes/{klass['id']}").get_data(as_text=True)
+    tina_client.post(f"/teach/classes/{klass['id']}/settings", data={
+        "csrf_token": _token(tina_client), "name": "Class 4B", "uses_pin": "on", "teacher_id": str(teacher["id"])})
+    assert tina_client.get(f"/teach/classes/{klass['id']}").status_code == 200
+
+
+def test_two_classes_cannot_share_a_name(services, klass, teacher_client):
+    # Children pick their class by its name: two "Class 4B" buttons cannot be told apart.
+    again = teacher_client.post("/teach/classes", data={"csrf_token": _token(teacher_client), "name": "class 4b"})
+    page = again.get_data(as_text=True)
+    assert again.status_code == 400 and "There is already a class called “class 4b”" in page
+    assert 'value="class 4b"' in page  # the form keeps what was typed
+    teacher_client.post("/teach/classes", data={"csrf_token": _token(teacher_client), "name": "Class 5A"})
+    with services.db.read() as conn:
+        five = conn.execute("SELECT id FROM classes WHERE name = 'Class 5A'").fetchone()[0]
+    rename = teacher_client.post(f"/teach/classes/{five}/settings", data={
+        "csrf_token": _token(teacher_client), "name": "Class 4B", "uses_pin": "on"})
+    assert rename.status_code == 302
+    page = teacher_client.get(rename.location).get_data(as_text=True)
+    assert "The class settings were not saved: There is already a class called" in page
+    assert teacher_client.post(f"/teach/classes/{five}/settings", data={  # its own name again is fine
+        "csrf_token": _token(teacher_client), "name": "Class 5A", "uses_pin": "on"}).status_code == 302
+
+
 def test_class_language_applies_to_its_students(app, services, teacher):
     class_id, students = make_class(services.db, teacher["id"], ["Lucia"], name="Clase 3", language="es")
     c = app.test_client()

@@ -53,11 +53,26 @@ def answers_to_check(conn, below: float, class_ids: list[int]) -> dict[int, int]
 @bp.get("/")
 @requires("teacher", "admin")
 def home():
+    return _home(current_user())
+
+
+def _home(user: dict, error: str | None = None, form=None):
     with _db().read() as conn:
-        classes = cls_mod.classes_for(conn, current_user())
+        classes = cls_mod.classes_for(conn, user)
         to_check = answers_to_check(conn, _below(), [c["id"] for c in classes])
-    return render_template("teacher/home.html", classes=classes, languages=cls_mod.LANGUAGE_CODES, error=None,
-                           to_check=to_check)
+        teachers = cls_mod.teachers(conn) if user["role"] == "admin" else []
+    return render_template("teacher/home.html", classes=classes, languages=cls_mod.LANGUAGE_CODES, error=error,
+                           to_check=to_check, teachers=teachers, form=form or {})
+
+
+def _chosen_teacher(user: dict) -> int | None:
+    """The teacher an administrator chose for a class (the form's ``teacher_id``); None for a teacher."""
+    raw = request.form.get("teacher_id", "")
+    if user["role"] != "admin" or not raw:
+        return None
+    if not raw.isdigit():
+        raise BadRequest(_("Choose a teacher from the list."))
+    return int(raw)
 
 
 @bp.post("/classes")
@@ -67,15 +82,12 @@ def create_class():
     # Read the form here: the write runs in the database's writer thread, outside this request.
     name, uses_pin = request.form.get("name", ""), request.form.get("uses_pin") == "on"
     language = _language(request.form.get("language"))
+    teacher_id = _chosen_teacher(user)
     try:
         class_id = _db().write(lambda c: cls_mod.create_class(
-            c, name=name, teacher_id=user["id"], uses_pin=uses_pin, language=language))
+            c, name=name, teacher_id=teacher_id or user["id"], uses_pin=uses_pin, language=language))
     except BadRequest as exc:
-        with _db().read() as conn:
-            classes = cls_mod.classes_for(conn, user)
-            to_check = answers_to_check(conn, _below(), [c["id"] for c in classes])
-        return render_template("teacher/home.html", classes=classes, languages=cls_mod.LANGUAGE_CODES,
-                               error=exc.message, to_check=to_check), 400
+        return _home(user, error=exc.message, form=request.form), 400
     flash(_("The class was created. Now add your students."))
     return redirect(url_for("teacher.class_page", class_id=class_id))
 
@@ -93,8 +105,9 @@ def class_page(class_id: int):
             course["lessons"] = [dict(r, assigned=(course["id"], r["id"]) in assigned) for r in conn.execute(
                 "SELECT id, title FROM lessons WHERE course_id = ? ORDER BY position", (course["id"],))]
         to_check = answers_to_check(conn, _below(), [class_id]).get(class_id, 0)
+        teachers = cls_mod.teachers(conn) if current_user()["role"] == "admin" else []
     return render_template("teacher/class.html", cls=cls, students=students, courses=courses,
-                           languages=cls_mod.LANGUAGE_CODES, to_check=to_check)
+                           languages=cls_mod.LANGUAGE_CODES, to_check=to_check, teachers=teachers)
 
 
 @bp.post("/classes/<int:class_id>/settings")
@@ -103,7 +116,13 @@ def class_settings(class_id: int):
     _class_or_404(class_id)
     name, uses_pin = request.form.get("name", ""), request.form.get("uses_pin") == "on"
     language = _language(request.form.get("language"))
-    _db().write(lambda c: cls_mod.update_class(c, class_id, name=name, uses_pin=uses_pin, language=language))
+    try:
+        teacher_id = _chosen_teacher(current_user())
+        _db().write(lambda c: cls_mod.update_class(c, class_id, name=name, uses_pin=uses_pin, language=language,
+                                                   teacher_id=teacher_id))
+    except BadRequest as exc:  # back to the class page, the refusal on top (not an error page)
+        flash(_("The class settings were not saved: %(why)s", why=exc.message), "error")
+        return redirect(url_for("teacher.class_page", class_id=class_id) + "#settings-h")
     flash(_("The class settings are saved."))
     return redirect(url_for("teacher.class_page", class_id=class_id))
 
