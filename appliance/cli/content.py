@@ -38,7 +38,10 @@ def register(sub) -> None:
     key.add_argument("keyfile", help="where to write the private key (created with mode 0600, never overwritten)")
     key.set_defaults(func=_keygen)
 
-    for action in (imp, ls, exp, demo):
+    rm = csub.add_parser("remove", help="take a course off the box (its students' answers are kept)")
+    rm.add_argument("course_id")
+    rm.set_defaults(func=_remove)
+    for action in (imp, ls, exp, demo, rm):
         action.add_argument("--data-dir", help="override [storage] data_dir")
 
 
@@ -118,6 +121,19 @@ def _export(args) -> int:
     finally:
         services.close()
     print(f"exported {args.course_id} to {path}")
+    return 0
+
+
+def _remove(args) -> int:
+    from appliance.content.remover import remove_course
+
+    services = _services(args)
+    try:
+        removed = remove_course(services.db, args.course_id)
+    finally:
+        services.close()
+    print(f"removed {removed['id']} ({removed['title']} {removed['version']}); its students' answers are kept,"
+          " and importing it again brings their progress back")
     return 0
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
 import time
+from pathlib import Path
 
 from flask import (
     Blueprint,
@@ -19,7 +21,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 
-from appliance.errors import AppError, BadRequest
+from appliance.errors import AppError, BadRequest, NotFound
 from appliance.people import accounts
 from appliance.people.passwords import hash_password
 from appliance.store.database import now_iso
@@ -184,6 +186,40 @@ def _import_status() -> dict[str, str]:
     """What an import did (``ImportResult.status``), in the page's language."""
     return {"installed": _("installed"), "upgraded": _("updated"), "downgraded": _("replaced by an older version"),
             "reinstalled": _("installed again"), "unchanged": _("already installed, nothing changed")}
+
+
+@bp.post("/content/<course_id>/remove")
+@requires("admin")
+def remove_content(course_id: str):
+    from appliance.content.remover import remove_course
+
+    removed = remove_course(_services().db, course_id)
+    flash(_("“%(title)s” was removed. Your students' answers to it are kept: importing the course again brings"
+            " their progress back.", title=removed["title"]))
+    return redirect(url_for("admin.content"))
+
+
+@bp.post("/content/<course_id>/export")
+@requires("admin")
+def export_content(course_id: str):
+    """The course as a bundle (.zip) to keep or to import on another box (``content export``)."""
+    import tempfile
+
+    from appliance.content.exporter import export_course
+
+    services = _services()
+    with services.db.read() as conn:
+        row = conn.execute("SELECT version FROM courses WHERE id = ?", (course_id,)).fetchone()
+    if row is None:
+        raise NotFound(_("There is no course “%(id)s” on this box.", id=course_id))
+    work = Path(tempfile.mkdtemp(prefix="export-", dir=services.data_dir))
+    try:
+        path = export_course(services.db, services.get("blobs"), course_id, work / f"{course_id}-{row[0]}.zip")
+        data = open(path, "rb")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the open file stays readable until it is sent
+    return send_file(data, mimetype="application/zip", as_attachment=True, download_name=f"{course_id}-{row[0]}.zip",
+                     max_age=0)
 
 
 @bp.post("/content")

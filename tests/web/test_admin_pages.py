@@ -175,3 +175,73 @@ def test_import_unavailable_without_content_engine(admin_client):
     assert "Course import is not available" in html
     resp = admin_client.get("/api/v1/imports/abc")
     assert resp.status_code == 503 and resp.is_json
+
+
+def test_a_course_is_downloaded_removed_and_brought_back_with_its_progress(tmp_path, content_attached, admin_client,
+                                                                           klass, capsys):
+    import io
+    import zipfile
+
+    from appliance.content import demo
+
+    services = content_attached
+    token = _token(admin_client, "/admin/content")
+    with open(demo.write(tmp_path / "demo.zip", "en"), "rb") as f:
+        job = admin_client.post("/api/v1/imports", headers={"X-CSRF-Token": token}, data={"bundle": (f, "demo.zip")},
+                                content_type="multipart/form-data").get_json()
+    assert _wait_job(admin_client, job["id"])["state"] == "done"
+    ana = klass["students"]["Ana"]["id"]
+    services.db.write(lambda c: c.execute(
+        "INSERT INTO attempts (attempt_uid, student_id, course_id, exercise_id, answer, correct, score, graded_by,"
+        " created_at) VALUES ('u1', ?, 'fractions', 'basics-01', '{}', 1, 1, 'rule', '2026-11-22T10:00:00Z')", (ana,)))
+    page = admin_client.get("/admin/content").get_data(as_text=True)
+    assert 'action="/admin/content/fractions/remove"' in page and 'data-confirm="Remove “Fractions' in page
+    # Download: the bundle as the CLI's export writes it.
+    got = admin_client.post("/admin/content/fractions/export", data={"csrf_token": token})
+    assert got.status_code == 200 and got.mimetype == "application/zip"
+    assert "fractions-" in got.headers["Content-Disposition"]
+    bundle = got.get_data()
+    got.close()
+    assert "course.json" in zipfile.ZipFile(io.BytesIO(bundle)).namelist()
+    assert not [p for p in services.data_dir.iterdir() if p.name.startswith("export-")]  # nothing left behind
+    # Remove: gone from the box, the answers kept.
+    done = admin_client.post("/admin/content/fractions/remove", data={"csrf_token": token})
+    assert done.status_code == 302
+    page = admin_client.get(done.location).get_data(as_text=True).replace("&#39;", "'")
+    assert "was removed. Your students' answers to it are kept" in page
+    with services.db.read() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM courses WHERE id = 'fractions'").fetchone()[0] == 0
+        assert conn.execute("SELECT COUNT(*) FROM exercises WHERE course_id = 'fractions'").fetchone()[0] == 0
+        assert conn.execute("SELECT COUNT(*) FROM blobs WHERE pinned = 1").fetchone()[0] == 0
+        assert conn.execute("SELECT COUNT(*) FROM attempts WHERE course_id = 'fractions'").fetchone()[0] == 1
+    assert admin_client.post("/admin/content/fractions/remove", data={"csrf_token": token}).status_code == 404
+    # The downloaded bundle brings it back.
+    again = admin_client.post("/api/v1/imports", headers={"X-CSRF-Token": token},
+                              data={"bundle": (io.BytesIO(bundle), "fractions.zip")}, content_type="multipart/form-data")
+    assert _wait_job(admin_client, again.get_json()["id"])["state"] == "done"
+    # And the command line removes it too.
+    from appliance.cli.main import main as cli
+    assert cli(["content", "remove", "fractions", "--data-dir", str(services.data_dir)]) == 0
+    assert "removed fractions (Fractions" in capsys.readouterr().out
+    assert cli(["content", "remove", "fractions", "--data-dir", str(services.data_dir)]) != 0
+
+
+def test_every_page_works_after_a_course_with_progress_is_removed(services, course, klass, student_client,
+                                                                   teacher_client, admin_client):
+    import uuid
+
+    from appliance.content.remover import remove_course
+
+    token = _token(student_client, "/learn")
+    for ex, answer in (("e1", {"choice": 1}), ("e1", {"choice": 0})):
+        assert student_client.post("/api/v1/attempts", headers={"X-CSRF-Token": token}, json={
+            "attempt_uid": str(uuid.uuid4()), "course_id": course, "exercise_id": ex, "answer": answer}).status_code == 201
+    remove_course(services.db, course)
+    ana = klass["students"]["Ana"]["id"]
+    for client, path in ((student_client, "/learn"), (student_client, "/me/progress"), (student_client, "/api/v1/me/progress"),
+                         (teacher_client, "/teach/"), (teacher_client, f"/teach/classes/{klass['id']}"),
+                         (teacher_client, f"/teach/classes/{klass['id']}/progress"),
+                         (teacher_client, f"/teach/classes/{klass['id']}/students/{ana}"),
+                         (teacher_client, f"/teach/classes/{klass['id']}/grades"), (admin_client, "/admin/"),
+                         (admin_client, "/admin/content")):
+        assert client.get(path).status_code == 200, path

@@ -402,3 +402,20 @@ def test_the_teacher_sees_how_the_model_read_a_misspelt_answer(services, teacher
     html = teacher_client.get(f"/teach/classes/{klass['id']}/grades?show=all").get_data(as_text=True)
     assert "The model read it with the course’s spelling: “<bdi>Both are one half of the whole.</bdi>”" in html
     assert html.count('class="muted small-text read-as"') == 1  # not under the answer spelt right
+
+
+def test_the_learning_pages_work_after_a_course_with_progress_is_removed(services, klass, course, student_client,
+                                                                        teacher_client):
+    from appliance.content.remover import remove_course
+
+    assert _answer(student_client, "e1", {"choice": 1}).status_code == 201
+    assert _answer(student_client, "e6", {"text": "Both are one half of the whole."}).status_code == 201
+    with services.db.read() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM learner_state").fetchone()[0] == 1
+    remove_course(services.db, COURSE_ID)
+    ana = klass["students"]["Ana"]["id"]
+    for client, path in ((student_client, "/learn"), (student_client, "/me/progress"), (student_client, "/api/v1/me/progress"),
+                         (student_client, "/search?q=half"), (teacher_client, f"/teach/classes/{klass['id']}/progress"),
+                         (teacher_client, f"/teach/classes/{klass['id']}/students/{ana}"),
+                         (teacher_client, f"/teach/classes/{klass['id']}/grades?show=all")):
+        assert client.get(path).status_code == 200, path
