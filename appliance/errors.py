@@ -39,6 +39,11 @@ class Forbidden(AppError):
     code = "forbidden"
 
 
+class FormExpired(Forbidden):
+    """A form sent with a CSRF token the session no longer has (signed out meanwhile, an old tab)."""
+    code = "form_expired"
+
+
 class NotFound(AppError):
     status = 404
     code = "not_found"

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 from flask import jsonify, render_template, request
 from flask.json.provider import DefaultJSONProvider
+from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 
 from appliance import jsonsafe
@@ -26,9 +28,18 @@ def _render(status: int, body: dict):
     if wants_json():
         return jsonify(body), status
     try:
-        return render_template("error.html", status=status, message=body["error"]), status
+        return render_template("error.html", status=status, message=body["error"], code=body.get("code", ""),
+                               detail=body.get("detail") or {}, back=_same_site_referrer()), status
     except Exception:  # noqa: BLE001 - the error page itself must never fail
         return f"<!doctype html><title>{status}</title><p>{body['error']}</p>", status, {"Content-Type": "text/html"}
+
+
+def _same_site_referrer() -> str:
+    """The page the request came from, when it is one of ours (the expired form's "Back to the form")."""
+    ref = urlsplit(request.referrer or "")
+    if ref.netloc and ref.netloc != request.host:
+        return ""
+    return (ref.path + ("?" + ref.query if ref.query else "")) if ref.path.startswith("/") else ""
 
 
 class BoundedJSONProvider(DefaultJSONProvider):
@@ -50,7 +61,11 @@ def install(app) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        return _render(exc.code or 500, {"error": exc.description or exc.name, "code": exc.name.lower().replace(" ", "_")})
+        # Werkzeug's own descriptions are English and written for developers.
+        message = {404: _("There is nothing at this address. Check it, or go back to the start page."),
+                   405: _("This address cannot be opened like that. Go back and use the page's buttons.")}.get(
+            exc.code or 500, exc.description or exc.name)
+        return _render(exc.code or 500, {"error": str(message), "code": exc.name.lower().replace(" ", "_")})
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

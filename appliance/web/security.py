@@ -14,9 +14,9 @@ import hashlib
 import hmac
 import secrets
 
-from flask import current_app, g, request, session
+from flask import current_app, g, request, session, url_for
 
-from appliance.errors import Forbidden, Unauthorized
+from appliance.errors import Forbidden, FormExpired, Unauthorized
 from appliance.store.database import now_iso
 
 ROLES = ("anonymous", "student", "teacher", "admin")
@@ -127,14 +127,18 @@ def enforce_roles():
     user = current_user()
     if "anonymous" not in roles:
         if user is None:
-            raise Unauthorized("Please sign in first.")
+            # A teacher's or an admin's page sends them to the staff sign-in, and back here after it.
+            staff_only = "student" not in roles
+            back = request.full_path.rstrip("?") if request.method == "GET" else ""
+            signin = url_for("auth.staff", next=back or None) if staff_only else url_for("auth.signin")
+            raise Unauthorized("Please sign in first.", detail={"signin": signin})
         if user["role"] not in roles:
             raise Forbidden("Your account cannot open this page.")
     if request.method in UNSAFE_METHODS and g.get("auth") != "token" and not getattr(view, "csrf_exempt", False):
         sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token", "")
         expected = session.get("csrf", "")
         if not expected or not hmac.compare_digest(sent, expected):
-            raise Forbidden("This form has expired. Reload the page and try again.")
+            raise FormExpired("This form has expired. Reload the page and try again.")
     return None
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from appliance.errors import AppError, Conflict, NotFound
+from appliance.errors import AppError, Conflict
 from appliance.people.accounts import admin_exists, create_staff
 from appliance.people.passwords import hash_password
 from appliance.web.security import requires, sign_in
@@ -25,7 +25,8 @@ def setup():
     db = current_app.extensions["ce"].db
     with db.read() as conn:
         if admin_exists(conn):
-            raise NotFound(_("This box is already set up. Please sign in."))
+            flash(_("This box is already set up. Please sign in."))
+            return redirect(url_for("auth.staff"))
     form = {"username": request.form.get("username", ""), "display_name": request.form.get("display_name", "")}
     if request.method == "GET":
         return render_template("setup.html", form=form, error=None)

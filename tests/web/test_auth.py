@@ -24,9 +24,17 @@ def test_first_start_redirects_to_setup_and_setup_works_once(app, services):
     with services.db.read() as conn:
         row = conn.execute("SELECT role, password_hash FROM users WHERE username = 'root'").fetchone()
     assert row["role"] == "admin" and row["password_hash"].startswith("$argon2id$")
-    # Once an admin exists, the page is gone for everybody.
+    # Once an admin exists, the page is gone for everybody: it sends them to the staff sign-in.
     other = app.test_client()
-    assert other.get("/setup").status_code == 404
+    gone = other.get("/setup")
+    assert gone.status_code == 302 and gone.location.endswith("/signin/staff")
+    assert "This box is already set up. Please sign in." in other.get(gone.location).get_data(as_text=True)
+    token = page_csrf(other, "/signin/staff")
+    again = other.post("/setup", data={"csrf_token": token, "username": "mallory", "display_name": "M",
+                                       "password": "s3cret-pass", "password2": "s3cret-pass"})
+    assert again.status_code == 302 and again.location.endswith("/signin/staff")
+    with services.db.read() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM users WHERE role = 'admin'").fetchone()[0] == 1
     assert other.get("/").location.endswith("/signin")
 
 
@@ -231,3 +239,23 @@ def test_pages_carry_a_strict_content_security_policy(app):
     csp = resp.headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
     assert "<script>" not in resp.get_data(as_text=True)  # no inline script, so the policy holds
+
+
+def test_error_pages_say_what_to_do_next(app, teacher):
+    c = app.test_client()
+    # A teacher's page signed out: the staff sign-in, and back to the page after it.
+    page = c.get("/teach/classes/1?tab=x")
+    assert page.status_code == 401 and 'href="/signin/staff?next=/teach/classes/1?tab%3Dx"' in page.get_data(as_text=True)
+    assert sign_in_staff(c, "tom").status_code == 302
+    # A student's page sends to the class picker.
+    assert 'href="/signin"' in app.test_client().get("/learn").get_data(as_text=True)
+    # An expired form says so, with the way back to it (it was titled "This page is not for your account").
+    expired = c.post("/teach/classes", data={"csrf_token": "old", "name": "x"},
+                     headers={"Referer": "http://localhost/teach/"})
+    body = expired.get_data(as_text=True)
+    assert expired.status_code == 403 and "<h1>This form has expired</h1>" in body and 'href="/teach/"' in body
+    assert c.post("/teach/classes", data={"csrf_token": "old"}).get_json() is None  # a page, not JSON
+    # Werkzeug's English developer text is replaced, in the page's language.
+    missing = c.get("/no/such/page").get_data(as_text=True)
+    assert "There is nothing at this address" in missing and "requested URL was not found" not in missing
+    assert "This address cannot be opened like that" in c.get("/signout").get_data(as_text=True)
