@@ -44,3 +44,29 @@ def setup_logging(level: str) -> None:
 
 def data_path(cfg: Config, *parts: str) -> Path:
     return Path(cfg.storage.data_dir).joinpath(*parts)
+
+
+def require_database(cfg: Config) -> Path:
+    """The box's database file, which must exist: a command that reads or changes what is on the box,
+    run without ``--data-dir`` outside it, made an empty database in ./var and answered "no courses
+    installed" or ``[]``."""
+    from appliance.errors import NotFound
+
+    path = data_path(cfg, cfg.storage.database)
+    if not path.is_file():
+        raise NotFound(f"there is no database at {path}: is that the box's data directory? Name it with "
+                       "--data-dir DIR (or --config FILE).")
+    return path
+
+
+def database_or_note(cfg: Config) -> bool:
+    """For a list command: True when the box's database exists; else a note on stderr (the list is
+    empty, and nothing is created: provisioning lists the accounts of a box not started yet)."""
+    import sys
+
+    path = data_path(cfg, cfg.storage.database)
+    if path.is_file():
+        return True
+    print(f"classroom-edge: there is no database at {path} (yet): nothing to list. Another data directory? "
+          "Name it with --data-dir DIR (or --config FILE).", file=sys.stderr)
+    return False

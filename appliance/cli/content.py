@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from appliance.cli.common import config_from_args
+from appliance.cli.common import config_from_args, database_or_note, require_database
 
 
 def register(sub) -> None:
@@ -45,11 +45,15 @@ def register(sub) -> None:
         action.add_argument("--data-dir", help="override [storage] data_dir")
 
 
-def _services(args):
+def _services(args, existing: bool = True):
+    """The box's services with its content store; ``existing=False`` for an import, which may be the
+    first thing done on a new box."""
     from appliance.content import attach
     from appliance.services import Services
 
     cfg = config_from_args(args, storage={"data_dir": getattr(args, "data_dir", None)})
+    if existing:
+        require_database(cfg)
     services = Services.open(cfg)
     attach(services)
     return services
@@ -71,7 +75,7 @@ def _progress_printer():
 
 
 def _import(args) -> int:
-    services = _services(args)
+    services = _services(args, existing=False)
     try:
         result = services.get("content_importer").run(args.path, force=args.force, progress=_progress_printer())
     finally:
@@ -89,6 +93,9 @@ def _import(args) -> int:
 
 
 def _list(args) -> int:
+    if not database_or_note(config_from_args(args, storage={"data_dir": args.data_dir})):
+        print(json.dumps({"courses": [], "blobs": None}) if args.json else "no courses installed")
+        return 0
     services = _services(args)
     try:
         with services.db.read() as conn:
@@ -158,7 +165,7 @@ def _demo(args) -> int:
         for p in paths:
             print(f"wrote {p}")
         if args.do_import:
-            services = _services(args)
+            services = _services(args, existing=False)
             try:
                 for p in paths:
                     r = services.get("content_importer").run(p)

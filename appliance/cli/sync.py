@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 
-from appliance.cli.common import config_from_args
+from appliance.cli.common import config_from_args, require_database
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,7 @@ def register(sub) -> None:
     p = sub.add_parser("sync", help="relay the outbox to the district hub and take updates back (runs until stopped)")
     p.add_argument("--config", dest="sub_config", help="config file")
     p.add_argument("--status", action="store_true", help="print the running relay's status as JSON and exit")
+    p.add_argument("--data-dir", help="override [storage] data_dir")
     p.set_defaults(func=_main)
 
 
@@ -44,7 +45,9 @@ def _main(args) -> int:
     from appliance.services import Services
     from appliance.sync.service import SyncService, read_status
 
-    cfg = config_from_args(args)
+    cfg = config_from_args(args, storage={"data_dir": args.data_dir})
+    if args.status:
+        require_database(cfg)  # a status read must not make an empty database somewhere else
     services = Services.open(cfg)
     try:
         if args.status:

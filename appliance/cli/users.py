@@ -10,7 +10,7 @@ import getpass
 import json
 import sys
 
-from appliance.cli.common import config_from_args
+from appliance.cli.common import config_from_args, database_or_note, require_database
 from appliance.errors import BadRequest, NotFound
 
 
@@ -54,10 +54,15 @@ def register(sub) -> None:
     cl.set_defaults(func=_classes)
 
 
-def _db(args):
+def _db(args, existing: bool = True):
+    """The box's database; ``existing=False`` only for ``users add``, which may run before the first
+    start (provisioning the first admin)."""
     from appliance.store import open_database
 
-    return open_database(config_from_args(args, storage={"data_dir": args.data_dir}))
+    cfg = config_from_args(args, storage={"data_dir": args.data_dir})
+    if existing:
+        require_database(cfg)
+    return open_database(cfg)
 
 
 def read_password(from_stdin: bool) -> str:
@@ -87,7 +92,7 @@ def _add(args) -> int:
 
     if args.password_hash_stdin:
         password_hash = read_password_hash()
-        db = _db(args)
+        db = _db(args, existing=False)
         try:
             db.write(lambda c: create_staff(c, role=args.role, username=args.username,
                                             display_name=args.display_name or args.username, password_hash=password_hash))
@@ -96,7 +101,7 @@ def _add(args) -> int:
         print(f"created {args.role} account '{args.username.strip().lower()}'")
         return 0
     password = read_password(args.password_stdin)
-    db = _db(args)
+    db = _db(args, existing=False)
     try:
         add_staff(db, role=args.role, username=args.username, password=password, display_name=args.display_name)
     finally:
@@ -117,10 +122,13 @@ def _hash(args) -> int:
 def _list(args) -> int:
     from appliance.people.accounts import list_staff
 
+    if not database_or_note(config_from_args(args, storage={"data_dir": args.data_dir})):
+        print("[]")
+        return 0
     db = _db(args)
     try:
         with db.read() as conn:
-            print(json.dumps(list_staff(conn), indent=2))
+            print(json.dumps(list_staff(conn), indent=2, ensure_ascii=False))
     finally:
         db.close()
     return 0
@@ -164,6 +172,9 @@ def _passwd(args) -> int:
 
 
 def _classes(args) -> int:
+    if not database_or_note(config_from_args(args, storage={"data_dir": args.data_dir})):
+        print("[]")
+        return 0
     db = _db(args)
     try:
         with db.read() as conn:
@@ -171,7 +182,7 @@ def _classes(args) -> int:
                 "SELECT c.id, c.name, c.uses_pin, c.language, t.username AS teacher,"
                 " (SELECT COUNT(*) FROM class_members m WHERE m.class_id = c.id) AS students"
                 " FROM classes c LEFT JOIN users t ON t.id = c.teacher_id ORDER BY c.name").fetchall()
-        print(json.dumps([dict(r) for r in rows], indent=2))
+        print(json.dumps([dict(r) for r in rows], indent=2, ensure_ascii=False))
     finally:
         db.close()
     return 0

@@ -72,3 +72,19 @@ def test_add_admin_from_a_provisioned_hash(monkeypatch, capsys, tmp_path):
         code, _, err = _run(monkeypatch, capsys, tmp_path, "users", "add", "--role", "admin", "--username", "x",
                             "--password-hash-stdin", stdin=bad)
         assert code == 1 and "argon2id" in err
+
+
+def test_commands_about_the_box_refuse_a_directory_without_its_database(capsys, tmp_path, monkeypatch):
+    # Run outside the box's data directory, they made an empty database in ./var and answered "[]".
+    monkeypatch.chdir(tmp_path)
+    empty = tmp_path / "not-the-box"
+    for argv in (["users", "unlock", "tom"], ["users", "disable", "tom"], ["content", "remove", "fractions"],
+                 ["content", "export", "fractions", "x.zip"], ["sync", "--status"]):
+        assert main([*argv, "--data-dir", str(empty)]) == 1, argv
+        assert f"there is no database at {empty}/classroom-edge.db" in capsys.readouterr().err, argv
+    # A list is empty, and says why (provisioning lists the accounts of a box not started yet).
+    for argv, out in ((["users", "list"], "[]\n"), (["classes", "list"], "[]\n"), (["content", "list"], "no courses installed\n")):
+        assert main([*argv, "--data-dir", str(empty)]) == 0, argv
+        got = capsys.readouterr()
+        assert got.out == out and f"there is no database at {empty}/classroom-edge.db (yet)" in got.err, argv
+    assert not empty.exists() and not (tmp_path / "var").exists()
