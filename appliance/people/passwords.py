@@ -33,11 +33,24 @@ MIN_PASSWORD = 8
 PIN_RE = re.compile(r"^[0-9]{4}$")
 
 
+# The passwords of 8+ characters that lists of leaked passwords show most often (and their Spanish
+# cousins): a guesser tries these first, throttled or not.
+COMMON_PASSWORDS = frozenset("""
+password password1 password12 password123 passw0rd 12345678 123456789 1234567890 12341234 87654321
+11111111 00000000 qwertyui qwerty12 qwerty123 qwertyuiop 1q2w3e4r 1qaz2wsx asdfghjk abcd1234 abc12345
+iloveyou sunshine princess football baseball superman starwars welcome1 welcome123 admin123 administrator
+letmein1 trustno1 whatever computer internet contraseña contrasena contraseña1 12345678910 teacher1 profesor
+""".split())
+
+
 def check_password_rules(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise BadRequest(_("The password needs at least %(n)s characters.", n=MIN_PASSWORD))
     if password.strip() != password or not password.strip():
         raise BadRequest(_("The password must not start or end with spaces."))
+    if password.casefold() in COMMON_PASSWORDS or len(set(password)) == 1:
+        raise BadRequest(_("That password is one of the first a guesser tries. Choose another: a few words"
+                           " that only you would put together are easy to remember."))
 
 
 def check_password_hash(stored: str) -> None:

@@ -60,6 +60,15 @@ def test_names_and_usernames():
             clean_username(bad)
 
 
+def test_the_passwords_a_guesser_tries_first_are_refused():
+    from appliance.people.passwords import check_password_rules
+
+    for weak in ("password", "Password", "12345678", "contraseña", "aaaaaaaaaa"):  # QA: "password" made the first admin
+        with pytest.raises(BadRequest, match="first a guesser tries"):
+            check_password_rules(weak)
+    check_password_rules("purple tractor window")
+
+
 def test_password_and_pin_hashing():
     h = hash_password("correct horse")
     assert h.startswith("$argon2id$") and verify_password(h, "correct horse") and not verify_password(h, "wrong one")
