@@ -72,14 +72,14 @@ def _model_change(change, name: str):
     return redirect(url_for("admin.status"))  # the message is at the top of the page
 
 
-def _users_page(error=None, token=None, code=200):
+def _users_page(error=None, token=None, code=200, typed=None):
     with _services().db.read() as conn:
         staff = accounts.list_staff(conn)
         tokens = [dict(r) for r in conn.execute(
             "SELECT t.id, t.name, t.created_at, t.last_used_at, u.username FROM api_tokens t"
             " JOIN users u ON u.id = t.user_id ORDER BY t.created_at DESC")]
     return render_template("admin/users.html", staff=staff, tokens=tokens, error=error, token=token,
-                           token_request_id=secrets.token_urlsafe(12)), code
+                           token_request_id=secrets.token_urlsafe(12), typed=typed or {}), code
 
 
 @bp.get("/users")
@@ -94,8 +94,9 @@ def create_user():
     try:
         accounts.add_staff(_services().db, role=request.form.get("role", ""), username=request.form.get("username", ""),
                            password=request.form.get("password", ""), display_name=request.form.get("display_name", ""))
-    except AppError as exc:
-        return _users_page(error=exc.message, code=exc.status)
+    except AppError as exc:  # the form comes back as typed (but the password)
+        return _users_page(error=exc.message, code=exc.status,
+                           typed={k: request.form.get(k, "") for k in ("role", "username", "display_name")})
     flash(_("The account was created."))
     return redirect(url_for("admin.users"))
 

@@ -43,6 +43,7 @@ def test_duplicate_username_and_weak_password_are_refused(admin_client, teacher)
     dup = admin_client.post("/admin/users", data={"csrf_token": _token(admin_client), "role": "teacher",
                                                   "username": "tom", "password": "long password"})
     assert dup.status_code == 409 and "already taken" in dup.get_data(as_text=True)
+    assert 'name="username" required autocapitalize="none" autocomplete="off" value="tom"' in dup.get_data(as_text=True)
     weak = admin_client.post("/admin/users", data={"csrf_token": _token(admin_client), "role": "teacher",
                                                    "username": "newbie", "password": "short"})
     assert weak.status_code == 400 and "at least 8" in weak.get_data(as_text=True)

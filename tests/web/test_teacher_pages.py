@@ -421,3 +421,14 @@ def test_a_class_list_that_is_not_one_is_refused_clearly(services, klass, teache
     ok = teacher_client.post(url, data={"csrf_token": _token(teacher_client), "file": (io.BytesIO(excel), "lista.txt")},
                              content_type="multipart/form-data")
     assert ok.status_code == 200 and "Lucía Fernández" in ok.get_data(as_text=True)
+
+
+def test_a_refused_list_comes_back_on_the_class_page_with_the_names_typed(services, klass, teacher_client):
+    url = f"/teach/classes/{klass['id']}"
+    pasted = "Zoe Li\nBen Li\nben li\n"
+    resp = teacher_client.post(f"{url}/import", data={"csrf_token": _token(teacher_client), "names": pasted})
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 400 and '<div class="notice bad" role="alert" id="roster-error">These names appear twice' in page
+    assert ">Zoe Li\nBen Li\nben li\n</textarea>" in page and "Add the students" in page  # the class page, not an error page
+    one = teacher_client.post(f"{url}/students", data={"csrf_token": _token(teacher_client), "name": "Ana"})
+    assert one.status_code == 400 and 'id="student-name" name="name" required maxlength="60" value="Ana"' in one.get_data(as_text=True)

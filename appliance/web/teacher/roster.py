@@ -95,7 +95,13 @@ def create_class():
 @bp.get("/classes/<int:class_id>")
 @requires("teacher", "admin")
 def class_page(class_id: int):
-    cls = _class_or_404(class_id)
+    return _class_page(_class_or_404(class_id))
+
+
+def _class_page(cls: dict, roster_error: str | None = None, typed: dict | None = None, code: int = 200):
+    """The class page; a refused name or list comes back here with the reason next to the form and
+    what was typed still in it (it was an error page whose only button went to the start page)."""
+    class_id = cls["id"]
     with _db().read() as conn:
         students = cls_mod.roster(conn, class_id)
         courses = [dict(r) for r in conn.execute("SELECT id, title FROM courses ORDER BY title")]
@@ -107,7 +113,8 @@ def class_page(class_id: int):
         to_check = answers_to_check(conn, _below(), [class_id]).get(class_id, 0)
         teachers = cls_mod.teachers(conn) if current_user()["role"] == "admin" else []
     return render_template("teacher/class.html", cls=cls, students=students, courses=courses,
-                           languages=cls_mod.LANGUAGE_CODES, to_check=to_check, teachers=teachers)
+                           languages=cls_mod.LANGUAGE_CODES, to_check=to_check, teachers=teachers,
+                           roster_error=roster_error, typed=typed or {}), code
 
 
 @bp.post("/classes/<int:class_id>/settings")
@@ -135,7 +142,10 @@ def _pins_page(cls: dict, added: list[dict], title: str, skipped: list[str] = ()
 @requires("teacher", "admin")
 def add_student(class_id: int):
     cls = _class_or_404(class_id)
-    added, _skipped = cls_mod.enrol_new_students(_db(), class_id, [request.form.get("name", "")])
+    try:
+        added, _skipped = cls_mod.enrol_new_students(_db(), class_id, [request.form.get("name", "")])
+    except BadRequest as exc:
+        return _class_page(cls, exc.message, {"name": request.form.get("name", "")}, 400)
     return _pins_page(cls, added, _("Student added"))
 
 
@@ -143,6 +153,14 @@ def add_student(class_id: int):
 @requires("teacher", "admin")
 def import_roster(class_id: int):
     cls = _class_or_404(class_id)
+    try:
+        return _import_roster(cls)
+    except BadRequest as exc:
+        return _class_page(cls, exc.message, {"names": request.form.get("names", "")}, 400)
+
+
+def _import_roster(cls: dict):
+    class_id = cls["id"]
     upload = request.files.get("file")
     if upload is not None and upload.filename:
         raw = upload.read(MAX_CSV_BYTES + 1)
