@@ -115,7 +115,7 @@ def test_import_shows_live_progress_then_the_new_course(server, page, tmp_path):
     page.locator("#course-list tbody th[scope=row]").nth(1).wait_for()
     assert sorted(_course_titles(page)) == sorted(["Fracciones", manifest["title"]])
     recent = page.locator("#recent-imports tbody tr").first.inner_text()
-    assert "fractions.zip" in recent and "Installed" in recent
+    assert "fractions.zip" in recent and "Done" in recent and "(installed)" in recent
     shot(page, "admin-import-progress")
     with services.db.read() as conn:
         assert conn.execute("SELECT version FROM courses WHERE id = ?", (manifest["id"],)).fetchone()[0] == manifest["version"]
