@@ -5,6 +5,7 @@ import argparse
 import errno
 import importlib
 import logging
+import os
 import sys
 
 from appliance import __version__
@@ -71,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     except AppError as exc:
         print(f"classroom-edge: {exc.message}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `classroom-edge models list --json | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 0
     except OSError as exc:  # a file the command needs: missing, unreadable, a full or read-only disk
         log.debug("%s failed", args.command, exc_info=True)  # the traceback, with --log-level debug
         print(f"classroom-edge: {describe_os_error(exc)}", file=sys.stderr)

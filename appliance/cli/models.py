@@ -33,7 +33,7 @@ def register(sub) -> None:
         return c
 
     c = add("list", "models, versions and which one is active", _list)
-    c.add_argument("--json", action="store_true", help="one JSON object per version")
+    c.add_argument("--json", action="store_true", help="a JSON list, one object per version")
     c.add_argument("--verify", action="store_true",
                    help="also check every file's sha256 and the signature (as activate does; reads every model file)")
     c = add("import", "copy a version directory (with model.json) into the repository; it serves only once "

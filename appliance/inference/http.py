@@ -307,12 +307,14 @@ def metrics():
 @bp.get("/api/v1/models")
 @requires("teacher", "admin")
 def models_status():
+    """Each served model: version, backend, active providers, latency and batch figures."""
     return jsonify({"models": _engine().models_status()})
 
 
 @bp.post("/api/v1/models/<name>/activate")
 @requires("admin")
 def activate(name: str):
+    """Serve another version of a model ({"version": "N"}); every web worker follows."""
     body = request.get_json(silent=True) or {}
     version = body.get("version") if isinstance(body, dict) else None
     if not isinstance(version, str):
@@ -324,5 +326,6 @@ def activate(name: str):
 @bp.post("/api/v1/models/<name>/rollback")
 @requires("admin")
 def rollback(name: str):
+    """Serve the version served before this one."""
     version = _engine().rollback(name)
     return jsonify({"name": name, "version": version})

@@ -14,6 +14,7 @@ bp = Blueprint("health", __name__)
 @bp.get("/api/v1/health")
 @requires("anonymous")
 def health():
+    """Whether the box serves, and how each of its parts is (for monitoring and provisioning)."""
     services = current_app.extensions["ce"]
     parts = [s.to_json() for s in services.statuses()]
     with services.db.read() as conn:

@@ -24,6 +24,10 @@ def test_openapi_document_is_valid_and_covers_every_api_route(app):
     assert doc["paths"]["/api/v1/classes/{class_id}/progress"]["get"]["parameters"][0]["schema"] == {"type": "integer"}
     # Routes declared elsewhere (health) are documented from their own declaration.
     assert doc["paths"]["/api/v1/health"]["get"]["x-roles"] == ["anonymous"]
+    # Every operation says what it does (some said "health.health", "inference.rollback").
+    bare = [(p, m, op["summary"]) for p, ops in doc["paths"].items() for m, op in ops.items()
+            if " " not in op["summary"]]
+    assert not bare, bare
 
 
 def test_api_errors_are_json_and_pages_are_html(app, student_client):

@@ -88,7 +88,7 @@ def test_a_pasted_list_with_one_name_too_long_says_which_and_adds_nobody(service
         assert conn.execute("SELECT COUNT(*) FROM users WHERE display_name IN ('Lia', 'Omar')").fetchone()[0] == 0
 
 
-def test_reset_pin_shows_a_new_pin_once(app, services, klass, teacher_client):
+def test_reset_pin_shows_a_new_pin_once(app, services, klass, teacher_client, monkeypatch):
     ana = klass["students"]["Ana"]
     html = teacher_client.post(f"/teach/classes/{klass['id']}/students/{ana['id']}/pin",
                                data={"csrf_token": _token(teacher_client)}).get_data(as_text=True)
@@ -98,6 +98,17 @@ def test_reset_pin_shows_a_new_pin_once(app, services, klass, teacher_client):
         assert sign_in_student(c, klass["id"], ana["id"], ana["pin"]).status_code == 401
     assert sign_in_student(c, klass["id"], ana["id"], new_pin).status_code == 302
     assert new_pin not in teacher_client.get(f"/teach/classes/{klass['id']}").get_data(as_text=True)
+    # The card says where to open the box: the address the teacher's page came from (not the box itself).
+    assert "Open http://" not in html  # the test client's "localhost"
+    from appliance.web.teacher.roster import _address_for_students
+    for base, shown in (("http://room12.local:8080", "http://room12.local:8080"), ("http://10.0.0.5", "http://10.0.0.5"),
+                        ("http://127.0.0.1:8080", ""), ("http://[::1]:8080", "")):
+        with app.test_request_context("/", base_url=base):
+            assert _address_for_students() == shown, base
+    monkeypatch.setattr("appliance.web.teacher.roster._address_for_students", lambda: "http://room12.local:8080")
+    cards = teacher_client.post(f"/teach/classes/{klass['id']}/students/{ana['id']}/pin",
+                                data={"csrf_token": _token(teacher_client)}).get_data(as_text=True)
+    assert "Open http://room12.local:8080" in cards
 
 
 def test_remove_student_keeps_history(services, course, klass, teacher_client, student_client):

@@ -27,7 +27,8 @@ def model_page():
 
         status = federated_status(services)
     return render_template("teacher/model.html", status=status, enabled=services.cfg.federated.enabled,
-                           running=bool(training and training.running), last=training.last if training else None)
+                           running=bool(training and training.running), last=training.last if training else None,
+                           uplink=bool(services.cfg.sync.broker_url))
 
 
 @bp.post("/model/train")

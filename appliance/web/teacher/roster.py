@@ -135,7 +135,17 @@ def class_settings(class_id: int):
 
 
 def _pins_page(cls: dict, added: list[dict], title: str, skipped: list[str] = ()):
-    return render_template("teacher/pins.html", cls=cls, added=added, title=title, skipped=skipped)
+    return render_template("teacher/pins.html", cls=cls, added=added, title=title, skipped=skipped,
+                           address=_address_for_students())
+
+
+def _address_for_students() -> str:
+    """Where students open the box, for the PIN cards: the address this page was opened at, which the
+    classroom's devices reach too; none when it is the box itself (127.0.0.1, localhost)."""
+    host = request.host.rsplit(":", 1)[0].strip("[]") if request.host else ""
+    if not host or host in ("localhost", "::1") or host.startswith("127."):
+        return ""
+    return request.host_url.rstrip("/")
 
 
 @bp.post("/classes/<int:class_id>/students")
