@@ -136,6 +136,7 @@ def check_semantics(data: dict) -> None:
     lessons = _unique(data["lessons"], "lessons")
     _unique(data["exercises"], "exercises")
     assets = data["assets"]
+    _check_language(data["language"])
 
     prereqs = {s["id"]: s.get("prerequisites", []) for s in data["skills"]}
     for sid, reqs in prereqs.items():
@@ -192,6 +193,17 @@ def _check_spec(ex: dict) -> None:
             raise ImportRejected(f"{where}: {sorted(same)[0]!r} is both a reference and a wrong answer.")
     if kind in ("single_choice", "multiple_choice") and len(set(spec["choices"])) != len(spec["choices"]):
         raise ImportRejected(f"{where}: two choices have the same text.")
+
+
+def _check_language(tag: str) -> None:
+    """The schema checks the tag's shape; here its language must be one (Unicode CLDR, as Babel has
+    it): "xx-Bogus" was installed and shown as "xx-Bogus" to everyone."""
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        Locale.parse(tag.split("-")[0])
+    except (UnknownLocaleError, ValueError):
+        raise ImportRejected(f"{MANIFEST}: '{tag}' is not a language tag this box knows (en, es, pt-BR...).") from None
 
 
 def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:

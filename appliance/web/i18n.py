@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from functools import cache
 
-from babel import Locale
+from babel import Locale, UnknownLocaleError
 from flask import current_app, g, request, session
 from flask_babel import Babel, get_locale, refresh
 
@@ -106,4 +106,16 @@ def text_direction() -> str:
 
 
 def language_name(code: str) -> str:
-    return LANGUAGE_NAMES.get(code, code)
+    """A language's own name for itself ("français", "português (Brasil)"); the code when unknown."""
+    if code in LANGUAGE_NAMES:
+        return LANGUAGE_NAMES[code]
+    return _own_name(code or "")
+
+
+@cache
+def _own_name(code: str) -> str:
+    try:
+        name = Locale.parse(code.replace("-", "_")).get_display_name()
+    except (ValueError, TypeError, UnknownLocaleError):
+        return code
+    return name[:1].upper() + name[1:] if name else code

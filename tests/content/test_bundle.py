@@ -58,6 +58,7 @@ def test_unknown_schema_version(version):
     (lambda d: d.update(id="Bad Id!"), "at id"),
     (lambda d: d.update(version="1.0-beta"), "at version"),
     (lambda d: d.update(extra_field=1), "Additional properties"),
+    (lambda d: d.update(language="xx-Bogus"), "'xx-Bogus' is not a language tag this box knows"),
 ])
 def test_semantic_and_schema_errors_name_the_problem(mutate, message):
     doc, _ = _mutated(mutate)

@@ -1,6 +1,7 @@
 """Languages: catalogs complete and compiled, the class or the browser picks, right-to-left works."""
 from __future__ import annotations
 
+import pytest
 from lms_fixtures import page_csrf, pseudo_rtl_dir
 
 from appliance.web import catalogs
@@ -77,3 +78,17 @@ def test_pseudo_rtl_catalog_sets_dir_rtl(app, tmp_path):
     from babel.support import Translations
 
     assert Translations.load(str(tmp_path), ["ar"]).gettext("Sign in") == "\u0639 Sign in"
+
+
+def test_languages_are_named_in_their_own_words_and_the_default_is_one_the_pages_have():
+    from pathlib import Path
+
+    from appliance.config import ConfigError, load_config
+    from appliance.people.classes import LANGUAGE_CODES
+    from appliance.web.i18n import language_name
+
+    assert [language_name(c) for c in ("es", "fr", "pt-BR", "xx-Bogus")] == ["Español", "Français", "Português (Brasil)", "xx-Bogus"]
+    translated = sorted(p.name for p in (Path(__file__).parents[2] / "appliance/web/translations").iterdir() if p.is_dir())
+    assert translated == sorted(LANGUAGE_CODES)
+    with pytest.raises(ConfigError, match="web.default_language must be one of en, es"):
+        load_config(env={"CLASSROOM_EDGE_WEB__DEFAULT_LANGUAGE": "de"})
