@@ -130,7 +130,7 @@ def admin_exists(conn: sqlite3.Connection) -> bool:
 
 def list_staff(conn: sqlite3.Connection) -> list[dict]:
     rows = conn.execute(
-        "SELECT id, role, username, display_name, disabled, created_at FROM users"
+        "SELECT id, role, username, display_name, disabled, created_at, last_signin_at FROM users"
         " WHERE role IN ('teacher', 'admin') ORDER BY role, username"
     ).fetchall()
     return [dict(r) for r in rows]

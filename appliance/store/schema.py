@@ -177,6 +177,10 @@ CREATE TABLE kv (
 );
 """
 
+# When an account last signed in: the users page shows it, so an administrator can tell a dead account.
+CORE_0002 = "ALTER TABLE users ADD COLUMN last_signin_at TEXT;"
+
 MIGRATIONS = [
     ("core_0001_initial", CORE_0001),
+    ("core_0002_last_signin", CORE_0002),
 ]

@@ -25,6 +25,7 @@ from appliance.people import classes as classes_mod
 from appliance.people.accounts import admin_exists
 from appliance.people.passwords import verify_password, verify_pin
 from appliance.people.throttle import LoginThrottle, minutes_of, student_account
+from appliance.store.database import now_iso
 from appliance.web import ui
 from appliance.web.i18n import use_class_language
 from appliance.web.security import current_user, requires, sign_in
@@ -63,6 +64,8 @@ def _safe_next(target: str | None, fallback: str) -> str:
 
 
 def _sign_in_keeping_language(user: dict) -> None:
+    _services().db.write(lambda c: c.execute("UPDATE users SET last_signin_at = ? WHERE id = ?",
+                                             (now_iso(), user["id"])))
     lang = session.get("lang")
     sign_in(user)  # clears the session (no fixation) and makes a new CSRF token
     if lang:

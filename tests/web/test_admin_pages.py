@@ -1,6 +1,7 @@
 """Admin pages: device status, accounts, course import with progress, backup and restore."""
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 
@@ -47,6 +48,17 @@ def test_duplicate_username_and_weak_password_are_refused(admin_client, teacher)
     weak = admin_client.post("/admin/users", data={"csrf_token": _token(admin_client), "role": "teacher",
                                                    "username": "newbie", "password": "short"})
     assert weak.status_code == 400 and "at least 8" in weak.get_data(as_text=True)
+
+
+def test_the_users_page_says_when_each_account_last_signed_in(app, services, admin_client, teacher):
+    page = admin_client.get("/admin/users").get_data(as_text=True)
+    tom_row = re.search(r'<th scope="row"><bdi>tom</bdi></th>.*?</tr>', page, re.DOTALL).group(0)
+    assert '<td data-label="Last signed in">never</td>' in tom_row
+    assert 'data-confirm="Switch off tom? They are signed out at once' in tom_row  # Disable asks first
+    sign_in_staff(app.test_client(), "tom")
+    tom_row = re.search(r'<th scope="row"><bdi>tom</bdi></th>.*?</tr>',
+                        admin_client.get("/admin/users").get_data(as_text=True), re.DOTALL).group(0)
+    assert re.search(r'<time datetime="20\d\d-[^"]+">20\d\d-\d\d-\d\d</time>', tom_row)
 
 
 def test_last_admin_cannot_be_disabled(services, admin, admin_client):
