@@ -224,12 +224,17 @@ def _build(args) -> int:
         return 1
     from appliance.errors import AppError
 
+    before = {name: set(repo.versions(name)) for name in repo.model_names()} if repo.root.is_dir() else {}
     try:
         result = build_default_models(repo.root, *([tuple(args.names)] if args.names else []))
     except AppError as exc:  # an unknown name, or a package missing for one of them
         print(exc.message, file=sys.stderr)
         return 1
-    print(json.dumps(result, indent=2, default=str) if result is not None else f"built the default models in {repo.root}")
+    print(json.dumps(result, indent=2, default=str))
+    for name, version in sorted(result.items()):  # a build that adds nothing says so (it printed only the JSON)
+        kept = version in before.get(name, set())
+        print(f"{name}: version {version} already holds this build; nothing added" if kept
+              else f"{name}: built version {version}", file=sys.stderr)
     return 0
 
 

@@ -113,12 +113,16 @@ def test_build_engine_without_tensorrt_fails_clearly(cli, repo, capsys):
 
 def test_build_makes_the_named_default_models_and_refuses_unknown_names(cli, repo, capsys):
     assert cli("build", "learner") == 0
-    built = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr()
+    built = json.loads(out.out)
+    assert f"learner: built version {built['learner']}" in out.err
     r = Repository(repo)
     assert list(built) == ["learner"] and r.versions("learner") == [built["learner"]] and not r.versions("minilm")
     r.verify(r.version("learner", built["learner"]), "onnxruntime")
-    assert cli("build", "learner") == 0  # the same model again: same bytes, so no new version
+    capsys.readouterr()
+    assert cli("build", "learner") == 0  # the same model again: same bytes, so no new version, and it says so
     assert r.versions("learner") == [built["learner"]]
+    assert f"learner: version {built['learner']} already holds this build; nothing added" in capsys.readouterr().err
     # The admin's int8 version neither serves by itself nor makes the next build add a copy.
     assert cli("quantize", "learner") == 0
     assert r.versions("learner") == ["1", "2"] and r.active_version("learner") == "1"
