@@ -155,16 +155,22 @@ class InferenceEngine:
             if current is not None and current.version == version and before_switch is None:
                 return current
             mv = self.repository.version(name, version)
+            # An activate or rollback that fails is answered to whoever asked, and the version served
+            # keeps serving: the model is not "partly working" for it (it stayed so until the next
+            # successful switch). A version the watcher or a start could not load is nobody's answer.
+            report = current is None or before_switch is None
             try:
                 new = LoadedModel.load(self.repository, mv, self.settings, self.cache_dir, self.metrics,
                                        self.intra_op_threads)
             except AppError as exc:
-                with self._lock:
-                    self._errors[name] = why_not_loaded(name, version, exc.message)
+                if report:
+                    with self._lock:
+                        self._errors[name] = why_not_loaded(name, version, exc.message)
                 raise
             except Exception as exc:  # a native loader error: reported, never half-swapped
-                with self._lock:
-                    self._errors[name] = f"version {version}: {type(exc).__name__}: {exc}"
+                if report:
+                    with self._lock:
+                        self._errors[name] = f"version {version}: {type(exc).__name__}: {exc}"
                 raise Unavailable(f"model {name} version {version} could not be loaded: {exc}") from exc
             try:
                 if before_switch is not None:

@@ -9,6 +9,7 @@ import csv
 import io
 import logging
 import sqlite3
+import unicodedata
 
 from flask_babel import lazy_gettext as _
 
@@ -40,11 +41,12 @@ def _unique_class_name(conn: sqlite3.Connection, name: str, class_id: int | None
     return name
 
 
-def _teacher(conn: sqlite3.Connection, teacher_id: int | None) -> int | None:
+def _teacher(conn: sqlite3.Connection, teacher_id: int | None, class_id: int | None = None) -> int | None:
+    """A teacher a class may be given to: an account that is on, or the class's own teacher."""
     if teacher_id is None:
         return None
-    row = conn.execute("SELECT 1 FROM users WHERE id = ? AND role IN ('teacher', 'admin') AND disabled = 0",
-                       (teacher_id,)).fetchone()
+    row = conn.execute("SELECT 1 FROM users WHERE id = ? AND role IN ('teacher', 'admin') AND (disabled = 0 OR"
+                       " id = (SELECT teacher_id FROM classes WHERE id = ?))", (teacher_id, class_id)).fetchone()
     if row is None:
         raise BadRequest(_("Choose a teacher from the list."))
     return teacher_id
@@ -70,14 +72,24 @@ def update_class(conn: sqlite3.Connection, class_id: int, *, name: str, uses_pin
     conn.execute("UPDATE classes SET name = ?, uses_pin = ?, language = ? WHERE id = ?",
                  (_unique_class_name(conn, name, class_id), 1 if uses_pin else 0, language or None, class_id))
     if teacher_id is not None:
-        conn.execute("UPDATE classes SET teacher_id = ? WHERE id = ?", (_teacher(conn, teacher_id), class_id))
+        conn.execute("UPDATE classes SET teacher_id = ? WHERE id = ?", (_teacher(conn, teacher_id, class_id), class_id))
 
 
-def teachers(conn: sqlite3.Connection) -> list[dict]:
-    """Who a class can belong to: the teachers and administrators whose accounts are on."""
-    return [dict(r) for r in conn.execute(
-        "SELECT id, display_name, username, role FROM users WHERE role IN ('teacher', 'admin') AND disabled = 0"
-        " ORDER BY role = 'admin', display_name COLLATE NOCASE")]
+def teachers(conn: sqlite3.Connection, keep: int | None = None) -> list[dict]:
+    """Who a class can belong to: the teachers and administrators whose accounts are on, and ``keep``
+    (the class's own teacher) even when switched off: left out of the list, the page chose the first
+    one, and saving the class's language handed it to someone else."""
+    rows = [dict(r) for r in conn.execute(
+        "SELECT id, display_name, username, role, disabled FROM users WHERE role IN ('teacher', 'admin')"
+        " AND (disabled = 0 OR id = ?)", (keep,))]
+    return sorted(rows, key=lambda r: (r["role"] == "admin", name_order(r["display_name"])))
+
+
+def name_order(name: str) -> tuple[str, str]:
+    """A sort key for names that puts "Íñigo" among the I's, not after "Zoe" (SQLite's NOCASE knows
+    ASCII only)."""
+    folded = "".join(ch for ch in unicodedata.normalize("NFKD", name.casefold()) if not unicodedata.combining(ch))
+    return folded, name
 
 
 def get_class(conn: sqlite3.Connection, class_id: int, user: dict | None = None) -> dict:
@@ -102,11 +114,10 @@ def classes_for(conn: sqlite3.Connection, user: dict) -> list[dict]:
 def roster(conn: sqlite3.Connection, class_id: int) -> list[dict]:
     rows = conn.execute(
         "SELECT u.id, u.display_name, u.avatar, u.uid, u.pin_hash IS NOT NULL AS has_pin FROM users u"
-        " JOIN class_members m ON m.student_id = u.id WHERE m.class_id = ? AND u.disabled = 0"
-        " ORDER BY u.display_name COLLATE NOCASE",
+        " JOIN class_members m ON m.student_id = u.id WHERE m.class_id = ? AND u.disabled = 0",
         (class_id,),
     ).fetchall()
-    return [dict(r) for r in rows]
+    return sorted((dict(r) for r in rows), key=lambda r: name_order(r["display_name"]))
 
 
 def _next_avatar(conn: sqlite3.Connection, class_id: int) -> str:

@@ -67,8 +67,12 @@ class LoginThrottle:
 
         self.db.write(record)
 
-    def succeeded(self, account: str) -> None:
-        clear(self.db, account)
+    def succeeded(self, account: str, address: str | None = None) -> None:
+        """The account signed in from ``address``: its failures from there, and its count over all
+        devices, are forgotten. Other devices' counts stay: the owner signing in from their own computer
+        must not give a guesser's device five new tries."""
+        keys = [f"user:{account}"] + ([f"user:{account}@{address}"] if address else [])
+        self.db.write(lambda conn: conn.executemany("DELETE FROM login_failures WHERE key = ?", [(k,) for k in keys]))
 
 
 def minutes_of(seconds: float) -> int:

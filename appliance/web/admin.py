@@ -41,7 +41,21 @@ def _services():
 def status():
     info = device.device_status(_services())
     return render_template("admin/status.html", info=info, human_bytes=device.human_bytes,
-                           human_duration=device.human_duration)
+                           human_duration=device.human_duration, rollback_to=_rollback_targets())
+
+
+def _rollback_targets() -> dict[str, str]:
+    """Model -> the version "Roll back" would serve; models with none get no button (it always refused)."""
+    engine = _services().get("inference")
+    out: dict[str, str] = {}
+    if engine is None:
+        return out
+    for name in engine.repository.model_names():
+        try:
+            out[name] = engine.repository.rollback_target(name)
+        except AppError:
+            continue
+    return out
 
 
 @bp.post("/models/<name>/activate")

@@ -149,7 +149,7 @@ def student_pin(class_id: int, student_id: int):
             throttle.failed(account, request.remote_addr)
             return render_template("auth/pin.html", cls=cls, student=student,
                                    error=_("That PIN is not right. Try again!")), 401
-    throttle.succeeded(account)
+    throttle.succeeded(account, request.remote_addr)
     _sign_in_keeping_language(student)
     log.info("student %s signed in", student["uid"])
     return redirect(url_for("student.home"))
@@ -182,7 +182,7 @@ def staff():
         # Only someone who knows the password learns that the account is switched off: no failure.
         return render_template("auth/staff.html", username=username, next=nxt,
                                error=_("This account is switched off. Please ask your administrator.")), 403
-    throttle.succeeded(username)
+    throttle.succeeded(username, request.remote_addr)
     _sign_in_keeping_language(dict(row))
     return redirect(_safe_next(nxt, url_for(HOME_BY_ROLE[row["role"]])))
 

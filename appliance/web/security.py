@@ -15,6 +15,7 @@ import hmac
 import secrets
 
 from flask import current_app, g, request, session, url_for
+from flask_babel import gettext as _
 
 from appliance.errors import Forbidden, FormExpired, Unauthorized
 from appliance.store.database import now_iso
@@ -138,7 +139,8 @@ def enforce_roles():
         sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token", "")
         expected = session.get("csrf", "")
         if not expected or not hmac.compare_digest(sent, expected):
-            raise FormExpired("This form has expired. Reload the page and try again.")
+            raise FormExpired(_("This form has expired: the page was open a long time, or you signed out and in"
+                                " again meanwhile. Go back to the form, reload it and send it again."))
     return None
 
 

@@ -112,6 +112,8 @@ def test_wrong_passwords_from_one_device_pause_that_device_only(app, services, t
     assert paused.status_code == 429 and int(paused.headers["Retry-After"]) > 240
     assert "Please wait 5 minute(s)" in paused.get_data(as_text=True)
     assert _staff_try(app, "tom", "correct horse", "10.0.0.8").status_code == 302  # the teacher's own computer
+    # ...which gives the guessing device no new tries.
+    assert _staff_try(app, "tom", "nope-nope", "10.0.0.7").status_code == 429
 
 
 def test_throttle_per_account_blocks_even_the_right_password(app, services, teacher):

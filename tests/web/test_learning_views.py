@@ -245,17 +245,29 @@ def test_admin_serves_another_model_version_and_rolls_back_from_the_page(models,
         html = client.get("/admin/").get_data(as_text=True)
         assert '<td data-label="Version">2</td>' in html and '<option>1</option>' in html
         assert 'action="/admin/models/minilm/activate"' not in html  # one version: nothing to choose
+        assert "Roll back to version 1" in html and 'data-confirm="Serve the chosen version of learner' in html
+        assert 'action="/admin/models/minilm/rollback"' not in html  # nothing to go back to: no button that always refuses
         token = csrf_of(html)
         done = client.post("/admin/models/learner/activate", data={"csrf_token": token, "version": "1"})
         assert done.status_code == 302 and done.location.endswith("/admin/")
         page = client.get(done.location).get_data(as_text=True)
         assert "learner: version 1 is served now." in page and '<td data-label="Version">1</td>' in page
+        assert "Roll back to version 2" in page
         assert services.get("inference").loaded("learner").mv.version == "1"
         back = client.get(client.post("/admin/models/learner/rollback", data={"csrf_token": token}).location)
         assert "learner: version 2 is served now." in back.get_data(as_text=True)
         bad = client.get(client.post("/admin/models/learner/activate", data={"csrf_token": token, "version": "9"}).location)
         assert 'class="notice bad" role="alert">learner was not changed:' in bad.get_data(as_text=True)
         assert services.get("inference").loaded("learner").mv.version == "2"
+        # A damaged version is refused, and the version served keeps the model "working" (the refusal
+        # was kept as the model's error, "partly working", until the next successful switch).
+        shutil.copytree(repo / "learner" / "1", repo / "learner" / "3")
+        onnx_file = next((repo / "learner" / "3").glob("*.onnx"))
+        onnx_file.write_bytes(onnx_file.read_bytes()[:-10] + b"0123456789")
+        damaged = client.get(client.post("/admin/models/learner/activate", data={"csrf_token": token, "version": "3"}).location)
+        assert "learner was not changed:" in damaged.get_data(as_text=True)
+        learner = next(m for m in services.get("inference").models_status() if m["name"] == "learner")
+        assert learner["version"] == "2" and learner["error"] is None
     finally:
         services.close()
 

@@ -46,7 +46,8 @@ def sessions(app, admin, teacher, klass):
 
 GUARD_MESSAGES = {
     "Please sign in first.", "Your account cannot open this page.", "This page has no access rule, so it is closed.",
-    "This form has expired. Reload the page and try again.",
+    "This form has expired: the page was open a long time, or you signed out and in again meanwhile. Go back to the"
+    " form, reload it and send it again.",
 }
 
 

@@ -213,6 +213,27 @@ def test_an_admin_sets_up_a_class_for_a_teacher_and_hands_it_over(app, services,
     assert tina_client.get(f"/teach/classes/{klass['id']}").status_code == 200
 
 
+def test_saving_the_class_of_a_switched_off_teacher_keeps_it_theirs(app, services, admin, teacher, klass, admin_client):
+    # The list left switched-off teachers out: the page chose the first teacher, and saving the class's
+    # language handed it to someone else.
+    make_staff(services.db, "teacher", "ann")
+    services.db.write(lambda c: c.execute("UPDATE users SET disabled = 1 WHERE id = ?", (teacher["id"],)))
+    page = admin_client.get(f"/teach/classes/{klass['id']}").get_data(as_text=True)
+    assert f'<option value="{teacher["id"]}" selected>Tom (tom) – switched off</option>' in page
+    admin_client.post(f"/teach/classes/{klass['id']}/settings", data={
+        "csrf_token": _token(admin_client), "name": "Class 4B", "uses_pin": "on", "language": "es",
+        "teacher_id": str(teacher["id"])})
+    with services.db.read() as conn:
+        assert tuple(conn.execute("SELECT teacher_id, language FROM classes WHERE id = ?", (klass["id"],)).fetchone()) == (teacher["id"], "es")
+
+
+def test_names_are_listed_in_alphabetical_order_with_their_accents(app, services, teacher, teacher_client):
+    class_id, _ = make_class(services.db, teacher["id"], ["Zoe", "Íñigo", "ana", "Óscar", "Ben"], name="Orden")
+    page = app.test_client().get(f"/signin/class/{class_id}").get_data(as_text=True)
+    picker = [n for n in ("ana", "Ben", "Íñigo", "Óscar", "Zoe") if n in page]
+    assert sorted(picker, key=page.index) == ["ana", "Ben", "Íñigo", "Óscar", "Zoe"]  # Í was after Z
+
+
 def test_two_classes_cannot_share_a_name(services, klass, teacher_client):
     # Children pick their class by its name: two "Class 4B" buttons cannot be told apart.
     again = teacher_client.post("/teach/classes", data={"csrf_token": _token(teacher_client), "name": "class 4b"})
@@ -226,7 +247,7 @@ def test_two_classes_cannot_share_a_name(services, klass, teacher_client):
         "csrf_token": _token(teacher_client), "name": "Class 4B", "uses_pin": "on"})
     assert rename.status_code == 302
     page = teacher_client.get(rename.location).get_data(as_text=True)
-    assert "The class settings were not saved: There is already a class called" in page
+    assert "The class settings were not saved. There is already a class called" in page
     assert teacher_client.post(f"/teach/classes/{five}/settings", data={  # its own name again is fine
         "csrf_token": _token(teacher_client), "name": "Class 5A", "uses_pin": "on"}).status_code == 302
 
@@ -443,3 +464,15 @@ def test_a_refused_list_comes_back_on_the_class_page_with_the_names_typed(servic
     assert ">Zoe Li\nBen Li\nben li\n</textarea>" in page and "Add the students" in page  # the class page, not an error page
     one = teacher_client.post(f"{url}/students", data={"csrf_token": _token(teacher_client), "name": "Ana"})
     assert one.status_code == 400 and 'id="student-name" name="name" required maxlength="60" value="Ana"' in one.get_data(as_text=True)
+
+
+def test_a_spreadsheet_or_archive_is_not_read_as_a_class_list(services, klass, teacher_client):
+    import io
+
+    for name in ("notazip.zip", "Lista.XLSX"):
+        resp = teacher_client.post(f"/teach/classes/{klass['id']}/import", data={
+            "csrf_token": _token(teacher_client), "file": (io.BytesIO(b"this is not a zip file at all"), name)},
+            content_type="multipart/form-data")
+        assert resp.status_code == 400 and "Save the list from your spreadsheet as CSV" in resp.get_data(as_text=True)
+    with services.db.read() as conn:  # "this is not a zip file at all" became a pupil
+        assert conn.execute("SELECT COUNT(*) FROM users WHERE display_name LIKE 'this is%'").fetchone()[0] == 0

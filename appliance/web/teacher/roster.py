@@ -16,6 +16,7 @@ from appliance.web.teacher import bp
 
 log = logging.getLogger(__name__)
 MAX_CSV_BYTES = 256 * 1024
+NOT_A_LIST = (".zip", ".xlsx", ".xls", ".ods", ".numbers", ".pdf", ".docx", ".doc", ".odt")
 
 
 def _db():
@@ -111,7 +112,7 @@ def _class_page(cls: dict, roster_error: str | None = None, typed: dict | None =
             course["lessons"] = [dict(r, assigned=(course["id"], r["id"]) in assigned) for r in conn.execute(
                 "SELECT id, title FROM lessons WHERE course_id = ? ORDER BY position", (course["id"],))]
         to_check = answers_to_check(conn, _below(), [class_id]).get(class_id, 0)
-        teachers = cls_mod.teachers(conn) if current_user()["role"] == "admin" else []
+        teachers = cls_mod.teachers(conn, keep=cls["teacher_id"]) if current_user()["role"] == "admin" else []
     return render_template("teacher/class.html", cls=cls, students=students, courses=courses,
                            languages=cls_mod.LANGUAGE_CODES, to_check=to_check, teachers=teachers,
                            roster_error=roster_error, typed=typed or {}), code
@@ -128,7 +129,7 @@ def class_settings(class_id: int):
         _db().write(lambda c: cls_mod.update_class(c, class_id, name=name, uses_pin=uses_pin, language=language,
                                                    teacher_id=teacher_id))
     except BadRequest as exc:  # back to the class page, the refusal on top (not an error page)
-        flash(_("The class settings were not saved: %(why)s", why=exc.message), "error")
+        flash(_("The class settings were not saved. %(why)s", why=exc.message), "error")
         return redirect(url_for("teacher.class_page", class_id=class_id) + "#settings-h")
     flash(_("The class settings are saved."))
     return redirect(url_for("teacher.class_page", class_id=class_id))
@@ -173,6 +174,10 @@ def _import_roster(cls: dict):
     class_id = cls["id"]
     upload = request.files.get("file")
     if upload is not None and upload.filename:
+        if upload.filename.lower().endswith(NOT_A_LIST):
+            # A spreadsheet or an archive is not read as text ("this is not a zip" became a pupil).
+            raise BadRequest(_("That file is not a class list. Save the list from your spreadsheet as CSV, or"
+                               " paste the names."))
         raw = upload.read(MAX_CSV_BYTES + 1)
         if len(raw) > MAX_CSV_BYTES:
             raise BadRequest(_("That file is too big for a class list."))
