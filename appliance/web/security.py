@@ -59,6 +59,10 @@ def current_user():
             g.user = dict(row)
             g.auth = "session"
         else:
+            if row is None:  # switched off while signed in: the page says so, not "please sign in"
+                with services.db.read() as conn:
+                    g.switched_off = conn.execute("SELECT 1 FROM users WHERE id = ? AND disabled = 1",
+                                                  (uid,)).fetchone() is not None
             session.clear()
     return g.user
 
@@ -127,6 +131,8 @@ def enforce_roles():
         raise Forbidden("This page has no access rule, so it is closed.")
     user = current_user()
     if "anonymous" not in roles:
+        if user is None and g.get("switched_off"):
+            raise Unauthorized(_("This account was switched off. Please ask your administrator."))
         if user is None:
             # A teacher's or an admin's page sends them to the staff sign-in, and back here after it.
             staff_only = "student" not in roles

@@ -36,7 +36,9 @@ def test_admin_creates_and_disables_a_teacher(app, services, admin_client):
     with services.db.read() as conn:
         uid = conn.execute("SELECT id FROM users WHERE username = 'maria.g'").fetchone()[0]
     admin_client.post(f"/admin/users/{uid}/disabled", data={"csrf_token": _token(admin_client), "disabled": "1"})
-    assert c.get("/teach/").status_code == 401  # the live session ends with the account
+    ended = c.get("/teach/")  # the live session ends with the account, and the page says why
+    assert ended.status_code == 401 and "This account was switched off. Please ask your administrator." in ended.get_data(as_text=True)
+    assert c.get("/teach/").status_code == 401 and "Please sign in first" in c.get("/teach/").get_data(as_text=True)
     assert sign_in_staff(app.test_client(), "maria.g", "pizza pizza 9").status_code == 403  # "This account is switched off"
 
 
