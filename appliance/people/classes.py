@@ -34,7 +34,8 @@ def _unique_class_name(conn: sqlite3.Connection, name: str, class_id: int | None
     """The cleaned name, refused when another class has it: children pick their class by its name,
     and two "5B" buttons on the sign-in page cannot be told apart."""
     name = clean_name(name)
-    same = conn.execute("SELECT 1 FROM classes WHERE lower(name) = lower(?) AND id IS NOT ?", (name, class_id)).fetchone()
+    same = conn.execute("SELECT 1 FROM classes WHERE lower(name) = lower(?) AND id IS NOT ? AND archived_at IS NULL",
+                        (name, class_id)).fetchone()
     if same is not None:
         raise BadRequest(_("There is already a class called “%(name)s”. Give this one another name, with the"
                            " year or the room in it.", name=name))
@@ -73,6 +74,18 @@ def update_class(conn: sqlite3.Connection, class_id: int, *, name: str, uses_pin
                  (_unique_class_name(conn, name, class_id), 1 if uses_pin else 0, language or None, class_id))
     if teacher_id is not None:
         conn.execute("UPDATE classes SET teacher_id = ? WHERE id = ?", (_teacher(conn, teacher_id, class_id), class_id))
+
+
+def set_archived(conn: sqlite3.Connection, class_id: int, archived: bool) -> None:
+    """Put a class away (end of the school year) or take it back. An archived class is off the sign-in
+    page and its students cannot sign in through it; its roster, answers and reports stay, and its name
+    is free for next year's class. Taking it back needs its name to be free again."""
+    row = conn.execute("SELECT name FROM classes WHERE id = ?", (class_id,)).fetchone()
+    if row is None:
+        raise NotFound(_("There is no such class."))
+    if not archived:
+        _unique_class_name(conn, row[0], class_id)
+    conn.execute("UPDATE classes SET archived_at = ? WHERE id = ?", (now_iso() if archived else None, class_id))
 
 
 def teachers(conn: sqlite3.Connection, keep: int | None = None) -> list[dict]:

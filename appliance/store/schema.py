@@ -180,7 +180,11 @@ CREATE TABLE kv (
 # When an account last signed in: the users page shows it, so an administrator can tell a dead account.
 CORE_0002 = "ALTER TABLE users ADD COLUMN last_signin_at TEXT;"
 
+# A class put away at the end of a school year: off the sign-in page, its history kept (classes.set_archived).
+CORE_0003 = "ALTER TABLE classes ADD COLUMN archived_at TEXT;"
+
 MIGRATIONS = [
     ("core_0001_initial", CORE_0001),
     ("core_0002_last_signin", CORE_0002),
+    ("core_0003_class_archived", CORE_0003),
 ]

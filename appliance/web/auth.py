@@ -90,7 +90,8 @@ def signin():
     with _services().db.read() as conn:
         rows = conn.execute(
             "SELECT c.id, c.name, c.uses_pin FROM classes c WHERE EXISTS (SELECT 1 FROM class_members m"
-            " JOIN users u ON u.id = m.student_id WHERE m.class_id = c.id AND u.disabled = 0) ORDER BY c.name"
+            " JOIN users u ON u.id = m.student_id WHERE m.class_id = c.id AND u.disabled = 0)"
+            " AND c.archived_at IS NULL ORDER BY c.name"
         ).fetchall()
     return render_template("auth/classes.html", classes=rows)
 
@@ -100,6 +101,8 @@ def signin():
 def pick_name(class_id: int):
     with _services().db.read() as conn:
         cls = classes_mod.get_class(conn, class_id)
+        if cls["archived_at"]:
+            raise NotFound(_("This class is not on this box any more. Ask your teacher which class to choose."))
         students = classes_mod.roster(conn, class_id)
     use_class_language(cls["language"])
     return render_template("auth/names.html", cls=cls, students=students)
@@ -113,6 +116,8 @@ def _student_for_signin(conn, student_id: int, class_id: int) -> tuple[dict, dic
     if row is None:
         raise NotFound(_("That name is not in this class."))
     cls = classes_mod.get_class(conn, class_id)
+    if cls["archived_at"]:
+        raise NotFound(_("This class is not on this box any more. Ask your teacher which class to choose."))
     return dict(row), cls
 
 

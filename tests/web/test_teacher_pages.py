@@ -476,3 +476,28 @@ def test_a_spreadsheet_or_archive_is_not_read_as_a_class_list(services, klass, t
         assert resp.status_code == 400 and "Save the list from your spreadsheet as CSV" in resp.get_data(as_text=True)
     with services.db.read() as conn:  # "this is not a zip file at all" became a pupil
         assert conn.execute("SELECT COUNT(*) FROM users WHERE display_name LIKE 'this is%'").fetchone()[0] == 0
+
+
+def test_a_class_is_archived_at_the_end_of_the_year_and_restored(app, services, klass, teacher_client):
+    ana = klass["students"]["Ana"]
+    url = f"/teach/classes/{klass['id']}"
+    assert 'action="/teach/classes/%d/archive"' % klass["id"] in teacher_client.get(url).get_data(as_text=True)
+    done = teacher_client.post(f"{url}/archive", data={"csrf_token": _token(teacher_client)})
+    assert done.status_code == 302
+    home = teacher_client.get(done.location).get_data(as_text=True)
+    assert "The class is archived" in home and "1 archived class" in home
+    c = app.test_client()
+    assert "Class 4B" not in c.get("/signin").get_data(as_text=True)  # off the sign-in page
+    assert c.get(f"/signin/class/{klass['id']}").status_code == 404
+    assert sign_in_student(c, klass["id"], ana["id"], ana["pin"]).status_code == 404
+    assert "This class is archived" in teacher_client.get(url).get_data(as_text=True)  # its history stays
+    # Next year's class may take the name; the old one then cannot come back under it.
+    assert teacher_client.post("/teach/classes", data={"csrf_token": _token(teacher_client), "name": "Class 4B"}).status_code == 302
+    refused = teacher_client.get(teacher_client.post(f"{url}/restore", data={"csrf_token": _token(teacher_client)}).location)
+    assert "The class was not restored. There is already a class called" in refused.get_data(as_text=True)
+    with services.db.read() as conn:
+        new = conn.execute("SELECT id FROM classes WHERE name = 'Class 4B' AND archived_at IS NULL").fetchone()[0]
+    teacher_client.post(f"/teach/classes/{new}/settings", data={"csrf_token": _token(teacher_client), "name": "Class 4B (2027)"})
+    back = teacher_client.post(f"{url}/restore", data={"csrf_token": _token(teacher_client)})
+    assert back.location.endswith(url)
+    assert sign_in_student(app.test_client(), klass["id"], ana["id"], ana["pin"]).status_code == 302

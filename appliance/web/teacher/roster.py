@@ -160,6 +160,30 @@ def add_student(class_id: int):
     return _pins_page(cls, added, _("Student added"))
 
 
+@bp.post("/classes/<int:class_id>/archive")
+@requires("teacher", "admin")
+def archive_class(class_id: int):
+    """Put the class away (end of the year): off the sign-in page, its history kept."""
+    _class_or_404(class_id)
+    _db().write(lambda c: cls_mod.set_archived(c, class_id, True))
+    flash(_("The class is archived: its students no longer see it when they sign in. Its progress is kept,"
+            " and you can restore it from your classes page."))
+    return redirect(url_for("teacher.home"))
+
+
+@bp.post("/classes/<int:class_id>/restore")
+@requires("teacher", "admin")
+def restore_class(class_id: int):
+    _class_or_404(class_id)
+    try:
+        _db().write(lambda c: cls_mod.set_archived(c, class_id, False))
+    except BadRequest as exc:
+        flash(_("The class was not restored. %(why)s", why=exc.message), "error")
+        return redirect(url_for("teacher.home"))
+    flash(_("The class is back: its students can sign in again."))
+    return redirect(url_for("teacher.class_page", class_id=class_id))
+
+
 @bp.post("/classes/<int:class_id>/import")
 @requires("teacher", "admin")
 def import_roster(class_id: int):
