@@ -273,7 +273,11 @@ def restore_backup():
     from appliance.store.backup import restore_from
 
     services = _services()
-    path = imports.save_upload(services, request.files.get("backup"), "backups", (".db", ".sqlite", ".sqlite3"))
+    try:  # a wrong file or none: the reason on the backup page (it was an error page of its own)
+        path = imports.save_upload(services, request.files.get("backup"), "backups", (".db", ".sqlite", ".sqlite3"))
+    except AppError as exc:
+        return render_template("admin/backup.html", db_bytes=device.human_bytes(services.db.size_bytes()),
+                               error=exc.message), exc.status
     try:
         restore_from(services.db, path)
     except AppError as exc:

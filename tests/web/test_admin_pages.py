@@ -126,6 +126,12 @@ def test_restore_refuses_garbage(services, admin_client, klass):
     assert resp.status_code == 400 and "not a database backup" in resp.get_data(as_text=True)
     with services.db.read() as c:
         assert c.execute("SELECT COUNT(*) FROM class_members").fetchone()[0] == 2
+    # A file of another kind comes back on the backup page with the reason, not on an error page.
+    wrong = admin_client.post("/admin/backup/restore", data={
+        "csrf_token": _token(admin_client, "/admin/backup"), "backup": (io.BytesIO(b"PK\x03\x04"), "course.zip")},
+        content_type="multipart/form-data")
+    page = wrong.get_data(as_text=True)
+    assert wrong.status_code == 400 and ".db" in page and 'name="backup"' in page
 
 
 @pytest.fixture
