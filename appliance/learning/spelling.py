@@ -120,6 +120,23 @@ def respell(text: str, vocabulary: dict[str, str], known: Callable[[str], bool] 
     return fixed if changed else ""
 
 
+def changed_words(text: str, respelt: str) -> list[tuple[str, bool]]:
+    """``respelt`` (``respell`` of ``text``) in pieces, each marked True where a word was put right, so a
+    page can show which ("it <mark>tells</mark> how meny…"). ``respell`` replaces words one for one and
+    keeps everything between them, so the two texts' words line up."""
+    typed = _WORD.findall(text)
+    out: list[tuple[str, bool]] = []
+    at, i = 0, 0
+    for m in _WORD.finditer(respelt):
+        if m.start() > at:
+            out.append((respelt[at:m.start()], False))
+        out.append((m.group(0), i >= len(typed) or typed[i] != m.group(0)))
+        at, i = m.end(), i + 1
+    if at < len(respelt):
+        out.append((respelt[at:], False))
+    return out
+
+
 def _cased_like(typed: str, word: str) -> str:
     """``word`` (as the course writes it, lower case) in the case the child typed: "Bothe" -> "Both"."""
     if typed.isupper() and len(typed) > 1:

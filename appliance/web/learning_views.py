@@ -28,6 +28,7 @@ from appliance.errors import BadRequest, NotFound, Unavailable
 from appliance.languages import base_language
 from appliance.learning import overrides
 from appliance.learning.grading import NEEDS_TEACHER_SQL
+from appliance.learning.spelling import changed_words
 from appliance.people import classes as cls_mod
 from appliance.web.security import current_user, requires
 
@@ -164,7 +165,8 @@ def grades(class_id: int):
         if r["graded_by"] == "model":
             # The second reading of a misspelt answer (``SemanticGrader.judge``): why "it tels how meny
             # equel parts…" may be graded right.
-            r["read_as"] = semantic.read_as(r["course_id"], r["text"]) if model_on else ""
+            read_as = semantic.read_as(r["course_id"], r["text"]) if model_on else ""
+            r["read_as"] = changed_words(r["text"], read_as) if read_as else []
             r["sure"] = "unsure" if r["confidence"] < below else "fairly" if r["confidence"] < (1 + below) / 2 \
                 or r["hard"] else "sure"
     return render_template("learning/grades.html", cls=cls, rows=rows, show_all=show_all, below=below,

@@ -161,6 +161,10 @@ def test_only_the_misspelt_word_changes_and_takes_the_courses_spelling():
     assert respell("cuantos tercios", words) == ""  # nothing misspelt: folded, both are the course's words
     assert respell("dinosaurio", words) == ""
     assert respell("Fracion EQUIVALNTE", words) == "Fracción EQUIVALENTE"  # in the case it was typed in
+    from appliance.learning.spelling import changed_words
+    assert changed_words("¿La fracion <b>?", "¿La fracción <b>?") == [("¿", False), ("La", False), (" ", False),
+                                                                    ("fracción", True), (" <", False), ("b", False),
+                                                                    (">?", False)]
 
 
 def test_misspelt_words_are_put_right_when_only_words_are_matched(tmp_path):

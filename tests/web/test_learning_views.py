@@ -412,7 +412,9 @@ def test_the_teacher_sees_how_the_model_read_a_misspelt_answer(services, teacher
     spelt = _answer(student_client, "e6", {"text": "Both are one half of the whole."}).get_json()
     assert spelt["graded_by"] == "model"
     html = teacher_client.get(f"/teach/classes/{klass['id']}/grades?show=all").get_data(as_text=True)
-    assert "The model read it with the course’s spelling: “<bdi>Both are one half of the whole.</bdi>”" in html
+    # The words it put right are marked.
+    assert ("The model read it with the course’s spelling: “<bdi><mark>Both</mark> are one <mark>half</mark> of the"
+            " <mark>whole</mark>.</bdi>”") in html
     assert html.count('class="muted small-text read-as"') == 1  # not under the answer spelt right
 
 
