@@ -6,7 +6,7 @@ import sqlite3
 import time
 
 import pytest
-from lms_fixtures import csrf_of, sign_in_staff
+from lms_fixtures import csrf_of, seed_course, sign_in_staff
 
 from appliance.services import PartStatus
 
@@ -266,3 +266,10 @@ def test_every_page_works_after_a_course_with_progress_is_removed(services, cour
                          (teacher_client, f"/teach/classes/{klass['id']}/grades"), (admin_client, "/admin/"),
                          (admin_client, "/admin/content")):
         assert client.get(path).status_code == 200, path
+    # The hardest questions speak of the course they show (after a removal, answers to another one are
+    # no "nobody has answered yet"); with no course left, of none.
+    assert "Nobody in this class has answered a question yet." in teacher_client.get(
+        f"/teach/classes/{klass['id']}/hardest").get_data(as_text=True)
+    seed_course(services.db, "fractions-two", "Fractions two")
+    assert "Nobody in this class has answered a question of Fractions two yet." in teacher_client.get(
+        f"/teach/classes/{klass['id']}/hardest").get_data(as_text=True)
