@@ -1,8 +1,17 @@
-"""Language codes as courses, classes and pages carry them ("es", "es-MX", Babel's "es_ES")."""
+"""Language codes as courses, classes and pages carry them ("es", "es-MX", Babel's "es_ES"), and text
+compared without its case and accents."""
 from __future__ import annotations
+
+import unicodedata
 
 
 def base_language(code: str | None) -> str:
     """The base language, lower case: "es" for "es", "es-MX", "es_ES" or "ES"; "" for none. Courses,
     classes and the page's locale are compared by it."""
     return (code or "").replace("_", "-").split("-")[0].lower()
+
+
+def without_accents(text: str) -> str:
+    """``text`` in lower case without its accents: "Íñigo" -> "inigo". Search and the spelling rule
+    compare words by it, and names are sorted by it (SQLite's NOCASE knows ASCII only)."""
+    return "".join(ch for ch in unicodedata.normalize("NFKD", text.casefold()) if not unicodedata.combining(ch))

@@ -84,7 +84,7 @@ def main(argv=None) -> dict:
             exercises = _exercises(services)
             below = services.cfg.learning.review_below_confidence
             as_box = [(a, grader.judge(exercises[(a["course"], a["exercise"])], a["answer"])) for a in answers]
-            as_typed = [(a, grader._judge(exercises[(a["course"], a["exercise"])], a["answer"])) for a in answers]
+            as_typed = [(a, grader.judge(exercises[(a["course"], a["exercise"])], a["answer"], reread=False)) for a in answers]
         finally:
             services.close()
     finally:

@@ -152,13 +152,14 @@ class SemanticGrader:
             return None
         return BoundJudge(self, exercise)
 
-    def judge(self, exercise: dict, text: str) -> Judgement:
+    def judge(self, exercise: dict, text: str, reread: bool = True) -> Judgement:
         """The answer's grade. A misspelt answer is read a second time with its words put right to the
         course's (``spelling.respell``): when the two readings disagree, the answer is right if either
         reading is, and the teacher reads it first (the respelling may have changed a right word
-        the course does not use, or put right what the child misspelt)."""
+        the course does not use, or put right what the child misspelt). ``reread=False``: the answer as
+        typed only (``bench.grading`` compares the two)."""
         as_typed = self._judge(exercise, text)
-        respelt = self.read_as(exercise["course_id"], text)
+        respelt = self.read_as(exercise["course_id"], text) if reread else ""
         if not respelt:
             return as_typed
         put_right = self._judge(exercise, respelt)

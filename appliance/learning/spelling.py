@@ -20,12 +20,11 @@ import difflib
 import html
 import re
 import threading
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from appliance.jsonsafe import loads
-from appliance.languages import base_language
+from appliance.languages import base_language, without_accents
 
 SPELLING_CUTOFF = 0.8  # difflib ratio: a letter left out or added (4+ letters), changed or two swapped (5+): "devide"
 _TAG = re.compile(r"<[^>]+>")
@@ -48,8 +47,7 @@ def plain_text(body: str) -> str:
 
 def fold(text: str) -> list[str]:
     """The words of ``text``, case and accents ignored."""
-    s = unicodedata.normalize("NFKD", text.casefold())
-    return _WORD.findall("".join(ch for ch in s if not unicodedata.combining(ch)))
+    return _WORD.findall(without_accents(text))
 
 
 def stemmer(language: str | None) -> Callable[[str], str]:

@@ -9,11 +9,11 @@ import csv
 import io
 import logging
 import sqlite3
-import unicodedata
 
 from flask_babel import lazy_gettext as _
 
 from appliance.errors import BadRequest, NotFound
+from appliance.languages import without_accents
 from appliance.people.accounts import (
     AVATAR_COLOURS,
     AVATARS,
@@ -99,10 +99,8 @@ def teachers(conn: sqlite3.Connection, keep: int | None = None) -> list[dict]:
 
 
 def name_order(name: str) -> tuple[str, str]:
-    """A sort key for names that puts "Íñigo" among the I's, not after "Zoe" (SQLite's NOCASE knows
-    ASCII only)."""
-    folded = "".join(ch for ch in unicodedata.normalize("NFKD", name.casefold()) if not unicodedata.combining(ch))
-    return folded, name
+    """A sort key for names that puts "Íñigo" among the I's, not after "Zoe"."""
+    return without_accents(name), name
 
 
 def get_class(conn: sqlite3.Connection, class_id: int, user: dict | None = None) -> dict:
@@ -111,6 +109,15 @@ def get_class(conn: sqlite3.Connection, class_id: int, user: dict | None = None)
     if row is None or (user is not None and user["role"] != "admin" and row["teacher_id"] != user["id"]):
         raise NotFound(_("There is no such class."))
     return dict(row)
+
+
+def class_to_sign_in(conn: sqlite3.Connection, class_id: int) -> dict:
+    """The class a student picked on the sign-in page; NotFound when there is none or it is archived
+    (an old link or a page left open)."""
+    cls = get_class(conn, class_id)
+    if cls["archived_at"]:
+        raise NotFound(_("This class is not on this box any more. Ask your teacher which class to choose."))
+    return cls
 
 
 def classes_for(conn: sqlite3.Connection, user: dict) -> list[dict]:
@@ -215,13 +222,14 @@ _LAST_KEYS = ("last name", "last", "family name", "surname", "apellidos", "apell
 
 def decode_roster(raw: bytes) -> str:
     """A class list file's text: UTF-8, or UTF-16 with its byte-order mark (Excel's "Unicode text"), or
-    Latin-1 (older exports; every byte is a character). A file with NUL bytes or a zip is no class list."""
+    Latin-1 (older exports; every byte is a character). A file with NUL bytes (a zip, a spreadsheet) is no
+    class list."""
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
             return raw.decode("utf-16")
         except UnicodeDecodeError:
             pass
-    if b"\x00" in raw or raw.startswith(b"PK\x03\x04"):
+    if b"\x00" in raw:
         raise BadRequest(_("That file is not a class list. Choose a CSV or text file with one name per line."))
     try:
         return raw.decode("utf-8")

@@ -63,7 +63,12 @@ def _rollback_targets() -> dict[str, str]:
 def activate_model(name: str):
     """Serve another version of a model (``models activate`` on the page); every web worker follows."""
     version = request.form.get("version", "")
-    return _model_change(lambda engine: (engine.activate(name, version), version)[1], name)
+
+    def serve(engine) -> str:
+        engine.activate(name, version)
+        return version
+
+    return _model_change(serve, name)
 
 
 @bp.post("/models/<name>/rollback")
@@ -273,18 +278,16 @@ def restore_backup():
     from appliance.store.backup import restore_from
 
     services = _services()
-    try:  # a wrong file or none: the reason on the backup page (it was an error page of its own)
+    path = None
+    try:  # a wrong file, or no backup in it: the reason on the backup page
         path = imports.save_upload(services, request.files.get("backup"), "backups", (".db", ".sqlite", ".sqlite3"))
-    except AppError as exc:
-        return render_template("admin/backup.html", db_bytes=device.human_bytes(services.db.size_bytes()),
-                               error=exc.message), exc.status
-    try:
         restore_from(services.db, path)
     except AppError as exc:
         return render_template("admin/backup.html", db_bytes=device.human_bytes(services.db.size_bytes()),
                                error=exc.message), exc.status
     finally:
-        path.unlink(missing_ok=True)
+        if path is not None:
+            path.unlink(missing_ok=True)
     log.warning("database restored from an uploaded backup by %s", current_user()["username"])
     flash(_("The database was restored. If your account changed, please sign in again."))
     return redirect(url_for("admin.backup"))

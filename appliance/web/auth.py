@@ -100,9 +100,7 @@ def signin():
 @requires("anonymous")
 def pick_name(class_id: int):
     with _services().db.read() as conn:
-        cls = classes_mod.get_class(conn, class_id)
-        if cls["archived_at"]:
-            raise NotFound(_("This class is not on this box any more. Ask your teacher which class to choose."))
+        cls = classes_mod.class_to_sign_in(conn, class_id)
         students = classes_mod.roster(conn, class_id)
     use_class_language(cls["language"])
     return render_template("auth/names.html", cls=cls, students=students)
@@ -115,10 +113,7 @@ def _student_for_signin(conn, student_id: int, class_id: int) -> tuple[dict, dic
     ).fetchone()
     if row is None:
         raise NotFound(_("That name is not in this class."))
-    cls = classes_mod.get_class(conn, class_id)
-    if cls["archived_at"]:
-        raise NotFound(_("This class is not on this box any more. Ask your teacher which class to choose."))
-    return dict(row), cls
+    return dict(row), classes_mod.class_to_sign_in(conn, class_id)
 
 
 def _needs_pin(conn, student_id: int) -> bool:

@@ -262,7 +262,7 @@ def test_a_misspelt_answer_is_read_again_with_the_courses_spelling(demo_svc):
     basics, equivalent = _exercise(demo_svc, "fractions", "basics-11"), _exercise(demo_svc, "fractions", "equivalent-09")
     for ex, text in [(basics, "it tels how meny equel parts the hole is devided in to"),
                      (equivalent, "multiplie the numerater and the denominater by the same nummber")]:
-        as_typed = grader._judge(ex, text)
+        as_typed = grader.judge(ex, text, reread=False)
         j = grader.judge(ex, text)
         assert not as_typed.correct, (text, as_typed)
         assert j.correct and j.confidence < below and j.similarity > as_typed.similarity, (text, j)
@@ -273,7 +273,7 @@ def test_a_misspelt_answer_is_read_again_with_the_courses_spelling(demo_svc):
     assert not grader.judge(basics, "the numerater").correct
     # Spelt as the course spells it, the answer is read once, as typed.
     text = "it shows how many equal parts the whole is divided into"
-    assert grader.judge(basics, text) == grader._judge(basics, text)
+    assert grader.judge(basics, text) == grader.judge(basics, text, reread=False)
 
 
 def test_two_readings_that_disagree_give_the_better_grade_for_the_teacher_to_check(demo_svc, monkeypatch):

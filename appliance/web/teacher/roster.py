@@ -3,6 +3,7 @@ remove students, choose the class language, assign lessons."""
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -143,7 +144,7 @@ def _pins_page(cls: dict, added: list[dict], title: str, skipped: list[str] = ()
 def _address_for_students() -> str:
     """Where students open the box, for the PIN cards: the address this page was opened at, which the
     classroom's devices reach too; none when it is the box itself (127.0.0.1, localhost)."""
-    host = request.host.rsplit(":", 1)[0].strip("[]") if request.host else ""
+    host = urlsplit(request.host_url).hostname or ""
     if not host or host in ("localhost", "::1") or host.startswith("127."):
         return ""
     return request.host_url.rstrip("/")
