@@ -54,19 +54,22 @@ def require_database(cfg: Config) -> Path:
 
     path = data_path(cfg, cfg.storage.database)
     if not path.is_file():
-        raise NotFound(f"there is no database at {path}: is that the box's data directory? Name it with "
-                       "--data-dir DIR (or --config FILE).")
+        raise NotFound(f"there is no database at {path} (yet): is that the box's data directory? Name it "
+                       "with --data-dir DIR (or --config FILE).")
     return path
 
 
 def database_or_note(cfg: Config) -> bool:
-    """For a list command: True when the box's database exists; else a note on stderr (the list is
-    empty, and nothing is created: provisioning lists the accounts of a box not started yet)."""
+    """For a list command: True when the box's database exists; else ``require_database``'s reason on
+    stderr and False (the list is empty, and nothing is created: provisioning lists the accounts of a
+    box not started yet)."""
     import sys
 
-    path = data_path(cfg, cfg.storage.database)
-    if path.is_file():
-        return True
-    print(f"classroom-edge: there is no database at {path} (yet): nothing to list. Another data directory? "
-          "Name it with --data-dir DIR (or --config FILE).", file=sys.stderr)
-    return False
+    from appliance.errors import NotFound
+
+    try:
+        require_database(cfg)
+    except NotFound as exc:
+        print(f"classroom-edge: {exc.message} Nothing to list.", file=sys.stderr)
+        return False
+    return True

@@ -119,19 +119,29 @@ def _hash(args) -> int:
     return 0
 
 
+def _print_list(args, rows_of) -> int:
+    """A list command: ``rows_of(conn)`` as JSON (names as written), or ``[]`` with a note on stderr on a
+    box without a database yet (provisioning lists the accounts of a box that has not started)."""
+    from appliance.store import open_database
+
+    cfg = config_from_args(args, storage={"data_dir": args.data_dir})
+    if not database_or_note(cfg):
+        print("[]")
+        return 0
+    db = open_database(cfg)
+    try:
+        with db.read() as conn:
+            rows = rows_of(conn)
+    finally:
+        db.close()
+    print(json.dumps(rows, indent=2, ensure_ascii=False))
+    return 0
+
+
 def _list(args) -> int:
     from appliance.people.accounts import list_staff
 
-    if not database_or_note(config_from_args(args, storage={"data_dir": args.data_dir})):
-        print("[]")
-        return 0
-    db = _db(args)
-    try:
-        with db.read() as conn:
-            print(json.dumps(list_staff(conn), indent=2, ensure_ascii=False))
-    finally:
-        db.close()
-    return 0
+    return _print_list(args, list_staff)
 
 
 def _user_id(db, username: str) -> int:
@@ -172,20 +182,10 @@ def _passwd(args) -> int:
 
 
 def _classes(args) -> int:
-    if not database_or_note(config_from_args(args, storage={"data_dir": args.data_dir})):
-        print("[]")
-        return 0
-    db = _db(args)
-    try:
-        with db.read() as conn:
-            rows = conn.execute(
-                "SELECT c.id, c.name, c.uses_pin, c.language, t.username AS teacher,"
-                " (SELECT COUNT(*) FROM class_members m WHERE m.class_id = c.id) AS students"
-                " FROM classes c LEFT JOIN users t ON t.id = c.teacher_id ORDER BY c.name").fetchall()
-        print(json.dumps([dict(r) for r in rows], indent=2, ensure_ascii=False))
-    finally:
-        db.close()
-    return 0
+    return _print_list(args, lambda conn: [dict(r) for r in conn.execute(
+        "SELECT c.id, c.name, c.uses_pin, c.language, c.archived_at, t.username AS teacher,"
+        " (SELECT COUNT(*) FROM class_members m WHERE m.class_id = c.id) AS students"
+        " FROM classes c LEFT JOIN users t ON t.id = c.teacher_id ORDER BY c.name")])
 
 
 def _unlock(args) -> int:
