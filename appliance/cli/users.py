@@ -1,4 +1,4 @@
-"""``classroom-edge users add|list|disable|enable|passwd|unlock`` and ``classroom-edge classes list``.
+"""``classroom-edge users add|list|edit|disable|enable|passwd|unlock`` and ``classroom-edge classes list``.
 
 The first admin of a box can be created here instead of on the one-time /setup page (provisioning).
 Passwords are read from a prompt (asked twice) or, for scripts, one line on stdin with
@@ -31,6 +31,11 @@ def register(sub) -> None:
     hsh.set_defaults(func=_hash)
     lst = usub.add_parser("list", help="list teacher and admin accounts (JSON)")
     lst.set_defaults(func=_list)
+    ed = usub.add_parser("edit", help="correct an account's name or change its role (the username stays)")
+    ed.add_argument("username")
+    ed.add_argument("--display-name", help="the name shown on the pages")
+    ed.add_argument("--role", choices=("admin", "teacher"))
+    ed.set_defaults(func=_edit)
     for name, disabled in (("disable", True), ("enable", False)):
         d = usub.add_parser(name, help=f"{name} an account")
         d.add_argument("username")
@@ -44,7 +49,7 @@ def register(sub) -> None:
     who.add_argument("username", nargs="?", help="a teacher's or admin's username")
     who.add_argument("--address", help="a device's IP address (every account tried from it)")
     un.set_defaults(func=_unlock)
-    for q in (add, lst, pw, un) + tuple(usub.choices[n] for n in ("disable", "enable")):
+    for q in (add, lst, ed, pw, un) + tuple(usub.choices[n] for n in ("disable", "enable")):
         q.add_argument("--data-dir", help="override [storage] data_dir")
 
     c = sub.add_parser("classes", help="list classes and their sizes")
@@ -162,6 +167,22 @@ def _set_disabled(args, disabled: bool) -> int:
     finally:
         db.close()
     print(f"{'disabled' if disabled else 'enabled'} '{args.username}'")
+    return 0
+
+
+def _edit(args) -> int:
+    from appliance.people.accounts import update_staff
+
+    if args.display_name is None and args.role is None:
+        raise BadRequest("Say what to change: --display-name and/or --role.")
+    db = _db(args)
+    try:
+        uid = _user_id(db, args.username)
+        changed = db.write(lambda c: update_staff(c, uid, display_name=args.display_name, role=args.role))
+    finally:
+        db.close()
+    print(f"'{args.username.strip().lower()}': " + (", ".join(f"{k} is now {v!r}" for k, v in changed.items())
+                                                   if changed else "nothing to change"))
     return 0
 
 

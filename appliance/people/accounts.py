@@ -110,18 +110,52 @@ def set_pin(conn: sqlite3.Connection, student_id: int, pin_hash: str | None) -> 
     _event(conn, "credentials_changed", user["uid"], "student")
 
 
+def _keep_an_admin(conn: sqlite3.Connection, user: dict) -> None:
+    """Refuse to switch off or demote the box's last active admin: nobody could manage it any more."""
+    if user["role"] != "admin" or user["disabled"]:
+        return
+    others = conn.execute(
+        "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0 AND id != ?", (user["id"],)
+    ).fetchone()[0]
+    if others == 0:
+        raise BadRequest(_("This is the last active admin account; create another admin first."))
+
+
 def set_disabled(conn: sqlite3.Connection, user_id: int, disabled: bool, *, acting_user_id: int | None = None) -> None:
     user = get_user(conn, user_id)
     if disabled and user_id == acting_user_id:
         raise BadRequest(_("You cannot disable your own account."))
-    if disabled and user["role"] == "admin":
-        others = conn.execute(
-            "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0 AND id != ?", (user_id,)
-        ).fetchone()[0]
-        if others == 0:
-            raise BadRequest(_("This is the last active admin account; create another admin first."))
+    if disabled:
+        _keep_an_admin(conn, user)
     conn.execute("UPDATE users SET disabled = ? WHERE id = ?", (1 if disabled else 0, user_id))
     _event(conn, "disabled" if disabled else "enabled", user["uid"], user["role"])
+
+
+def update_staff(conn: sqlite3.Connection, user_id: int, *, display_name: str | None = None,
+                 role: str | None = None, acting_user_id: int | None = None) -> dict:
+    """Correct a teacher's or admin's name, or give them the other role; what changed, by field.
+    The username stays: it is what they type to sign in, and what provisioning and the logs know them
+    by. A new role applies at the account's next request (the role is read on every request)."""
+    user = get_user(conn, user_id)
+    if user["role"] not in STAFF_ROLES:
+        raise BadRequest(_("Students are changed on their class's page."))
+    changed = {}
+    if display_name is not None and clean_name(display_name) != user["display_name"]:
+        changed["display_name"] = clean_name(display_name)
+    if role is not None and role != user["role"]:
+        if role not in STAFF_ROLES:
+            raise BadRequest(_("An account is a teacher or an administrator."))
+        if user_id == acting_user_id:
+            raise BadRequest(_("You cannot take away your own administrator role; another administrator can."))
+        _keep_an_admin(conn, user)
+        changed["role"] = role
+    if changed:
+        conn.execute(f"UPDATE users SET {', '.join(f'{k} = ?' for k in changed)} WHERE id = ?",
+                     (*changed.values(), user_id))
+    if "role" in changed:  # the hub counts staff by role; names never leave the box
+        _event(conn, "role_changed", user["uid"], role)
+        log.info("%s is now %s (was %s)", user["username"], role, user["role"])
+    return changed
 
 
 def admin_exists(conn: sqlite3.Connection) -> bool:

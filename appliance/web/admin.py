@@ -133,6 +133,20 @@ def set_disabled(user_id: int):
     return redirect(url_for("admin.users"))
 
 
+@bp.post("/users/<int:user_id>")
+@requires("admin")
+def edit_user(user_id: int):
+    """Correct a staff account's name or change its role (the username stays)."""
+    me, name, role = current_user()["id"], request.form.get("display_name"), request.form.get("role")
+    try:  # the form is read here: the write runs in the writer thread, outside this request
+        changed = _services().db.write(lambda c: accounts.update_staff(
+            c, user_id, display_name=name, role=role, acting_user_id=me))
+    except AppError as exc:
+        return _users_page(error=exc.message, code=exc.status)
+    flash(_("The account was changed.") if changed else _("Nothing was changed."))
+    return redirect(url_for("admin.users"))
+
+
 @bp.post("/users/<int:user_id>/password")
 @requires("admin")
 def set_password(user_id: int):

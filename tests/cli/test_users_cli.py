@@ -88,3 +88,24 @@ def test_commands_about_the_box_refuse_a_directory_without_its_database(capsys, 
         got = capsys.readouterr()
         assert got.out == out and "Nothing to list." in got.err and f"no database at {empty}/classroom-edge.db" in got.err, argv
     assert not empty.exists() and not (tmp_path / "var").exists()
+
+
+def test_edit_corrects_a_name_and_changes_a_role(monkeypatch, capsys, tmp_path):
+    for role, name in (("admin", "root"), ("teacher", "mara")):
+        assert _run(monkeypatch, capsys, tmp_path, "users", "add", "--role", role, "--username", name,
+                    "--password-stdin", stdin="a very good password\n")[0] == 0
+    code, out, _ = _run(monkeypatch, capsys, tmp_path, "users", "edit", "mara", "--display-name", "Mara Núñez",
+                        "--role", "admin")
+    assert code == 0 and "role is now 'admin'" in out and "Mara Núñez" in out
+    listed = {u["username"]: u for u in json.loads(_run(monkeypatch, capsys, tmp_path, "users", "list")[1])}
+    assert listed["mara"]["role"] == "admin" and listed["mara"]["display_name"] == "Mara Núñez"
+    code, out, _ = _run(monkeypatch, capsys, tmp_path, "users", "edit", "mara", "--role", "admin")
+    assert code == 0 and "nothing to change" in out
+    # Two admins: one may become a teacher; the last one may not.
+    assert _run(monkeypatch, capsys, tmp_path, "users", "edit", "root", "--role", "teacher")[0] == 0
+    code, _, err = _run(monkeypatch, capsys, tmp_path, "users", "edit", "mara", "--role", "teacher")
+    assert code == 1 and "last active admin" in err
+    code, _, err = _run(monkeypatch, capsys, tmp_path, "users", "edit", "mara")
+    assert code == 1 and "--display-name" in err
+    code, _, err = _run(monkeypatch, capsys, tmp_path, "users", "edit", "nobody", "--role", "admin")
+    assert code == 1 and "no account 'nobody'" in err

@@ -273,3 +273,48 @@ def test_every_page_works_after_a_course_with_progress_is_removed(services, cour
     seed_course(services.db, "fractions-two", "Fractions two")
     assert "Nobody in this class has answered a question of Fractions two yet." in teacher_client.get(
         f"/teach/classes/{klass['id']}/hardest").get_data(as_text=True)
+
+
+def test_admin_corrects_a_name_and_changes_a_role(services, admin, admin_client, teacher, teacher_client):
+    page = admin_client.get("/admin/users").get_data(as_text=True)
+    assert f'action="/admin/users/{teacher["id"]}"' in page
+    r = admin_client.post(f"/admin/users/{teacher['id']}", data={
+        "csrf_token": csrf_of(page), "display_name": "  Tomás   Ruiz ", "role": "admin"})
+    assert r.status_code == 302
+    with services.db.read() as conn:
+        row = conn.execute("SELECT display_name, role, username FROM users WHERE id = ?", (teacher["id"],)).fetchone()
+        event = conn.execute("SELECT payload FROM outbox WHERE type = 'account' ORDER BY seq DESC LIMIT 1").fetchone()
+    assert tuple(row) == ("Tomás Ruiz", "admin", "tom")  # the username stays: it is what they sign in with
+    assert '"role_changed"' in event[0] and "Tomás" not in event[0]  # names never leave the box
+    # The new role applies at the teacher's next request, without signing in again.
+    assert teacher_client.get("/admin/users").status_code == 200
+    # Back to teacher: now there are two admins, so it is allowed; and nothing to change says so.
+    page = admin_client.get("/admin/users").get_data(as_text=True)
+    admin_client.post(f"/admin/users/{teacher['id']}", data={"csrf_token": csrf_of(page), "display_name": "Tomás Ruiz",
+                                                             "role": "teacher"})
+    assert teacher_client.get("/admin/users").status_code == 403
+    same = admin_client.post(f"/admin/users/{teacher['id']}", data={
+        "csrf_token": csrf_of(page), "display_name": "Tomás Ruiz", "role": "teacher"}, follow_redirects=True)
+    assert "Nothing was changed." in same.get_data(as_text=True)
+
+
+def test_an_admin_cannot_demote_themselves_or_the_last_admin(services, admin, admin_client, teacher):
+    page = admin_client.get("/admin/users").get_data(as_text=True)
+    own = admin_client.post(f"/admin/users/{admin['id']}", data={
+        "csrf_token": csrf_of(page), "display_name": "Alice", "role": "teacher"})
+    assert own.status_code == 400 and "your own administrator role" in own.get_data(as_text=True)
+    with services.db.read() as conn:
+        assert conn.execute("SELECT role FROM users WHERE id = ?", (admin["id"],)).fetchone()[0] == "admin"
+    # Her own name she may correct (the role select is off for her own row, so no role is sent).
+    ok = admin_client.post(f"/admin/users/{admin['id']}", data={"csrf_token": csrf_of(page), "display_name": "Alice B."})
+    assert ok.status_code == 302
+    from appliance.errors import BadRequest
+    from appliance.people.accounts import update_staff
+    with pytest.raises(BadRequest, match="last active admin"):
+        services.db.write(lambda c: update_staff(c, admin["id"], role="teacher"))
+    bad = admin_client.post(f"/admin/users/{teacher['id']}", data={
+        "csrf_token": csrf_of(page), "display_name": "", "role": "teacher"})
+    assert bad.status_code == 400 and "Please type a name." in bad.get_data(as_text=True)
+    wrong = admin_client.post(f"/admin/users/{teacher['id']}", data={
+        "csrf_token": csrf_of(page), "display_name": "Tom", "role": "owner"})
+    assert wrong.status_code == 400
