@@ -299,12 +299,98 @@ def reset_pin(db, class_id: int, student_id: int) -> str:
 
 
 def remove_student(conn: sqlite3.Connection, class_id: int, student_id: int) -> None:
-    """Take a student out of a class; the account and its history stay (progress is never deleted)."""
+    """Take a student out of a class; the account and its history stay (progress is never deleted), and
+    the class page offers to put them back (``put_back``)."""
     cur = conn.execute("DELETE FROM class_members WHERE class_id = ? AND student_id = ?", (class_id, student_id))
     if cur.rowcount == 0:
         raise NotFound(_("That student is not in this class."))
+    conn.execute("INSERT OR REPLACE INTO class_departures (class_id, student_id, left_at) VALUES (?, ?, ?)",
+                 (class_id, student_id, now_iso()))
+    _enrolment(conn, "left", student_id, class_id)
+
+
+def _enrolment(conn: sqlite3.Connection, action: str, student_id: int, class_id: int) -> None:
     uid = conn.execute("SELECT uid FROM users WHERE id = ?", (student_id,)).fetchone()[0]
-    outbox.enqueue(conn, "enrolment", {"action": "left", "student_uid": uid, "class_id": class_id})
+    outbox.enqueue(conn, "enrolment", {"action": action, "student_uid": uid, "class_id": class_id})
+
+
+def _student_of(conn: sqlite3.Connection, class_id: int, student_id: int) -> dict:
+    row = conn.execute("SELECT u.* FROM users u JOIN class_members m ON m.student_id = u.id"
+                       " WHERE m.class_id = ? AND u.id = ? AND u.disabled = 0", (class_id, student_id)).fetchone()
+    if row is None:
+        raise NotFound(_("That student is not in this class."))
+    return dict(row)
+
+
+def _refuse_name_clash(conn: sqlite3.Connection, class_id: int, name: str, student_id: int) -> None:
+    """Two children with one name in a class cannot tell their buttons apart on the sign-in page."""
+    same = conn.execute("SELECT 1 FROM users u JOIN class_members m ON m.student_id = u.id WHERE m.class_id = ?"
+                        " AND u.disabled = 0 AND lower(u.display_name) = lower(?) AND u.id != ?",
+                        (class_id, name, student_id)).fetchone()
+    if same is not None:
+        cls_name = conn.execute("SELECT name FROM classes WHERE id = ?", (class_id,)).fetchone()[0]
+        raise BadRequest(_("%(class_name)s already has a student called %(name)s; add an initial to tell them"
+                           " apart.", class_name=cls_name, name=name))
+
+
+def rename_student(conn: sqlite3.Connection, class_id: int, student_id: int, name: str) -> str:
+    """Correct how a student's name is written (a typo on the class list); their account, PIN and
+    progress stay. The name must stay unique in every class they are in."""
+    _student_of(conn, class_id, student_id)
+    name = clean_name(name)
+    for (other_class,) in conn.execute("SELECT class_id FROM class_members WHERE student_id = ?", (student_id,)).fetchall():
+        _refuse_name_clash(conn, other_class, name, student_id)
+    conn.execute("UPDATE users SET display_name = ? WHERE id = ?", (name, student_id))
+    return name
+
+
+def _join(conn: sqlite3.Connection, class_id: int, student: dict) -> None:
+    row = conn.execute("SELECT archived_at FROM classes WHERE id = ?", (class_id,)).fetchone()
+    if row is None:
+        raise NotFound(_("There is no such class."))
+    if row[0]:
+        raise BadRequest(_("That class is archived: restore it first."))
+    if conn.execute("SELECT 1 FROM class_members WHERE class_id = ? AND student_id = ?",
+                    (class_id, student["id"])).fetchone():
+        return
+    _refuse_name_clash(conn, class_id, student["display_name"], student["id"])
+    conn.execute("INSERT INTO class_members (class_id, student_id) VALUES (?, ?)", (class_id, student["id"]))
+    conn.execute("DELETE FROM class_departures WHERE class_id = ? AND student_id = ?", (class_id, student["id"]))
+    _enrolment(conn, "joined", student["id"], class_id)
+
+
+def move_student(conn: sqlite3.Connection, from_class: int, to_class: int, student_id: int) -> None:
+    """A child changes class: same account, PIN and progress, signing in through the new class."""
+    if from_class == to_class:
+        raise BadRequest(_("Choose another class."))
+    student = _student_of(conn, from_class, student_id)
+    _join(conn, to_class, student)
+    remove_student(conn, from_class, student_id)
+
+
+def put_back(conn: sqlite3.Connection, class_id: int, student_id: int) -> dict:
+    """A student taken out of this class comes back, with everything they did."""
+    if conn.execute("SELECT 1 FROM class_departures WHERE class_id = ? AND student_id = ?",
+                    (class_id, student_id)).fetchone() is None:
+        raise NotFound(_("That student was not taken out of this class."))
+    row = conn.execute("SELECT * FROM users WHERE id = ? AND role = 'student' AND disabled = 0", (student_id,)).fetchone()
+    if row is None:
+        raise NotFound(_("That student's account is no longer on this box."))
+    _join(conn, class_id, dict(row))
+    return dict(row)
+
+
+def departures(conn: sqlite3.Connection, class_id: int) -> list[dict]:
+    """Students taken out of this class (and not back in it), newest first, with the classes they are in now."""
+    rows = [dict(r) for r in conn.execute(
+        "SELECT u.id, u.display_name, u.avatar, d.left_at FROM class_departures d JOIN users u ON u.id = d.student_id"
+        " WHERE d.class_id = ? AND u.disabled = 0 AND NOT EXISTS (SELECT 1 FROM class_members m"
+        " WHERE m.class_id = d.class_id AND m.student_id = d.student_id) ORDER BY d.left_at DESC", (class_id,))]
+    for r in rows:
+        r["now_in"] = [c[0] for c in conn.execute(
+            "SELECT c.name FROM classes c JOIN class_members m ON m.class_id = c.id WHERE m.student_id = ?"
+            " ORDER BY c.name", (r["id"],))]
+    return rows
 
 
 def set_assignments(conn: sqlite3.Connection, class_id: int, course_id: str, lesson_ids: list[str]) -> None:

@@ -183,8 +183,20 @@ CORE_0002 = "ALTER TABLE users ADD COLUMN last_signin_at TEXT;"
 # A class put away at the end of a school year: off the sign-in page, its history kept (classes.set_archived).
 CORE_0003 = "ALTER TABLE classes ADD COLUMN archived_at TEXT;"
 
+# Who was taken out of a class (or moved to another), so a teacher can put them back with their progress:
+# adding the name again made a new account, and the child's answers stayed with the old one.
+CORE_0004 = """
+CREATE TABLE class_departures (
+    class_id INTEGER NOT NULL REFERENCES classes(id) ON DELETE CASCADE,
+    student_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    left_at TEXT NOT NULL,
+    PRIMARY KEY (class_id, student_id)
+);
+"""
+
 MIGRATIONS = [
     ("core_0001_initial", CORE_0001),
     ("core_0002_last_signin", CORE_0002),
     ("core_0003_class_archived", CORE_0003),
+    ("core_0004_class_departures", CORE_0004),
 ]

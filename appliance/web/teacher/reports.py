@@ -213,4 +213,6 @@ def student(class_id: int, student_id: int):
         if row is None:
             raise NotFound(_("That student is not in this class."))
         history = student_history(conn, _services(), student_id)
-    return render_template("teacher/student.html", cls=cls, student=dict(row), history=history)
+        # Where the student may be moved: the other open classes this teacher (an admin: anyone) manages.
+        others = [c for c in cls_mod.classes_for(conn, current_user()) if c["id"] != class_id and not c["archived_at"]]
+    return render_template("teacher/student.html", cls=cls, student=dict(row), history=history, other_classes=others)

@@ -1,5 +1,6 @@
 """Classes and rosters: create a class, add students one by one or from a CSV file, reset PINs,
-remove students, choose the class language, assign lessons."""
+correct a student's name, move a student to another class, take one out and put them back, choose the
+class language, assign lessons."""
 from __future__ import annotations
 
 import logging
@@ -9,7 +10,7 @@ from flask import current_app, flash, redirect, render_template, request, url_fo
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
-from appliance.errors import BadRequest
+from appliance.errors import BadRequest, NotFound
 from appliance.learning.grading import NEEDS_TEACHER_SQL
 from appliance.people import classes as cls_mod
 from appliance.web.security import current_user, requires
@@ -114,7 +115,8 @@ def _class_page(cls: dict, roster_error: str | None = None, typed: dict | None =
                 "SELECT id, title FROM lessons WHERE course_id = ? ORDER BY position", (course["id"],))]
         to_check = answers_to_check(conn, _below(), [class_id]).get(class_id, 0)
         teachers = cls_mod.teachers(conn, keep=cls["teacher_id"]) if current_user()["role"] == "admin" else []
-    return render_template("teacher/class.html", cls=cls, students=students, courses=courses,
+        departed = cls_mod.departures(conn, class_id)
+    return render_template("teacher/class.html", cls=cls, students=students, courses=courses, departed=departed,
                            languages=cls_mod.LANGUAGE_CODES, to_check=to_check, teachers=teachers,
                            roster_error=roster_error, typed=typed or {}), code
 
@@ -233,7 +235,55 @@ def reset_pin(class_id: int, student_id: int):
 def remove_student(class_id: int, student_id: int):
     _class_or_404(class_id)
     _db().write(lambda c: cls_mod.remove_student(c, class_id, student_id))
-    flash(_("The student was taken out of the class. Their progress is kept."))
+    flash(_("The student was taken out of the class. Their progress is kept, and “Put back”, at the bottom of"
+            " the list, brings them back."))
+    return redirect(url_for("teacher.class_page", class_id=class_id))
+
+
+@bp.post("/classes/<int:class_id>/students/<int:student_id>/name")
+@requires("teacher", "admin")
+def rename_student(class_id: int, student_id: int):
+    _class_or_404(class_id)
+    typed = request.form.get("name", "")
+    try:
+        name = _db().write(lambda c: cls_mod.rename_student(c, class_id, student_id, typed))
+    except BadRequest as exc:
+        flash(_("The name was not changed. %(why)s", why=exc.message), "error")
+    else:
+        flash(_("The name is now “%(name)s”. The PIN and the progress stay the same.", name=name))
+    return redirect(url_for("teacher.student", class_id=class_id, student_id=student_id))
+
+
+@bp.post("/classes/<int:class_id>/students/<int:student_id>/move")
+@requires("teacher", "admin")
+def move_student(class_id: int, student_id: int):
+    """To another class the same teacher (or an admin) manages; the account and its progress go along."""
+    _class_or_404(class_id)
+    try:
+        target = _class_or_404(int(request.form.get("to_class", "")))
+    except ValueError:
+        target = None
+    try:
+        if target is None:
+            raise BadRequest(_("Choose another class."))
+        _db().write(lambda c: cls_mod.move_student(c, class_id, target["id"], student_id))
+    except (BadRequest, NotFound) as exc:
+        flash(_("The student was not moved. %(why)s", why=exc.message), "error")
+        return redirect(url_for("teacher.student", class_id=class_id, student_id=student_id))
+    flash(_("The student is now in %(name)s, with their PIN and progress.", name=target["name"]))
+    return redirect(url_for("teacher.class_page", class_id=class_id))
+
+
+@bp.post("/classes/<int:class_id>/students/<int:student_id>/back")
+@requires("teacher", "admin")
+def put_back(class_id: int, student_id: int):
+    _class_or_404(class_id)
+    try:
+        student = _db().write(lambda c: cls_mod.put_back(c, class_id, student_id))
+    except (BadRequest, NotFound) as exc:
+        flash(_("The student was not put back. %(why)s", why=exc.message), "error")
+    else:
+        flash(_("%(name)s is back in the class, with everything they did.", name=student["display_name"]))
     return redirect(url_for("teacher.class_page", class_id=class_id))
 
 
