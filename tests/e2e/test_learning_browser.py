@@ -124,8 +124,21 @@ def test_mastery_next_up_search_and_grade_review_in_the_browser(world):
         page.goto(f"{url}/learn/fractions/what-is-a-fraction#ex-{free['id']}")
         card = page.locator(f"form.exercise[data-exercise='{free['id']}']")
         card.locator("textarea").fill("It says what the fraction is about, I think")
+
+        def unsure_right(route):
+            # The model's grade as if it were right but unsure (a misconception near a reference): the
+            # child must hear neither "right" nor "wrong", nor see the worked answer or the mastery.
+            reply = route.fetch().json()
+            route.fulfill(json={**reply, "correct": True, "feedback": "correct", "review": True,
+                                "explanation": "WORKED ANSWER"}, status=201)
+
+        page.route("**/api/v1/attempts", unsure_right)
         card.locator("button.check").click()
         card.locator(".feedback .notice").wait_for()
+        said = card.locator(".feedback").inner_text()
+        assert "Your teacher will read this answer" in said
+        assert "Well done" not in said and "WORKED ANSWER" not in said and "mastered" not in said
+        page.unroute("**/api/v1/attempts")
         card.locator("textarea").fill("The number of equal parts the whole is cut into")
         card.locator("button.check").click()
         page.wait_for_function("e => !e.querySelector('button.check').disabled && e.querySelector('.feedback').innerText"

@@ -101,7 +101,7 @@ def test_progress_counts_questions_not_attempts_and_the_latest_answer_decides(co
 def test_lesson_page_carries_the_runner_messages_and_a_way_on_from_the_last_question(course, student_client):
     page = student_client.get("/learn/fractions-mini/what-is-a-fraction").get_data(as_text=True)
     assert 'data-msg-write="Please write your answer first."' in page
-    assert 'data-msg-review="Your teacher will also read this answer."' in page
+    assert 'data-msg-pending="Thanks! Your teacher will read this answer."' in page
     assert 'data-msg-repeat="You already sent this answer."' in page
     # The last question is never a dead end: on to the next lesson, or to "Next up" after the last lesson.
     assert 'class="btn secondary lesson-end" href="/learn/fractions-mini/equal-fractions">Next lesson: Equal fractions' in page

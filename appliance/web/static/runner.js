@@ -105,14 +105,17 @@
   function showResult(exerciseId, result) {
     var card = cardFor(exerciseId);
     if (!card) { return; }
-    var code = result.feedback || (result.correct ? "correct" : "incorrect");
+    // The model was unsure of its grade (result.review): the child hears neither "right" nor "wrong",
+    // as for an answer waiting for the teacher, who reads it first. Told "Well done" with the worked
+    // answer, a child who wrote a classic misconception learnt it was right; told "Not quite", one who
+    // wrote a right answer in their own words learnt to distrust them.
+    var code = result.review ? "pending" : result.feedback || (result.correct ? "correct" : "incorrect");
     var cls = code === "correct" ? "ok" : code === "pending" ? "" : code === "partly" ? "warn" : "bad";
     var notes = [];
-    if (result.review) { notes.push("review"); }   // the model was unsure: the teacher reads it too
     if (result.repeat) { notes.push("repeat"); }   // the same answer again: not counted twice
     // A pending answer waits for the teacher: the explanation would hand the child the answer to copy.
     setFeedback(card, cls, msg(code), result.correct && code !== "pending" ? result.explanation : "", notes);
-    showMastery(card, result.mastery);
+    if (code !== "pending") { showMastery(card, result.mastery); }  // its direction would give the grade away
     // The teacher's grade was of the answer before this one: beside the new result it contradicts it.
     var mark = card.querySelector(".teacher-mark");
     if (mark && !result.repeat) { mark.remove(); }
