@@ -115,7 +115,7 @@ def record_attempt(services, student: dict, submission: dict) -> dict:
 
 def _with_review(reply: dict, below: float) -> dict:
     """``review``: the model graded this free-text answer without much confidence, so the student is
-    told their teacher will read it too (the teacher's review page lists it first)."""
+    told only that their teacher will read it (the teacher's review page lists it first)."""
     confidence = reply.pop("confidence", None)
     reply.setdefault("repeat", False)
     reply["review"] = reply["graded_by"] == "model" and confidence is not None and confidence < below

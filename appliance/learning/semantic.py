@@ -214,7 +214,7 @@ class SemanticGrader:
             elif to_wrong > to_ref and similarity >= threshold - WRONG_ANSWER_MARGIN:
                 # Nearer a known-wrong answer, by less than the encoder can be trusted with ("1/3 is
                 # bigger than 1/4 because..." sits next to "1/4 is bigger because..."): the threshold's
-                # verdict stands, but the teacher reads it first and the student is told so.
+                # verdict stands, but the teacher reads it first and the student hears no verdict.
                 sure = min(sure, UNSURE)
             elif abs(similarity - to_wrong) < WRONG_ANSWER_MARGIN and max(similarity, to_wrong) >= threshold - WRONG_ANSWER_MARGIN:
                 # As near a known-wrong answer as to the best reference, and near enough to either to pass:
