@@ -119,6 +119,28 @@ def parse_number(text: str) -> Fraction:
     raise BadRequest(_("Please write a number, like 0.75, 3/4 or 1 1/2."))
 
 
+def written_form(text: str) -> str:
+    """How a number is written: 'whole' (3), 'decimal' (0.75, 0,75), 'fraction' (3/4, 5/2) or 'mixed'
+    (1 1/2). ``text`` already parsed with ``parse_number``."""
+    s = unicodedata.normalize("NFKC", str(text)).strip().replace("\u2044", "/")
+    if "/" in s:
+        return "mixed" if _FRACTION.match(s) and _FRACTION.match(s).group(2) else "fraction"
+    return "decimal" if ("." in s or "," in s) else "whole"
+
+
+# What each ``form`` of a numeric exercise accepts. A whole number is always accepted: "write 6/3 as a
+# mixed number" is answered "2".
+FORMS = {"decimal": ("decimal", "whole"), "fraction": ("fraction", "whole"), "mixed": ("mixed", "whole")}
+
+
+def _form_refusal(form: str) -> BadRequest:
+    return BadRequest({
+        "decimal": _("Write it as a decimal number, like 0.75."),
+        "fraction": _("Write it as a fraction, like 3/4."),
+        "mixed": _("Write it as a mixed number: the whole number, a space, then the fraction, like 2 1/2."),
+    }[form])
+
+
 def _numeric(spec: dict, answer: dict, _semantic) -> Grade:
     raw = answer.get("value")
     if raw is None or (isinstance(raw, str) and not raw.strip()):
@@ -126,6 +148,11 @@ def _numeric(spec: dict, answer: dict, _semantic) -> Grade:
     if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
         raise BadRequest("value must be text such as '3/4'.")
     value = parse_number(str(raw))
+    form = spec.get("form")
+    if form in FORMS and written_form(str(raw)) not in FORMS[form]:
+        # "Write 5/2 as a mixed number" answered "5/2" has the right value and none of the skill: it is
+        # not graded (a child copying the question's number got the lesson done), the child writes it again.
+        raise _form_refusal(form)
     target = Fraction(str(spec["answer"]))
     tolerance = Fraction(str(spec.get("tolerance", 0) or 0))
     # Exact arithmetic: 1/3 against 0.3333 with tolerance 0.001 is decided without float noise.

@@ -103,3 +103,24 @@ def test_spec_as_json_text_and_unknown_kind():
         grade({"kind": "essay", "spec": {}}, {"text": "x"})
     with pytest.raises(BadRequest):
         grade(ex("single_choice", choices=["a"], answer=0), ["not", "a", "dict"])
+
+
+def test_a_numeric_form_sends_back_the_question_s_own_number():
+    # "Write 5/2 as a mixed number": the value alone would accept the question copied.
+    mixed = {"kind": "numeric", "spec": {"answer": 2.5, "form": "mixed"}}
+    for copied in ("5/2", "2.5", "2,5"):
+        with pytest.raises(BadRequest, match="mixed number"):
+            grade(mixed, {"value": copied})
+    assert grade(mixed, {"value": "2 1/2"}).correct
+    assert not grade(mixed, {"value": "2 1/3"}).correct          # the right form, a wrong value: graded
+    whole = {"kind": "numeric", "spec": {"answer": 2.0, "form": "mixed"}}
+    assert grade(whole, {"value": "2"}).correct                  # 6/3 as a mixed number is just 2
+    decimal = {"kind": "numeric", "spec": {"answer": 0.4, "form": "decimal"}}
+    with pytest.raises(BadRequest, match="decimal"):
+        grade(decimal, {"value": "2/5"})
+    assert grade(decimal, {"value": "0,4"}).correct and grade(decimal, {"value": "0.4"}).correct
+    fraction = {"kind": "numeric", "spec": {"answer": 0.75, "form": "fraction"}}
+    with pytest.raises(BadRequest, match="fraction"):
+        grade(fraction, {"value": "0.75"})
+    assert grade(fraction, {"value": "3/4"}).correct
+    assert grade({"kind": "numeric", "spec": {"answer": 2.5}}, {"value": "5/2"}).correct  # no form: any

@@ -17,7 +17,7 @@ from pathlib import Path
 from appliance.content.demo import exercises, sound, svg
 from appliance.content.demo.text import LANGUAGES, Lang
 
-VERSION = "1.2.0"  # 1.1.0: wrong_answers on free-text exercises; 1.2.0: "tres cuartas partes" and the like
+VERSION = "1.3.0"  # 1.1.0: wrong_answers on free-text exercises; 1.2.0: "tres cuartas partes" and the like; 1.3.0: numeric "form", Spanish decimal commas
 
 PREREQUISITES = {
     "fraction-basics": [],

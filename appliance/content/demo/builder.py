@@ -76,9 +76,11 @@ class Builder:
                   {"choices": [o for o, _ in options], "answer": [i for i, (_, ok) in enumerate(options) if ok],
                    "hints": hints, "explanation": expl})
 
-    def numeric(self, prefix, lesson, skills, diff, prompt, answer: Fraction, hints, expl):
-        self._add(prefix, lesson, "numeric", skills, diff, prompt,
-                  {"answer": float(answer), "tolerance": tolerance_for(answer), "hints": hints, "explanation": expl})
+    def numeric(self, prefix, lesson, skills, diff, prompt, answer: Fraction, hints, expl, form: str | None = None):
+        spec = {"answer": float(answer), "tolerance": tolerance_for(answer), "hints": hints, "explanation": expl}
+        if form:
+            spec["form"] = form  # the question practises writing it so: its own number copied is no answer
+        self._add(prefix, lesson, "numeric", skills, diff, prompt, spec)
 
     def short(self, prefix, lesson, skills, diff, prompt, answers: list[str], hints, expl, patterns=(), case_sensitive=False):
         self._add(prefix, lesson, "short_text", skills, diff, prompt,

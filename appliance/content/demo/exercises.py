@@ -222,7 +222,7 @@ def mixed_numbers(b: Builder) -> None:
             if f.denominator == d and b.fresh(("tomix", f)):
                 break
         b.numeric("mixed", L, S, 0.5, t("to_mixed_q", f=fs(f)), f, [t("to_mixed_hint", n=f.numerator, d=d)],
-                  t("to_mixed_expl", n=f.numerator, d=d, w=w, r=r, f=fs(f), m=mixed(f)))
+                  t("to_mixed_expl", n=f.numerator, d=d, w=w, r=r, f=fs(f), m=mixed(f)), form="mixed")
     for _ in range(3):
         while True:
             d = rng.choice((3, 4, 5, 8))
@@ -244,30 +244,35 @@ def mixed_numbers(b: Builder) -> None:
                  [t("to_mixed_hint", n=f.numerator, d=d)], t("to_mixed_expl", n=f.numerator, d=d, w=w, r=r, f=fs(f), m=mixed(f)))
 
 
-def _decimal(f: Fraction) -> str:
-    return f"{float(f):.3f}".rstrip("0").rstrip(".")
+def _decimal(f: Fraction, lang_code: str = "en") -> str:
+    """``f`` as a decimal, written as children in the course's language write it (Spanish: 0,75)."""
+    text = f"{float(f):.3f}".rstrip("0").rstrip(".")
+    return text.replace(".", ",") if lang_code == "es" else text
 
 
 def decimals(b: Builder) -> None:
     t, rng, L, S = b.t, b.rng, "decimals-and-fractions", ["decimals-fractions"]
+
+    def _decimal_here(f: Fraction) -> str:
+        return _decimal(f, t.code)
     for f in rng.sample([Fraction(1, 2), Fraction(1, 4), Fraction(3, 4), Fraction(2, 5), Fraction(3, 5),
                          Fraction(7, 10), Fraction(1, 5), Fraction(9, 20)], 3):
         scale = 10 if 10 % f.denominator == 0 else 100
         e = raw(f.numerator * scale // f.denominator, scale)
         b.numeric("decimals", L, S, 0.45, t("to_decimal_q", f=fs(f)), f, [t("to_decimal_hint")],
-                  t("to_decimal_expl", f=fs(f), e=e, dec=_decimal(f)))
+                  t("to_decimal_expl", f=fs(f), e=e, dec=_decimal_here(f)), form="decimal")
     for tenths in rng.sample([2, 4, 5, 6, 8, 3, 7, 9], 3):
         f = Fraction(tenths, 10)
-        b.short("decimals", L, S, 0.5, t("to_fraction_q", dec=_decimal(f)), [fs(f)],
-                [t("to_fraction_hint", dec=_decimal(f), k=tenths), t("simplify_hint2")],
-                t("to_fraction_expl", dec=_decimal(f), raw=raw(tenths, 10), s=fs(f)) if f.denominator != 10
-                else t("to_fraction_expl_simple", dec=_decimal(f), s=fs(f)), patterns=[frac_pattern(fs(f))])
+        b.short("decimals", L, S, 0.5, t("to_fraction_q", dec=_decimal_here(f)), [fs(f)],
+                [t("to_fraction_hint", dec=_decimal_here(f), k=tenths), t("simplify_hint2")],
+                t("to_fraction_expl", dec=_decimal_here(f), raw=raw(tenths, 10), s=fs(f)) if f.denominator != 10
+                else t("to_fraction_expl_simple", dec=_decimal_here(f), s=fs(f)), patterns=[frac_pattern(fs(f))])
     for target in (Fraction(1, 2), Fraction(1, 4)):
         num, den = target.numerator, target.denominator
-        cand = [fs(target), raw(num * 100 // den, 100), raw(num * 2, den * 2), _decimal(target / 10), raw(1, den + 1)]
-        opts = [(c, Fraction(c) == target) for c in cand]
-        b.multiple("decimals", L, S, 0.55, t("equal_decimal_q", dec=_decimal(target)), opts, [t("to_decimal_hint")],
-                   t("equal_decimal_expl", dec=_decimal(target), list=", ".join(c for c, ok in opts if ok)))
+        cand = [fs(target), raw(num * 100 // den, 100), raw(num * 2, den * 2), _decimal_here(target / 10), raw(1, den + 1)]
+        opts = [(c, Fraction(c.replace(",", ".")) == target) for c in cand]
+        b.multiple("decimals", L, S, 0.55, t("equal_decimal_q", dec=_decimal_here(target)), opts, [t("to_decimal_hint")],
+                   t("equal_decimal_expl", dec=_decimal_here(target), list=", ".join(c for c, ok in opts if ok)))
 
 
 def word_problems(b: Builder) -> None:

@@ -82,9 +82,9 @@ LESSONS = [
         ("image", "line-quarters-to-2.svg", "Una recta numérica de 0 a 2 en cuartos, con 7/4 marcado entre 1 y 2."),
     ]},
     {"id": "decimals-and-fractions", "title": "Decimales y fracciones", "blocks": [
-        ("text", "# Décimas\n\nLa primera cifra después de la coma decimal cuenta **décimas**: 0.3 significa 3/10. (En este curso escribimos los decimales con punto: 0.3 = 0,3.)"),
+        ("text", "# Décimas\n\nLa primera cifra después de la coma decimal cuenta **décimas**: 0,3 significa 3/10. (También se puede escribir con punto: 0.3.)"),
         ("image", "line-tenths.svg", "Una recta numérica de 0 a 1 en décimas, marcada de 0.1 a 0.9, con 0.3 señalado."),
-        ("text", "Algunas fracciones para saber de memoria:\n\n- 1/2 = 5/10 = 0.5\n- 1/4 = 25/100 = 0.25\n- 3/4 = 75/100 = 0.75\n- 1/5 = 2/10 = 0.2\n\nPara escribir una fracción como decimal, busca una fracción equivalente con denominador 10 o 100. Para escribir un decimal como fracción, escribe las décimas (o centésimas) y simplifica: 0.4 = 4/10 = 2/5."),
+        ("text", "Algunas fracciones para saber de memoria:\n\n- 1/2 = 5/10 = 0,5\n- 1/4 = 25/100 = 0,25\n- 3/4 = 75/100 = 0,75\n- 1/5 = 2/10 = 0,2\n\nPara escribir una fracción como decimal, busca una fracción equivalente con denominador 10 o 100. Para escribir un decimal como fracción, escribe las décimas (o centésimas) y simplifica: 0,4 = 4/10 = 2/5."),
     ]},
     {"id": "word-problems", "title": "Fracciones en historias", "blocks": [
         ("text", "# Problemas\n\nLee la historia despacio y pregúntate: **¿cuál es el entero?** y **¿cuántas partes iguales hay?**"),
@@ -170,7 +170,7 @@ STRINGS = {
     "to_improper_hint": "Multiplica el número entero por el denominador y suma el numerador.",
     "to_improper_expl": "{w} × {d} + {n} = {top}, así que {m} = {top}/{d}.",
     "mixed_choice_q": "¿Qué número mixto es igual a {f}?",
-    "to_decimal_q": "Escribe {f} como número decimal (con punto, como 0.5).",
+    "to_decimal_q": "Escribe {f} como número decimal (por ejemplo 0,5).",
     "to_decimal_hint": "Busca una fracción equivalente con denominador 10 o 100.",
     "to_decimal_expl": "{f} = {e} = {dec}.",
     "to_fraction_q": "Escribe {dec} como fracción en su forma más simple.",
