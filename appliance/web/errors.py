@@ -70,4 +70,4 @@ def install(app) -> None:
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
         log.exception("unhandled error on %s", request.path)
-        return _render(500, {"error": "Something went wrong on the box. It has been logged.", "code": "internal_error"})
+        return _render(500, {"error": _("Something went wrong on the box. It has been logged."), "code": "internal_error"})

@@ -92,3 +92,17 @@ def test_languages_are_named_in_their_own_words_and_the_default_is_one_the_pages
     assert translated == sorted(LANGUAGE_CODES)
     with pytest.raises(ConfigError, match="web.default_language must be one of en, es"):
         load_config(env={"CLASSROOM_EDGE_WEB__DEFAULT_LANGUAGE": "de"})
+
+
+def test_an_unexpected_error_is_told_in_the_page_s_language(app):
+    from appliance.web.security import requires
+
+    @app.get("/boom-for-the-test")
+    @requires("anonymous")
+    def boom():
+        raise RuntimeError("a bug")
+
+    page = app.test_client().get("/boom-for-the-test", headers={"Accept-Language": "es"})
+    assert page.status_code == 500
+    html = page.get_data(as_text=True)
+    assert "Algo salió mal en el equipo" in html and "Something went wrong" not in html
