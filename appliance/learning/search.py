@@ -45,7 +45,7 @@ from flask_babel import gettext as _
 
 from appliance.errors import AppError, BadRequest
 from appliance.learning.plan import load_plan
-from appliance.learning.spelling import CourseWords, has_word, plain_text, respell, stems
+from appliance.learning.spelling import CourseWords, has_word, other_language, plain_text, respell, stems
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ class _Words:
     idf: dict[str, float]
     unseen_idf: float
     course: CourseWords  # what a misspelt query word may become, and which forms are no misspelling
+    language: str | None = None
 
     @classmethod
     def of(cls, items: list[_Item], language: str | None) -> _Words:
@@ -116,7 +117,7 @@ class _Words:
                 df[w] = df.get(w, 0) + 1
         n = len(sets)
         return cls(sets, {w: math.log((n + 1) / (c + 1)) + 1.0 for w, c in df.items()}, math.log(n + 1) + 1.0,
-                   course)
+                   course, language)
 
     def weight(self, word: str) -> float:
         if word in self.idf:
@@ -212,7 +213,10 @@ class SearchIndex:
     @staticmethod
     def _respelt(found: SearchResult, search, courses: list[_Words]) -> SearchResult:
         """The search again with misspelt words put right, when any is; its results when the query as
-        typed found nothing, or only weaker matches ("¿Cuántos tersios hay?" found two word problems)."""
+        typed found nothing, or only weaker matches ("¿Cuántos tersios hay?" found two word problems).
+        Only by the words of courses in the query's language, when it reads as one: "same" is no
+        misspelling of "Sam", nor "fractions" of "fracciones"."""
+        courses = [c for c in courses if not other_language(found.query, c.language, least_words=1, least_hits=1)]
         vocabulary = {k: v for c in courses for k, v in c.course.vocabulary.items()}
         text = respell(found.query, vocabulary, lambda word: any(c.course.knows(word) for c in courses))
         if not text:

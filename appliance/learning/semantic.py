@@ -30,14 +30,12 @@ import dataclasses
 import hashlib
 import json
 import logging
-import re
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 
 from appliance.errors import Unavailable
-from appliance.languages import base_language
 from appliance.learning.calibrate import (
     Calibration,
     choose_threshold,
@@ -48,7 +46,7 @@ from appliance.learning.calibrate import (
     wrong_answers_of,
 )
 from appliance.learning.search import course_version
-from appliance.learning.spelling import CourseWords, course_words
+from appliance.learning.spelling import CourseWords, course_words, other_language
 from appliance.store.database import now_iso
 
 log = logging.getLogger(__name__)
@@ -63,32 +61,6 @@ WRONG_ANSWER_MARGIN = 0.1
 # come to 0.5 of the way, next to "1/4 is bigger because 4 is more than 3" (tests/learning/test_semantic.py).
 CLEARLY_WRONG_SHARE = 0.4
 UNSURE = 0.25  # the confidence of a grade the teacher should read first (below review_below_confidence)
-
-# Short words that give away the language an answer is written in, for the languages the encoder meets
-# in the demo courses (others: no guess). The English encoder scores a right answer written in the other
-# language like nonsense ("Los tercios son trozos más grandes que los cuartos." 0.16 against the English
-# references of "why is 1/3 bigger than 1/4?", graded wrong with confidence 0.97), so such a grade is
-# no judgement of the answer: the teacher reads it first. No word here means the same in both lists.
-_FUNCTION_WORDS = {
-    "en": frozenset("the an is are was were of in into to and because so it its they you how many much what when "
-                    "there than more same that this with by for on one".split()),
-    "es": frozenset("el la los las un una es son de del en y porque que se al lo como cómo cuántas cuantas cuántos "
-                    "cuantos hay más mas menos mismo misma por para con cada tiene".split()),
-}
-_LETTERS = re.compile(r"[^\W\d_]+")
-
-
-def answer_language(text: str) -> str | None:
-    """'en' or 'es' when the text clearly reads as one of them (four words or more, at least two of its
-    short words and more than twice as many as of the other language), else None."""
-    words = _LETTERS.findall(text.casefold())
-    if len(words) < 4:
-        return None  # "no sé", "I don't know": too short to tell, and a non-answer in any language
-    hits = {lang: sum(w in fw for w in words) for lang, fw in _FUNCTION_WORDS.items()}
-    best = max(hits, key=hits.get)
-    rest = max(v for lang, v in hits.items() if lang != best)
-    return best if hits[best] >= 2 and hits[best] > 2 * rest else None
-
 
 def refs_sha(spec: dict) -> str:
     """What a calibration depends on: the references and the author's wrong answers (and the rules:
@@ -170,8 +142,16 @@ class SemanticGrader:
 
     def read_as(self, course_id: str, text: str) -> str:
         """``text`` with its misspelt words put right to the course's, "" when none is (what the teacher's
-        review page shows next to the answer, and the second reading ``judge`` grades)."""
+        review page shows next to the answer, and the second reading ``judge`` grades). An answer in
+        another language than the course's is not misspelt: it is left as written."""
+        if other_language(text, self._course_language(course_id)):
+            return ""
         return self._words(course_id).respell(text)
+
+    def _course_language(self, course_id: str) -> str | None:
+        with self.db.read() as conn:
+            row = conn.execute("SELECT language FROM courses WHERE id = ?", (course_id,)).fetchone()
+        return row[0] if row else None
 
     def _words(self, course_id: str) -> CourseWords:
         """The course's words (``spelling.course_words``), made once per course version."""
@@ -226,13 +206,7 @@ class SemanticGrader:
 
     def _other_language(self, exercise: dict, text: str) -> bool:
         """The answer reads as a language other than its course's (both known to ``answer_language``)."""
-        said = answer_language(text)
-        if said is None:
-            return False
-        with self.db.read() as conn:
-            row = conn.execute("SELECT language FROM courses WHERE id = ?", (exercise["course_id"],)).fetchone()
-        course = base_language(row[0]) if row else ""
-        return course in _FUNCTION_WORDS and said != course
+        return other_language(text, self._course_language(exercise["course_id"]))
 
     # -- calibration ------------------------------------------------------------------------------
     def calibration(self, exercise: dict) -> Calibration:

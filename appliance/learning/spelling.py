@@ -182,3 +182,40 @@ def course_words(conn, course_id: str) -> CourseWords:
                     texts += [v for v in values if isinstance(v, str)]
     row = conn.execute("SELECT language FROM courses WHERE id = ?", (course_id,)).fetchone()
     return CourseWords.of(texts, row[0] if row else None)
+
+
+# Short words that give away the language an answer is written in, for the languages the encoder meets
+# in the demo courses (others: no guess). The English encoder scores a right answer written in the other
+# language like nonsense ("Los tercios son trozos más grandes que los cuartos." 0.16 against the English
+# references of "why is 1/3 bigger than 1/4?", graded wrong with confidence 0.97), so such a grade is
+# no judgement of the answer: the teacher reads it first. No word here means the same in both lists.
+FUNCTION_WORDS = {
+    "en": frozenset("the an is are was were of in into to and because so it its they you how many much what when "
+                    "there than more same that this with by for on one".split()),
+    "es": frozenset("el la los las un una es son de del en y porque que se al lo como cómo cuántas cuantas cuántos "
+                    "cuantos hay más mas menos mismo misma por para con cada tiene".split()),
+}
+_LETTERS = re.compile(r"[^\W\d_]+")
+
+
+def answer_language(text: str, least_words: int = 4, least_hits: int = 2) -> str | None:
+    """'en' or 'es' when the text clearly reads as one of them (``least_words`` words or more, at least
+    ``least_hits`` of its short words and more than twice as many as of the other language), else None.
+    An answer needs four words ("no sé", "I don't know": too short to tell, and a non-answer in any
+    language); a search query, one short word ("same", "which fraction is bigger")."""
+    words = _LETTERS.findall(text.casefold())
+    if len(words) < least_words:
+        return None
+    hits = {lang: sum(w in fw for w in words) for lang, fw in FUNCTION_WORDS.items()}
+    best = max(hits, key=hits.get)
+    rest = max(v for lang, v in hits.items() if lang != best)
+    return best if hits[best] >= least_hits and hits[best] > 2 * rest else None
+
+
+def other_language(text: str, course_language: str | None, **least) -> bool:
+    """``text`` reads as a language other than the course's (both known to ``answer_language``): its
+    words are not misspellings of the course's, and "respelling" them makes nonsense ("it tells how many
+    equal parts..." became «it ellas how many equal partes...» on a Spanish course)."""
+    course = base_language(course_language)
+    said = answer_language(text, **least)
+    return said is not None and course in FUNCTION_WORDS and said != course

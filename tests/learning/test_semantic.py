@@ -269,6 +269,9 @@ def test_a_misspelt_answer_is_read_again_with_the_courses_spelling(demo_svc):
     # Another form of a course word is no misspelling ("restamos": the course says "restar").
     assert grader.read_as("fractions-es", "solo restamos los numeradores") == ""
     assert grader.read_as("fractions-es", "dise en quantas partes") == "dise en cuántas partes"
+    # An answer in the other language is not misspelt: "respelt" it read «it ellas how many equal partes».
+    assert grader.read_as("fractions-es", "it tells how many equal parts the whole is cut into") == ""
+    assert grader.read_as("fractions", "dice en cuántas partes iguales se corta el entero") == ""
     # Misspelt and wrong stays wrong ("the numerator" is the author's wrong answer).
     assert not grader.judge(basics, "the numerater").correct
     # Spelt as the course spells it, the answer is read once, as typed.
