@@ -58,6 +58,13 @@ class Embedder:
         loaded = self.loaded()
         return None if loaded is None else identity_of(loaded)
 
+    def languages(self) -> tuple[str, ...]:
+        """The languages the serving encoder was trained on (model.json ``languages``). The default
+        all-MiniLM-L6-v2 is English and its manifest predates the key: no key means English."""
+        loaded = self.loaded()
+        said = loaded.mv.meta.get("languages") if loaded is not None else None
+        return tuple(said) if isinstance(said, list) and said else ("en",)
+
     def _tokenizer(self, loaded):
         from appliance.inference.builders.tokenizer import SentenceTokenizer
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from appliance.errors import Unavailable
+from appliance.languages import base_language
 from appliance.learning.calibrate import (
     Calibration,
     choose_threshold,
@@ -61,6 +62,14 @@ WRONG_ANSWER_MARGIN = 0.1
 # come to 0.5 of the way, next to "1/4 is bigger because 4 is more than 3" (tests/learning/test_semantic.py).
 CLEARLY_WRONG_SHARE = 0.4
 UNSURE = 0.25  # the confidence of a grade the teacher should read first (below review_below_confidence)
+# How much wider a wrong grade's band of doubt is for an answer to a course in a language the encoder
+# was not trained on. Its references are paraphrases of each other, so they calibrate a narrow spread,
+# but a child's own words in that language land farther from them than an English child's do: "en
+# cuántos trozos se parte la cosa entera" (right) scored 0.64 against a threshold of 0.72 and was
+# graded wrong with confidence 0.87, so no teacher saw it. Three times the spread sends the two right
+# answers of bench.grading's labelled set that were "sure" wrong to the teacher (4 more of 91 answers
+# to read), and no wrong answer is graded right for it: only the confidence of wrong grades changes.
+FOREIGN_SPREAD = 3.0
 
 def refs_sha(spec: dict) -> str:
     """What a calibration depends on: the references and the author's wrong answers (and the rules:
@@ -148,6 +157,11 @@ class SemanticGrader:
             return ""
         return self._words(course_id).respell(text)
 
+    def _encoder_reads(self, course_id: str) -> bool:
+        """The encoder was trained on the course's language (``Embedder.languages``)."""
+        languages = getattr(self.embedder, "languages", None)  # a test double may not say
+        return base_language(self._course_language(course_id)) in (languages() if languages else ("en",))
+
     def _course_language(self, course_id: str) -> str | None:
         with self.db.read() as conn:
             row = conn.execute("SELECT language FROM courses WHERE id = ?", (course_id,)).fetchone()
@@ -183,7 +197,10 @@ class SemanticGrader:
                         exercise["id"], exc.message)
             cal = choose_threshold([], [], refs_sha(spec))
         threshold = float(spec["threshold"]) if spec.get("threshold") is not None else cal.threshold
-        sure = confidence(similarity, threshold, cal.spread)
+        spread = cal.spread
+        if similarity < threshold and not self._encoder_reads(exercise["course_id"]):
+            spread *= FOREIGN_SPREAD
+        sure = confidence(similarity, threshold, spread)
         closer_to_wrong = False
         if to_wrong is not None:
             # Raw cosines on both sides (the question discount applies to references only).

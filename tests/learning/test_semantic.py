@@ -305,3 +305,22 @@ def test_the_course_vocabulary_has_its_lessons_questions_and_answers_words(demo_
     tags = {t.casefold() for b in bodies for t in re.findall(r"</?([A-Za-z]\w*)", b)}
     said = {w for b in bodies for w in fold(plain_text(b))}
     assert tags - said and not (tags - said) & words.keys()  # the HTML's tag names are not words of the course
+
+
+def test_a_wrong_grade_in_a_language_the_encoder_was_not_trained_on_goes_to_the_teacher(demo_svc):
+    below = demo_svc.cfg.learning.review_below_confidence
+    grader = demo_svc.get("semantic")
+    basics_es = _exercise(demo_svc, "fractions-es", "basics-11")
+    # Right, in a child's own Spanish words: the English encoder scores it under the threshold. It was
+    # graded wrong with confidence 0.87, and no teacher saw it.
+    j = grader.judge(basics_es, "en cuántos trozos se parte la cosa entera")
+    assert not j.correct and j.confidence < below, j
+    # Far from every reference, it is still surely wrong: the teacher's list is not everything.
+    j = grader.judge(basics_es, "me gusta mucho la pizza con queso")
+    assert not j.correct and j.confidence >= below, j
+    # An encoder that says it reads Spanish gets the calibrated band back.
+    demo_svc.get("inference").loaded("minilm").mv.meta["languages"] = ["en", "es"]
+    try:
+        assert grader.judge(basics_es, "en cuántos trozos se parte la cosa entera").confidence >= below
+    finally:
+        del demo_svc.get("inference").loaded("minilm").mv.meta["languages"]
