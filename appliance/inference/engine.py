@@ -282,11 +282,13 @@ class InferenceEngine:
     def models_status(self) -> list[dict]:
         out = []
         with self._lock:
-            models, errors = dict(self._models), dict(self._errors)
+            models, errors, failed = dict(self._models), dict(self._errors), dict(self._failed)
         for name in sorted(set(self.wanted_models()) | models.keys()):
             m = models.get(name)
+            # The version that failed to load (damaged files, a bad signature) is not offered to serve again.
             entry = {"name": name, "ready": m is not None, "error": errors.get(name),
-                     "versions": self.repository.versions(name), **NOT_LOADED}
+                     "versions": self.repository.versions(name), "failed_version": failed.get(name, (None,))[0],
+                     **NOT_LOADED}
             if m is not None:
                 entry.update(m.describe())
             entry.update(self.metrics.summary(name))

@@ -260,6 +260,13 @@ class Repository:
     def verify(self, mv: ModelVersion, backend: str, where: str | None = None) -> None:
         """Every file's sha256, then the signature (when keys are configured). Raises IntegrityError."""
         where = where or f"model {mv.name} version {mv.version}"
+        self.verify_files(mv, backend, where)
+        verify_manifest(mv.meta, self.trusted_keys, where)
+
+    @staticmethod
+    def verify_files(mv: ModelVersion, backend: str, where: str | None = None) -> None:
+        """Every file's sha256 (not the signature). Raises IntegrityError."""
+        where = where or f"model {mv.name} version {mv.version}"
         files = {mv.model_file_name(backend): mv.sha256, **(mv.meta.get("files") or {})}
         for rel, want in files.items():
             target = (mv.path / rel).resolve()
@@ -269,7 +276,6 @@ class Repository:
                 raise IntegrityError(f"{where}: file {rel} is missing")
             if sha256_file(target) != want:
                 raise IntegrityError(f"{where}: {rel} does not match its sha256 (damaged or altered)")
-        verify_manifest(mv.meta, self.trusted_keys, where)
 
     # -- changing ------------------------------------------------------------------------------
     @contextmanager

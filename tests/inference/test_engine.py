@@ -255,4 +255,5 @@ def test_a_version_that_fails_to_load_is_reported_once_with_the_page_fields_as_u
     (entry,) = engine.models_status()
     assert entry["error"] == "model affine version 1: model.onnx does not match its sha256 (damaged or altered)"
     assert entry["ready"] is False and entry["max_batch_size"] is None and entry["active_providers"] == []
+    assert entry["failed_version"] == "1"  # the admin page does not offer to serve it again
     assert engine.status().detail == f"affine: {entry['error']}"

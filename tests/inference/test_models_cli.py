@@ -347,3 +347,15 @@ def test_activate_names_a_warmup_or_padding_that_does_not_fit_the_model(cli, rep
     assert cli("activate", "affine", "2") == 1
     assert says in _one_line_error(capsys)
     assert Repository(repo).active_version("affine") == "1"
+
+
+def test_build_replaces_a_damaged_copy_of_the_default_and_serves_the_repair(cli, repo, capsys):
+    assert cli("build", "learner") == 0
+    r = Repository(repo)
+    assert cli("activate", "learner", "1") == 0  # pinned, as an admin's "Serve this version" leaves it
+    (repo / "learner" / "1" / "model.onnx").write_bytes(b"not the model any more")
+    capsys.readouterr()
+    assert cli("build", "learner") == 0  # it said "already holds this build", and the box stayed broken
+    assert "learner: built version 2" in capsys.readouterr().err
+    assert r.versions("learner") == ["1", "2"] and r.active_version("learner") == "2"
+    r.verify(r.version("learner", "2"), "onnxruntime")

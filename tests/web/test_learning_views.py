@@ -272,6 +272,31 @@ def test_admin_serves_another_model_version_and_rolls_back_from_the_page(models,
         services.close()
 
 
+def test_a_damaged_model_is_not_offered_again_and_the_page_says_how_to_rebuild_it(models, tmp_path):
+    import shutil
+
+    from lms_fixtures import sign_in_staff
+
+    repo = tmp_path / "models"
+    shutil.copytree(models, repo)
+    shutil.copytree(repo / "learner" / "1", repo / "learner" / "2")
+    for version in ("1", "2"):  # both damaged: the served one and the one it could go back to
+        onnx_file = repo / "learner" / version / "model.onnx"
+        onnx_file.write_bytes(onnx_file.read_bytes()[:-10] + b"0123456789")
+    services = learning_services(tmp_path / "data", repo)
+    try:
+        make_staff(services.db, "admin", "ada")
+        client = create_app(services).test_client()
+        sign_in_staff(client, "ada")
+        html = client.get("/admin/").get_data(as_text=True)
+        row = html[html.index('<th scope="row">learner</th>'):]
+        row = row[:row.index("</tr>")]
+        assert "Not loaded" in row and "<option>2</option>" not in row and "<option>1</option>" in row
+        assert "Version 2 could not be loaded. To build the default model again: classroom-edge models build learner" in row
+    finally:
+        services.close()
+
+
 def test_grid_says_where_mastery_comes_from(teacher_client, klass, course):
     html = teacher_client.get(f"/teach/classes/{klass['id']}/progress").get_data(as_text=True)
     assert "Mastery is the learner model's estimate (learner v1) from each student's answers, as of now" in unescape(html)

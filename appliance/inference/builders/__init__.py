@@ -108,20 +108,30 @@ def _publish(repo, staging: Path, manifest: dict) -> str:
     the same way (not only the newest: after a ``models quantize`` or a hub version, building again
     must not add another copy of the default)."""
     name = manifest["name"]
+    damaged = None
     for version in reversed(repo.versions(name)):
         try:
-            meta = repo.version(name, version).meta
+            mv = repo.version(name, version)
         except AppError:  # an unreadable manifest is the engine's to report, not a reason to stop
             continue
-        if _same_build(meta, manifest):
+        if _same_build(mv.meta, manifest):
+            try:
+                repo.verify_files(mv, manifest.get("backend") or "onnxruntime")
+            except AppError as exc:  # a damaged copy of this build is no copy: build it again
+                log.warning("model %s: version %s holds this build but is damaged (%s); building it again",
+                            name, version, exc.message)
+                damaged = damaged or version
+                continue
             log.info("model %s: version %s already holds this build", name, version)
             return version
     # A new build of the default serves at once when a default was being served (a builder
     # upgrade), but never displaces a version from elsewhere that serves by being the highest.
     active = repo.active_version(name)
-    pin = active is not None and _read_builder_version(repo, name, active) is None
+    pin = active is not None and active != damaged and _read_builder_version(repo, name, active) is None
     (staging / "model.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     mv = repo.import_version(staging, name, pin_current=pin)
+    if damaged is not None and active == damaged and repo.active_version(name) != mv.version:
+        repo.set_active(name, mv.version)  # the damaged one was served (pinned): its repair is
     log.info("model %s: built version %s", name, mv.version)
     return mv.version
 
