@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 # How far from the target a practice question may be before a new lesson is the better offer.
 NEAR_TARGET = 0.2
+# Above target + this, a practice question is described as one the student will probably get right:
+# chosen as near the target it may be, but "hard enough to learn from" is not true of a 95% chance.
+EASY_WORDING = 0.1
 # Below this predicted success every question in progress is "too hard for now".
 TOO_HARD = 0.4
 RECENT_S = 600          # an exercise answered in the last 10 minutes is not offered again
@@ -208,7 +211,7 @@ def _practice(r: _Rules, ex: Exercise, p: float) -> Recommendation:
         why = _("Practise “%(skill)s”: this one is tricky for you right now (about a %(chance)s%% chance of getting "
                 "it right). Take your time with it.", skill=name, chance=chance)
         reason = "tricky"
-    elif p > r.target + NEAR_TARGET:
+    elif p > r.target + EASY_WORDING:
         why = _("Practise “%(skill)s”: you will probably get this one right (about a %(chance)s%% chance). A few "
                 "more right answers make it stick.", skill=name, chance=chance)
         reason = "confidence"
@@ -232,13 +235,16 @@ def _new_lesson(r: _Rules) -> Recommendation | None:
     start = next((i for i in r.plan.skill_exercises.get(skill, []) if r.plan.exercises[i].lesson_id == lesson_id),
                  None) if worked_in else None
     prereqs = [p for p in r.plan.skills[skill].prerequisites if p in r.plan.skills]
+    # Named by the lesson's title, as on the button under it: a child looked for a lesson called
+    # "Fraction basics" (the skill) beside "Open the lesson: What is a fraction?".
+    lesson = r.plan.lesson(lesson_id)
+    title = lesson.title if lesson else r.skill_name(skill)
     if prereqs:
-        why = _("New for you: “%(skill)s”. You are ready for it because you have mastered %(prereqs)s.",
-                skill=r.skill_name(skill), prereqs=_quoted(r.skill_name(p) for p in prereqs))
+        why = _("New for you: “%(lesson)s”. You are ready for it because you have mastered %(prereqs)s.",
+                lesson=title, prereqs=_quoted(r.skill_name(p) for p in prereqs))
         reason = "prerequisites_met"
     else:
-        why = _("A good place to start: “%(skill)s” comes first, with nothing to learn before it.",
-                skill=r.skill_name(skill))
+        why = _("A good place to start: “%(lesson)s” comes first, with nothing to learn before it.", lesson=title)
         reason = "no_prerequisites"
     return r.rec("lesson", reason, why, lesson_id=lesson_id, skill=skill, p=r.view.mastery.get(skill), start=start)
 

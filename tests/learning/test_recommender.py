@@ -51,7 +51,8 @@ def request_context(app):
 def test_a_new_student_starts_with_the_skill_that_needs_nothing():
     rec = recommend(make_plan(), view(), TARGET, THRESHOLD, NOW)
     assert (rec.kind, rec.lesson_id, rec.skill_id, rec.reason) == ("lesson", "l-parts", "parts", "no_prerequisites")
-    assert "Parts of a whole" in rec.why
+    # Named as the lesson the button opens (the skill's name is no lesson a child can find).
+    assert f"“{rec.title}”" in rec.why and rec.title == make_plan().lesson("l-parts").title
 
 
 def test_practice_picks_the_question_nearest_the_target_success():
@@ -124,9 +125,16 @@ def test_everything_mastered_says_when_the_next_review_is():
 def test_reasons_are_translated(app):
     with app.test_request_context(headers={"Accept-Language": "es"}):
         rec = recommend(make_plan(), view(), TARGET, THRESHOLD, NOW)
-        assert rec.why.startswith("Un buen sitio para empezar: «Parts of a whole»")
+        assert rec.why.startswith(f"Un buen sitio para empezar: «{rec.title}»")
         v = view(predicted={"parts-1": 0.72}, practised={"parts": 2})
         assert "más o menos un 70%" in recommend(make_plan(), v, TARGET, THRESHOLD, NOW).why
+
+
+def test_the_words_fit_the_chance_near_the_top_of_the_band():
+    # 0.9 is within reach of the target (chosen as practice), but "hard enough to learn from" is not true of it.
+    rec = recommend(make_plan(), view(predicted={"parts-0": 0.9, "parts-1": 0.9, "parts-2": 0.9},
+                                      practised={"parts": 2}), TARGET, THRESHOLD, NOW)
+    assert (rec.kind, rec.reason) == ("practice", "confidence") and "hard enough" not in rec.why
 
 
 def test_mastered_needs_enough_answers_however_sure_the_model_is():

@@ -53,7 +53,7 @@ def _next_up(html: str) -> str:
 def test_student_home_shows_next_up_and_why(student_client, course):
     card = _next_up(student_client.get("/learn").get_data(as_text=True))
     assert 'data-kind="lesson"' in card and "What is a fraction?" in card
-    assert "A good place to start: “Parts of a whole”" in card
+    assert "A good place to start: “What is a fraction?”" in card  # the lesson the button opens
     link = re.search(r'href="([^"]+)"', card).group(1)
     assert student_client.get(link).status_code == 200
     r = _answer(student_client, "e1", {"choice": 1})

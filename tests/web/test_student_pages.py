@@ -113,5 +113,5 @@ def test_lesson_page_carries_the_runner_messages_and_a_way_on_from_the_last_ques
 def test_spanish_pages_quote_and_write_decimals_as_the_course_does(services, course, klass, student_client):
     services.db.write(lambda c: c.execute("UPDATE classes SET language = 'es' WHERE id = ?", (klass["id"],)))
     page = student_client.get("/learn/fractions-mini/what-is-a-fraction").get_data(as_text=True)
-    assert "Escribe un número, como 0.75, 3/4 o 1 1/2." in page      # "con punto", as the questions say
+    assert "Escribe un número, como 0,75, 3/4 o 1 1/2." in page      # a decimal comma, as the Spanish course writes them
     assert 'data-msg-write="Primero escribe tu respuesta, por favor."' in page
