@@ -158,6 +158,8 @@ def test_progress_grid_hardest_and_history(app, services, course, klass, teacher
     assert 'data-skill="equivalent" data-level="help"' in grid
     assert 'data-skill="add" data-level="none"' in grid
     assert "Mastered" in grid and "Needs help" in grid and "Not started" in grid  # words, not only colour
+    # Each estimate sits beside the student's own answers on the skill (it leans on their other answers too).
+    assert '<small class="counts">6 right, 0 wrong</small>' in grid and '<small class="counts">0 right, 1 wrong</small>' in grid
     # Lessons done out of the course's lessons: one question right six times finishes no lesson.
     assert grid.count('<td class="nowrap">0 of 2</td>') == 2
     hardest = teacher_client.get(f"/teach/classes/{klass['id']}/hardest").get_data(as_text=True)

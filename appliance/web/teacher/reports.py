@@ -69,7 +69,7 @@ def course_for(conn, course_id: str | None, class_id: int | None = None, languag
 
 
 def class_grid(conn, services, class_id: int, course_id: str) -> dict:
-    """{skills: [...], lessons: total, rows: [{student, cells: [{p, level, attempts}], lessons_done}]}"""
+    """{skills: [...], lessons: total, rows: [{student, cells: [{p, level, attempts, right, wrong}], lessons_done}]}"""
     learning, plan = services.cfg.learning, plans_of(services).get(conn, course_id)
     threshold = learning.mastery_threshold
     skills = [dict(r) for r in conn.execute("SELECT id, name FROM skills WHERE course_id = ? ORDER BY rowid", (course_id,))]
@@ -92,7 +92,8 @@ def class_grid(conn, services, class_id: int, course_id: str) -> dict:
             p = m["p_mastery"] if m else None
             mastered = plan.mastered(sk["id"], p, attempts, threshold, learning.mastery_min_answers)
             level = level_of(p, attempts, mastered, (s["id"], sk["id"]) in runs)
-            cells.append({"skill": sk["id"], "p": p, "attempts": attempts, "level": level})
+            cells.append({"skill": sk["id"], "p": p, "attempts": attempts, "level": level,
+                          "right": m["successes"] if m else 0, "wrong": m["failures"] if m else 0})
         rows.append({"student": s, "cells": cells, "lessons_done": done.get(s["id"], 0)})
     return {"skills": skills, "lessons": len(plan.lessons), "rows": rows}
 
