@@ -167,8 +167,10 @@ def grades(class_id: int):
             # equel parts…" may be graded right.
             read_as = semantic.read_as(r["course_id"], r["text"]) if model_on else ""
             r["read_as"] = changed_words(r["text"], read_as) if read_as else []
-            r["sure"] = "unsure" if r["confidence"] < below else "fairly" if r["confidence"] < (1 + below) / 2 \
-                or r["hard"] else "sure"
+            # Within the list to check, a grade near the threshold ("cannot tell") is told apart from one
+            # only a little unsure: one badge for both gave the teacher no way to triage.
+            r["sure"] = "toss" if r["confidence"] < below / 3 else "unsure" if r["confidence"] < below \
+                else "fairly" if r["confidence"] < (1 + below) / 2 or r["hard"] else "sure"
     return render_template("learning/grades.html", cls=cls, rows=rows, show_all=show_all, below=below,
                            model_on=model_on)
 

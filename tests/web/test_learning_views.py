@@ -138,15 +138,17 @@ def test_teacher_sees_unsure_grades_first_and_overrides_them(services, teacher_c
     reply = _answer(student_client, "e6", {"text": "Both are one half of the whole."}).get_json()
     assert reply["graded_by"] == "model"
     ana = klass["students"]["Ana"]["id"]
-    unsure = _free_text(services, ana, "They are kind of the same maybe", "model", 0.12, 1)
+    unsure = _free_text(services, ana, "They are kind of the same maybe", "model", 0.3, 1)
+    toss = _free_text(services, ana, "half-ish, both", "model", 0.05, 0)
     waiting = _free_text(services, ana, "two quarters make a half", "pending", 0.0, 0)
     sure = _free_text(services, ana, "cats", "model", 0.99, 0)
     url = f"/teach/classes/{klass['id']}/grades"
     html = teacher_client.get(url).get_data(as_text=True)
     order = [int(x) for x in re.findall(r'<tr id="attempt-(\d+)"', html)]
-    assert order[:2] == [waiting, unsure] and sure not in order          # only what needs checking
-    # The confidence in words, not as a percentage that reads like a probability.
+    assert order[:3] == [waiting, toss, unsure] and sure not in order          # only what needs checking
+    # The confidence in words, not as a percentage that reads like a probability; a coin toss said apart.
     assert "Waiting for you" in html and "The model is unsure" in html and "% sure" not in html
+    assert f'data-attempt="{toss}" data-graded-by="model" data-sure="toss"' in html and "The model cannot tell" in html
     assert f'id="attempt-{unsure}" tabindex="-1" data-attempt="{unsure}" data-graded-by="model" data-sure="unsure"' in html
     # Each button's hidden label names the student, the question and the answer; the answer is isolated.
     assert ": Ana, question: Explain why 1/2 and 2/4 are the same amount., answer: They are kind of the same maybe" in html
