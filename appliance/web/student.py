@@ -12,6 +12,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from appliance.errors import NotFound
+from appliance.languages import base_language
 from appliance.learning.plan import plans_of
 from appliance.learning.progress import latest_answers, lesson_rule, skills_mastered, teacher_marks
 from appliance.web.mastery import refresh as refresh_mastery
@@ -51,7 +52,16 @@ def home():
                 " JOIN courses c ON c.id = l.course_id LEFT JOIN lesson_progress p ON p.course_id = l.course_id"
                 " AND p.lesson_id = l.id AND p.student_id = ? ORDER BY c.title, l.position", (user["id"],))
                 if (r["course_id"], r["id"]) in assigned and r["status"] != "completed"]
-    return render_template("student/home.html", courses=courses, todo=todo)
+    # A Spanish class's pupil saw the English course's card, "Start" and all, beside the Spanish one.
+    # A course in another language is folded away unless the student has begun it or has lessons in it.
+    mine = {cid for cid, _lesson in assigned}
+    shown = [c for c in courses if _in_page_language(c["language"]) or c["begun"] or c["id"] in mine]
+    others = [c for c in courses if c not in shown]
+    return render_template("student/home.html", courses=shown, other_courses=others, todo=todo)
+
+
+def _in_page_language(language: str | None) -> bool:
+    return base_language(language) == base_language(str(get_locale()))
 
 
 @bp.get("/learn/<course_id>")
@@ -159,6 +169,8 @@ def my_progress():
                 " ON p.course_id = l.course_id AND p.lesson_id = l.id AND p.student_id = ? WHERE l.course_id = ?",
                 (user["id"], c["id"])).fetchone()
             questions, per_skill = _question_counts(conn, user["id"], c["id"])
+            if not sum(questions.values()) and not _in_page_language(c["language"]):
+                continue  # "not started yet" for a course in another language: not one for this student
             for sk in skills:
                 sk["questions"] = per_skill.get(sk["id"])
             courses.append({"id": c["id"], "title": c["title"], "language": c["language"], "skills": skills, "lessons_total": lessons["total"],

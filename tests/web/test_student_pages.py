@@ -115,3 +115,25 @@ def test_spanish_pages_quote_and_write_decimals_as_the_course_does(services, cou
     page = student_client.get("/learn/fractions-mini/what-is-a-fraction").get_data(as_text=True)
     assert "Escribe un número, como 0,75, 3/4 o 1 1/2." in page      # a decimal comma, as the Spanish course writes them
     assert 'data-msg-write="Primero escribe tu respuesta, por favor."' in page
+
+
+def test_a_course_in_another_language_is_folded_away_until_the_student_works_in_it(services, course, klass,
+                                                                                   student_client):
+    from lms_fixtures import seed_course
+
+    seed_course(services.db, "fracciones", "Fracciones (mini)")
+    services.db.write(lambda c: c.execute("UPDATE courses SET language = 'es' WHERE id = 'fracciones'"))
+    services.db.write(lambda c: c.execute("UPDATE classes SET language = 'es' WHERE id = ?", (klass["id"],)))
+    home = student_client.get("/learn").get_data(as_text=True)
+    cards = home[:home.index("other-courses")] if "other-courses" in home else home
+    assert "Fracciones (mini)" in cards and "Fractions (mini)" not in cards
+    assert "1 curso en otro idioma" in home and 'href="/learn/fractions-mini"' in home  # still one tap away
+    assert "Fractions (mini)" not in student_client.get("/me/progress").get_data(as_text=True)
+    # Once the student answers in it, it is one of their courses.
+    token = csrf_of(student_client.get("/learn").get_data(as_text=True))
+    assert student_client.post("/api/v1/attempts", headers={"X-CSRF-Token": token}, json={
+        "attempt_uid": str(uuid.uuid4()), "course_id": course, "exercise_id": "e1", "answer": {"choice": 1},
+        "duration_ms": 900}).status_code == 201
+    home = student_client.get("/learn").get_data(as_text=True)
+    assert "Fractions (mini)" in home and "otro idioma" not in home
+    assert "Fractions (mini)" in student_client.get("/me/progress").get_data(as_text=True)
