@@ -13,6 +13,7 @@ from flask_babel import gettext as _
 from appliance.errors import AppError, Conflict
 from appliance.people.accounts import admin_exists, create_staff
 from appliance.people.passwords import hash_password
+from appliance.store.database import now_iso
 from appliance.web.security import requires, sign_in
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ def setup():
                 raise Conflict(_("Another person has just set up this box. Please sign in."))
             uid = create_staff(conn, role="admin", username=form["username"],
                                display_name=form["display_name"] or form["username"], password_hash=password_hash)
+            # Signed in by setting the box up: the users page said "never" beside the admin using it.
+            conn.execute("UPDATE users SET last_signin_at = ? WHERE id = ?", (now_iso(), uid))
             return dict(conn.execute("SELECT * FROM users WHERE id = ?", (uid,)).fetchone())
 
         user = db.write(create)

@@ -22,8 +22,9 @@ def test_first_start_redirects_to_setup_and_setup_works_once(app, services):
     assert resp.status_code == 302 and resp.location.endswith("/admin/")
     assert c.get("/admin/").status_code == 200  # signed in as the new admin
     with services.db.read() as conn:
-        row = conn.execute("SELECT role, password_hash FROM users WHERE username = 'root'").fetchone()
+        row = conn.execute("SELECT role, password_hash, last_signin_at FROM users WHERE username = 'root'").fetchone()
     assert row["role"] == "admin" and row["password_hash"].startswith("$argon2id$")
+    assert row["last_signin_at"]  # signed in by setting up: the users page must not say "never"
     # Once an admin exists, the page is gone for everybody: it sends them to the staff sign-in.
     other = app.test_client()
     gone = other.get("/setup")
