@@ -192,6 +192,9 @@ class SearchIndex:
         query = " ".join((query or "").split())
         if not query:
             raise BadRequest(_("Type something to search for."))
+        if sum(ch.isalnum() for ch in query) < 2:
+            # "a" matched eight questions at random: a letter says nothing about what the child wants.
+            raise BadRequest(_("Type a whole word to search for."))
         if len(query) > MAX_QUERY:
             raise BadRequest(_("A search can be at most %(num)s characters.", num=MAX_QUERY))
         k = k or self.settings.search_results
