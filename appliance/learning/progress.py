@@ -209,10 +209,18 @@ def latest_answers(conn, student_id: int, course_id: str, lesson_id: str | None 
             for r in _latest_rows(conn, student_id, course_id, lesson_id)}
 
 
-def teacher_marks(conn, student_id: int, course_id: str, lesson_id: str) -> dict[str, bool]:
-    """Exercise id -> the teacher's grade, for the lesson's questions whose latest answer a teacher
-    graded: the student sees it on the question (an answer answered again since has no mark)."""
-    return {r[0]: bool(r[1]) for r in _latest_rows(conn, student_id, course_id, lesson_id) if r[2] == "teacher"}
+def teacher_marks(conn, student_id: int, course_id: str, lesson_id: str) -> dict[str, tuple[bool, str]]:
+    """Exercise id -> (the teacher's grade, the text of the answer graded), for the lesson's questions
+    whose latest answer a teacher graded: the student sees both on the question (an answer answered
+    again since has no mark). Without the text, "not right yet" came under an empty box."""
+    marks = {}
+    for ex_id, correct, graded_by, attempt_id in _latest_rows(conn, student_id, course_id, lesson_id):
+        if graded_by == "teacher":
+            row = conn.execute("SELECT answer FROM attempts WHERE id = ?", (attempt_id,)).fetchone()
+            answer = json.loads(row[0]) if row else {}
+            text = answer.get("text") if isinstance(answer, dict) else None
+            marks[ex_id] = (bool(correct), text if isinstance(text, str) else "")
+    return marks
 
 
 def skills_mastered(conn, student_id: int, ex: dict, rule: LessonRule) -> bool:

@@ -115,7 +115,8 @@ def lesson(course_id: str, lesson_id: str):
     media = [m for m in json.loads(row["media"] or "[]") if _show_media(m, row["body"], course_id)]
     for ex in exercises:
         ex["done"] = done.get(ex["id"])
-        ex["teacher_mark"] = marks.get(ex["id"])
+        mark = marks.get(ex["id"])
+        ex["teacher_mark"], ex["marked_answer"] = mark if mark else (None, "")
     # Done by mastering its skills before every question was right (progress.update_lesson): say why the
     # course page ticks it while questions here are still open.
     # Only while its skills really are mastered: a lesson done question by question, answered wrong
