@@ -432,6 +432,8 @@ def test_the_student_sees_the_teachers_grade_on_the_question(services, teacher_c
         card = card_of_e6()
         assert words in card and card.count("Your teacher read your answer") == 1
         assert "Your answer: “<bdi>cats</bdi>”" in card  # what was judged (the answer box is empty again)
+        history = teacher_client.get(f"/teach/classes/{klass['id']}/students/{klass['students']['Ana']['id']}")
+        assert "(by a teacher)" in history.get_data(as_text=True)  # whose grade it is, as on the review page
     assert "Your teacher" not in student_client.get(lesson_url).get_data(as_text=True).split('data-exercise="e5"')[1] \
         .split("</form>")[0]  # only the question the teacher graded
     _answer(student_client, "e6", {"text": "Both are one half of the whole."})
