@@ -8,12 +8,14 @@ and this module decides, in order:
 2. **Practice** the exercise whose predicted success is closest to ``target_success`` among the skills
    the student has started and not mastered: hard enough to learn from, not so hard it discourages
    (desirable difficulty). Exercises answered a moment ago are avoided, the latest most.
-3. A **new lesson** for a skill whose prerequisites are all mastered, when nothing in progress is near
+3. **Explain**: a skill mastered now whose written ("explain why") question the student never answered
+   gets that question before a new lesson.
+4. A **new lesson** for a skill whose prerequisites are all mastered, when nothing in progress is near
    the target (or nothing is in progress). The link goes to the skill's first question when the student
    has already worked in that lesson (they read it for an earlier skill).
-4. **Relearn**: when every question in progress looks too hard after enough answers on the skill (as
+5. **Relearn**: when every question in progress looks too hard after enough answers on the skill (as
    for mastery), read the lesson again (before that, one wrong answer is no reason to send a child back).
-5. **Done**: every skill is mastered; the answer says when the next review is due.
+6. **Done**: every skill is mastered; the answer says when the next review is due.
 
 A skill is mastered *now* with enough graded answers (``CoursePlan.answers_to_master``: ``min_answers``,
 or one per question for a skill with fewer) and a predicted success of ``threshold`` or more. A
@@ -186,6 +188,9 @@ def _practice_or_lesson(r: _Rules) -> Recommendation | None:
     p = r.view.predicted.get(ex.id, 0.5) if ex else None
     if ex is not None and abs(p - r.target) <= NEAR_TARGET:
         return _practice(r, ex, p)
+    explain = _explain(r)
+    if explain is not None:
+        return explain
     new = _new_lesson(r)
     if new is not None:
         return new
@@ -196,6 +201,24 @@ def _practice_or_lesson(r: _Rules) -> Recommendation | None:
                 skill=r.skill_name(weakest))
         return r.rec("relearn", "too_hard", why, lesson_id=lessons[0], skill=weakest, p=p)
     return _practice(r, ex, p) if ex is not None else None
+
+
+def _explain(r: _Rules) -> Recommendation | None:
+    """A skill mastered now whose written question ("explain why...") the student never answered: that
+    question before the next lesson. A strong student went through the whole course on choices and
+    numbers, three right answers a skill, and never wrote a sentence; putting it in words is where a
+    teacher sees the understanding behind the right answers. Once answered, it is never asked again here."""
+    for s in r.plan.skills:
+        if not r.mastered_now(s):
+            continue
+        unanswered = [i for i in r.plan.skill_exercises.get(s, []) if i in r.plan.exercises
+                      and r.plan.exercises[i].kind == "free_text" and i not in r.view.exercises]
+        ex = r.best(unanswered)
+        if ex is not None:
+            why = _("You have mastered “%(skill)s”. Can you explain it in your own words? Your teacher reads "
+                    "what you write.", skill=r.skill_name(s))
+            return r.rec("practice", "explain", why, ex=ex, skill=s, p=r.view.predicted.get(ex.id))
+    return None
 
 
 def _weakest_skill(r: _Rules, ex: Exercise) -> str:

@@ -263,3 +263,27 @@ def test_a_skill_with_fewer_questions_than_the_minimum_needs_one_answer_each():
              exercises={"equal-0": (1, True, NOW.timestamp() - 5)})
     rec = recommend(plan, v, TARGET, THRESHOLD, NOW)
     assert (rec.kind, rec.skill_id) == ("lesson", "add")  # not the one "equal" question again
+
+
+def _with_written_question(plan: CoursePlan) -> CoursePlan:
+    ex = Exercise("parts-why", "l-parts", 99, "free_text", "Explain what a fraction is.", ("parts",))
+    plan.exercises[ex.id] = ex
+    plan.skill_exercises["parts"].append(ex.id)
+    return plan
+
+
+def test_a_mastered_skill_s_written_question_comes_before_the_next_lesson():
+    """A strong student went through the whole course on choices and numbers and never wrote a sentence."""
+    plan = _with_written_question(make_plan())
+    answered = {f"parts-{i}": (1, True, NOW.timestamp() - 3600) for i in range(3)}
+    v = view(mastery={"parts": 0.95}, practised={"parts": 3}, exercises=answered)
+    rec = recommend(plan, v, TARGET, THRESHOLD, NOW)
+    assert (rec.kind, rec.reason, rec.exercise_id) == ("practice", "explain", "parts-why")
+    assert "in your own words" in rec.why and "“Parts of a whole”" in rec.why
+    # Answered once (whatever the grade), it is not asked again: on to the next lesson.
+    v.exercises["parts-why"] = (1, False, NOW.timestamp() - 60)
+    rec = recommend(plan, v, TARGET, THRESHOLD, NOW)
+    assert (rec.kind, rec.skill_id) == ("lesson", "equal")
+    # Not before the skill is mastered: practice first.
+    v = view(mastery={"parts": 0.6}, practised={"parts": 1}, predicted={"parts-1": 0.7})
+    assert recommend(plan, v, TARGET, THRESHOLD, NOW).reason != "explain"
