@@ -166,6 +166,12 @@ def _store(conn, learner, student, ex, uid, answer, result: Grade, duration, pre
         # The same uid arrived twice at once: the first writer won; answer with its result.
         row = conn.execute("SELECT * FROM attempts WHERE attempt_uid = ?", (uid,)).fetchone()
         return _replay(conn, student, dict(row))
+    marks = ",".join("?" * len(ex["skills"]))
+    # What the page showed before this answer, so it can say the estimate went up (a struggling child
+    # read "26% mastered" under "Well done!", with nothing to say the answer had counted).
+    before = {r[0]: r[1] for r in conn.execute(
+        f"SELECT skill_id, p_mastery FROM mastery WHERE student_id = ? AND course_id = ? AND skill_id IN ({marks})",
+        (student["id"], ex["course_id"], *ex["skills"]))}
     mastery = {} if result.graded_by == "pending" else _update_mastery(conn, student, ex, result.correct, now)
     attempt = {"attempt_uid": uid, "student_id": student["id"], "student_uid": student["uid"],
                "course_id": ex["course_id"], "exercise_id": ex["id"], "lesson_id": ex["lesson_id"],
@@ -186,7 +192,8 @@ def _store(conn, learner, student, ex, uid, answer, result: Grade, duration, pre
     return {
         "attempt_uid": uid, "correct": result.correct, "score": result.score, "feedback": result.feedback,
         "graded_by": result.graded_by, "explanation": _explanation(ex, result.graded_by),
-        "mastery": mastery, "lesson_status": lesson_status, "lesson_mastered": mastered_now, "replayed": False,
+        "mastery": mastery, "mastery_before": {k: v for k, v in before.items() if k in mastery},
+        "lesson_status": lesson_status, "lesson_mastered": mastered_now, "replayed": False,
         "confidence": result.confidence,
     }
 

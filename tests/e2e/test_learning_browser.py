@@ -100,8 +100,14 @@ def test_mastery_next_up_search_and_grade_review_in_the_browser(world):
         answer_exercise(first, wrong)
         first.locator("button.check").click()
         page.wait_for_function("e => !e.classList.contains('is-correct')", arg=first.element_handle())
+        # Right again after the wrong one: the estimate rose, and the page says by how much.
+        answer_exercise(first, exercises[0])
+        first.locator("button.check").click()
+        rise = first.locator(".mastery-up")
+        rise.wait_for()
+        assert re.fullmatch(r"▲ up \d{1,2}", rise.inner_text())
         with services.db.read() as conn:
-            assert conn.execute("SELECT COUNT(*) FROM attempts WHERE exercise_id = ?", (exercises[0]["id"],)).fetchone()[0] == 2
+            assert conn.execute("SELECT COUNT(*) FROM attempts WHERE exercise_id = ?", (exercises[0]["id"],)).fetchone()[0] == 3
 
         # Next up now points at one question of the lesson; the link opens that question.
         page.goto(url + "/learn")

@@ -115,7 +115,7 @@
     if (result.repeat) { notes.push("repeat"); }   // the same answer again: not counted twice
     // A pending answer waits for the teacher: the explanation would hand the child the answer to copy.
     setFeedback(card, cls, msg(code), result.correct && code !== "pending" ? result.explanation : "", notes);
-    if (code !== "pending") { showMastery(card, result.mastery); }  // its direction would give the grade away
+    if (code !== "pending") { showMastery(card, result.mastery, result.mastery_before); }  // its direction would give the grade away
     // The teacher's grade was of the answer before this one: beside the new result it contradicts it.
     var mark = card.querySelector(".teacher-mark");
     if (mark && !result.repeat) { mark.remove(); }
@@ -139,9 +139,12 @@
   }
 
   // The new mastery of the question's skills, straight from the answer's reply: learning made visible.
-  function showMastery(card, mastery) {
+  // A rise since the answer before is said with it ("26% mastered, up 13"): for a child who is
+  // struggling, the number alone under "Well done!" read as if the right answer had not counted.
+  function showMastery(card, mastery, before) {
     var note = card.querySelector(".feedback .notice");
     if (!note || !mastery) { return; }
+    before = before || {};
     var names = {};
     try { names = JSON.parse(runner.getAttribute("data-skills") || "{}"); } catch (e) { /* ids will do */ }
     Object.keys(mastery).forEach(function (skill) {
@@ -157,6 +160,13 @@
       fill.style.inlineSize = pct + "%";
       meter.appendChild(fill);
       line.appendChild(label);
+      var up = typeof before[skill] === "number" ? pct - Math.round(before[skill] * 100) : 0;
+      if (up > 0) {
+        var rise = document.createElement("span");
+        rise.className = "mastery-up";
+        rise.textContent = msg("up", { n: up });
+        line.appendChild(rise);
+      }
       line.appendChild(meter);
       note.appendChild(line);
     });
