@@ -71,6 +71,7 @@ UNSURE = 0.25  # the confidence of a grade the teacher should read first (below 
 # to read), and no wrong answer is graded right for it: only the confidence of wrong grades changes.
 FOREIGN_SPREAD = 3.0
 
+
 def refs_sha(spec: dict) -> str:
     """What a calibration depends on: the references and the author's wrong answers (and the rules:
     v2 floors thresholds calibrated without wrong answers at the default, so v1 rows are redone)."""

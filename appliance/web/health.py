@@ -7,11 +7,10 @@ import time
 from flask import Blueprint, current_app, jsonify, request
 
 from appliance import __version__
+from appliance.people.accounts import STAFF_ROLES
 from appliance.web.security import current_user, requires
 
 bp = Blueprint("health", __name__)
-
-STAFF_ROLES = ("teacher", "admin")
 
 
 def may_see_details() -> bool:
