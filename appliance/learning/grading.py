@@ -124,7 +124,8 @@ def written_form(text: str) -> str:
     (1 1/2). ``text`` already parsed with ``parse_number``."""
     s = unicodedata.normalize("NFKC", str(text)).strip().replace("\u2044", "/")
     if "/" in s:
-        return "mixed" if _FRACTION.match(s) and _FRACTION.match(s).group(2) else "fraction"
+        m = _FRACTION.match(s)
+        return "mixed" if m and m.group(2) else "fraction"
     return "decimal" if ("." in s or "," in s) else "whole"
 
 

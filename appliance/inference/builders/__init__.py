@@ -131,7 +131,7 @@ def _publish(repo, staging: Path, manifest: dict) -> str:
     (staging / "model.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     mv = repo.import_version(staging, name, pin_current=pin)
     if damaged is not None and active == damaged and repo.active_version(name) != mv.version:
-        repo.set_active(name, mv.version)  # the damaged one was served (pinned): its repair is
+        repo.set_active(name, mv.version)  # the damaged one was served (pinned): serve its repair
     log.info("model %s: built version %s", name, mv.version)
     return mv.version
 
