@@ -27,6 +27,7 @@ course author set in the exercise spec wins over the calibrated one.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import logging
@@ -47,7 +48,7 @@ from appliance.learning.calibrate import (
     wrong_answers_of,
 )
 from appliance.learning.search import course_version
-from appliance.learning.spelling import CourseWords, course_words, other_language
+from appliance.learning.spelling import CourseWords, course_words, fold, other_language
 from appliance.store.database import now_iso
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,31 @@ UNSURE = 0.25  # the confidence of a grade the teacher should read first (below 
 # answers of bench.grading's labelled set that were "sure" wrong to the teacher (4 more of 91 answers
 # to read), and no wrong answer is graded right for it: only the confidence of wrong grades changes.
 FOREIGN_SPREAD = 3.0
+# An answer (four words or more) that is, word for word, most of one of the author's wrong answers
+# (``LEXICAL_WRONG_SHARE`` of its words found there in order) and clearly less of every reference
+# (``LEXICAL_MARGIN``) is that wrong answer, whatever the encoder says: "porque 4 es mas grande que 3"
+# was graded right (unsure) next to the wrong answer "Porque 4 es un número más grande que 3...". In
+# bench.grading's labelled set this catches 11 wrong answers, 3 of them graded right before, and no
+# right one.
+LEXICAL_WRONG_SHARE = 0.8
+LEXICAL_MARGIN = 0.25
+LEXICAL_MIN_WORDS = 4
+
+
+def _in_order_share(words: list[str], other: list[str]) -> float:
+    """The share of ``words`` found in ``other`` in the same order (longest common subsequence)."""
+    matcher = difflib.SequenceMatcher(a=words, b=other, autojunk=False)
+    return sum(block.size for block in matcher.get_matching_blocks()) / max(1, len(words))
+
+
+def words_of_a_wrong_answer(text: str, references: list[str], wrong: list[str]) -> bool:
+    """``text`` repeats one of the author's wrong answers, by its words (see ``LEXICAL_WRONG_SHARE``)."""
+    words = fold(text)
+    if len(words) < LEXICAL_MIN_WORDS or not wrong:
+        return False
+    to_wrong = max(_in_order_share(words, fold(w)) for w in wrong)
+    to_ref = max((_in_order_share(words, fold(r)) for r in references), default=0.0)
+    return to_wrong >= LEXICAL_WRONG_SHARE and to_wrong - to_ref >= LEXICAL_MARGIN
 
 
 def refs_sha(spec: dict) -> str:
@@ -205,7 +231,7 @@ class SemanticGrader:
         closer_to_wrong = False
         if to_wrong is not None:
             # Raw cosines on both sides (the question discount applies to references only).
-            if 1.0 - to_wrong <= CLEARLY_WRONG_SHARE * (1.0 - to_ref):
+            if 1.0 - to_wrong <= CLEARLY_WRONG_SHARE * (1.0 - to_ref) or words_of_a_wrong_answer(text, refs, wrong):
                 closer_to_wrong = True  # far nearer a known-wrong answer: wrong whatever the threshold
                 if similarity >= threshold:
                     sure = min(sure, UNSURE)  # it overrules the threshold: the teacher looks first

@@ -324,3 +324,21 @@ def test_a_wrong_grade_in_a_language_the_encoder_was_not_trained_on_goes_to_the_
         assert grader.judge(basics_es, "en cuántos trozos se parte la cosa entera").confidence >= below
     finally:
         del demo_svc.get("inference").loaded("minilm").mv.meta["languages"]
+
+
+def test_an_answer_that_repeats_an_author_s_wrong_answer_word_for_word_is_wrong(demo_svc):
+    grader = demo_svc.get("semantic")
+    compare_es = _exercise(demo_svc, "fractions-es", "compare-09")
+    # Nearly the author's "Porque 4 es un número más grande que 3, así que un cuarto es más.": it was
+    # graded right (unsure), the encoder placing it nearer the references.
+    j = grader.judge(compare_es, "porque 4 es mas grande que 3")
+    assert not j.correct and j.closer_to_wrong, j
+    from appliance.learning.semantic import words_of_a_wrong_answer
+
+    wrong = ["1/4 es mayor porque 4 es más que 3.", "Porque 4 es un número más grande que 3, así que un cuarto es más."]
+    refs = ["Porque los tercios son trozos más grandes que los cuartos."]
+    assert words_of_a_wrong_answer("porque 4 es mas grande que 3", refs, wrong)
+    # A right answer that shares words with a wrong one, and a short one, are left to the encoder.
+    assert not words_of_a_wrong_answer("1/3 es mayor que 1/4 porque las partes son mas grandes", refs, wrong)
+    assert not words_of_a_wrong_answer("1/3 es mayor", refs, wrong)
+    assert words_of_a_wrong_answer("1/4 es mayor", refs, wrong)  # which is the wrong answer itself
