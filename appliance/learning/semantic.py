@@ -88,6 +88,30 @@ def _in_order_share(words: list[str], other: list[str]) -> float:
     return sum(block.size for block in matcher.get_matching_blocks()) / max(1, len(words))
 
 
+# The first word of an answer to a yes/no question ("Is Lena right?"), folded: the encoder hears
+# "No, she is wrong: half of 10 is 5..." as nearly "Yes, she is right: half of 10 is 5...".
+_YES = frozenset({"yes", "yeah", "yep", "si"})
+_NO = frozenset({"no", "nope", "nah"})
+
+
+def _polarity(text: str) -> str | None:
+    words = fold(text)
+    if not words:
+        return None
+    if words[0] in _NO and words[1:2] != ["se"]:  # "no sé": I don't know, no answer to the question
+        return "no"
+    return "yes" if words[0] in _YES else None
+
+
+def says_the_opposite(text: str, references: list[str]) -> bool:
+    """Every reference starts with "yes" (or every one with "no") and the answer starts with the other."""
+    said = {_polarity(r) for r in references}
+    if len(said) != 1 or None in said:
+        return False
+    answer = _polarity(text)
+    return answer is not None and answer not in said
+
+
 def words_of_a_wrong_answer(text: str, references: list[str], wrong: list[str]) -> bool:
     """``text`` repeats one of the author's wrong answers, by its words (see ``LEXICAL_WRONG_SHARE``)."""
     words = fold(text)
@@ -244,6 +268,10 @@ class SemanticGrader:
                 # As near a known-wrong answer as to the best reference, and near enough to either to pass:
                 # a teacher should look at it first. (Far from both, e.g. "I like pizza.", is surely wrong.)
                 sure = min(sure, abs(similarity - to_wrong) / WRONG_ANSWER_MARGIN * 0.5)
+        if not closer_to_wrong and refs and says_the_opposite(text, refs):
+            closer_to_wrong = True  # "No, ..." to a question every reference answers "Yes, ..."
+            if similarity >= threshold:
+                sure = min(sure, UNSURE)  # it overrules the encoder: the teacher looks first
         if (similarity < threshold or closer_to_wrong) and self._other_language(exercise, text):
             sure = min(sure, UNSURE)  # a right answer in the other language scores like nonsense: ask the teacher
         return Judgement(round(similarity, 4), round(threshold, 4), round(sure, 4), closer_to_wrong)

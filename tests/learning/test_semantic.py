@@ -342,3 +342,23 @@ def test_an_answer_that_repeats_an_author_s_wrong_answer_word_for_word_is_wrong(
     assert not words_of_a_wrong_answer("1/3 es mayor que 1/4 porque las partes son mas grandes", refs, wrong)
     assert not words_of_a_wrong_answer("1/3 es mayor", refs, wrong)
     assert words_of_a_wrong_answer("1/4 es mayor", refs, wrong)  # which is the wrong answer itself
+
+
+def test_no_to_a_question_every_reference_answers_yes_is_wrong(demo_svc):
+    from appliance.learning.semantic import says_the_opposite
+
+    yes = ["Sí, tiene razón: 1/2 de 10 es 5 y 1/3 de 12 es 4, y 5 es más que 4.", "Sí, porque 5 es mayor que 4."]
+    assert says_the_opposite("no tiene razón porque 1/2 de 10 es 5 y 1/3 de 12 es 4", yes)
+    assert not says_the_opposite("Sí, la mitad de 10 es 5", yes)
+    assert not says_the_opposite("no sé", yes)                      # "I don't know": no answer either way
+    assert not says_the_opposite("tiene razón porque 5 > 4", yes)   # no yes or no to go by
+    assert not says_the_opposite("No, because...", ["Yes, because...", "It is 5."])  # not a yes/no question
+    grader = demo_svc.get("semantic")
+    with demo_svc.db.read() as conn:
+        rows = [dict(r) for r in conn.execute("SELECT * FROM exercises WHERE course_id = 'fractions-es'"
+                                              " AND kind = 'free_text'")]
+    for row in rows:
+        row["spec"] = json.loads(row["spec"])
+    yes_question = next(r for r in rows if all(ref.startswith("Sí") for ref in r["spec"]["references"]))
+    j = grader.judge(yes_question, "no tiene razón porque 1/2 de 10 es 5 y 1/3 de 12 es 4")
+    assert not j.correct and j.closer_to_wrong, j
