@@ -145,12 +145,13 @@ class LessonRule:
     plan: CoursePlan
     threshold: float
     min_answers: int
+    review_below: float | None = None  # a model grade less sure than this waits for the teacher
 
 
 def lesson_rule(services, conn, ex: dict) -> LessonRule:
     learning = services.cfg.learning
     return LessonRule(plans_of(services).get(conn, ex["course_id"]), learning.mastery_threshold,
-                      learning.mastery_min_answers)
+                      learning.mastery_min_answers, learning.review_below_confidence)
 
 
 def _store(conn, learner, student, ex, uid, answer, result: Grade, duration, prepared=None,
@@ -199,34 +200,47 @@ def _store(conn, learner, student, ex, uid, answer, result: Grade, duration, pre
 
 
 def _latest_rows(conn, student_id: int, course_id: str, lesson_id: str | None):
-    """(exercise id, correct, graded_by) of the student's latest answer to each exercise they answered."""
+    """(exercise id, correct, graded_by, attempt id, confidence) of the student's latest answer to each
+    exercise they answered."""
     # SQLite takes the bare columns from the row of MAX(a.id): one pass, no subquery per answer.
     return conn.execute(
-        "SELECT a.exercise_id, a.correct, a.graded_by, MAX(a.id) FROM attempts a JOIN exercises e"
+        "SELECT a.exercise_id, a.correct, a.graded_by, MAX(a.id), a.confidence FROM attempts a JOIN exercises e"
         " ON e.course_id = a.course_id AND e.id = a.exercise_id WHERE a.student_id = ? AND a.course_id = ?"
         + (" AND e.lesson_id = ?" if lesson_id is not None else "") + " GROUP BY a.exercise_id",
         (student_id, course_id) + ((lesson_id,) if lesson_id is not None else ()))
 
 
-def latest_answers(conn, student_id: int, course_id: str, lesson_id: str | None = None) -> dict[str, str]:
+def _waits(graded_by: str, confidence: float | None, below: float | None) -> bool:
+    """The answer waits for the teacher: no grade yet, or a model grade less sure than ``below`` (the
+    student was told neither right nor wrong, and a page opened later must not tell them either)."""
+    return graded_by == "pending" or (below is not None and graded_by == "model" and confidence is not None
+                                      and confidence < below)
+
+
+def latest_answers(conn, student_id: int, course_id: str, lesson_id: str | None = None,
+                   below: float | None = None) -> dict[str, str]:
     """Exercise id -> "right", "wrong" or "pending": the state of the student's latest answer to each
-    exercise they answered (of one lesson, when given). The course page ticks a question by it, and a
-    lesson is done when none of its questions is "wrong" or unanswered."""
-    return {r[0]: "pending" if r[2] == "pending" else "right" if r[1] else "wrong"
+    exercise they answered (of one lesson, when given); with ``below`` (``review_below_confidence``), an
+    unsure model grade is "pending" too. The course page ticks a question by it, and a lesson is done
+    when none of its questions is "wrong" or unanswered."""
+    return {r[0]: "pending" if _waits(r[2], r[4], below) else "right" if r[1] else "wrong"
             for r in _latest_rows(conn, student_id, course_id, lesson_id)}
 
 
-def teacher_marks(conn, student_id: int, course_id: str, lesson_id: str) -> dict[str, tuple[bool, str]]:
-    """Exercise id -> (the teacher's grade, the text of the answer graded), for the lesson's questions
-    whose latest answer a teacher graded: the student sees both on the question (an answer answered
-    again since has no mark). Without the text, "not right yet" came under an empty box."""
+def teacher_marks(conn, student_id: int, course_id: str, lesson_id: str,
+                  below: float | None = None) -> dict[str, tuple[bool | None, str]]:
+    """Exercise id -> (the teacher's grade, the text of the answer), for the lesson's questions whose
+    latest answer a teacher graded, or (None, text) for one that waits for the teacher (``_waits``):
+    the student sees it on the question (an answer answered again since has no mark). Without the
+    text, "not right yet" came under an empty box."""
     marks = {}
-    for ex_id, correct, graded_by, attempt_id in _latest_rows(conn, student_id, course_id, lesson_id):
-        if graded_by == "teacher":
+    for ex_id, correct, graded_by, attempt_id, confidence in _latest_rows(conn, student_id, course_id, lesson_id):
+        waiting = graded_by != "teacher" and _waits(graded_by, confidence, below)
+        if graded_by == "teacher" or waiting:
             row = conn.execute("SELECT answer FROM attempts WHERE id = ?", (attempt_id,)).fetchone()
             answer = json.loads(row[0]) if row else {}
             text = answer.get("text") if isinstance(answer, dict) else None
-            marks[ex_id] = (bool(correct), text if isinstance(text, str) else "")
+            marks[ex_id] = (None if waiting else bool(correct), text if isinstance(text, str) else "")
     return marks
 
 
@@ -291,7 +305,8 @@ def update_lesson(conn, student: dict, ex: dict, now: str, done_when: LessonRule
                          (ex["course_id"], ex["lesson_id"])).fetchone()[0]
     # Done: every question's latest answer is right or waits for the teacher (a lesson answered all wrong
     # is not done), as the course page ticks questions; or its skills are mastered (see the module doc).
-    latest = latest_answers(conn, student["id"], ex["course_id"], ex["lesson_id"])
+    latest = latest_answers(conn, student["id"], ex["course_id"], ex["lesson_id"],
+                            done_when.review_below if done_when is not None else None)
     all_right = sum(state != "wrong" for state in latest.values()) >= total
     mastered = (right and done_when is not None
                 and sum(state == "right" for state in latest.values()) >= min(done_when.min_answers, total)

@@ -104,8 +104,10 @@ def lesson(course_id: str, lesson_id: str):
             "SELECT id, kind, prompt, spec FROM exercises WHERE course_id = ? AND lesson_id = ? ORDER BY position",
             (course_id, lesson_id))]
         # The latest answer decides, as on the page after an answer: wrong after right is not done.
-        done = {ex_id: state != "wrong" for ex_id, state in latest_answers(conn, user["id"], course_id).items()}
-        marks = teacher_marks(conn, user["id"], course_id, lesson_id)
+        below = current_app.extensions["ce"].cfg.learning.review_below_confidence
+        done = {ex_id: state != "wrong" for ex_id, state in latest_answers(conn, user["id"], course_id,
+                                                                            below=below).items()}
+        marks = teacher_marks(conn, user["id"], course_id, lesson_id, below)
         status = conn.execute("SELECT status FROM lesson_progress WHERE student_id = ? AND course_id = ? AND lesson_id = ?",
                               (user["id"], course_id, lesson_id)).fetchone()
         where = {"course_id": course_id, "lesson_id": lesson_id}
@@ -117,6 +119,7 @@ def lesson(course_id: str, lesson_id: str):
         ex["done"] = done.get(ex["id"])
         mark = marks.get(ex["id"])
         ex["teacher_mark"], ex["marked_answer"] = mark if mark else (None, "")
+        ex["waiting"] = mark is not None and mark[0] is None
     # Done by mastering its skills before every question was right (progress.update_lesson): say why the
     # course page ticks it while questions here are still open.
     # Only while its skills really are mastered: a lesson done question by question, answered wrong
@@ -138,7 +141,8 @@ def _show_media(item: dict, body: str, course_id: str) -> bool:
 def _question_counts(conn, student_id: int, course_id: str) -> tuple[dict, dict[str, dict]]:
     """Questions, not attempts: ({right, wrong, pending} for the course, the same per skill id). A
     question answered wrong five times is one question to try again."""
-    latest = latest_answers(conn, student_id, course_id)
+    latest = latest_answers(conn, student_id, course_id,
+                            below=current_app.extensions["ce"].cfg.learning.review_below_confidence)
     skills_of = {r[0]: json.loads(r[1]) for r in conn.execute(
         "SELECT id, skills FROM exercises WHERE course_id = ?", (course_id,)) if r[0] in latest}
     total = dict.fromkeys(("right", "wrong", "pending"), 0)

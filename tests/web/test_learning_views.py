@@ -469,3 +469,25 @@ def test_the_learning_pages_work_after_a_course_with_progress_is_removed(service
                          (teacher_client, f"/teach/classes/{klass['id']}/students/{ana}"),
                          (teacher_client, f"/teach/classes/{klass['id']}/grades?show=all")):
         assert client.get(path).status_code == 200, path
+
+
+def test_an_unsure_grade_stays_hidden_when_the_lesson_is_opened_again(services, student_client, klass, course):
+    """The reply said only "your teacher will read it"; the page opened later must not tell the verdict
+    either (a filled dot for an unsure "right", an open one for an unsure "wrong")."""
+    ana = klass["students"]["Ana"]["id"]
+    below = services.cfg.learning.review_below_confidence
+    lesson_url = f"/learn/{COURSE_ID}/equal-fractions"
+    seen = {}
+    for correct in (1, 0):
+        _free_text(services, ana, f"half and half {correct}", "model", below / 4, correct)
+        html = student_client.get(lesson_url).get_data(as_text=True)
+        card = re.search(r'<form class="card exercise" data-exercise="e6".*?</form>', html, re.DOTALL).group(0)
+        assert "Thanks! Your teacher will read this answer." in card and f"half and half {correct}" in card
+        assert "marked it" not in card
+        seen[correct] = html[html.index('<ol class="dots"'):html.index("</ol>")]
+    assert seen[0] == seen[1]  # the dots are the same whatever the model thought
+    # A sure model grade is the verdict, as the reply said.
+    _free_text(services, ana, "cats", "model", 0.99, 0)
+    card = re.search(r'<form class="card exercise" data-exercise="e6".*?</form>',
+                     student_client.get(lesson_url).get_data(as_text=True), re.DOTALL).group(0)
+    assert "Your teacher will read" not in card
