@@ -134,12 +134,19 @@ def written_form(text: str) -> str:
 FORMS = {"decimal": ("decimal", "whole"), "fraction": ("fraction", "whole"), "mixed": ("mixed", "whole")}
 
 
+def form_words(form: str) -> str:
+    """How to write an answer in ``form``, said under the question and when another form is sent back.
+    The examples are numbers no demo question asks for: "like 2 1/2" under "write 5/2 as a mixed
+    number" was the answer."""
+    return {
+        "decimal": _("Write a decimal number, like 0.35."),
+        "fraction": _("Write a fraction, like 5/7."),
+        "mixed": _("Write a mixed number: the whole number, a space, then the fraction, like 3 1/7."),
+    }[form]
+
+
 def _form_refusal(form: str) -> BadRequest:
-    return BadRequest({
-        "decimal": _("Write it as a decimal number, like 0.75."),
-        "fraction": _("Write it as a fraction, like 3/4."),
-        "mixed": _("Write it as a mixed number: the whole number, a space, then the fraction, like 2 1/2."),
-    }[form])
+    return BadRequest(form_words(form))
 
 
 def _numeric(spec: dict, answer: dict, _semantic) -> Grade:

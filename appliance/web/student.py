@@ -13,6 +13,7 @@ from flask_babel import gettext as _
 
 from appliance.errors import NotFound
 from appliance.languages import base_language
+from appliance.learning.grading import FORMS, form_words
 from appliance.learning.plan import plans_of
 from appliance.learning.progress import latest_answers, lesson_rule, skills_mastered, teacher_marks
 from appliance.web.mastery import refresh as refresh_mastery
@@ -87,7 +88,10 @@ def _exercise_view(row) -> dict:
     """What the page may show: prompt, choices and hints; never the answer or the explanation."""
     spec = json.loads(row["spec"])
     return {"id": row["id"], "kind": row["kind"], "prompt": row["prompt"], "choices": spec.get("choices", []),
-            "hints": [h for h in spec.get("hints", []) if h]}
+            "hints": [h for h in spec.get("hints", []) if h],
+            # A question that asks for a form says which under it: "like 0.75, 3/4" under "write 3/4 as a
+            # decimal" offered a form it refuses, and its answer.
+            "form_hint": form_words(spec["form"]) if spec.get("form") in FORMS else None}
 
 
 @bp.get("/learn/<course_id>/<lesson_id>")

@@ -137,3 +137,13 @@ def test_a_course_in_another_language_is_folded_away_until_the_student_works_in_
     home = student_client.get("/learn").get_data(as_text=True)
     assert "Fractions (mini)" in home and "otro idioma" not in home
     assert "Fractions (mini)" in student_client.get("/me/progress").get_data(as_text=True)
+
+
+def test_a_question_that_asks_for_a_form_says_which_under_it(services, course, student_client):
+    services.db.write(lambda c: c.execute(
+        "UPDATE exercises SET spec = json_set(spec, '$.form', 'decimal') WHERE id = 'e3'"))
+    page = student_client.get("/learn/fractions-mini/what-is-a-fraction").get_data(as_text=True)
+    card = page[page.index('data-exercise="e3"'):]
+    card = card[:card.index("</form>")]
+    # Not "like 0.75, 3/4 or 1 1/2": 3/4 is a form it refuses, and 0.75 is this question's answer.
+    assert "Write a decimal number, like 0.35." in card and "3/4 or 1 1/2" not in card
