@@ -369,7 +369,9 @@ def move_student(conn: sqlite3.Connection, from_class: int, to_class: int, stude
 
 
 def put_back(conn: sqlite3.Connection, class_id: int, student_id: int) -> dict:
-    """A student taken out of this class comes back, with everything they did."""
+    """A student taken out of this class comes back, with everything they did; one moved to another
+    class meanwhile leaves it (``left`` in the answer: their names). A child is in one class: in two,
+    their answers waiting for a teacher were counted, and could be graded, in both."""
     if conn.execute("SELECT 1 FROM class_departures WHERE class_id = ? AND student_id = ?",
                     (class_id, student_id)).fetchone() is None:
         raise NotFound(_("That student was not taken out of this class."))
@@ -377,7 +379,10 @@ def put_back(conn: sqlite3.Connection, class_id: int, student_id: int) -> dict:
     if row is None:
         raise NotFound(_("That student's account is no longer on this box."))
     _join(conn, class_id, dict(row))
-    return dict(row)
+    left = [c for c in classes_of_student(conn, student_id) if c["id"] != class_id]
+    for c in left:
+        remove_student(conn, c["id"], student_id)
+    return {**dict(row), "left": [c["name"] for c in left]}
 
 
 def departures(conn: sqlite3.Connection, class_id: int) -> list[dict]:

@@ -62,9 +62,10 @@ def test_a_student_moves_to_another_class_and_keeps_everything(app, services, te
     assert sign_in_student(app.test_client(), other, ana["id"], ana["pin"]).status_code == 302
     page = teacher_client.get(f"/teach/classes/{klass['id']}").get_data(as_text=True)
     assert "Taken out of this class" in page and "now in Class 5A" in page
-    # Put back into the old class (a move by mistake): the teacher is told she is in the new one too.
+    # Put back into the old class (a move by mistake): she leaves the new one, a child is in one class.
     r = _post(teacher_client, f"/teach/classes/{klass['id']}/students/{ana['id']}/back", {}, base)
-    assert "They are still in Class 5A too" in teacher_client.get(r.headers["Location"]).get_data(as_text=True)
+    assert "They are no longer in Class 5A." in teacher_client.get(r.headers["Location"]).get_data(as_text=True)
+    assert _members(services, klass["id"]) == {"Ana", "Ben"} and _members(services, other) == {"Carla"}
 
 
 def test_a_teacher_cannot_move_a_student_into_someone_else_s_class(services, admin, klass, teacher_client):

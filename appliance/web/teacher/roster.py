@@ -283,11 +283,9 @@ def put_back(class_id: int, student_id: int):
     except (BadRequest, NotFound) as exc:
         flash(_("The student was not put back. %(why)s", why=exc.message), "error")
     else:
-        with _db().read() as conn:
-            also = [c["name"] for c in cls_mod.classes_of_student(conn, student_id) if c["id"] != class_id]
         flash(_("%(name)s is back in the class, with everything they did.", name=student["display_name"])
-              + (" " + _("They are still in %(classes)s too: take them out there if they should not be.",
-                         classes=", ".join(also)) if also else ""))
+              + (" " + _("They are no longer in %(classes)s.", classes=", ".join(student["left"]))
+                 if student["left"] else ""))
     return redirect(url_for("teacher.class_page", class_id=class_id))
 
 
