@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,6 +207,18 @@ def _has_manifest(version_dir: Path) -> bool:
         return True
 
 
+_DAMAGE_CHECKS: dict[tuple, str | None] = {}  # (version dir, file stamps, sha256) -> why damaged, or None
+_DAMAGE_LOCK = threading.Lock()
+
+
+def _stat_stamp(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (-1, -1)
+    return (st.st_size, st.st_mtime_ns)
+
+
 class Repository:
     def __init__(self, root: str | os.PathLike, trusted_keys: list[str] | None = None):
         self.root = Path(root)
@@ -262,6 +275,32 @@ class Repository:
         where = where or f"model {mv.name} version {mv.version}"
         self.verify_files(mv, backend, where)
         verify_manifest(mv.meta, self.trusted_keys, where)
+
+    def damaged(self, name: str, version: str) -> str | None:
+        """Why a version's files do not match their sha256 (None when they do, or it cannot be read as
+        a version). Remembered per file size and mtime: the admin page asks on every view, and hashing
+        an embedding model each time would cost a second of CPU."""
+        try:
+            mv = self.version(name, version)
+            backend = mv.meta.get("backend") or "onnxruntime"
+            files = [mv.model_file_name(backend), *(mv.meta.get("files") or {})]
+            stamp = tuple((rel, *_stat_stamp(mv.path / rel)) for rel in files)
+        except AppError:
+            return None
+        key = (str(mv.path), stamp, mv.sha256)
+        with _DAMAGE_LOCK:
+            if key in _DAMAGE_CHECKS:
+                return _DAMAGE_CHECKS[key]
+        try:
+            self.verify_files(mv, backend)
+            why = None
+        except IntegrityError as exc:
+            why = exc.message
+        with _DAMAGE_LOCK:
+            _DAMAGE_CHECKS[key] = why
+            while len(_DAMAGE_CHECKS) > 256:
+                _DAMAGE_CHECKS.pop(next(iter(_DAMAGE_CHECKS)))
+        return why
 
     @staticmethod
     def verify_files(mv: ModelVersion, backend: str, where: str | None = None) -> None:

@@ -293,8 +293,17 @@ def test_a_damaged_model_is_not_offered_again_and_the_page_says_how_to_rebuild_i
         html = client.get("/admin/").get_data(as_text=True)
         row = html[html.index('<th scope="row">learner</th>'):]
         row = row[:row.index("</tr>")]
-        assert "Not loaded" in row and "<option>2</option>" not in row and "<option>1</option>" in row
+        assert "Not loaded" in row and "<option>2</option>" not in row and "<option>1</option>" not in row
         assert "Version 2 could not be loaded. To build the default model again: classroom-edge models build learner" in row
+        assert "Version 1 is damaged (its files do not match their checksums) and is not offered." in row
+        # Repaired (a third version, good, serving): neither damaged version is offered, nor a rollback to one.
+        shutil.copytree(models / "learner" / "1", repo / "learner" / "3")
+        services.get("inference")._sync_model("learner")
+        html = client.get("/admin/").get_data(as_text=True)
+        row = html[html.index('<th scope="row">learner</th>'):]
+        row = row[:row.index("</tr>")]
+        assert '<td data-label="Version">3</td>' in row and "<option>" not in row and "Roll back to version" not in row
+        assert "Versions 1, 2 are damaged" in row
     finally:
         services.close()
 
