@@ -262,7 +262,13 @@ def _new_lesson(r: _Rules) -> Recommendation | None:
     # "Fraction basics" (the skill) beside "Open the lesson: What is a fraction?".
     lesson = r.plan.lesson(lesson_id)
     title = lesson.title if lesson else r.skill_name(skill)
-    if prereqs:
+    if prereqs and worked_in:
+        # Already in this lesson: "New for you: “Equal fractions”, because you have mastered “Equal
+        # fractions”" (a lesson and a skill of one name) told the child nothing. Name the new skill.
+        why = _("Next in “%(lesson)s”: “%(skill)s”. You are ready for it because you have mastered %(prereqs)s.",
+                lesson=title, skill=r.skill_name(skill), prereqs=_quoted(r.skill_name(p) for p in prereqs))
+        reason = "prerequisites_met"
+    elif prereqs:
         why = _("New for you: “%(lesson)s”. You are ready for it because you have mastered %(prereqs)s.",
                 lesson=title, prereqs=_quoted(r.skill_name(p) for p in prereqs))
         reason = "prerequisites_met"

@@ -209,6 +209,9 @@ def test_a_new_skill_in_a_lesson_already_worked_in_opens_at_its_first_question()
     rec = recommend(plan, v, TARGET, THRESHOLD, NOW)
     assert (rec.kind, rec.skill_id, rec.lesson_id, rec.start) == ("lesson", "equal", "l-parts", "equal-0")
     assert rec.title == "What is a fraction?" and rec.exercise_id is None
+    # The sentence names the new skill in the lesson the student is in ("New for you: <this lesson>"
+    # read as a lesson not yet begun, or as the skill just mastered when both have one name).
+    assert rec.why.startswith("Next in “What is a fraction?”: “Equal fractions”.")
 
 
 def test_reviews_make_a_card_only_on_a_right_answer_with_enough_answers_and_mastery():
