@@ -44,8 +44,18 @@ import numpy as np
 from flask_babel import gettext as _
 
 from appliance.errors import AppError, BadRequest
+from appliance.languages import base_language
 from appliance.learning.plan import load_plan
-from appliance.learning.spelling import CourseWords, has_word, other_language, plain_text, respell, stems
+from appliance.learning.spelling import (
+    CourseWords,
+    course_words,
+    fold,
+    has_word,
+    other_language,
+    plain_text,
+    respell,
+    stems,
+)
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +197,7 @@ class SearchIndex:
         self._matrices: dict[str, tuple] = {}  # course -> (version key, items, matrix, lesson titles)
         self._lock = threading.Lock()
         self._build_locks: dict[str, threading.Lock] = {}
+        self._other_words: dict[str, tuple[str, CourseWords]] = {}  # course -> (version, its words)
 
     def search(self, query: str, course_ids: list[str], k: int | None = None) -> SearchResult:
         query = " ".join((query or "").split())
@@ -203,7 +214,7 @@ class SearchIndex:
             try:
                 found = self._by_meaning(query, course_ids, k)
                 return self._respelt(found, lambda text: self._by_meaning(text, course_ids, k),
-                                     self._words_of(course_ids))
+                                     self._words_of(course_ids), self._known_elsewhere(course_ids))
             except AppError as exc:  # the model went away mid-search: words still find things
                 why = exc.message
                 log.warning("search by meaning failed, matching words: %s", why)
@@ -211,23 +222,46 @@ class SearchIndex:
             courses = {cid: course_items(conn, cid) for cid in course_ids}
         words = {cid: _Words.of(c.items, c.language) for cid, c in courses.items()}
         found = self._by_words(query, courses, words, k, why)
-        return self._respelt(found, lambda text: self._by_words(text, courses, words, k, why), list(words.values()))
+        return self._respelt(found, lambda text: self._by_words(text, courses, words, k, why), list(words.values()),
+                             self._known_elsewhere(course_ids))
 
     @staticmethod
-    def _respelt(found: SearchResult, search, courses: list[_Words]) -> SearchResult:
+    def _respelt(found: SearchResult, search, courses: list[_Words], known_elsewhere=lambda word: False
+                 ) -> SearchResult:
         """The search again with misspelt words put right, when any is; its results when the query as
         typed found nothing, or only weaker matches ("¿Cuántos tersios hay?" found two word problems).
         Only by the words of courses in the query's language, when it reads as one: "same" is no
-        misspelling of "Sam", nor "fractions" of "fracciones"."""
+        misspelling of "Sam", nor "fractions" of "fracciones". A word another course on the box uses
+        (``known_elsewhere``) is no misspelling either: "adding fractions" is English, not «adding fracciones»."""
         courses = [c for c in courses if not other_language(found.query, c.language, least_words=1, least_hits=1)]
         vocabulary = {k: v for c in courses for k, v in c.course.vocabulary.items()}
-        text = respell(found.query, vocabulary, lambda word: any(c.course.knows(word) for c in courses))
+        text = respell(found.query, vocabulary,
+                       lambda word: any(c.course.knows(word) for c in courses) or known_elsewhere(word))
         if not text:
             return found
         again = search(text)
         if not again.hits or (found.hits and again.hits[0].score <= found.hits[0].score):
             return found
         return dataclasses.replace(again, query=found.query, searched_for=text)
+
+    def _known_elsewhere(self, course_ids: list[str]):
+        """word -> it is a word (or a form of one) of another course on this box, of another language."""
+        with self.db.read() as conn:
+            languages = {r[0]: r[1] for r in conn.execute("SELECT id, language FROM courses")}
+            searched = {base_language(languages.get(cid)) for cid in course_ids}
+            others = [cid for cid, lang in languages.items()
+                      if cid not in course_ids and base_language(lang) not in searched]
+            words = []
+            for cid in others:
+                version = course_version(conn, cid)
+                with self._lock:
+                    cached = self._other_words.get(cid)
+                if cached is None or cached[0] != version:
+                    cached = (version, course_words(conn, cid))
+                    with self._lock:
+                        self._other_words[cid] = cached
+                words.append(cached[1])
+        return lambda word: any(w.knows(word) or "".join(fold(word)) in w.vocabulary for w in words)
 
     def _words_of(self, course_ids: list[str]) -> list[_Words]:
         """The words of the courses' indexed items (their matrices are loaded by now)."""
