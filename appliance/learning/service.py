@@ -37,6 +37,9 @@ from appliance.services import PartStatus, Services
 log = logging.getLogger(__name__)
 
 FORECAST_TTL_S = 60.0  # a forecast older than this is made again (days-since-practice features move)
+# Answers in a course of another language before the home page offers it as Next up: one or two are a
+# look around (a Spanish class's pupil tried the English course once and the home page switched to it).
+SWITCH_AFTER = 3
 
 
 @dataclass
@@ -184,17 +187,26 @@ class LearnerService:
         return out
 
     def home(self, student: dict, language: str | None) -> dict | None:
-        """Next up for the student home: the course in their language worked on last, else any course worked
-        on last (one question tried in another language's course does not switch the home page to it),
-        else the first course in their language."""
+        """Next up for the student home: the course in their language worked on last; else a course in
+        another language they work in (``SWITCH_AFTER`` answers or more there), the one worked on last;
+        else the first course in their language, else the first course. A question or two tried in
+        another language's course does not switch the home page to it, even before the student has
+        answered anything in their own language's course."""
         lang = base_language(language)
+        in_language = "(c.language = ?2 OR c.language LIKE ?2 || '-%')"
         with self.services.db.read() as conn:
             row = conn.execute("SELECT a.course_id FROM attempts a JOIN courses c ON c.id = a.course_id"
-                               " WHERE a.student_id = ?1 ORDER BY (c.language = ?2 OR c.language LIKE ?2 || '-%') DESC,"
-                               " a.id DESC LIMIT 1", (student["id"], lang)).fetchone()
+                               f" WHERE a.student_id = ?1 AND {in_language} ORDER BY a.id DESC LIMIT 1",
+                               (student["id"], lang)).fetchone()
             if row is None:
-                row = conn.execute("SELECT id FROM courses ORDER BY language = ? DESC, title LIMIT 1",
-                                   (language or "",)).fetchone()
+                row = conn.execute("SELECT course_id FROM attempts WHERE student_id = ? GROUP BY course_id"
+                                   " HAVING COUNT(*) >= ? ORDER BY MAX(id) DESC LIMIT 1",
+                                   (student["id"], SWITCH_AFTER)).fetchone()
+            if row is None:
+                row = conn.execute(f"SELECT c.id FROM courses c WHERE {in_language.replace('?2', '?1')}"
+                                   " ORDER BY c.title LIMIT 1", (lang,)).fetchone()
+            if row is None:
+                row = conn.execute("SELECT id FROM courses ORDER BY title LIMIT 1").fetchone()
         return self.next_up(student, row[0]) if row else None
 
 

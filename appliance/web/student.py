@@ -164,10 +164,13 @@ def my_progress():
     user = current_user()
     with _db().read() as conn:
         courses = []
-        # Courses with answers first, then those in the page's language (as on the home page).
+        # Courses in the page's language first (one answer in another language's course did not make it
+        # the first), then those with answers (as on the home page).
+        lang = base_language(str(get_locale()))
         rows = conn.execute(
-            "SELECT c.id, c.title, c.language FROM courses c ORDER BY EXISTS (SELECT 1 FROM attempts a WHERE a.course_id = c.id"
-            " AND a.student_id = ?) DESC, c.language = ? DESC, c.title", (user["id"], str(get_locale()))).fetchall()
+            "SELECT c.id, c.title, c.language FROM courses c ORDER BY (c.language = ?2 OR c.language LIKE ?2 || '-%') DESC,"
+            " EXISTS (SELECT 1 FROM attempts a WHERE a.course_id = c.id AND a.student_id = ?1) DESC, c.title",
+            (user["id"], lang)).fetchall()
         for c in rows:
             skills = [dict(r) for r in conn.execute(
                 "SELECT s.id, s.id AS skill_id, s.course_id, s.name, m.p_mastery, m.successes, m.failures"

@@ -147,3 +147,21 @@ def test_a_question_that_asks_for_a_form_says_which_under_it(services, course, s
     card = card[:card.index("</form>")]
     # Not "like 0.75, 3/4 or 1 1/2": 3/4 is a form it refuses, and 0.75 is this question's answer.
     assert "Write a decimal number, like 0.35." in card and "3/4 or 1 1/2" not in card
+
+
+def test_one_answer_in_another_language_s_course_does_not_come_first_in_my_progress(services, course, klass,
+                                                                                  student_client):
+    """A Spanish class's pupil tried one question of the English course before any of the Spanish one:
+    Next up and "my progress" switched to the English course."""
+    from lms_fixtures import seed_course
+
+    seed_course(services.db, "fracciones", "Fracciones (mini)")
+    services.db.write(lambda c: c.execute("UPDATE courses SET language = 'es' WHERE id = 'fracciones'"))
+    services.db.write(lambda c: c.execute("UPDATE classes SET language = 'es' WHERE id = ?", (klass["id"],)))
+    token = csrf_of(student_client.get("/learn").get_data(as_text=True))
+    assert student_client.post("/api/v1/attempts", headers={"X-CSRF-Token": token}, json={
+        "attempt_uid": str(uuid.uuid4()), "course_id": course, "exercise_id": "e1", "answer": {"choice": 1},
+        "duration_ms": 900}).status_code == 201
+    # (Next up: tests/web/test_learning_views.py, test_next_up_stays_in_the_class_language...)
+    progress = student_client.get("/me/progress").get_data(as_text=True)
+    assert progress.index("Fracciones (mini)") < progress.index("Fractions (mini)")
