@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance.errors import BadRequest, Conflict, IntegrityError, NotFound
+from appliance.errors import AppError, BadRequest, Conflict, IntegrityError, NotFound
 from appliance.inference.backends import DEFAULT_FILES
 from appliance.inference.signing import verify_manifest
 from appliance.inference.tensors import TensorSpec

@@ -51,6 +51,7 @@ from appliance.learning.spelling import (
     course_words,
     fold,
     has_word,
+    only_function_words,
     other_language,
     plain_text,
     respell,
@@ -206,6 +207,8 @@ class SearchIndex:
         if sum(ch.isalnum() for ch in query) < 2:
             # "a" matched eight questions at random: a letter says nothing about what the child wants.
             raise BadRequest(_("Type a whole word to search for."))
+        if only_function_words(query):
+            raise BadRequest(_("Type a word that says what you are looking for."))  # "la", "de", "the"
         if len(query) > MAX_QUERY:
             raise BadRequest(_("A search can be at most %(num)s characters.", num=MAX_QUERY))
         k = k or self.settings.search_results

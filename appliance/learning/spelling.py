@@ -219,3 +219,13 @@ def other_language(text: str, course_language: str | None, **least) -> bool:
     course = base_language(course_language)
     said = answer_language(text, **least)
     return said is not None and course in FUNCTION_WORDS and said != course
+
+
+def only_function_words(text: str) -> bool:
+    """Every word of ``text`` is a short (three letters or fewer) function word of some language
+    (``FUNCTION_WORDS``) and it has no digit: a search for "la" or "de" matched questions at random.
+    ("same" or "more" is a search: "same denominator".)"""
+    words = _LETTERS.findall(text.casefold())
+    every = frozenset().union(*FUNCTION_WORDS.values())
+    return (bool(words) and not any(ch.isdigit() for ch in text)
+            and all(w in every and len(w) <= 3 for w in words))

@@ -240,6 +240,9 @@ def test_bad_queries_are_refused_clearly(demo_svc):
         with pytest.raises(BadRequest, match="whole word"):
             demo_svc.get("search").search(one_letter, ["fractions"])
     assert demo_svc.get("search").search("1/2", ["fractions"]).query == "1/2"  # two digits are a query
+    for little in ("la", "de", "the", "es de la"):  # only short words that say nothing of what is wanted
+        with pytest.raises(BadRequest, match="says what you are looking for"):
+            demo_svc.get("search").search(little, ["fractions-es"])
 
 
 def test_stems_are_the_same_from_many_threads():
