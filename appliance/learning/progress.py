@@ -167,13 +167,8 @@ def _store(conn, learner, student, ex, uid, answer, result: Grade, duration, pre
         # The same uid arrived twice at once: the first writer won; answer with its result.
         row = conn.execute("SELECT * FROM attempts WHERE attempt_uid = ?", (uid,)).fetchone()
         return _replay(conn, student, dict(row))
-    marks = ",".join("?" * len(ex["skills"]))
-    # What the page showed before this answer, so it can say the estimate went up (a struggling child
-    # read "26% mastered" under "Well done!", with nothing to say the answer had counted).
-    before = {r[0]: r[1] for r in conn.execute(
-        f"SELECT skill_id, p_mastery FROM mastery WHERE student_id = ? AND course_id = ? AND skill_id IN ({marks})",
-        (student["id"], ex["course_id"], *ex["skills"]))}
-    mastery = {} if result.graded_by == "pending" else _update_mastery(conn, student, ex, result.correct, now)
+    mastery, before = ({}, {}) if result.graded_by == "pending" else _update_mastery(
+        conn, student, ex, result.correct, now)
     attempt = {"attempt_uid": uid, "student_id": student["id"], "student_uid": student["uid"],
                "course_id": ex["course_id"], "exercise_id": ex["id"], "lesson_id": ex["lesson_id"],
                "skills": ex["skills"], "correct": result.correct, "score": result.score,
@@ -193,7 +188,7 @@ def _store(conn, learner, student, ex, uid, answer, result: Grade, duration, pre
     return {
         "attempt_uid": uid, "correct": result.correct, "score": result.score, "feedback": result.feedback,
         "graded_by": result.graded_by, "explanation": _explanation(ex, result.graded_by),
-        "mastery": mastery, "mastery_before": {k: v for k, v in before.items() if k in mastery},
+        "mastery": mastery, "mastery_before": before,
         "lesson_status": lesson_status, "lesson_mastered": mastered_now, "replayed": False,
         "confidence": result.confidence,
     }
@@ -324,12 +319,17 @@ def update_lesson(conn, student: dict, ex: dict, now: str, done_when: LessonRule
     return status
 
 
-def _update_mastery(conn, student, ex, correct: bool, now) -> dict:
-    out = {}
+def _update_mastery(conn, student, ex, correct: bool, now) -> tuple[dict, dict]:
+    """(skill -> the rule estimate after this answer, skill -> the estimate stored before it, for the
+    skills that had one: what the page showed, so it can say the estimate went up; a struggling child
+    read "26% mastered" under "Well done!", with nothing to say the answer had counted)."""
+    out, before = {}, {}
     for skill in ex["skills"]:
-        row = conn.execute("SELECT successes, failures FROM mastery WHERE student_id = ? AND course_id = ? "
+        row = conn.execute("SELECT successes, failures, p_mastery FROM mastery WHERE student_id = ? AND course_id = ? "
                            "AND skill_id = ?", (student["id"], ex["course_id"], skill)).fetchone()
         ok, bad = (row[0], row[1]) if row else (0, 0)
+        if row is not None and row[2] is not None:
+            before[skill] = row[2]
         ok, bad = ok + int(correct), bad + int(not correct)
         # The same rule estimate the recommender falls back to (predictor.rule_estimate), so a
         # teacher sees one scale whether or not a learner model is active.
@@ -342,7 +342,7 @@ def _update_mastery(conn, student, ex, correct: bool, now) -> dict:
             (student["id"], ex["course_id"], skill, int(correct), int(not correct), p_new, now),
         )
         out[skill] = p_new
-    return out
+    return out, before
 
 
 def _learner_prepare(learner, student, ex, result: Grade):

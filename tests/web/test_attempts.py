@@ -364,3 +364,11 @@ def test_a_lesson_whose_last_answer_was_wrong_is_not_finished_at_start(services,
     assert finish_mastered_lessons(services) == 0
     with services.db.read() as conn:
         assert conn.execute("SELECT status FROM lesson_progress").fetchone()[0] == "started"
+
+
+def test_the_reply_carries_the_estimate_the_page_showed_before(services, course, student_client):
+    first = _post(student_client, "e1", {"choice": 1}).get_json()
+    assert first["mastery_before"] == {}  # no estimate before the first answer on the skill
+    second = _post(student_client, "e3", {"value": "3/4"}).get_json()
+    assert second["mastery_before"] == first["mastery"]  # "parts" as the first reply showed it
+    assert second["mastery"]["parts"] > second["mastery_before"]["parts"]
