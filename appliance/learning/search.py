@@ -48,7 +48,7 @@ from appliance.languages import base_language
 from appliance.learning.plan import load_plan
 from appliance.learning.spelling import (
     CourseWords,
-    course_words,
+    CourseWordsCache,
     fold,
     has_word,
     only_function_words,
@@ -198,7 +198,7 @@ class SearchIndex:
         self._matrices: dict[str, tuple] = {}  # course -> (version key, items, matrix, lesson titles)
         self._lock = threading.Lock()
         self._build_locks: dict[str, threading.Lock] = {}
-        self._other_words: dict[str, tuple[str, CourseWords]] = {}  # course -> (version, its words)
+        self._other_words = CourseWordsCache()  # other courses' words: no misspellings
 
     def search(self, query: str, course_ids: list[str], k: int | None = None) -> SearchResult:
         query = " ".join((query or "").split())
@@ -248,23 +248,24 @@ class SearchIndex:
         return dataclasses.replace(again, query=found.query, searched_for=text)
 
     def _known_elsewhere(self, course_ids: list[str]):
-        """word -> it is a word (or a form of one) of another course on this box, of another language."""
-        with self.db.read() as conn:
-            languages = {r[0]: r[1] for r in conn.execute("SELECT id, language FROM courses")}
-            searched = {base_language(languages.get(cid)) for cid in course_ids}
-            others = [cid for cid, lang in languages.items()
-                      if cid not in course_ids and base_language(lang) not in searched]
-            words = []
-            for cid in others:
-                version = course_version(conn, cid)
-                with self._lock:
-                    cached = self._other_words.get(cid)
-                if cached is None or cached[0] != version:
-                    cached = (version, course_words(conn, cid))
-                    with self._lock:
-                        self._other_words[cid] = cached
-                words.append(cached[1])
-        return lambda word: any(w.knows(word) or "".join(fold(word)) in w.vocabulary for w in words)
+        """word -> it is a word (or a form of one) of another course on this box, of another language.
+        Looked up only when a query has a word its courses do not know (most searches have none)."""
+        words: list[CourseWords] | None = None
+
+        def other_courses() -> list[CourseWords]:
+            with self.db.read() as conn:
+                languages = {r[0]: r[1] for r in conn.execute("SELECT id, language FROM courses")}
+                searched = {base_language(languages.get(cid)) for cid in course_ids}
+                return [self._other_words.get(conn, cid, course_version(conn, cid)) for cid, lang in languages.items()
+                        if cid not in course_ids and base_language(lang) not in searched]
+
+        def known(word: str) -> bool:
+            nonlocal words
+            if words is None:
+                words = other_courses()
+            return any(w.knows(word) or "".join(fold(word)) in w.vocabulary for w in words)
+
+        return known
 
     def _words_of(self, course_ids: list[str]) -> list[_Words]:
         """The words of the courses' indexed items (their matrices are loaded by now)."""

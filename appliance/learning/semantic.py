@@ -48,7 +48,7 @@ from appliance.learning.calibrate import (
     wrong_answers_of,
 )
 from appliance.learning.search import course_version
-from appliance.learning.spelling import CourseWords, course_words, fold, other_language
+from appliance.learning.spelling import CourseWords, CourseWordsCache, fold, other_language
 from appliance.store.database import now_iso
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ class SemanticGrader:
         self._calibrations: dict[tuple, Calibration] = {}
         self._lock = threading.Lock()
         self._course_locks: dict[str, threading.Lock] = {}
-        self._course_words: dict[str, tuple[str, CourseWords]] = {}  # course -> (version, its words)
+        self._course_words = CourseWordsCache()
 
     def available(self) -> tuple[bool, str]:
         return self.embedder.available()
@@ -221,12 +221,7 @@ class SemanticGrader:
     def _words(self, course_id: str) -> CourseWords:
         """The course's words (``spelling.course_words``), made once per course version."""
         with self.db.read() as conn:
-            version = course_version(conn, course_id)
-            cached = self._course_words.get(course_id)
-            if cached is None or cached[0] != version:
-                cached = (version, course_words(conn, course_id))
-                self._course_words[course_id] = cached
-        return cached[1]
+            return self._course_words.get(conn, course_id, course_version(conn, course_id))
 
     def _judge(self, exercise: dict, text: str) -> Judgement:
         spec = exercise["spec"] if isinstance(exercise["spec"], dict) else json.loads(exercise["spec"])

@@ -166,6 +166,24 @@ class CourseWords:
         return respell(text, self.vocabulary, self.knows)
 
 
+class CourseWordsCache:
+    """``course_words`` of each course, made once per course version (the grader's second reading and
+    search's test of a word another course uses each keep one, per database)."""
+
+    def __init__(self):
+        self._words: dict[str, tuple[str, CourseWords]] = {}  # course -> (version, its words)
+        self._lock = threading.Lock()
+
+    def get(self, conn, course_id: str, version: str) -> CourseWords:
+        with self._lock:
+            cached = self._words.get(course_id)
+        if cached is None or cached[0] != version:
+            cached = (version, course_words(conn, course_id))
+            with self._lock:
+                self._words[course_id] = cached
+        return cached[1]
+
+
 def course_words(conn, course_id: str) -> CourseWords:
     """The words a course uses anywhere a student reads or a grader compares: lesson titles and text,
     question prompts, choices and accepted answers, reference answers and the author's wrong answers."""
