@@ -34,9 +34,9 @@ def _unique_class_name(conn: sqlite3.Connection, name: str, class_id: int | None
     """The cleaned name, refused when another class has it: children pick their class by its name,
     and two "5B" buttons on the sign-in page cannot be told apart."""
     name = clean_name(name)
-    same = conn.execute("SELECT 1 FROM classes WHERE lower(name) = lower(?) AND id IS NOT ? AND archived_at IS NULL",
-                        (name, class_id)).fetchone()
-    if same is not None:
+    # Compared in Python: SQLite's lower() folds only ASCII, so "ÑANDÚES" and "Ñandúes" passed as two names.
+    others = conn.execute("SELECT name FROM classes WHERE id IS NOT ? AND archived_at IS NULL", (class_id,))
+    if any(other.lower() == name.lower() for (other,) in others):
         raise BadRequest(_("There is already a class called “%(name)s”. Give this one another name, with the"
                            " year or the room in it.", name=name))
     return name
@@ -149,10 +149,11 @@ def _next_avatar(conn: sqlite3.Connection, class_id: int) -> str:
     return min(keys, key=lambda k: (used.get(k, 0), keys.index(k)))
 
 
-def _names_in_class(conn: sqlite3.Connection, class_id: int) -> set[str]:
+def _names_in_class(conn: sqlite3.Connection, class_id: int, except_student: int | None = None) -> set[str]:
+    """The class's students' names, lower case (in Python: SQLite's lower() folds only ASCII)."""
     return {r[0].lower() for r in conn.execute(
         "SELECT u.display_name FROM users u JOIN class_members m ON m.student_id = u.id"
-        " WHERE m.class_id = ? AND u.disabled = 0", (class_id,))}
+        " WHERE m.class_id = ? AND u.disabled = 0 AND u.id IS NOT ?", (class_id, except_student))}
 
 
 def add_students(conn: sqlite3.Connection, class_id: int, names: list[str], pin_hashes: dict[str, str]) -> list[dict]:
@@ -324,10 +325,7 @@ def _student_of(conn: sqlite3.Connection, class_id: int, student_id: int) -> dic
 
 def _refuse_name_clash(conn: sqlite3.Connection, class_id: int, name: str, student_id: int) -> None:
     """Two children with one name in a class cannot tell their buttons apart on the sign-in page."""
-    same = conn.execute("SELECT 1 FROM users u JOIN class_members m ON m.student_id = u.id WHERE m.class_id = ?"
-                        " AND u.disabled = 0 AND lower(u.display_name) = lower(?) AND u.id != ?",
-                        (class_id, name, student_id)).fetchone()
-    if same is not None:
+    if name.lower() in _names_in_class(conn, class_id, except_student=student_id):
         cls_name = conn.execute("SELECT name FROM classes WHERE id = ?", (class_id,)).fetchone()[0]
         raise BadRequest(_("%(class_name)s already has a student called %(name)s; add an initial to tell them"
                            " apart.", class_name=cls_name, name=name))

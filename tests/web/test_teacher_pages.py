@@ -254,6 +254,10 @@ def test_two_classes_cannot_share_a_name(services, klass, teacher_client):
     assert "The class settings were not saved. There is already a class called" in page
     assert teacher_client.post(f"/teach/classes/{five}/settings", data={  # its own name again is fine
         "csrf_token": _token(teacher_client), "name": "Class 5A", "uses_pin": "on"}).status_code == 302
+    # Accented capitals are the same name too (SQLite's lower() folds only ASCII).
+    teacher_client.post("/teach/classes", data={"csrf_token": _token(teacher_client), "name": "Ñandúes"})
+    again = teacher_client.post("/teach/classes", data={"csrf_token": _token(teacher_client), "name": "ÑANDÚES"})
+    assert again.status_code == 400
 
 
 def test_class_language_applies_to_its_students(app, services, teacher):
