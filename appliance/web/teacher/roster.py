@@ -259,10 +259,8 @@ def rename_student(class_id: int, student_id: int):
 def move_student(class_id: int, student_id: int):
     """To another class the same teacher (or an admin) manages; the account and its progress go along."""
     _class_or_404(class_id)
-    try:
-        target = _class_or_404(int(request.form.get("to_class", "")))
-    except ValueError:
-        target = None
+    raw = request.form.get("to_class", "")
+    target = _class_or_404(int(raw)) if raw.isdigit() else None  # another teacher's class: 404, as any
     try:
         if target is None:
             raise BadRequest(_("Choose another class."))
