@@ -286,13 +286,8 @@ class InferenceEngine:
         for name in sorted(set(self.wanted_models()) | models.keys()):
             m = models.get(name)
             # The version that failed to load (damaged files, a bad signature) is not offered to serve again.
-            versions = self.repository.versions(name)
-            served = m.version if m is not None else None
             entry = {"name": name, "ready": m is not None, "error": errors.get(name),
-                     "versions": versions, "failed_version": failed.get(name, (None,))[0],
-                     # Not offered to serve or roll back to: "Serve version 1" was offered right after
-                     # version 2 replaced a damaged version 1 (files checked once per size and mtime).
-                     "damaged_versions": [v for v in versions if v != served and self.repository.damaged(name, v)],
+                     "versions": self.repository.versions(name), "failed_version": failed.get(name, (None,))[0],
                      **NOT_LOADED}
             if m is not None:
                 entry.update(m.describe())

@@ -41,7 +41,8 @@ def _services():
 def status():
     info = device.device_status(_services())
     return render_template("admin/status.html", info=info, human_bytes=device.human_bytes,
-                           human_duration=device.human_duration, rollback_to=_rollback_targets())
+                           human_duration=device.human_duration, rollback_to=_rollback_targets(),
+                           damaged=_damaged_versions())
 
 
 def _rollback_targets() -> dict[str, str]:
@@ -55,6 +56,24 @@ def _rollback_targets() -> dict[str, str]:
             out[name] = engine.repository.rollback_target(name)
         except AppError:
             continue
+    return out
+
+
+def _damaged_versions() -> dict[str, list[str]]:
+    """Model -> its versions whose files do not match their sha256 (not the one served): not offered
+    to serve or roll back to. "Serve version 1" was offered right after version 2 replaced a damaged
+    version 1. Asked here, for the page, not in the engine's status, which every health probe reads
+    (``Repository.damaged`` hashes a version once per size and mtime)."""
+    engine = _services().get("inference")
+    if engine is None:
+        return {}
+    out: dict[str, list[str]] = {}
+    for name in engine.repository.model_names():
+        served = engine.loaded(name)
+        bad = [v for v in engine.repository.versions(name)
+               if (served is None or v != served.version) and engine.repository.damaged(name, v)]
+        if bad:
+            out[name] = bad
     return out
 
 
