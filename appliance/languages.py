@@ -11,6 +11,12 @@ def base_language(code: str | None) -> str:
     return (code or "").replace("_", "-").split("-")[0].lower()
 
 
+def in_language_sql(column: str, param: str) -> str:
+    """SQL true when ``column`` (a language tag) is the base language bound to ``param`` or a regional
+    form of it ("es" and "es-MX" for "es")."""
+    return f"({column} = {param} OR {column} LIKE {param} || '-%')"
+
+
 def without_accents(text: str) -> str:
     """``text`` in lower case without its accents: "Íñigo" -> "inigo". Search and the spelling rule
     compare words by it, and names are sorted by it (SQLite's NOCASE knows ASCII only)."""

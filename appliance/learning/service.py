@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from appliance.languages import base_language
+from appliance.languages import base_language, in_language_sql
 from appliance.learning import learner_state
 from appliance.learning.embedder import Embedder
 from appliance.learning.features import LearnerState
@@ -193,7 +193,7 @@ class LearnerService:
         another language's course does not switch the home page to it, even before the student has
         answered anything in their own language's course."""
         lang = base_language(language)
-        in_language = "(c.language = ?2 OR c.language LIKE ?2 || '-%')"
+        in_language = in_language_sql("c.language", "?2")
         with self.services.db.read() as conn:
             row = conn.execute("SELECT a.course_id FROM attempts a JOIN courses c ON c.id = a.course_id"
                                f" WHERE a.student_id = ?1 AND {in_language} ORDER BY a.id DESC LIMIT 1",
@@ -203,7 +203,7 @@ class LearnerService:
                                    " HAVING COUNT(*) >= ? ORDER BY MAX(id) DESC LIMIT 1",
                                    (student["id"], SWITCH_AFTER)).fetchone()
             if row is None:
-                row = conn.execute(f"SELECT c.id FROM courses c WHERE {in_language.replace('?2', '?1')}"
+                row = conn.execute(f"SELECT c.id FROM courses c WHERE {in_language_sql('c.language', '?1')}"
                                    " ORDER BY c.title LIMIT 1", (lang,)).fetchone()
             if row is None:
                 row = conn.execute("SELECT id FROM courses ORDER BY title LIMIT 1").fetchone()

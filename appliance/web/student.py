@@ -12,7 +12,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from appliance.errors import NotFound
-from appliance.languages import base_language
+from appliance.languages import base_language, in_language_sql
 from appliance.learning.grading import FORMS, form_words
 from appliance.learning.plan import plans_of
 from appliance.learning.progress import latest_answers, lesson_rule, skills_mastered, teacher_marks
@@ -168,7 +168,7 @@ def my_progress():
         # the first), then those with answers (as on the home page).
         lang = base_language(str(get_locale()))
         rows = conn.execute(
-            "SELECT c.id, c.title, c.language FROM courses c ORDER BY (c.language = ?2 OR c.language LIKE ?2 || '-%') DESC,"
+            f"SELECT c.id, c.title, c.language FROM courses c ORDER BY {in_language_sql('c.language', '?2')} DESC,"
             " EXISTS (SELECT 1 FROM attempts a WHERE a.course_id = c.id AND a.student_id = ?1) DESC, c.title",
             (user["id"], lang)).fetchall()
         for c in rows:

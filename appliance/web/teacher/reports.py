@@ -13,7 +13,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from appliance.errors import NotFound
-from appliance.languages import base_language
+from appliance.languages import base_language, in_language_sql
 from appliance.learning.plan import plans_of
 from appliance.people import classes as cls_mod
 from appliance.web.mastery import refresh as refresh_mastery
@@ -63,7 +63,7 @@ def course_for(conn, course_id: str | None, class_id: int | None = None, languag
     row = conn.execute(
         "SELECT c.id, c.title FROM courses c ORDER BY (SELECT COUNT(*) FROM attempts a JOIN class_members cm"
         " ON cm.student_id = a.student_id AND cm.class_id = ?1 WHERE a.course_id = c.id) DESC,"
-        " (c.language = ?2 OR c.language LIKE ?2 || '-%') DESC, c.title LIMIT 1",
+        f" {in_language_sql('c.language', '?2')} DESC, c.title LIMIT 1",
         (class_id, base_language(language))).fetchone()
     return dict(row) if row else None
 
