@@ -366,33 +366,50 @@ def move_student(conn: sqlite3.Connection, from_class: int, to_class: int, stude
     remove_student(conn, from_class, student_id)
 
 
-def put_back(conn: sqlite3.Connection, class_id: int, student_id: int) -> dict:
+def _not_managed_by(user: dict | None, classes: list[dict]) -> list[dict]:
+    """The classes among ``classes`` that ``user`` may not manage (none for an admin or no user)."""
+    if user is None or user["role"] == "admin":
+        return []
+    return [c for c in classes if c["teacher_id"] != user["id"]]
+
+
+def put_back(conn: sqlite3.Connection, class_id: int, student_id: int, user: dict | None = None) -> dict:
     """A student taken out of this class comes back, with everything they did; one moved to another
     class meanwhile leaves it (``left`` in the answer: their names). A child is in one class: in two,
-    their answers waiting for a teacher were counted, and could be graded, in both."""
+    their answers waiting for a teacher were counted, and could be graded, in both. A teacher cannot
+    take a child out of another teacher's class this way: that teacher or an admin moves them."""
     if conn.execute("SELECT 1 FROM class_departures WHERE class_id = ? AND student_id = ?",
                     (class_id, student_id)).fetchone() is None:
         raise NotFound(_("That student was not taken out of this class."))
     row = conn.execute("SELECT * FROM users WHERE id = ? AND role = 'student' AND disabled = 0", (student_id,)).fetchone()
     if row is None:
         raise NotFound(_("That student's account is no longer on this box."))
-    _join(conn, class_id, dict(row))
     left = [c for c in classes_of_student(conn, student_id) if c["id"] != class_id]
+    others = _not_managed_by(user, left)
+    if others:
+        raise BadRequest(_("%(name)s is now in %(classes)s, another teacher's class: only its teacher or"
+                           " an administrator can move them back.", name=row["display_name"],
+                           classes=", ".join(c["name"] for c in others)))
+    _join(conn, class_id, dict(row))
     for c in left:
         remove_student(conn, c["id"], student_id)
     return {**dict(row), "left": [c["name"] for c in left]}
 
 
-def departures(conn: sqlite3.Connection, class_id: int) -> list[dict]:
-    """Students taken out of this class (and not back in it), newest first, with the classes they are in now."""
+def departures(conn: sqlite3.Connection, class_id: int, user: dict | None = None) -> list[dict]:
+    """Students taken out of this class (and not back in it), newest first, with the classes they are in
+    now (``now_in``) and whether one of those is a class ``user`` may not manage (``elsewhere``: no
+    "Put back" for them, see ``put_back``)."""
     rows = [dict(r) for r in conn.execute(
         "SELECT u.id, u.display_name, u.avatar, d.left_at FROM class_departures d JOIN users u ON u.id = d.student_id"
         " WHERE d.class_id = ? AND u.disabled = 0 AND NOT EXISTS (SELECT 1 FROM class_members m"
         " WHERE m.class_id = d.class_id AND m.student_id = d.student_id) ORDER BY d.left_at DESC", (class_id,))]
     for r in rows:
-        r["now_in"] = [c[0] for c in conn.execute(
-            "SELECT c.name FROM classes c JOIN class_members m ON m.class_id = c.id WHERE m.student_id = ?"
-            " ORDER BY c.name", (r["id"],))]
+        now_in = [dict(c) for c in conn.execute(
+            "SELECT c.name, c.teacher_id FROM classes c JOIN class_members m ON m.class_id = c.id"
+            " WHERE m.student_id = ? ORDER BY c.name", (r["id"],))]
+        r["now_in"] = [c["name"] for c in now_in]
+        r["elsewhere"] = bool(_not_managed_by(user, now_in))
     return rows
 
 

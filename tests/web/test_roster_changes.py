@@ -107,3 +107,24 @@ def test_a_student_taken_out_by_mistake_is_put_back_with_their_account(services,
     # Only someone taken out of this class can be put back into it.
     r = _post(teacher_client, f"{cls_page}/students/{klass['students']['Ana']['id']}/back", {}, cls_page)
     assert "was not taken out of this class" in teacher_client.get(r.headers["Location"]).get_data(as_text=True)
+
+
+def test_a_teacher_cannot_put_back_a_child_now_in_another_teacher_s_class(services, admin, klass, teacher_client,
+                                                                         admin_client):
+    """The admin moved Ana to another teacher's class: her old teacher sees where she is, but "Put back"
+    would take her out of a class that is not theirs, so it is not offered and is refused if sent."""
+    ana = klass["students"]["Ana"]
+    theirs, _ = make_class(services.db, admin["id"], ["Zoe"], name="Class 6C")
+    base = f"/teach/classes/{klass['id']}/students/{ana['id']}"
+    assert _post(admin_client, base + "/move", {"to_class": str(theirs)}, base).status_code == 302
+    cls_page = f"/teach/classes/{klass['id']}"
+    page = teacher_client.get(cls_page).get_data(as_text=True)
+    assert "now in Class 6C" in page and "only its teacher or an administrator can move them back" in page
+    assert f'action="{base}/back"' not in page
+    r = _post(teacher_client, base + "/back", {}, cls_page)
+    assert "Ana is now in Class 6C, another teacher" in teacher_client.get(r.headers["Location"]).get_data(as_text=True)
+    assert _members(services, klass["id"]) == {"Ben"} and _members(services, theirs) == {"Ana", "Zoe"}
+    # The admin manages both classes and may put her back.
+    assert f'action="{base}/back"' in admin_client.get(cls_page).get_data(as_text=True)
+    _post(admin_client, base + "/back", {}, cls_page)
+    assert _members(services, klass["id"]) == {"Ana", "Ben"} and _members(services, theirs) == {"Zoe"}

@@ -115,7 +115,7 @@ def _class_page(cls: dict, roster_error: str | None = None, typed: dict | None =
                 "SELECT id, title FROM lessons WHERE course_id = ? ORDER BY position", (course["id"],))]
         to_check = answers_to_check(conn, _below(), [class_id]).get(class_id, 0)
         teachers = cls_mod.teachers(conn, keep=cls["teacher_id"]) if current_user()["role"] == "admin" else []
-        departed = cls_mod.departures(conn, class_id)
+        departed = cls_mod.departures(conn, class_id, current_user())
     return render_template("teacher/class.html", cls=cls, students=students, courses=courses, departed=departed,
                            languages=cls_mod.LANGUAGE_CODES, to_check=to_check, teachers=teachers,
                            roster_error=roster_error, typed=typed or {}), code
@@ -276,8 +276,9 @@ def move_student(class_id: int, student_id: int):
 @requires("teacher", "admin")
 def put_back(class_id: int, student_id: int):
     _class_or_404(class_id)
+    user = current_user()  # read here: the writer thread has no request context
     try:
-        student = _db().write(lambda c: cls_mod.put_back(c, class_id, student_id))
+        student = _db().write(lambda c: cls_mod.put_back(c, class_id, student_id, user))
     except (BadRequest, NotFound) as exc:
         flash(_("The student was not put back. %(why)s", why=exc.message), "error")
     else:
