@@ -102,7 +102,7 @@ def _context(args):
     repo_dir = Path(args.repo) if args.repo else (
         Path(cfg.inference.repository) if cfg.inference.repository else Path(cfg.storage.data_dir) / "models")
     cache = Path(cfg.storage.cache_dir) if cfg.storage.cache_dir else Path(cfg.storage.data_dir) / "cache"
-    return cfg, Repository(repo_dir, cfg.inference.trusted_keys), cache
+    return cfg, Repository.for_serving(repo_dir, cfg.inference.trusted_keys), cache
 
 
 def _version(repo, name, version):

@@ -52,7 +52,7 @@ def serving_repository(cfg):
     """The repository as the inference engine sees it (its own trust rules for local models)."""
     from appliance.inference.repository import Repository
 
-    return Repository(repository_dir(cfg), cfg.inference.trusted_keys)
+    return Repository.for_serving(repository_dir(cfg), cfg.inference.trusted_keys)
 
 
 def _recorded(conn, model: str, version: int):

@@ -63,7 +63,7 @@ class InferenceEngine:
     def __init__(self, settings, repo_dir: str | os.PathLike, cache_dir: str | os.PathLike, processes: int = 1):
         self.settings = settings
         self.intra_op_threads = intra_op_threads(settings.intra_op_threads, processes)
-        self.repository = Repository(repo_dir, settings.trusted_keys)
+        self.repository = Repository.for_serving(repo_dir, settings.trusted_keys)
         self.cache_dir = Path(cache_dir)
         self.metrics = InferenceMetrics(self, shared_stats_dir())
         self._models: dict[str, LoadedModel] = {}

@@ -220,9 +220,30 @@ def _stat_stamp(path: Path) -> tuple[int, int]:
 
 
 class Repository:
-    def __init__(self, root: str | os.PathLike, trusted_keys: list[str] | None = None):
+    def __init__(self, root: str | os.PathLike, trusted_keys: list[str] | None = None, *, trust_own_key: bool = False):
         self.root = Path(root)
-        self.trusted_keys = list(trusted_keys or [])
+        self.configured_keys = list(trusted_keys or [])
+        self.trust_own_key = trust_own_key
+
+    @classmethod
+    def for_serving(cls, root: str | os.PathLike, trusted_keys: list[str] | None = None) -> Repository:
+        """The repository as the engine serves it: when keys are configured, this box's own key
+        (``own_key``: what it built itself, the default models and ``models quantize``) is trusted
+        next to them. A hub's global versions are checked by the federated code against the hub's
+        keys only (``federated.models.open_repository``)."""
+        return cls(root, trusted_keys, trust_own_key=True)
+
+    @property
+    def trusted_keys(self) -> list[str]:
+        """Read at each check, not once: the engine starts before the first build makes the key."""
+        keys = list(self.configured_keys)
+        if keys and self.trust_own_key:
+            from appliance.inference.own_key import own_public_key
+
+            own = own_public_key(self.root)
+            if own and own not in keys:
+                keys.append(own)
+        return keys
 
     # -- reading -------------------------------------------------------------------------------
     def model_names(self) -> list[str]:

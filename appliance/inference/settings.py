@@ -16,7 +16,7 @@ class InferenceSettings:
     repository: str = setting("", "Model repository directory; empty means <data_dir>/models.")
     backend: str = setting("onnxruntime", "Backend used for models that do not name one.", choices=("onnxruntime", "tensorrt"))
     providers: list[str] = setting(["CPUExecutionProvider"], "ONNX Runtime execution providers, in order of preference (e.g. TensorrtExecutionProvider, CUDAExecutionProvider, CPUExecutionProvider; short names tensorrt, cuda, cpu work too). A provider that is not active after loading is reported as a fallback in the status.")
-    trusted_keys: list[str] = setting([], "Ed25519 public keys (base64) allowed to sign models; when set, unsigned models are refused.")
+    trusted_keys: list[str] = setting([], "Ed25519 public keys (base64) allowed to sign models; when set, unsigned models are refused. What the box built itself (default models, quantized copies of trusted versions) is signed with its own key and always served (docs/inference.md).")
     models: list[str] = setting(["learner", "minilm"], "Models each web worker loads and serves (new versions of them are picked up automatically); empty means every model in the repository. Reference models such as minilm-fp32 stay on disk unloaded so a worker fits its memory budget; add one here if the learning section should use it.")
     open_infer: bool = setting(True, "Let anyone on the LAN call /v2/.../infer without signing in (models take no personal data and change nothing; standard OIP tools carry no login). false requires a signed-in user or an API token.")
     batch_max_size: int = setting(32, "Largest dynamic batch for models whose model.json sets no max_batch_size (0 disables batching).")

@@ -18,7 +18,9 @@ import numpy as np
 
 from appliance.errors import BadRequest, IntegrityError
 from appliance.inference.loaded import LoadedModel, sample_input
+from appliance.inference.own_key import own_private_key, own_public_key
 from appliance.inference.repository import ModelVersion, Repository, sha256_file
+from appliance.inference.signing import verify_manifest
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +76,30 @@ def quiet_quantizer():
         root.setLevel(level)
 
 
+def _trusted_here(repo: Repository, mv: ModelVersion) -> bool:
+    """Signed by a key this box trusts: a configured one or its own (whatever the repository's mode)."""
+    own = own_public_key(repo.root)
+    keys = [*repo.configured_keys, *([own] if own else [])]
+    if not keys:
+        return False
+    try:
+        verify_manifest(mv.meta, keys, f"{mv.name} version {mv.version}")
+    except IntegrityError:
+        return False
+    return True
+
+
 def quantize_version(repo: Repository, mv: ModelVersion, per_channel: bool = True,
                      sign_key: str | None = None, before_publish=None) -> ModelVersion:
     """Dynamic int8 quantization of weights (activations quantized at run time) into a new version,
     which does not serve until activated. ``sign_key`` signs its manifest (a box that loads only
-    signed models refuses an unsigned one)."""
+    signed models refuses an unsigned one); without one, the copy of a version the box trusts (signed
+    by a configured key or by the box itself) is signed with the box's own key, and the copy of an
+    unsigned one stays unsigned, so quantizing never turns an untrusted model into a trusted one."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    if sign_key is None and _trusted_here(repo, mv):
+        sign_key = own_private_key(repo.root)
 
     src = mv.model_file("onnxruntime")
     with tempfile.TemporaryDirectory(prefix="ce-quantize-") as tmp:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from appliance.errors import AppError, BadRequest, Unavailable
+from appliance.inference.own_key import own_private_key
 from appliance.inference.repository import sha256_file
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,9 @@ log = logging.getLogger(__name__)
 MODELS = ("learner", "minilm", "minilm-fp32")
 # Raised when a builder starts writing a different model or model.json, so that boxes built by an
 # older one rebuild that model at their next start (``stale_default_models``). learner 2: its
-# manifest says "dynamic_batching": false.
-BUILDER_VERSIONS = {"learner": 2, "minilm": 1, "minilm-fp32": 1}
+# manifest says "dynamic_batching": false. learner 3, minilm 2, minilm-fp32 2: signed with the box's
+# own key (``own_key``), so a box that turns on inference.trusted_keys keeps serving its defaults.
+BUILDER_VERSIONS = {"learner": 3, "minilm": 2, "minilm-fp32": 2}
 BUILDERS_PREFIX = "appliance.inference.builders"
 
 
@@ -129,7 +131,7 @@ def _publish(repo, staging: Path, manifest: dict) -> str:
     active = repo.active_version(name)
     pin = active is not None and active != damaged and _read_builder_version(repo, name, active) is None
     (staging / "model.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    mv = repo.import_version(staging, name, pin_current=pin)
+    mv = repo.import_version(staging, name, pin_current=pin, sign_key=own_private_key(repo.root))
     if damaged is not None and active == damaged and repo.active_version(name) != mv.version:
         repo.set_active(name, mv.version)  # the damaged one was served (pinned): serve its repair
     log.info("model %s: built version %s", name, mv.version)

@@ -1,0 +1,64 @@
+"""The box's own model-signing key: what this box builds itself is signed by it.
+
+With ``inference.trusted_keys`` set, the engine serves only signed versions. Without a key of its
+own, the box would then refuse the default models it built from PyPI packages at install time (and
+every ``models quantize`` an admin runs on it), and grading, search and Next up would stop until
+someone signed them by hand. So the builders sign with a key made once per repository, and the
+serving side (``Repository.for_serving``) trusts its public half next to the configured keys.
+
+What the signature means is "built on this box"; it protects against what arrives from outside (a
+hub version, a copied folder), not against someone who can already write as the service user. The
+private key is owner-only; the public key sits next to it, readable, because the web service only
+needs that half (a root-run ``models build`` still leaves the service able to verify).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from appliance.ed25519 import generate_keypair, public_key_of, read_private_key
+
+log = logging.getLogger(__name__)
+
+# Dot files: a model name can never start with a dot (``NAME_RE``), so they are never listed as models.
+PRIVATE_FILE = ".own-signing-key"
+PUBLIC_FILE = ".own-signing-key.pub"
+
+
+def own_public_key(repo_root: str | os.PathLike) -> str | None:
+    """The public half of this repository's key, or None before anything was built here."""
+    try:
+        return (Path(repo_root) / PUBLIC_FILE).read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def own_private_key(repo_root: str | os.PathLike) -> str:
+    """The key that signs what this box builds, made on first use. Two builders starting at once
+    agree on one key: each writes its own and links it into place only if none is there yet. The
+    public half is written (again) from the private one, so a crash between the two never leaves a
+    public key that signs nothing."""
+    root = Path(repo_root)
+    path = root / PRIVATE_FILE
+    if not path.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = root / f"{PRIVATE_FILE}.tmp-{secrets.token_hex(8)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(generate_keypair()[0] + "\n")
+        try:
+            os.link(tmp, path)
+            log.info("made this box's model-signing key (%s)", path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    private = read_private_key(path)
+    public = public_key_of(private)
+    if own_public_key(root) != public:
+        from appliance.inference.repository import write_atomic  # lazy: the repository imports this module
+
+        write_atomic(root / PUBLIC_FILE, public + "\n")
+    return private

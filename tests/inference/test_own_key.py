@@ -1,0 +1,82 @@
+"""The box signs what it builds itself, so turning on ``inference.trusted_keys`` (only signed models)
+does not switch off the default models it built at install time, nor an admin's ``models quantize``
+of a trusted version; and that trust never extends to a folder copied in from elsewhere."""
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+
+import pytest
+from test_repository import keypair
+
+from appliance.errors import IntegrityError
+from appliance.inference.builders import build_default_models
+from appliance.inference.own_key import PRIVATE_FILE, PUBLIC_FILE, own_private_key, own_public_key
+from appliance.inference.repository import Repository
+from appliance.inference.signing import verify_manifest
+from appliance.inference.versions import quantize_version
+
+
+@pytest.fixture
+def learner_repo(repo):
+    assert build_default_models(repo, models=("learner",)) == {"learner": "1"}
+    return repo
+
+
+def test_the_default_models_are_signed_with_a_key_made_once_for_the_box(learner_repo):
+    own = own_public_key(learner_repo)
+    meta = json.loads((learner_repo / "learner" / "1" / "model.json").read_text())
+    verify_manifest(meta, [own], "learner 1")  # raises if not signed by it
+    assert stat.S_IMODE((learner_repo / PRIVATE_FILE).stat().st_mode) == 0o600
+    assert stat.S_IMODE((learner_repo / PUBLIC_FILE).stat().st_mode) == 0o644
+    assert Repository(learner_repo).model_names() == ["learner"]  # the key files are not models
+    # The same key on every later use; a public half lost in a crash is written again from it.
+    (learner_repo / PUBLIC_FILE).unlink()
+    own_private_key(learner_repo)
+    assert own_public_key(learner_repo) == own
+
+
+def test_a_box_that_loads_only_signed_models_serves_its_own_defaults(learner_repo, make_engine):
+    hub_key = keypair()[1]
+    engine = make_engine(trusted_keys=[hub_key])
+    assert engine.loaded("learner") is not None and engine.loaded("learner").version == "1"
+    # The box's key vouches for what it built, not for anything in its folder: the same learner copied
+    # in unsigned (say, from a USB stick) as version 2 is refused.
+    meta = json.loads((learner_repo / "learner" / "1" / "model.json").read_text())
+    copied = learner_repo / "learner" / "2"
+    shutil.copytree(learner_repo / "learner" / "1", copied)
+    del meta["signature"]
+    (copied / "model.json").write_text(json.dumps(meta))
+    engine.close()
+    engine = make_engine(trusted_keys=[hub_key])
+    assert engine.loaded("learner") is None
+    assert "not signed" in engine.status().detail
+
+
+def test_own_key_is_not_a_hub_key(learner_repo):
+    """Only the serving side trusts it: the federated code checks global versions against the hub's keys."""
+    hub_key = keypair()[1]
+    mv = Repository(learner_repo).version("learner", "1")
+    Repository.for_serving(learner_repo, [hub_key]).verify(mv, "onnxruntime")
+    with pytest.raises(IntegrityError, match="does not match any trusted key"):
+        Repository(learner_repo, [hub_key]).verify(mv, "onnxruntime")
+    # With no keys configured nothing is checked, as before.
+    Repository.for_serving(learner_repo, []).verify(mv, "onnxruntime")
+
+
+def test_quantizing_keeps_trust_and_never_creates_it(learner_repo):
+    repo = Repository.for_serving(learner_repo, [keypair()[1]])
+    trusted = quantize_version(repo, repo.version("learner", "1"))
+    repo.verify(trusted, "onnxruntime")  # signed by the box: it came from a version the box trusts
+    # An unsigned version (allowed in while no key was configured) gives an unsigned int8 copy.
+    meta = json.loads((learner_repo / "learner" / "1" / "model.json").read_text())
+    del meta["signature"]
+    src = learner_repo.parent / "unsigned"
+    shutil.copytree(learner_repo / "learner" / "1", src)
+    (src / "model.json").write_text(json.dumps(meta))
+    plain = Repository(learner_repo)
+    unsigned = quantize_version(plain, plain.import_version(src, "learner", version="copy"))
+    assert "signature" not in unsigned.meta
+    with pytest.raises(IntegrityError, match="not signed"):
+        repo.verify(repo.version("learner", unsigned.version), "onnxruntime")
