@@ -369,19 +369,26 @@ class Repository:
         log.info("model %s: version %s is now active", name, version)
 
     def rollback_target(self, name: str) -> str:
-        """The version that was active before the current one and is still on disk."""
+        """The version that was active before the current one, is still on disk and whose files
+        match their sha256; else the one before that, and so on down the history, then the highest
+        sound version below the current one. A damaged version is passed over rather than ending the
+        search: the admin who rolls back wants the last version that can serve."""
         current = self.active_version(name)
         available = set(self.versions(name))
         if not available:
             raise NotFound(f"model {name!r} is not in {self.root}")  # not "no earlier version" (a 409)
-        stack = [v for v in self.history(name) if v in available]
-        while stack and stack[-1] == current:
-            stack.pop()
-        if stack:
-            return stack[-1]
+        history = [v for v in self.history(name) if v in available and v != current]
         older = [v for v in sorted(available, key=version_key) if current and version_key(v) < version_key(current)]
-        if older:
-            return older[-1]
+        seen: set[str] = set()
+        for v in [*reversed(history), *reversed(older)]:
+            if v in seen:
+                continue
+            seen.add(v)
+            if self.damaged(name, v) is None:
+                return v
+        if seen:
+            raise Conflict(f"model {name!r} has no earlier version to roll back to that is not damaged"
+                           f" (versions {', '.join(sorted(seen, key=version_key))} do not match their checksums)")
         raise Conflict(f"model {name!r} has no earlier version to roll back to")
 
     def mark_rolled_back(self, name: str, target: str) -> None:

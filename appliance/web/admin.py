@@ -46,7 +46,8 @@ def status():
 
 
 def _rollback_targets() -> dict[str, str]:
-    """Model -> the version "Roll back" would serve; models with none get no button (it always refused)."""
+    """Model -> the version "Roll back" would serve (never a damaged one: ``rollback_target`` passes over
+    them); models with none get no button (it always refused)."""
     engine = _services().get("inference")
     out: dict[str, str] = {}
     if engine is None:

@@ -127,6 +127,19 @@ def test_rollback_with_nothing_older_is_a_conflict(repo):
         Repository(repo).rollback_target("nosuch")
 
 
+def test_rollback_passes_over_a_damaged_version_to_the_last_one_that_can_serve(repo):
+    for v in ("1", "2", "3"):
+        write_version(repo, "m", v, affine_model(float(v)))
+    r = Repository(repo)
+    for v in ("1", "2", "3"):
+        r.set_active("m", v)
+    (repo / "m" / "2" / "model.onnx").write_bytes(b"not the model any more")
+    assert r.rollback_target("m") == "1"  # 2 came before 3, but its file no longer matches its sha256
+    (repo / "m" / "1" / "model.onnx").write_bytes(b"nor this one")
+    with pytest.raises(Conflict, match="versions 1, 2 do not match their checksums"):
+        r.rollback_target("m")
+
+
 def test_import_is_all_or_nothing(repo, tmp_path):
     src = write_version(tmp_path / "incoming", "m", "x", affine_model(1.0))
     r = Repository(repo)
