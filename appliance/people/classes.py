@@ -431,3 +431,41 @@ def classes_of_student(conn: sqlite3.Connection, student_id: int) -> list[dict]:
     rows = conn.execute("SELECT c.* FROM classes c JOIN class_members m ON m.class_id = c.id"
                         " WHERE m.student_id = ? ORDER BY c.id", (student_id,)).fetchall()
     return [dict(r) for r in rows]
+
+
+FIND_LIMIT = 50
+
+
+def find_students(conn: sqlite3.Connection, user: dict, text: str) -> tuple[list[dict], bool]:
+    """Students whose name contains ``text`` (any case, accents ignored: "sofia" finds Sofía), for the
+    "Find a student" box: a child says they cannot sign in, or a teacher wonders where one went. A
+    teacher finds the children in their classes and those taken out of them; an admin, every child.
+    Each comes with the classes they are in (``classes``: id, name, archived_at) and, for one in no
+    class, where they were taken out last (``left``), where "Put back" is. The second value: more
+    matched than ``FIND_LIMIT`` (the page asks for more of the name)."""
+    wanted = without_accents(" ".join(text.split()))
+    if not wanted:
+        return [], False
+    admin = user["role"] == "admin"
+    rows = conn.execute(
+        "SELECT u.id, u.display_name, u.avatar, u.last_signin_at FROM users u"
+        " WHERE u.role = 'student' AND u.disabled = 0" + ("" if admin else
+        " AND u.id IN (SELECT m.student_id FROM class_members m JOIN classes c ON c.id = m.class_id"
+        " WHERE c.teacher_id = :me UNION SELECT d.student_id FROM class_departures d"
+        " JOIN classes c ON c.id = d.class_id WHERE c.teacher_id = :me)"), {"me": user["id"]}).fetchall()
+    matches = sorted((dict(r) for r in rows if wanted in without_accents(r["display_name"])),
+                     key=lambda r: without_accents(r["display_name"]))
+    found = matches[:FIND_LIMIT]
+    for r in found:
+        r["classes"] = [dict(c) for c in conn.execute(
+            "SELECT c.id, c.name, c.archived_at, c.teacher_id FROM classes c JOIN class_members m ON m.class_id = c.id"
+            " WHERE m.student_id = ? ORDER BY c.name", (r["id"],))]
+        for c in r["classes"]:
+            teacher_id = c.pop("teacher_id")
+            c["mine"] = admin or teacher_id == user["id"]  # another teacher's class: named, not linked
+        left = None if r["classes"] else conn.execute(
+            "SELECT c.id, c.name, d.left_at FROM class_departures d JOIN classes c ON c.id = d.class_id"
+            " WHERE d.student_id = :student" + ("" if admin else " AND c.teacher_id = :me")
+            + " ORDER BY d.left_at DESC LIMIT 1", {"student": r["id"], "me": user["id"]}).fetchone()
+        r["left"] = dict(left) if left else None
+    return found, len(matches) > FIND_LIMIT

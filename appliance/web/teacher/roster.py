@@ -60,12 +60,15 @@ def home():
 
 
 def _home(user: dict, error: str | None = None, form=None):
+    wanted = request.args.get("student", "")[:60]
     with _db().read() as conn:
         classes = cls_mod.classes_for(conn, user)
         to_check = answers_to_check(conn, _below(), [c["id"] for c in classes])
         teachers = cls_mod.teachers(conn) if user["role"] == "admin" else []
+        found, more = cls_mod.find_students(conn, user, wanted)
     return render_template("teacher/home.html", classes=classes, languages=cls_mod.LANGUAGE_CODES, error=error,
-                           to_check=to_check, teachers=teachers, form=form or {})
+                           to_check=to_check, teachers=teachers, form=form or {},
+                           wanted=wanted.strip(), found=found, more_found=more)
 
 
 def _chosen_teacher(user: dict) -> int | None:
