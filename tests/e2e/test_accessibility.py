@@ -5,8 +5,11 @@ through it, and keyboard use of the PIN form.
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 from lms_browser import (
+    answer_exercise,
     attach_demo_content,
     axe_violations,
     chromium,
@@ -127,3 +130,78 @@ def test_keyboard_focus_is_visible_and_skip_link_works(world):
         assert shadow and shadow != "none"  # a visible focus ring
         page.keyboard.press("Enter")
         assert page.evaluate("document.activeElement.id") == "main"
+
+
+def _tab_to(page, selector: str, limit: int = 40) -> None:
+    """Press Tab until the focus is on an element matching ``selector`` (as a keyboard user would)."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("s => document.activeElement.matches(s)", selector):
+            return
+    raise AssertionError(f"Tab never reached {selector}")
+
+
+def test_a_keyboard_and_screen_reader_user_signs_in_answers_and_is_told_each_result(world):
+    """What axe cannot see: the focus ring on card links, what the live regions say after a hint, an
+    empty answer and a real one, the PIN keypad's count, and a linked question scrolled into view."""
+    url, services, _, people = world
+    with services.db.read() as conn:
+        course = conn.execute("SELECT id FROM courses WHERE language = 'en' LIMIT 1").fetchone()[0]
+        rows = [dict(r) for r in conn.execute(
+            "SELECT e.id, e.lesson_id, e.kind, e.spec FROM exercises e JOIN lessons l ON l.course_id = e.course_id"
+            " AND l.id = e.lesson_id WHERE e.course_id = ? ORDER BY l.position, e.position", (course,))]
+    lesson = next(r["lesson_id"] for r in rows if r["kind"] == "single_choice" and json.loads(r["spec"]).get("hints"))
+    cards = [r for r in rows if r["lesson_id"] == lesson]
+    first = cards[0]
+    ben = people["students"]["Ben"]
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{url}/signin/class/{people['class_id']}")
+        _tab_to(page, "a.choice")
+        ring = page.evaluate("getComputedStyle(document.activeElement).boxShadow")
+        assert "rgb(26, 71, 184)" in ring, ring  # the focus ring, not the card's own shadow
+        page.goto(f"{url}/signin/class/{people['class_id']}/student/{ben['id']}")
+        page.wait_for_selector(".keypad:not([hidden])")
+        _tab_to(page, f".keypad button[data-digit='{ben['pin'][0]}']")
+        page.keyboard.press("Enter")
+        page.wait_for_function("() => document.querySelector('.pin-count').textContent === '1 of 4 digits'")
+        page.focus("#pin")
+        page.keyboard.type(ben["pin"][1:])
+        page.wait_for_url(url + "/learn")
+
+        page.goto(f"{url}/learn/{course}/{lesson}")
+        page.evaluate("""() => { window.heard = [];
+            new MutationObserver(() => window.heard.push(document.querySelector('.sync-state').textContent))
+              .observe(document.querySelector('.sync-state'), {childList: true, characterData: true, subtree: true}); }""")
+        card = page.locator(f"form.exercise[data-exercise='{first['id']}']")
+        hints = json.loads(first["spec"])["hints"]
+        for n in range(1, len(hints) + 1):
+            card.locator(".hint-btn").focus()
+            page.keyboard.press("Enter")
+            page.wait_for_function("t => document.querySelector('.announce').textContent.startsWith(t)",
+                                   arg=f"Hint {n} of {len(hints)}: {hints[n - 1]}")
+        # The last hint takes the button away: the focus goes back to the answer, not to the page.
+        assert page.evaluate("document.activeElement.name") == "choice"
+        card.locator("button.check").focus()
+        page.keyboard.press("Enter")  # nothing chosen
+        page.wait_for_function("() => document.querySelector('.announce').textContent === 'Please choose an answer first.'")
+        radio = card.locator('input[name="choice"]').first
+        assert radio.get_attribute("aria-invalid") == "true"
+        assert card.locator(".feedback").get_attribute("id") in radio.get_attribute("aria-describedby")
+        answer_exercise(card, first)
+        card.locator("button.check").focus()
+        page.keyboard.press("Enter")
+        page.wait_for_function("() => document.querySelector('.announce').textContent.startsWith('Well done! That is right.')")
+        said = page.locator(".announce").text_content()
+        assert "mastered" in said and "\u25b2" not in said  # the new mastery, without "black up-pointing triangle"
+        assert radio.get_attribute("aria-invalid") is None
+        # Sent at once: "answers waiting to be sent" was never said.
+        assert not any("waiting" in h for h in page.evaluate("window.heard")), page.evaluate("window.heard")
+
+        # A link to one question (Next up, search) shows that question, not just its field at the bottom.
+        last = cards[-1]
+        page.goto(f"{url}/learn/{course}/{lesson}#ex-{last['id']}")
+        page.wait_for_function("() => document.activeElement.closest('form.exercise') !== null")
+        top = page.evaluate(f"document.querySelector(\"form.exercise[data-exercise='{last['id']}']\").getBoundingClientRect().top")
+        assert 0 <= top < 300, top
+        shot(page, "a11y-linked-question")

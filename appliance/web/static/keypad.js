@@ -9,8 +9,10 @@
     var dots = Array.prototype.slice.call(form.querySelectorAll(".pin-dots span"));
     var pad = form.querySelector(".keypad");
     pad.hidden = false;
-    function render() {
+    var count = form.querySelector(".pin-count");
+    function render(say) {
       dots.forEach(function (d, i) { d.classList.toggle("filled", i < input.value.length); });
+      if (say && count) { count.textContent = count.getAttribute("data-msg").replace("{n}", input.value.length); }
     }
     function done() {
       if (/^[0-9]{4}$/.test(input.value)) { form.submit(); }
@@ -20,11 +22,11 @@
       if (!b) { return; }
       if (b.hasAttribute("data-digit") && input.value.length < 4) {
         input.value += b.getAttribute("data-digit");
-        render();
+        render(true);
         done();
       } else if (b.getAttribute("data-action") === "clear") {
         input.value = input.value.slice(0, -1);
-        render();
+        render(true);
       }
     });
     input.addEventListener("input", function () {

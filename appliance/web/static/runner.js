@@ -9,7 +9,7 @@
   "use strict";
   var QUEUE_KEY = "ce-answer-queue-v1";
   var MAX_DELAY_MS = 30000;
-  var runner, cards, dots, statusLine, student, course, api;
+  var runner, cards, dots, statusLine, announcer, student, course, api;
   var memoryQueue = [];
   var sending = false, retryTimer = null, failures = 0;
   var shownAt = {};
@@ -51,7 +51,10 @@
     shownAt[card.getAttribute("data-exercise")] = Date.now();
     if (focus) {
       var first = card.querySelector("input, textarea");
-      if (first) { first.focus(); }
+      if (first) { first.focus({ preventScroll: true }); }
+      // Focus alone scrolls the field just into view, or not at all while the lesson's pictures load
+      // above it: show the whole question, from its top.
+      card.scrollIntoView({ block: "start" });
     }
   }
 
@@ -69,6 +72,16 @@
     var text = field.value.trim();
     if (!text) { return null; }
     return kind === "numeric" ? { value: text } : { text: text };
+  }
+
+  // One polite status, there from page load, says each verdict, hint and error: a live region that
+  // appears together with its text (the card's feedback box was hidden while empty) is often not
+  // read at all, and on a right answer the focus moves to "Next question" at the same moment.
+  function announce(text) {
+    if (!announcer) { return; }
+    announcer.textContent = "";
+    // Cleared first and set a moment later, so the same words twice ("Not quite" again) are read again.
+    setTimeout(function () { announcer.textContent = text.replace(/\s+/g, " ").trim(); }, 50);
   }
 
   function line(className, text) {
@@ -92,6 +105,21 @@
     box.appendChild(note);
   }
 
+  // An answer sent back to be written again ("choose an answer first", "write a number") is tied to
+  // its field, so a screen reader says why when the child is back in it.
+  function markInvalid(card, invalid) {
+    var box = card.querySelector(".feedback");
+    Array.prototype.forEach.call(card.querySelectorAll("input, textarea"), function (field) {
+      var described = (field.getAttribute("aria-describedby") || "").split(" ").filter(function (id) {
+        return id && id !== box.id;
+      });
+      if (invalid) { described.push(box.id); field.setAttribute("aria-invalid", "true"); }
+      else { field.removeAttribute("aria-invalid"); }
+      if (described.length) { field.setAttribute("aria-describedby", described.join(" ")); }
+      else { field.removeAttribute("aria-describedby"); }
+    });
+  }
+
   function setBusy(card, busy) {
     var button = card && card.querySelector("button.check");
     if (!button) { return; }
@@ -110,12 +138,14 @@
     // answer, a child who wrote a classic misconception learnt it was right; told "Not quite", one who
     // wrote a right answer in their own words learnt to distrust them.
     var code = result.review ? "pending" : result.feedback || (result.correct ? "correct" : "incorrect");
+    markInvalid(card, false);
     var cls = code === "correct" ? "ok" : code === "pending" ? "" : code === "partly" ? "warn" : "bad";
     var notes = [];
     if (result.repeat) { notes.push("repeat"); }   // the same answer again: not counted twice
     // A pending answer waits for the teacher: the explanation would hand the child the answer to copy.
     setFeedback(card, cls, msg(code), result.correct && code !== "pending" ? result.explanation : "", notes);
     if (code !== "pending") { showMastery(card, result.mastery, result.mastery_before); }  // its direction would give the grade away
+    announce(card.querySelector(".feedback").textContent);
     // The teacher's grade was of the answer before this one: beside the new result it contradicts it.
     var mark = card.querySelector(".teacher-mark");
     if (mark && !result.repeat) { mark.remove(); }
@@ -164,7 +194,15 @@
       if (up > 0) {
         var rise = document.createElement("span");
         rise.className = "mastery-up";
-        rise.textContent = msg("up", { n: up });
+        var sep = document.createElement("span");
+        sep.className = "visually-hidden";
+        sep.textContent = ", ";  // read as a pause, not "mastered up"
+        var arrow = document.createElement("span");
+        arrow.setAttribute("aria-hidden", "true");  // not "black up-pointing triangle"
+        arrow.textContent = "\u25B2 ";
+        rise.appendChild(sep);
+        rise.appendChild(arrow);
+        rise.appendChild(document.createTextNode(msg("up", { n: up }).replace(/^\u25B2\s*/, "")));
         line.appendChild(rise);
       }
       line.appendChild(meter);
@@ -172,9 +210,11 @@
     });
   }
 
+  // Said only once an answer is held back (a send failed): said before every verdict while the answer
+  // is merely on its way, "waiting to be sent" made a child think something was wrong.
   function updateStatus() {
     var waiting = mine(loadQueue()).length;
-    statusLine.textContent = waiting ? msg("waiting", { n: waiting }) : "";
+    statusLine.textContent = waiting && (failures > 0 || navigator.onLine === false) ? msg("waiting", { n: waiting }) : "";
   }
 
   function scheduleRetry() {
@@ -216,7 +256,11 @@
         if (lastSent && lastSent.id === item.body.exercise_id && lastSent.key === JSON.stringify(item.body.answer)) {
           lastSent = null;  // refused, not counted: the child may send it again
         }
-        if (busyCard) { setFeedback(busyCard, "bad", r.data.error || ""); }
+        if (busyCard) {
+          setFeedback(busyCard, "bad", r.data.error || "");
+          markInvalid(busyCard, true);
+          announce(r.data.error || "");
+        }
         flush();
       } else {
         statusLine.textContent = msg("queued");
@@ -234,7 +278,13 @@
     ev.preventDefault();
     var answer = answerOf(card);
     var kind = card.getAttribute("data-kind");
-    if (!answer) { setFeedback(card, "warn", msg(/choice/.test(kind) ? "choose" : "write")); return; }
+    if (!answer) {
+      setFeedback(card, "warn", msg(/choice/.test(kind) ? "choose" : "write"));
+      markInvalid(card, true);
+      announce(msg(/choice/.test(kind) ? "choose" : "write"));
+      return;
+    }
+    markInvalid(card, false);
     var id = card.getAttribute("data-exercise");
     var key = JSON.stringify(answer);
     if (lastSent && lastSent.id === id && lastSent.key === key) {
@@ -266,8 +316,14 @@
       p.className = "hint";
       p.textContent = hints[shown];
       box.appendChild(p);
+      announce(msg("hint", { n: shown + 1, total: hints.length }) + " " + hints[shown]);
     }
-    if (shown + 1 >= hints.length) { button.disabled = true; }
+    if (shown + 1 >= hints.length) {
+      // No hint left: the button goes, and the focus with it would fall to the page; back to the answer.
+      var field = card.querySelector("input, textarea");
+      if (field && document.activeElement === button) { field.focus(); }
+      button.disabled = true;
+    }
   }
 
   function init() {
@@ -277,6 +333,7 @@
     cards = Array.prototype.slice.call(runner.querySelectorAll("form.exercise"));
     dots = Array.prototype.slice.call(runner.querySelectorAll(".dots li"));
     statusLine = runner.querySelector(".sync-state");
+    announcer = runner.querySelector(".announce");
     student = runner.getAttribute("data-student");
     course = runner.getAttribute("data-course");
     api = runner.getAttribute("data-api");
@@ -294,6 +351,12 @@
     // "Next up" links to one question as #ex-<id>.
     var wanted = location.hash.indexOf("#ex-") === 0 ? cards.indexOf(cardFor(decodeURIComponent(location.hash.slice(4)))) : -1;
     show(wanted >= 0 ? wanted : (firstOpen < 0 ? 0 : firstOpen), wanted >= 0);
+    if (wanted >= 0) {
+      // Pictures above the question that finish loading push it down again.
+      window.addEventListener("load", function () {
+        if (cards[wanted].contains(document.activeElement)) { cards[wanted].scrollIntoView({ block: "start" }); }
+      });
+    }
     window.addEventListener("online", function () { failures = 0; flush(); });
     flush();  // answers left from before a reload or a lost connection
   }
