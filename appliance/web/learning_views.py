@@ -120,7 +120,8 @@ def search_api():
 def _review_rows(conn, class_id: int, show_all: bool, below: float) -> list[dict]:
     rows = conn.execute(
         "SELECT a.id, a.answer, a.correct, a.score, a.confidence, a.graded_by, a.created_at, a.course_id,"
-        " a.exercise_id, u.display_name, u.avatar, e.prompt, e.spec, sc.threshold, sc.detail"
+        " a.exercise_id, u.display_name, u.avatar, e.prompt, e.spec, sc.threshold, sc.detail,"
+        " (SELECT c.language FROM courses c WHERE c.id = a.course_id) AS language"
         " FROM attempts a JOIN class_members m ON m.student_id = a.student_id AND m.class_id = ?"
         " JOIN users u ON u.id = a.student_id JOIN exercises e ON e.course_id = a.course_id AND e.id = a.exercise_id"
         " LEFT JOIN semantic_calibration sc ON sc.course_id = a.course_id AND sc.exercise_id = a.exercise_id"

@@ -49,7 +49,7 @@ def home():
         todo = []
         if assigned:
             todo = [dict(r) for r in conn.execute(
-                "SELECT l.course_id, l.id, l.title, c.title AS course_title, p.status FROM lessons l"
+                "SELECT l.course_id, l.id, l.title, c.title AS course_title, c.language, p.status FROM lessons l"
                 " JOIN courses c ON c.id = l.course_id LEFT JOIN lesson_progress p ON p.course_id = l.course_id"
                 " AND p.lesson_id = l.id AND p.student_id = ? ORDER BY c.title, l.position", (user["id"],))
                 if (r["course_id"], r["id"]) in assigned and r["status"] != "completed"]

@@ -158,7 +158,7 @@ def test_teacher_sees_unsure_grades_first_and_overrides_them(services, teacher_c
     assert f'id="attempt-{unsure}" tabindex="-1" data-attempt="{unsure}" data-graded-by="model" data-sure="unsure"' in html
     # Each button's hidden label names the student, the question and the answer; the answer is isolated.
     assert ": Ana, question: Explain why 1/2 and 2/4 are the same amount., answer: They are kind of the same maybe" in html
-    assert "“<bdi>They are kind of the same maybe</bdi>”" in html
+    assert "“<bdi lang=\"en\">They are kind of the same maybe</bdi>”" in html
     html_all = teacher_client.get(url + "?show=all").get_data(as_text=True)
     order_all = [int(x) for x in re.findall(r'<tr id="attempt-(\d+)"', html_all)]
     assert order_all.index(unsure) < order_all.index(sure)
@@ -185,7 +185,7 @@ def test_teacher_sees_unsure_grades_first_and_overrides_them(services, teacher_c
     # In Spanish the answers are quoted «…», as the rest of the Spanish pages do.
     teacher_client.post("/language", data={"csrf_token": token, "lang": "es", "next": url})
     es = teacher_client.get(url + "?show=all").get_data(as_text=True)
-    assert "«<bdi>cats</bdi>»" in es and "“<bdi>" not in es and "El modelo está seguro" in es
+    assert "«<bdi lang=\"en\">cats</bdi>»" in es and "“<bdi>" not in es and "El modelo está seguro" in es
     # Another teacher cannot see or change this class's grades.
     make_staff(services.db, "teacher", "olga")
     other = teacher_client.application.test_client()
