@@ -166,6 +166,9 @@ def test_mastery_next_up_search_and_grade_review_in_the_browser(world):
         tp.wait_for_url(re.compile(rf".*/grades\?show=all#{after}$"))
         tp.wait_for_function(f"document.activeElement.id === '{after}'")
         assert "Saved: the answer is marked right." in tp.content()
+        # The focused row is described by that message, which sits at the top of the page, scrolled away.
+        said = tp.evaluate(f"document.getElementById(document.getElementById('{after}').getAttribute('aria-describedby')).textContent")
+        assert said == "Saved: the answer is marked right."
         assert tp.locator("tr[data-graded-by=teacher]").count() == 1
 
         # The class grid: the model's mastery as of now for the skills this student has answered.
