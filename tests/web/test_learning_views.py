@@ -265,7 +265,7 @@ def test_admin_serves_another_model_version_and_rolls_back_from_the_page(models,
         back = client.get(client.post("/admin/models/learner/rollback", data={"csrf_token": token}).location)
         assert "learner: version 2 is served now." in back.get_data(as_text=True)
         bad = client.get(client.post("/admin/models/learner/activate", data={"csrf_token": token, "version": "9"}).location)
-        assert 'class="notice bad" role="alert">learner was not changed:' in bad.get_data(as_text=True)
+        assert 'class="notice bad flash" role="alert">learner was not changed:' in bad.get_data(as_text=True)
         assert services.get("inference").loaded("learner").mv.version == "2"
         # A damaged version is refused, and the version served keeps the model "working" (the refusal
         # was kept as the model's error, "partly working", until the next successful switch).
