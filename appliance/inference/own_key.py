@@ -35,6 +35,51 @@ def own_public_key(repo_root: str | os.PathLike) -> str | None:
         return None
 
 
+def _give_to_owner_of(root: Path, path: Path) -> None:
+    """A key made by ``sudo classroom-edge models ...`` belongs to whoever owns the repository (the
+    service user): root-owned and 0600, every later build by the service would fail to read it."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        st = root.stat()
+        os.chown(path, st.st_uid, st.st_gid)
+
+
+def _write_new(root: Path, path: Path, text: str) -> None:
+    """Create ``path`` (owner-only; FileExistsError if it is there) with ``text``, durably: a power cut
+    must not leave an empty key that every later build fails on."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    _give_to_owner_of(root, path)
+
+
+def _create(root: Path, path: Path, private: str) -> None:
+    """Put a new key in place only if no key is there yet: two builders starting at once agree on the
+    first. Written whole under a temporary name and linked; a file system without hard links (a FAT
+    stick) takes it by exclusive create instead, under the same rule."""
+    tmp = root / f"{PRIVATE_FILE}.tmp-{secrets.token_hex(8)}"
+    try:
+        _write_new(root, tmp, private + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return
+        except OSError:  # no hard links on this file system
+            try:
+                _write_new(root, path, private + "\n")
+            except FileExistsError:
+                return
+        log.info("made this box's model-signing key (%s)", path)
+        dir_fd = os.open(root, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def own_private_key(repo_root: str | os.PathLike) -> str:
     """The key that signs what this box builds, made on first use. Two builders starting at once
     agree on one key: each writes its own and links it into place only if none is there yet. The
@@ -44,17 +89,7 @@ def own_private_key(repo_root: str | os.PathLike) -> str:
     path = root / PRIVATE_FILE
     if not path.exists():
         root.mkdir(parents=True, exist_ok=True)
-        tmp = root / f"{PRIVATE_FILE}.tmp-{secrets.token_hex(8)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(generate_keypair()[0] + "\n")
-        try:
-            os.link(tmp, path)
-            log.info("made this box's model-signing key (%s)", path)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
+        _create(root, path, generate_keypair()[0])
     private = read_private_key(path)
     public = public_key_of(private)
     if own_public_key(root) != public:

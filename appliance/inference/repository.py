@@ -297,6 +297,17 @@ class Repository:
         self.verify_files(mv, backend, where)
         verify_manifest(mv.meta, self.trusted_keys, where)
 
+    def _signed_well(self, name: str, version: str) -> bool:
+        """Signed by a key this repository trusts (always true with none configured)."""
+        keys = self.trusted_keys
+        if not keys:
+            return True
+        try:
+            verify_manifest(self.version(name, version).meta, keys, f"model {name} version {version}")
+        except AppError:
+            return False
+        return True
+
     def damaged(self, name: str, version: str) -> str | None:
         """Why a version's files do not match their sha256 (None when they do, or it cannot be read as
         a version). Remembered per file size and mtime: the admin page asks on every view, and hashing
@@ -369,10 +380,11 @@ class Repository:
         log.info("model %s: version %s is now active", name, version)
 
     def rollback_target(self, name: str) -> str:
-        """The version that was active before the current one, is still on disk and whose files
-        match their sha256; else the one before that, and so on down the history, then the highest
-        sound version below the current one. A damaged version is passed over rather than ending the
-        search: the admin who rolls back wants the last version that can serve."""
+        """The version that was active before the current one, is still on disk, whose files match
+        their sha256 and, with keys configured, whose signature is trusted; else the one before that,
+        and so on down the history, then the highest such version below the current one. One that
+        cannot serve is passed over rather than ending the search: the admin who rolls back wants
+        the last version that can serve."""
         current = self.active_version(name)
         available = set(self.versions(name))
         if not available:
@@ -384,11 +396,11 @@ class Repository:
             if v in seen:
                 continue
             seen.add(v)
-            if self.damaged(name, v) is None:
+            if self.damaged(name, v) is None and self._signed_well(name, v):
                 return v
         if seen:
-            raise Conflict(f"model {name!r} has no earlier version to roll back to that is not damaged"
-                           f" (versions {', '.join(sorted(seen, key=version_key))} do not match their checksums)")
+            raise Conflict(f"model {name!r} has no earlier version to roll back to that can serve (versions"
+                           f" {', '.join(sorted(seen, key=version_key))} are damaged or not signed by a trusted key)")
         raise Conflict(f"model {name!r} has no earlier version to roll back to")
 
     def mark_rolled_back(self, name: str, target: str) -> None:

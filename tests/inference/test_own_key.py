@@ -80,3 +80,64 @@ def test_quantizing_keeps_trust_and_never_creates_it(learner_repo):
     assert "signature" not in unsigned.meta
     with pytest.raises(IntegrityError, match="not signed"):
         repo.verify(repo.version("learner", unsigned.version), "onnxruntime")
+
+
+def test_an_older_release_s_unsigned_defaults_are_replaced_even_when_active_pins_one(learner_repo, make_engine):
+    """The upgrade: learner 1 as an older builder wrote it (unsigned), pinned in ACTIVE (an admin served
+    it). The next start builds it again, signed, and serves the new copy of the same weights; the
+    unsigned copy is no version to roll back to on a box that loads only signed models."""
+    from appliance.inference.builders import stale_default_models
+
+    path = learner_repo / "learner" / "1" / "model.json"
+    meta = json.loads(path.read_text())
+    del meta["signature"]
+    meta["provenance"]["builder_version"] = 2
+    path.write_text(json.dumps(meta))
+    repo = Repository(learner_repo)
+    repo.set_active("learner", "1")
+    assert stale_default_models(repo) == ("learner",)
+    assert build_default_models(learner_repo, stale_default_models(repo)) == {"learner": "2"}
+    assert repo.active_version("learner") == "2"
+    engine = make_engine(trusted_keys=[keypair()[1]])
+    assert engine.loaded("learner").version == "2"
+    with pytest.raises(Exception, match="not signed by a trusted key"):
+        engine.repository.rollback_target("learner")
+
+
+def test_a_pin_on_different_weights_is_left_alone(learner_repo):
+    """Only a copy of the same model file moves the pin: a default the admin chose over another
+    build (other weights) stays served."""
+    path = learner_repo / "learner" / "1" / "model.json"
+    meta = json.loads(path.read_text())
+    meta["provenance"]["builder_version"] = 2
+    meta["sha256"] = "0" * 64
+    path.write_text(json.dumps(meta))
+    repo = Repository(learner_repo)
+    repo.set_active("learner", "1")
+    build_default_models(learner_repo, ("learner",))
+    assert repo.active_version("learner") == "1"
+
+
+def test_a_key_made_by_root_belongs_to_the_repository_s_owner(tmp_path):
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root: chown to the repository's owner is what a `sudo models build` does")
+    repo = tmp_path / "models"
+    repo.mkdir()
+    os.chown(repo, 65534, 65534)  # the service user's repository
+    own_private_key(repo)
+    st = (repo / PRIVATE_FILE).stat()
+    assert (st.st_uid, st.st_gid) == (65534, 65534) and stat.S_IMODE(st.st_mode) == 0o600
+
+
+def test_a_file_system_without_hard_links_still_gets_one_key(tmp_path, monkeypatch):
+    import os
+
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    first = own_private_key(tmp_path)
+    assert own_private_key(tmp_path) == first
+    assert not list(tmp_path.glob("*.tmp-*"))

@@ -105,6 +105,18 @@ def _same_build(meta: dict, manifest: dict) -> bool:
             and _builder_version(meta) == _builder_version(manifest))
 
 
+def _older_copy(repo, name: str, version: str, manifest: dict) -> bool:
+    """``version`` is one of our builds, by an older builder, of the same model file as ``manifest``."""
+    built_by = _read_builder_version(repo, name, version)
+    if built_by is None or built_by >= (_builder_version(manifest) or 0):
+        return False
+    try:
+        meta = repo.version(name, version).meta
+    except AppError:
+        return False
+    return meta.get("sha256") == manifest["sha256"] and meta.get("files", {}) == manifest.get("files", {})
+
+
 def _publish(repo, staging: Path, manifest: dict) -> str:
     """Write model.json and import the version, unless some version already is this model, served
     the same way (not only the newest: after a ``models quantize`` or a hub version, building again
@@ -134,6 +146,10 @@ def _publish(repo, staging: Path, manifest: dict) -> str:
     mv = repo.import_version(staging, name, pin_current=pin, sign_key=own_private_key(repo.root))
     if damaged is not None and active == damaged and repo.active_version(name) != mv.version:
         repo.set_active(name, mv.version)  # the damaged one was served (pinned): serve its repair
+    elif active is not None and repo.active_version(name) == active and _older_copy(repo, name, active, manifest):
+        # ACTIVE pins an older builder's copy of these very weights (an admin served it, or an import
+        # pinned it): serve the new copy, which says how to serve them now and is signed by the box.
+        repo.set_active(name, mv.version)
     log.info("model %s: built version %s", name, mv.version)
     return mv.version
 
