@@ -468,4 +468,6 @@ def find_students(conn: sqlite3.Connection, user: dict, text: str) -> tuple[list
             " WHERE d.student_id = :student" + ("" if admin else " AND c.teacher_id = :me")
             + " ORDER BY d.left_at DESC LIMIT 1", {"student": r["id"], "me": user["id"]}).fetchone()
         r["left"] = dict(left) if left else None
+        # A child now only in other teachers' classes: where they are, not when they last signed in.
+        r["show_signin"] = admin or not r["classes"] or any(c["mine"] for c in r["classes"])
     return found, len(matches) > FIND_LIMIT

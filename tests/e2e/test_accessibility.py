@@ -6,6 +6,7 @@ through it, and keyboard use of the PIN form.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from lms_browser import (
@@ -188,13 +189,23 @@ def test_a_keyboard_and_screen_reader_user_signs_in_answers_and_is_told_each_res
         radio = card.locator('input[name="choice"]').first
         assert radio.get_attribute("aria-invalid") == "true"
         assert card.locator(".feedback").get_attribute("id") in radio.get_attribute("aria-describedby")
+        spec = json.loads(first["spec"])
+        card.locator('input[name="choice"]').nth((int(spec["answer"]) + 1) % len(spec["choices"])).check()
+        card.locator("button.check").focus()
+        page.keyboard.press("Enter")  # wrong first, so that the right answer after it raises the mastery
+        page.wait_for_function("() => document.querySelector('.announce').textContent.startsWith('Not quite.')")
+        assert radio.get_attribute("aria-invalid") is None
         answer_exercise(card, first)
         card.locator("button.check").focus()
         page.keyboard.press("Enter")
         page.wait_for_function("() => document.querySelector('.announce').textContent.startsWith('Well done! That is right.')")
+        card.locator(".mastery-up").wait_for()
         said = page.locator(".announce").text_content()
-        assert "mastered" in said and "\u25b2" not in said  # the new mastery, without "black up-pointing triangle"
-        assert radio.get_attribute("aria-invalid") is None
+        # The new mastery and its rise, as one sentence and without "black up-pointing triangle".
+        assert re.search(r"\d+% mastered, up \d+", said) and "\u25b2" not in said, said
+        page.keyboard.press("Shift+Tab")  # from "Next question" back to "Check my answer": the same answer again
+        page.keyboard.press("Enter")
+        page.wait_for_function("() => document.querySelector('.announce').textContent === 'You already sent this answer.'")
         # Sent at once: "answers waiting to be sent" was never said.
         assert not any("waiting" in h for h in page.evaluate("window.heard")), page.evaluate("window.heard")
 

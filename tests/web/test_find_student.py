@@ -24,6 +24,9 @@ def test_a_teacher_finds_a_child_by_part_of_the_name_without_accents(app, servic
     assert f'href="/teach/classes/{klass["id"]}/students/{ana["id"]}"' in found and "last signed in 20" in found
     assert "Anabel" not in found
     assert "No student in your classes has a name with “sofia” in it." in _found(teacher_client, "sofia")
+    services.db.write(lambda c: c.execute("UPDATE users SET display_name = 'Íñigo Peña' WHERE id = ?",
+                                          (klass["students"]["Ben"]["id"],)))
+    assert "Íñigo Peña" in _found(teacher_client, "inigo PENA")  # accents and case do not matter
     assert _found(teacher_client, "   ") is None  # nothing typed: no result box
 
 
@@ -48,3 +51,4 @@ def test_an_admin_finds_every_child_and_where_one_taken_out_can_be_put_back(serv
     found = _found(teacher_client, "ben")
     assert "<bdi>Class 6C</bdi> <span class=\"muted\">(another teacher's class)</span>" in found
     assert f"/teach/classes/{theirs}/" not in found
+    assert "signed in" not in found  # where the child is now, not when they last signed in

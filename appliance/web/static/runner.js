@@ -84,6 +84,13 @@
     setTimeout(function () { announcer.textContent = text.replace(/\s+/g, " ").trim(); }, 50);
   }
 
+  // What a screen reader reads of an element: its text without the parts hidden from it (the ▲).
+  function spoken(el) {
+    var copy = el.cloneNode(true);
+    Array.prototype.forEach.call(copy.querySelectorAll('[aria-hidden="true"]'), function (n) { n.remove(); });
+    return copy.textContent;
+  }
+
   function line(className, text) {
     var p = document.createElement("p");
     p.className = className;
@@ -145,7 +152,7 @@
     // A pending answer waits for the teacher: the explanation would hand the child the answer to copy.
     setFeedback(card, cls, msg(code), result.correct && code !== "pending" ? result.explanation : "", notes);
     if (code !== "pending") { showMastery(card, result.mastery, result.mastery_before); }  // its direction would give the grade away
-    announce(card.querySelector(".feedback").textContent);
+    announce(spoken(card.querySelector(".feedback")));
     // The teacher's grade was of the answer before this one: beside the new result it contradicts it.
     var mark = card.querySelector(".teacher-mark");
     if (mark && !result.repeat) { mark.remove(); }
@@ -293,6 +300,7 @@
       if (shown && !shown.querySelector(".feedback-note.repeat")) {
         shown.insertBefore(line("feedback-note repeat", msg("repeat")), shown.querySelector(".explanation, .mastery-line"));
       }
+      announce(msg("repeat"));
       return;
     }
     lastSent = { id: id, key: key };  // after another question, the same answer here is practice again
