@@ -203,6 +203,7 @@ def test_a_keyboard_and_screen_reader_user_signs_in_answers_and_is_told_each_res
         said = page.locator(".announce").text_content()
         # The new mastery and its rise, as one sentence and without "black up-pointing triangle".
         assert re.search(r"\d+% mastered, up \d+", said) and "\u25b2" not in said, said
+        assert said.startswith("Well done! That is right. ")  # a pause before the explanation
         page.keyboard.press("Shift+Tab")  # from "Next question" back to "Check my answer": the same answer again
         page.keyboard.press("Enter")
         page.wait_for_function("() => document.querySelector('.announce').textContent === 'You already sent this answer.'")

@@ -88,6 +88,8 @@
   function spoken(el) {
     var copy = el.cloneNode(true);
     Array.prototype.forEach.call(copy.querySelectorAll('[aria-hidden="true"]'), function (n) { n.remove(); });
+    // The verdict, the explanation and the mastery are blocks: a space after each, or "right.There".
+    Array.prototype.forEach.call(copy.querySelectorAll("strong, p, div"), function (n) { n.append(" "); });
     return copy.textContent;
   }
 
