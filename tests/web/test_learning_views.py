@@ -79,6 +79,9 @@ def test_search_page_and_api(student_client, course):
     links = re.findall(r'<li><a href="([^"]+)">', results)
     assert links and all(link.startswith(f"/learn/{COURSE_ID}/") for link in links)
     assert "Searching by words only" not in html
+    # The page's title, read first by a screen reader, says what was searched and how much came back.
+    title = re.search(r"<title>(.*?)</title>", html, re.DOTALL).group(1)
+    assert f"Search: “\u2068how many equal parts make a whole\u2069”, {len(links)} result" in title
     typo = student_client.get("/search?q=wholle").get_data(as_text=True)  # a misspelling that found nothing
     assert "Results for “<bdi>whole</bdi>”" in typo and "You typed “<bdi>wholle</bdi>”" in typo
     assert "/learn/fractions-mini/what-is-a-fraction" in typo
