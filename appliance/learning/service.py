@@ -184,6 +184,7 @@ class LearnerService:
             rec.url = url_of(course_id, rec.lesson_id, rec.start)
         out = rec.to_json()
         out["course_title"] = plan.title
+        out["course_language"] = plan.language  # the page marks the title and reason as that language
         return out
 
     def home(self, student: dict, language: str | None) -> dict | None:

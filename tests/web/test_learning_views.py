@@ -400,12 +400,13 @@ def test_next_up_names_its_button_after_what_it_asks(app, services, student_clie
     title and description carry the course's language."""
     learner = services.get("learner")
     rec = {"kind": "relearn", "url": f"/learn/{COURSE_ID}/what-is-a-fraction", "title": "What is a fraction?",
-           "why": "The questions look hard for you right now.", "course_title": "Fractions (mini)"}
+           "why": "The questions look hard for you right now.", "course_title": "Fractions (mini)",
+           "course_language": "en"}
     monkeypatch.setattr(learner, "home", lambda student, language: rec)
     html = student_client.get("/learn").get_data(as_text=True)
-    assert "Read it again: What is a fraction?" in html and "Open the lesson" not in _next_up(html)
+    assert 'Read it again: <span lang="en">What is a fraction?</span>' in html and "Open the lesson" not in _next_up(html)
     # The dot never starts a line ("Lo siguiente / · Fracciones" at 360 px); the course name may.
-    assert "Next up&nbsp;<span class=\"muted\">· Fractions (mini)" in html
+    assert "Next up&nbsp;<span class=\"muted\" lang=\"en\">· Fractions (mini)" in html
     assert '<h3 style="margin-block-start: 0" lang="en">Fractions (mini)</h3>' in html
 
 
