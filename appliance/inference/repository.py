@@ -279,7 +279,14 @@ class Repository:
         try:
             value = active.read_text(encoding="utf-8").strip()
         except FileNotFoundError:
+            # Nothing pinned: the highest version that can serve. A damaged copy, or an unsigned one
+            # on a box that loads only signed models, is passed over, as rollback passes over it:
+            # taken as the highest, it stopped the model at the next start although a good version
+            # lay beside it. When none can serve, the highest, whose refusal the status then reports.
             versions = self.versions(name)
+            for v in reversed(versions):
+                if self.unservable(name, v) is None:
+                    return v
             return versions[-1] if versions else None
         return value or None  # an empty ACTIVE serves nothing; `models` commands say so
 
@@ -297,16 +304,25 @@ class Repository:
         self.verify_files(mv, backend, where)
         verify_manifest(mv.meta, self.trusted_keys, where)
 
-    def _signed_well(self, name: str, version: str) -> bool:
-        """Signed by a key this repository trusts (always true with none configured)."""
+    def unsigned(self, name: str, version: str) -> str | None:
+        """Why a version's signature is refused here (None with no keys configured, or when a trusted
+        key signed it, or when it cannot be read as a version: that is the loader's to report)."""
         keys = self.trusted_keys
         if not keys:
-            return True
+            return None
         try:
-            verify_manifest(self.version(name, version).meta, keys, f"model {name} version {version}")
+            meta = self.version(name, version).meta
         except AppError:
-            return False
-        return True
+            return None
+        try:
+            verify_manifest(meta, keys, f"model {name} version {version}")
+        except AppError as exc:
+            return exc.message
+        return None
+
+    def unservable(self, name: str, version: str) -> str | None:
+        """Why this version cannot serve here: damaged files, or a signature this box refuses."""
+        return self.damaged(name, version) or self.unsigned(name, version)
 
     def damaged(self, name: str, version: str) -> str | None:
         """Why a version's files do not match their sha256 (None when they do, or it cannot be read as
@@ -396,7 +412,7 @@ class Repository:
             if v in seen:
                 continue
             seen.add(v)
-            if self.damaged(name, v) is None and self._signed_well(name, v):
+            if self.unservable(name, v) is None:
                 return v
         if seen:
             raise Conflict(f"model {name!r} has no earlier version to roll back to that can serve (versions"

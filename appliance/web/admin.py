@@ -42,7 +42,7 @@ def status():
     info = device.device_status(_services())
     return render_template("admin/status.html", info=info, human_bytes=device.human_bytes,
                            human_duration=device.human_duration, rollback_to=_rollback_targets(),
-                           damaged=_damaged_versions())
+                           damaged=_versions_refused("damaged"), unsigned=_versions_refused("unsigned"))
 
 
 def _rollback_targets() -> dict[str, str]:
@@ -60,19 +60,22 @@ def _rollback_targets() -> dict[str, str]:
     return out
 
 
-def _damaged_versions() -> dict[str, list[str]]:
-    """Model -> its versions whose files do not match their sha256 (not the one served): not offered
-    to serve or roll back to. "Serve version 1" was offered right after version 2 replaced a damaged
-    version 1. Asked here, for the page, not in the engine's status, which every health probe reads
-    (``Repository.damaged`` hashes a version once per size and mtime)."""
+def _versions_refused(why: str) -> dict[str, list[str]]:
+    """Model -> its versions (not the one served) that cannot serve for ``why``: "damaged" (files that do
+    not match their sha256) or "unsigned" (a signature a box with inference.trusted_keys refuses).
+    They are not offered to serve or roll back to: "Serve version 1" was offered right after version 2
+    replaced a damaged version 1, and an unsigned copy was offered only to be refused. Asked here, for
+    the page, not in the engine's status, which every health probe reads (``Repository.damaged``
+    hashes a version once per size and mtime)."""
     engine = _services().get("inference")
     if engine is None:
         return {}
+    repo = engine.repository
+    check = repo.damaged if why == "damaged" else repo.unsigned
     out: dict[str, list[str]] = {}
-    for name in engine.repository.model_names():
+    for name in repo.model_names():
         served = engine.loaded(name)
-        bad = [v for v in engine.repository.versions(name)
-               if (served is None or v != served.version) and engine.repository.damaged(name, v)]
+        bad = [v for v in repo.versions(name) if (served is None or v != served.version) and check(name, v)]
         if bad:
             out[name] = bad
     return out

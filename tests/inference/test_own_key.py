@@ -50,8 +50,11 @@ def test_a_box_that_loads_only_signed_models_serves_its_own_defaults(learner_rep
     (copied / "model.json").write_text(json.dumps(meta))
     engine.close()
     engine = make_engine(trusted_keys=[hub_key])
-    assert engine.loaded("learner") is None
-    assert "not signed" in engine.status().detail
+    # Nothing pinned: the highest version that can serve, not the highest (which stopped the model at
+    # the next start although version 1 lay beside it); the copy is named as refused, and why.
+    assert engine.loaded("learner").version == "1"
+    assert "not signed" in engine.repository.unservable("learner", "2")
+    assert engine.repository.unservable("learner", "1") is None
 
 
 def test_own_key_is_not_a_hub_key(learner_repo):
@@ -141,3 +144,17 @@ def test_a_file_system_without_hard_links_still_gets_one_key(tmp_path, monkeypat
     first = own_private_key(tmp_path)
     assert own_private_key(tmp_path) == first
     assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def test_an_unsigned_copy_of_this_build_does_not_count_as_built(learner_repo):
+    """`models build` said "version 2 already holds this build" of a copy someone put there unsigned,
+    and added nothing: a signed-only box was left with nothing to serve."""
+    copy = learner_repo / "learner" / "2"
+    shutil.copytree(learner_repo / "learner" / "1", copy)
+    meta = json.loads((copy / "model.json").read_text())
+    del meta["signature"]
+    (copy / "model.json").write_text(json.dumps(meta))
+    shutil.rmtree(learner_repo / "learner" / "1")
+    assert build_default_models(learner_repo, ("learner",)) == {"learner": "3"}
+    repo = Repository.for_serving(learner_repo, [keypair()[1]])
+    assert repo.active_version("learner") == "3"

@@ -510,3 +510,34 @@ def test_an_unsure_grade_stays_hidden_when_the_lesson_is_opened_again(services, 
     card = re.search(r'<form class="card exercise" data-exercise="e6".*?</form>',
                      student_client.get(lesson_url).get_data(as_text=True), re.DOTALL).group(0)
     assert "Your teacher will read" not in card
+
+
+def test_a_signed_only_box_passes_over_an_unsigned_copy_and_says_so(models, tmp_path):
+    """An unsigned folder copied in as the highest version: the box serves the version it built (signed
+    with its own key), does not offer the copy, and the admin reads why."""
+    import json
+    import shutil
+
+    from lms_fixtures import sign_in_staff
+
+    from appliance.ed25519 import generate_keypair
+
+    repo = tmp_path / "models"
+    shutil.copytree(models, repo)
+    copy = repo / "learner" / "99"
+    shutil.copytree(repo / "learner" / "1", copy)
+    meta = json.loads((copy / "model.json").read_text())
+    del meta["signature"]
+    (copy / "model.json").write_text(json.dumps(meta))
+    services = learning_services(tmp_path / "data", repo, inference__trusted_keys=generate_keypair()[1])
+    try:
+        make_staff(services.db, "admin", "ada")
+        client = create_app(services).test_client()
+        sign_in_staff(client, "ada")
+        html = client.get("/admin/").get_data(as_text=True)
+        row = html[html.index('<th scope="row">learner</th>'):]
+        row = row[:row.index("</tr>")]
+        assert '<td data-label="Version">1</td>' in row and "<option>99</option>" not in row
+        assert "Version 99 is not signed by a key this box trusts (inference.trusted_keys) and is not offered." in row
+    finally:
+        services.close()

@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from appliance.errors import AppError, BadRequest, Unavailable
-from appliance.inference.own_key import own_private_key
+from appliance.inference.own_key import own_private_key, own_public_key
 from appliance.inference.repository import sha256_file
+from appliance.inference.signing import verify_manifest
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,18 @@ def _older_copy(repo, name: str, version: str, manifest: dict) -> bool:
     return meta.get("sha256") == manifest["sha256"] and meta.get("files", {}) == manifest.get("files", {})
 
 
+def _signed_here(repo, meta: dict) -> bool:
+    """Signed by this repository's own key, as every build of the current builders is."""
+    own = own_public_key(repo.root)
+    if own is None:
+        return False
+    try:
+        verify_manifest(meta, [own], "model.json")
+    except AppError:
+        return False
+    return True
+
+
 def _publish(repo, staging: Path, manifest: dict) -> str:
     """Write model.json and import the version, unless some version already is this model, served
     the same way (not only the newest: after a ``models quantize`` or a hub version, building again
@@ -127,6 +140,11 @@ def _publish(repo, staging: Path, manifest: dict) -> str:
         try:
             mv = repo.version(name, version)
         except AppError:  # an unreadable manifest is the engine's to report, not a reason to stop
+            continue
+        if _same_build(mv.meta, manifest) and not _signed_here(repo, mv.meta):
+            # A copy of our manifest someone put there unsigned (or re-signed): not a build of this
+            # box, and a box that loads only signed models would refuse it. Build a signed one.
+            log.warning("model %s: version %s claims this build but is not signed by this box", name, version)
             continue
         if _same_build(mv.meta, manifest):
             try:
