@@ -434,6 +434,13 @@ def classes_of_student(conn: sqlite3.Connection, student_id: int) -> list[dict]:
 
 
 FIND_LIMIT = 50
+# Apostrophes as keyboards type them (a tablet types ’): O'Brien is found as o’brien and as obrien.
+_APOSTROPHES = str.maketrans("", "", "'’‘ʼ`´")
+
+
+def _name_key(text: str) -> str:
+    """A name as "Find a student" compares it: lower case, no accents, no apostrophes, single spaces."""
+    return " ".join(without_accents(text).translate(_APOSTROPHES).split())
 
 
 def find_students(conn: sqlite3.Connection, user: dict, text: str) -> tuple[list[dict], bool]:
@@ -443,7 +450,7 @@ def find_students(conn: sqlite3.Connection, user: dict, text: str) -> tuple[list
     Each comes with the classes they are in (``classes``: id, name, archived_at) and, for one in no
     class, where they were taken out last (``left``), where "Put back" is. The second value: more
     matched than ``FIND_LIMIT`` (the page asks for more of the name)."""
-    wanted = without_accents(" ".join(text.split()))
+    wanted = _name_key(text)
     if not wanted:
         return [], False
     admin = user["role"] == "admin"
@@ -453,7 +460,7 @@ def find_students(conn: sqlite3.Connection, user: dict, text: str) -> tuple[list
         " AND u.id IN (SELECT m.student_id FROM class_members m JOIN classes c ON c.id = m.class_id"
         " WHERE c.teacher_id = :me UNION SELECT d.student_id FROM class_departures d"
         " JOIN classes c ON c.id = d.class_id WHERE c.teacher_id = :me)"), {"me": user["id"]}).fetchall()
-    matches = sorted((dict(r) for r in rows if wanted in without_accents(r["display_name"])),
+    matches = sorted((dict(r) for r in rows if wanted in _name_key(r["display_name"])),
                      key=lambda r: without_accents(r["display_name"]))
     found = matches[:FIND_LIMIT]
     for r in found:

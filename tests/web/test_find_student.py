@@ -27,6 +27,14 @@ def test_a_teacher_finds_a_child_by_part_of_the_name_without_accents(app, servic
     services.db.write(lambda c: c.execute("UPDATE users SET display_name = 'Íñigo Peña' WHERE id = ?",
                                           (klass["students"]["Ben"]["id"],)))
     assert "Íñigo Peña" in _found(teacher_client, "inigo PENA")  # accents and case do not matter
+    services.db.write(lambda c: c.execute("UPDATE users SET display_name = 'Seán O''Brien' WHERE id = ?",
+                                          (klass["students"]["Ben"]["id"],)))
+    for typed in ("o’brien", "obrien", "sean o'brien"):  # as a tablet types it, or without the apostrophe
+        assert "Seán O'Brien" in _found(teacher_client, typed), typed
+    # The page's title says what was found, and the results are where the focus goes (app.js, #found).
+    html = unescape(teacher_client.get("/teach/", query_string={"student": "obrien"}).get_data(as_text=True))
+    assert "<title>Students called “\u2068obrien\u2069”: 1 found · Classes" in html
+    assert 'action="/teach/#found"' in html and 'id="found" tabindex="-1"' in html
     assert _found(teacher_client, "   ") is None  # nothing typed: no result box
 
 

@@ -77,11 +77,20 @@
   // One polite status, there from page load, says each verdict, hint and error: a live region that
   // appears together with its text (the card's feedback box was hidden while empty) is often not
   // read at all, and on a right answer the focus moves to "Next question" at the same moment.
+  // Cleared first and set a moment later, so the same words twice ("Not quite" again) are read again;
+  // what comes within that moment (two held answers sent back to back) is said together, not the
+  // second over the first.
+  var toSay = [], sayTimer = null;
   function announce(text) {
     if (!announcer) { return; }
+    toSay.push(text.replace(/\s+/g, " ").trim());
+    if (sayTimer) { return; }
     announcer.textContent = "";
-    // Cleared first and set a moment later, so the same words twice ("Not quite" again) are read again.
-    setTimeout(function () { announcer.textContent = text.replace(/\s+/g, " ").trim(); }, 50);
+    sayTimer = setTimeout(function () {
+      announcer.textContent = toSay.join(" ");
+      toSay = [];
+      sayTimer = null;
+    }, 100);
   }
 
   // What a screen reader reads of an element: its text without the parts hidden from it (the ▲).
@@ -221,9 +230,13 @@
 
   // Said only once an answer is held back (a send failed): said before every verdict while the answer
   // is merely on its way, "waiting to be sent" made a child think something was wrong.
+  // One sentence with the count, written only when it changes: rewritten at every retry, the polite
+  // region repeated "No connection" every few seconds for as long as the Wi-Fi was down.
   function updateStatus() {
     var waiting = mine(loadQueue()).length;
-    statusLine.textContent = waiting && (failures > 0 || navigator.onLine === false) ? msg("waiting", { n: waiting }) : "";
+    var text = waiting && (failures > 0 || navigator.onLine === false)
+      ? msg("queued") + " " + msg("waiting", { n: waiting }) : "";
+    if (statusLine.textContent !== text) { statusLine.textContent = text; }
   }
 
   function scheduleRetry() {
@@ -272,14 +285,14 @@
         }
         flush();
       } else {
-        statusLine.textContent = msg("queued");
         scheduleRetry();
+        updateStatus();
       }
     }).catch(function () {
       sending = false;
       setBusy(busyCard, false);
-      statusLine.textContent = msg("queued");
       scheduleRetry();
+      updateStatus();
     });
   }
 
@@ -336,6 +349,22 @@
     }
   }
 
+  // Pictures above a linked question load lazily and push it down after the page has scrolled to it:
+  // scroll back as each one arrives, until the child scrolls or moves on themselves.
+  function keepInView(card) {
+    var stop = false;
+    ["wheel", "touchstart", "keydown", "mousedown"].forEach(function (type) {
+      window.addEventListener(type, function () { stop = true; }, { once: true, passive: true });
+    });
+    function again() {
+      if (!stop && card.contains(document.activeElement)) { card.scrollIntoView({ block: "start" }); }
+    }
+    Array.prototype.forEach.call(document.querySelectorAll("main img"), function (img) {
+      if (!img.complete) { img.addEventListener("load", again, { once: true }); }
+    });
+    window.addEventListener("load", again, { once: true });
+  }
+
   function init() {
     runner = document.getElementById("runner");
     if (!runner) { return; }
@@ -361,12 +390,7 @@
     // "Next up" links to one question as #ex-<id>.
     var wanted = location.hash.indexOf("#ex-") === 0 ? cards.indexOf(cardFor(decodeURIComponent(location.hash.slice(4)))) : -1;
     show(wanted >= 0 ? wanted : (firstOpen < 0 ? 0 : firstOpen), wanted >= 0);
-    if (wanted >= 0) {
-      // Pictures above the question that finish loading push it down again.
-      window.addEventListener("load", function () {
-        if (cards[wanted].contains(document.activeElement)) { cards[wanted].scrollIntoView({ block: "start" }); }
-      });
-    }
+    if (wanted >= 0) { keepInView(cards[wanted]); }
     window.addEventListener("online", function () { failures = 0; flush(); });
     flush();  // answers left from before a reload or a lost connection
   }
