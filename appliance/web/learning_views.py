@@ -105,6 +105,8 @@ def search_page():
             result = _search(q, course_id)
         except BadRequest as exc:
             error = exc.message
+    elif "q" in request.args:  # the box sent empty: say what it wants rather than show the bare form
+        error = _("Type a word or two about what you are looking for, like “equal parts”.")
     return render_template("learning/search.html", q=q, course_id=course_id, result=result, error=error)
 
 

@@ -87,6 +87,9 @@ def test_search_page_and_api(student_client, course):
     assert "/learn/fractions-mini/what-is-a-fraction" in typo
     data = student_client.get("/api/v1/search?q=bottom number of a fraction").get_json()
     assert data["mode"] == "meaning" and data["hits"][0]["item_id"] == "e4"
+    empty = student_client.get("/search?q=+").get_data(as_text=True)  # sent empty: told what to type
+    assert "Type a word or two about what you are looking for, like “equal parts”." in empty
+    assert "Type a word or two" not in student_client.get("/search").get_data(as_text=True)
     err = student_client.get("/api/v1/search?q=")
     assert err.status_code == 400 and err.get_json()["code"] == "bad_request"
     home = student_client.get("/learn").get_data(as_text=True)
