@@ -286,10 +286,25 @@ def test_admin_serves_another_model_version_and_rolls_back_from_the_page(models,
         services.close()
 
 
+def _admin_client(services):
+    from lms_fixtures import sign_in_staff
+
+    make_staff(services.db, "admin", "ada")
+    client = create_app(services).test_client()
+    sign_in_staff(client, "ada")
+    return client
+
+
+def _model_row(client, name: str = "learner") -> str:
+    """The admin page's table row of one model."""
+    html = client.get("/admin/").get_data(as_text=True)
+    row = html[html.index(f'<th scope="row">{name}</th>'):]
+    return row[:row.index("</tr>")]
+
+
 def test_a_damaged_model_is_not_offered_again_and_the_page_says_how_to_rebuild_it(models, tmp_path):
     import shutil
 
-    from lms_fixtures import sign_in_staff
 
     repo = tmp_path / "models"
     shutil.copytree(models, repo)
@@ -299,21 +314,15 @@ def test_a_damaged_model_is_not_offered_again_and_the_page_says_how_to_rebuild_i
         onnx_file.write_bytes(onnx_file.read_bytes()[:-10] + b"0123456789")
     services = learning_services(tmp_path / "data", repo)
     try:
-        make_staff(services.db, "admin", "ada")
-        client = create_app(services).test_client()
-        sign_in_staff(client, "ada")
-        html = client.get("/admin/").get_data(as_text=True)
-        row = html[html.index('<th scope="row">learner</th>'):]
-        row = row[:row.index("</tr>")]
+        client = _admin_client(services)
+        row = _model_row(client)
         assert "Not loaded" in row and "<option>2</option>" not in row and "<option>1</option>" not in row
         assert "Version 2 could not be loaded. To build the default model again: classroom-edge models build learner" in row
         assert "Version 1 is damaged (its files do not match their checksums) and is not offered." in row
         # Repaired (a third version, good, serving): neither damaged version is offered, nor a rollback to one.
         shutil.copytree(models / "learner" / "1", repo / "learner" / "3")
         services.get("inference")._sync_model("learner")
-        html = client.get("/admin/").get_data(as_text=True)
-        row = html[html.index('<th scope="row">learner</th>'):]
-        row = row[:row.index("</tr>")]
+        row = _model_row(client)
         assert '<td data-label="Version">3</td>' in row and "<option>" not in row and "Roll back to version" not in row
         assert "Versions 1, 2 are damaged" in row
     finally:
@@ -521,8 +530,6 @@ def test_a_signed_only_box_passes_over_an_unsigned_copy_and_says_so(models, tmp_
     import json
     import shutil
 
-    from lms_fixtures import sign_in_staff
-
     from appliance.ed25519 import generate_keypair
 
     repo = tmp_path / "models"
@@ -534,12 +541,7 @@ def test_a_signed_only_box_passes_over_an_unsigned_copy_and_says_so(models, tmp_
     (copy / "model.json").write_text(json.dumps(meta))
     services = learning_services(tmp_path / "data", repo, inference__trusted_keys=generate_keypair()[1])
     try:
-        make_staff(services.db, "admin", "ada")
-        client = create_app(services).test_client()
-        sign_in_staff(client, "ada")
-        html = client.get("/admin/").get_data(as_text=True)
-        row = html[html.index('<th scope="row">learner</th>'):]
-        row = row[:row.index("</tr>")]
+        row = _model_row(_admin_client(services))
         assert '<td data-label="Version">1</td>' in row and "<option>99</option>" not in row
         assert "Version 99 is not signed by a key this box trusts (inference.trusted_keys) and is not offered." in row
     finally:
