@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import json
 import os
 import tomllib
 import typing
@@ -232,6 +233,24 @@ def load_config(
             sources[f"{sec_name}.{key}"] = where
         values[sec_name] = cls(**kwargs)
     return Config(values, sources)
+
+
+def settings_overview(cfg: Config) -> list[dict]:
+    """Every section and key with the value in force (secrets masked), whether it differs from the
+    default, where it was set and what it means: the admin's read-only settings page, so whoever
+    supports a box sees what it runs with without a shell on it."""
+    dumped = cfg.dump(masked=True)
+    out = []
+    for name, cls in sorted(sections().items()):
+        keys = []
+        for f in dataclasses.fields(cls):
+            value = dumped[name][f.name]
+            source = cfg.source_of(f"{name}.{f.name}")
+            keys.append({"key": f.name, "value": value if isinstance(value, str) else json.dumps(value),
+                         "set": source != "default", "source": source, "doc": f.metadata["doc"],
+                         "secret": bool(f.metadata.get("secret"))})
+        out.append({"name": name, "doc": (cls.__doc__ or "").strip(), "settings": keys})
+    return out
 
 
 def documentation_markdown() -> str:

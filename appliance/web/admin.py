@@ -130,6 +130,16 @@ def users():
     return _users_page()
 
 
+@bp.get("/settings")
+@requires("admin")
+def settings():
+    """What this box runs with, read-only: the value of every setting, where it was set and what it
+    means (docs/config.md). Settings are changed in the config file, then the service restarted."""
+    from appliance.config import settings_overview
+
+    return render_template("admin/settings.html", sections=settings_overview(_services().cfg))
+
+
 @bp.post("/users")
 @requires("admin")
 def create_user():

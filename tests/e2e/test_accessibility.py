@@ -66,7 +66,7 @@ def test_no_serious_accessibility_violations(world):
         page.fill("#password2", "a long password")
         page.click("button[type=submit]:has-text('Create the administrator')")
         page.wait_for_url(url + "/admin/")
-        for path in ("/admin/", "/admin/users", "/admin/content", "/admin/backup", "/teach/",
+        for path in ("/admin/", "/admin/users", "/admin/content", "/admin/backup", "/admin/settings", "/teach/",
                      f"/teach/classes/{people['class_id']}", f"/teach/classes/{people['class_id']}/progress",
                      f"/teach/classes/{people['class_id']}/hardest",
                      f"/teach/classes/{people['class_id']}/students/{people['students']['Ana']['id']}",

@@ -318,3 +318,39 @@ def test_an_admin_cannot_demote_themselves_or_the_last_admin(services, admin, ad
     wrong = admin_client.post(f"/admin/users/{teacher['id']}", data={
         "csrf_token": csrf_of(page), "display_name": "Tom", "role": "owner"})
     assert wrong.status_code == 400
+
+
+def test_the_settings_page_shows_what_the_box_runs_with_and_never_a_secret(tmp_path, teacher_client):
+    """Read-only: every key of every section with its value, where it was set (a default, the file, the
+    environment) and its meaning; secrets show as ********."""
+    from html import unescape
+
+    from lms_fixtures import lms_config, make_staff
+
+    from appliance.services import Services
+    from appliance.web.app import create_app
+
+    services = Services.open(lms_config(tmp_path / "data", web__secret_key="do-not-show-me",
+                                        learning__target_success="0.7"))
+    try:
+        make_staff(services.db, "admin", "ada")
+        client = create_app(services).test_client()
+        sign_in_staff(client, "ada")
+        html = unescape(client.get("/admin/settings").get_data(as_text=True))
+        assert "do-not-show-me" not in html and "********" in html
+        row = html[html.index("<code>target_success</code>"):]
+        row = row[:row.index("</tr>")]
+        assert '<code class="value">0.7</code>' in row and "CLASSROOM_EDGE_LEARNING__TARGET_SUCCESS" in row
+        assert '<tr class="set">' in html[:html.index("<code>target_success</code>")][-200:]
+        default_row = html[html.index("<code>mastery_min_answers</code>"):]
+        assert "default" in default_row[:default_row.index("</tr>")]
+        from appliance.config import sections
+
+        for name, cls in sections().items():  # every section and key is on the page
+            assert f'id="sec-{name}"' in html
+            for f in __import__("dataclasses").fields(cls):
+                assert f"<code>{f.name}</code>" in html
+        assert 'href="/admin/settings"' in html  # in the admin's navigation
+    finally:
+        services.close()
+    assert teacher_client.get("/admin/settings").status_code in (302, 403)
