@@ -22,6 +22,8 @@ def test_status_page_shows_the_box_and_every_part(services, admin_client):
     for text in ("Version", "Running for", "Free disk", "Database", "Course files", "no uplink configured",
                  "model file missing", "Switched off", "Failed"):
         assert text in html, text
+    # Each figure is a term and its value, read together, not one flat run of words.
+    assert '<dl class="stats">' in html and '<dt class="label">Free disk</dt><dd class="value">' in html
     info = admin_client.get("/api/v1/status").get_json()
     assert info["database_bytes"] > 0 and info["disk"]["free_bytes"] > 0
     assert {p["name"]: p["state"] for p in info["parts"]} == {"sync": "disabled", "inference": "failed"}

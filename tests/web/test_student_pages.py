@@ -45,10 +45,13 @@ def test_lesson_page_shows_body_and_exercises_but_never_the_answers(course, stud
 
 
 def test_lesson_page_shows_media_blocks_the_body_does_not_show(services, course, student_client):
-    media = '[{"kind": "video", "asset": "clip.mp4", "title": "Cutting a pizza"}, {"kind": "pdf", "asset": "sheet.pdf", "title": "Worksheet"}]'
+    media = ('[{"kind": "video", "asset": "clip.mp4", "title": "Cutting a pizza"}, {"kind": "pdf", "asset": "sheet.pdf",'
+             ' "title": "Worksheet"}, {"kind": "audio", "asset": "say.wav"}]')
     services.db.write(lambda c: c.execute("UPDATE lessons SET media = ? WHERE id = 'equal-fractions'", (media,)))
     page = student_client.get("/learn/fractions-mini/equal-fractions").get_data(as_text=True)
-    assert '<video controls preload="metadata" src="/content/fractions-mini/assets/clip.mp4">' in page
+    # Players carry a name (the title, else what they are): a screen reader said just "audio".
+    assert '<video controls preload="metadata" src="/content/fractions-mini/assets/clip.mp4" aria-label="Cutting a pizza">' in page
+    assert 'src="/content/fractions-mini/assets/say.wav" aria-label="Audio">' in page
     assert 'src="/content/fractions-mini/assets/sheet.pdf"' in page and "Open the PDF: Worksheet" in page
 
 
