@@ -314,7 +314,7 @@ def _build_engine(args) -> int:
 
 
 def _sign(args) -> int:
-    from appliance.inference.repository import read_manifest, write_atomic
+    from appliance.inference.manifest import read_manifest, write_atomic
     from appliance.inference.signing import sign_manifest
 
     _context(args)  # logging and config checks, like every command

@@ -110,7 +110,7 @@ def _served_before(serving, model: str, new: str) -> str | None:
     version, which may be ``new`` itself; then the answer is the highest of the others."""
     if (serving.root / model / "ACTIVE").exists():
         return serving.active_version(model)
-    from appliance.inference.repository import version_key
+    from appliance.inference.manifest import version_key
 
     others = sorted((v for v in serving.versions(model) if v != new), key=version_key)
     return others[-1] if others else None

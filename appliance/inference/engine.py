@@ -21,8 +21,9 @@ import numpy as np
 
 from appliance.errors import AppError, BadRequest, Unavailable
 from appliance.inference.loaded import LoadedModel
+from appliance.inference.manifest import check_name
 from appliance.inference.metrics import InferenceMetrics, shared_stats_dir
-from appliance.inference.repository import Repository, check_name
+from appliance.inference.repository import Repository
 from appliance.services import PartStatus, Services
 from appliance.system.malloc import trim_heap
 

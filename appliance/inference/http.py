@@ -33,7 +33,7 @@ from appliance.inference.binary import (
     plan_for,
     split_body,
 )
-from appliance.inference.repository import check_name
+from appliance.inference.manifest import check_name
 from appliance.inference.tensors import decode_json_tensor, encode_json_tensor, parameters_of
 from appliance.web.security import csrf_exempt, current_user, requires
 

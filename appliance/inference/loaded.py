@@ -16,7 +16,8 @@ from appliance.errors import BadRequest, IntegrityError
 from appliance.inference.backend import Backend, LoadRequest
 from appliance.inference.backends import backend_class
 from appliance.inference.batcher import Batcher, request_rows
-from appliance.inference.repository import ModelVersion, Repository
+from appliance.inference.manifest import ModelVersion
+from appliance.inference.repository import Repository
 from appliance.inference.tensors import (
     NUMPY_OF,
     TensorSpec,

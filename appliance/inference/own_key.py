@@ -93,7 +93,7 @@ def own_private_key(repo_root: str | os.PathLike) -> str:
     private = read_private_key(path)
     public = public_key_of(private)
     if own_public_key(root) != public:
-        from appliance.inference.repository import write_atomic  # lazy: the repository imports this module
+        from appliance.inference.manifest import write_atomic
 
         write_atomic(root / PUBLIC_FILE, public + "\n")
     return private

@@ -18,8 +18,9 @@ import numpy as np
 
 from appliance.errors import BadRequest, IntegrityError
 from appliance.inference.loaded import LoadedModel, sample_input
+from appliance.inference.manifest import ModelVersion, sha256_file
 from appliance.inference.own_key import own_private_key, own_public_key
-from appliance.inference.repository import ModelVersion, Repository, sha256_file
+from appliance.inference.repository import Repository
 from appliance.inference.signing import verify_manifest
 
 log = logging.getLogger(__name__)

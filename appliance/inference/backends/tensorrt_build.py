@@ -21,7 +21,7 @@ from pathlib import Path
 from appliance.errors import IntegrityError, Unavailable
 from appliance.inference.backend import LoadRequest
 from appliance.inference.backends.profiles import shape_profile
-from appliance.inference.repository import write_atomic
+from appliance.inference.manifest import write_atomic
 from appliance.inference.tensors import TensorSpec
 
 log = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from appliance.errors import AppError, BadRequest, Unavailable
+from appliance.inference.manifest import sha256_file
 from appliance.inference.own_key import own_private_key, own_public_key
-from appliance.inference.repository import sha256_file
 from appliance.inference.signing import verify_manifest
 
 log = logging.getLogger(__name__)
