@@ -43,3 +43,14 @@ def verify_manifest(manifest: dict, trusted_keys: list[str], where: str) -> None
         raise IntegrityError(f"{where}: the signature is not valid base64") from None
     if signer(raw, canonical_bytes(manifest), trusted_keys, "inference.trusted_keys") is None:
         raise IntegrityError(f"{where}: the signature does not match any trusted key (the model or its manifest was changed, or it was signed by someone else)")
+
+
+def signed_by_one_of(manifest: dict, keys: list[str]) -> bool:
+    """One of ``keys`` signed this manifest (False with no keys: nothing vouches for it)."""
+    if not keys:
+        return False
+    try:
+        verify_manifest(manifest, keys, "model.json")
+    except IntegrityError:
+        return False
+    return True

@@ -21,7 +21,7 @@ from appliance.inference.loaded import LoadedModel, sample_input
 from appliance.inference.manifest import ModelVersion, sha256_file
 from appliance.inference.own_key import own_private_key, own_public_key
 from appliance.inference.repository import Repository
-from appliance.inference.signing import verify_manifest
+from appliance.inference.signing import signed_by_one_of
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +80,7 @@ def quiet_quantizer():
 def _trusted_here(repo: Repository, mv: ModelVersion) -> bool:
     """Signed by a key this box trusts: a configured one or its own (whatever the repository's mode)."""
     own = own_public_key(repo.root)
-    keys = [*repo.configured_keys, *([own] if own else [])]
-    if not keys:
-        return False
-    try:
-        verify_manifest(mv.meta, keys, f"{mv.name} version {mv.version}")
-    except IntegrityError:
-        return False
-    return True
+    return signed_by_one_of(mv.meta, [*repo.configured_keys, *([own] if own else [])])
 
 
 def quantize_version(repo: Repository, mv: ModelVersion, per_channel: bool = True,
