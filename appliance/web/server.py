@@ -15,10 +15,11 @@ from __future__ import annotations
 # inherits the module's import lock held by a thread it does not have; its first request (werkzeug
 # encodes the host name with idna) then waits forever.
 import encodings.idna  # noqa: F401
+import http.client
 import logging
 import threading
 import time
-import urllib.request
+import urllib.parse
 
 from appliance.services import PartStatus, Services
 
@@ -26,11 +27,25 @@ log = logging.getLogger(__name__)
 
 
 def probe(url: str, timeout: float = 2.0) -> bool:
+    """GET an http:// URL; True on 200.
+
+    Plain http.client, not urllib: gunicorn's master calls this from its readiness thread while it
+    forks the workers. urllib's first call builds an opener, and from Python 3.12 the opener builds a
+    TLS context; that takes OpenSSL's locks while it loads the CA store. A worker forked at that moment
+    inherits them held and hangs at its first ``hashlib.sha256()``: it never serves, and gunicorn kills
+    it only after its timeout. Seen on a 16-core machine with Python 3.12.3 and OpenSSL 3.0.13: one of
+    the two workers stuck at start; of 40 fresh processes forked while urllib made its first opener,
+    17 children hung.
+    """
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status == 200
-    except OSError:
+        conn.request("GET", parts.path or "/")
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
         return False
+    finally:
+        conn.close()
 
 
 class WaitressPart:
