@@ -12,6 +12,7 @@ from inference_models import Settings, affine_model, seqsum_model, write_version
 
 from appliance.errors import Unavailable
 from appliance.inference.backends import backend_class
+from appliance.inference.backends.onnxruntime import trt_library_version
 from appliance.inference.backends.profiles import ort_profile_options, shape_profile
 from appliance.inference.backends.tensorrt import TensorRTBackend
 from appliance.inference.tensors import TensorSpec
@@ -57,6 +58,12 @@ def _has(provider):
     return provider in ort.get_available_providers()
 
 
+def _has_tensorrt_provider() -> bool:
+    """The GPU build of ONNX Runtime lists its TensorRT provider whether or not TensorRT itself is
+    installed; without libnvinfer the provider cannot start, and that case is test_gpu_logic's."""
+    return _has("TensorrtExecutionProvider") and trt_library_version() != "unknown"
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not _has("CUDAExecutionProvider"), reason="no CUDA-enabled ONNX Runtime / NVIDIA GPU on this machine")
 def test_cuda_provider_is_active_on_a_gpu(repo, make_engine):
@@ -69,7 +76,7 @@ def test_cuda_provider_is_active_on_a_gpu(repo, make_engine):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not _has("TensorrtExecutionProvider"), reason="no TensorRT-enabled ONNX Runtime / NVIDIA GPU on this machine")
+@pytest.mark.skipif(not _has_tensorrt_provider(), reason="no TensorRT-enabled ONNX Runtime with TensorRT's library / NVIDIA GPU on this machine")
 def test_tensorrt_provider_with_engine_cache(repo, make_engine, tmp_path):
     write_version(repo, "seq", "1", seqsum_model(), max_batch_size=8)
     engine = make_engine(providers=["tensorrt", "cuda", "cpu"], trt_cache_dir=str(tmp_path / "trt"))
@@ -128,3 +135,16 @@ def test_native_engine_serves_int64_tensors_as_declared(repo, make_engine, tmp_p
     engine = make_engine(trt_cache_dir=cache)
     out = engine.infer("seq", {"input_ids": np.array([[1, 2, 3]]), "attention_mask": np.array([[1, 1, 0]])})
     assert out["total"].dtype == np.int64 and out["total"].tolist() == [3]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _has("TensorrtExecutionProvider") or _has_tensorrt_provider(),
+                    reason="needs ONNX Runtime's TensorRT provider without TensorRT's library (the GPU wheel on a PC without TensorRT)")
+def test_tensorrt_provider_without_tensorrt_runs_on_cuda_and_says_why(repo, make_engine):
+    write_version(repo, "affine", "1", affine_model(1.0))
+    engine = make_engine(providers=["tensorrt", "cuda", "cpu"])
+    (m,) = engine.models_status()
+    assert m["active_providers"][0] == "CUDAExecutionProvider", m
+    assert m["fallback"].startswith("TensorrtExecutionProvider was requested but is not active; running on CUDAExecutionProvider")
+    assert "; reason: " in m["fallback"], "the status says why TensorRT did not start"
+    assert np.allclose(engine.infer("affine", {"x": np.ones((3, 4), np.float32)})["y"], 3.0)

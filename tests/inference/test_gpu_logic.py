@@ -290,7 +290,89 @@ def test_onnxruntime_backend_loads_on_the_cpu_and_says_the_gpu_providers_are_mis
     assert described["requested_providers"] == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     assert described["active_providers"] == ["CPUExecutionProvider"]
     assert described["fallback"].startswith("TensorrtExecutionProvider was requested but is not active")
+    assert described["fallback"].endswith(f"reason: this ONNX Runtime ({ort.__version__}) has no TensorrtExecutionProvider; "
+                                          "the onnxruntime-gpu package has CUDA and TensorRT")
     assert np.allclose(backend.infer({"x": np.ones((2, 4), np.float32)})["y"], 3.0)
     backend.fallback_reason = "TensorRT EP failed to create engine from network."
     assert backend.fallback.endswith("; reason: TensorRT EP failed to create engine from network.")
     assert not (tmp_path / "cache" / "ort-trt").exists(), "no TensorRT cache without the TensorRT provider"
+
+
+def test_cuda_libraries_are_preloaded_once_and_what_failed_is_logged(monkeypatch, caplog, capsys):
+    calls = []
+
+    def fake_preload():
+        calls.append(1)
+        print("Failed to load libcudnn.so.9: cannot open shared object file")
+
+    monkeypatch.setattr(ortb.ort, "preload_dlls", fake_preload, raising=False)
+    ortb.preload_cuda_libraries.cache_clear()
+    try:
+        with caplog.at_level("WARNING"):
+            assert "libcudnn.so.9" in ortb.preload_cuda_libraries()
+            ortb.preload_cuda_libraries()
+        assert calls == [1], "loaded once per process"
+        assert "libcudnn.so.9" in caplog.text and capsys.readouterr().out == "", "logged, not printed to stdout"
+        monkeypatch.delattr(ortb.ort, "preload_dlls")
+        ortb.preload_cuda_libraries.cache_clear()
+        assert ortb.preload_cuda_libraries() == "", "an ONNX Runtime before 1.21 has nothing to preload"
+    finally:
+        ortb.preload_cuda_libraries.cache_clear()
+
+
+def test_gpu_providers_preload_the_cuda_libraries_and_the_cpu_alone_does_not(repo, tmp_path, monkeypatch):
+    loaded = []
+    monkeypatch.setattr(ortb, "preload_cuda_libraries", lambda: loaded.append(1) or "")
+    d = write_version(repo, "affine", "1", affine_model(1.0))
+    for providers, expected in ((["cpu"], []), (["cuda", "cpu"], [1])):
+        loaded.clear()
+        monkeypatch.setattr(ortb.ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+        request = LoadRequest(name="affine", version="1", path=d / "model.onnx",
+                              sha256=hashlib.sha256(affine_model(1.0)).hexdigest(), max_batch_size=8,
+                              settings=Settings(providers=providers), cache_dir=tmp_path / "cache")
+        try:
+            ortb.OnnxRuntimeBackend(request)
+        except Exception:  # noqa: BLE001 - this CPU build cannot make a CUDA session; only the preload matters
+            pass
+        assert loaded == expected, providers
+
+
+def test_models_kept_on_the_cpu_ignore_the_gpu_providers(repo, tmp_path, monkeypatch):
+    loaded = []
+    monkeypatch.setattr(ortb, "preload_cuda_libraries", lambda: loaded.append(1) or "")
+    d = write_version(repo, "learner", "1", affine_model(1.0))
+    request = LoadRequest(name="learner", version="1", path=d / "model.onnx",
+                          sha256=hashlib.sha256(affine_model(1.0)).hexdigest(), max_batch_size=8,
+                          settings=Settings(providers=["tensorrt", "cuda", "cpu"]), cache_dir=tmp_path / "cache")
+    backend = ortb.OnnxRuntimeBackend(request)
+    described = backend.describe()
+    assert described["requested_providers"] == ["CPUExecutionProvider"] == described["active_providers"]
+    assert described["fallback"] is None, "kept on the CPU by choice, not a fallback"
+    assert loaded == [] and not (tmp_path / "cache" / "ort-trt").exists()
+    other = dataclasses.replace(request, settings=Settings(providers=["tensorrt", "cuda", "cpu"], cpu_models=[]))
+    assert ortb.OnnxRuntimeBackend(other).describe()["requested_providers"][0] == "TensorrtExecutionProvider"
+
+
+def test_why_cuda_did_not_start_comes_from_the_loader(tmp_path, monkeypatch):
+    (tmp_path / "libonnxruntime_providers_cuda.so").write_bytes(b"not loaded")
+    loaded = []
+
+    def fake_cdll(name, missing):
+        loaded.append(name)
+        if missing in str(name):
+            raise OSError(f"{missing}: cannot open shared object file: No such file or directory")
+
+    monkeypatch.setattr(ortb.ctypes, "CDLL", lambda name: fake_cdll(name, "providers_cuda"))
+    why = ortb.cuda_provider_problem(tmp_path)
+    assert why.startswith("the CUDA provider cannot load:") and "cannot open shared object file" in why
+    monkeypatch.setattr(ortb.ctypes, "CDLL", lambda name: fake_cdll(name, "libcuda.so.1"))
+    assert ortb.cuda_provider_problem(tmp_path).startswith("no NVIDIA driver: libcuda.so.1")
+    # The provider library links the driver: without it, the provider itself fails to load (H100, driver hidden).
+    monkeypatch.setattr(ortb.ctypes, "CDLL", lambda name: (_ for _ in ()).throw(
+        OSError("/usr/local/nvidia/lib64/libcuda.so.1: file too short")))
+    assert ortb.cuda_provider_problem(tmp_path) == "no NVIDIA driver: /usr/local/nvidia/lib64/libcuda.so.1: file too short"
+    monkeypatch.setattr(ortb.ctypes, "CDLL", lambda name: fake_cdll(name, "nothing is missing"))
+    assert ortb.cuda_provider_problem(tmp_path) is None
+    monkeypatch.setattr(ortb.ctypes, "CDLL", lambda name: (_ for _ in ()).throw(OSError("undefined symbol: Provider_GetHost")))
+    assert ortb.cuda_provider_problem(tmp_path) is None, "a loader error that is not a missing library would mislead"
+    assert ortb.cuda_provider_problem(tmp_path / "elsewhere") is None, "a CPU build has no CUDA provider library"

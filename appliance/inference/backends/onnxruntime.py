@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import functools
 import hashlib
 import io
 import logging
@@ -29,6 +30,10 @@ from appliance.inference.tensors import ORT_TYPES, TensorSpec, as_text_array
 log = logging.getLogger(__name__)
 
 _STATE = ort.capi.onnxruntime_pybind11_state
+# ONNX Runtime's process-wide logger prints warnings to stderr at every GPU session (1.31: "No registered
+# plugin EP device found for 'CUDAExecutionProvider'", then it uses the built-in CUDA provider). Errors
+# still print; what matters of them reaches the status as a provider's fallback reason.
+ort.set_default_logger_severity(3)
 # What ``session.run`` raises when a run fails; ``run_error`` says whose fault it is. Anything else is a
 # real fault in this code and propagates.
 _RUN_ERRORS = (_STATE.InvalidArgument, _STATE.Fail, _STATE.RuntimeException, _STATE.EPFail)
@@ -90,12 +95,65 @@ def ep_error_from_output(text: str) -> str | None:
 def trt_library_version() -> str:
     """The TensorRT library ONNX Runtime's provider loads (``getInferLibVersion``, e.g. 100300 for
     10.3.0), or "unknown"; only called when the TensorRT provider is available."""
-    for soname in ("libnvinfer.so.10", "libnvinfer.so.8", "libnvinfer.so"):
+    for soname in ("libnvinfer.so.11", "libnvinfer.so.10", "libnvinfer.so.8", "libnvinfer.so"):
         try:
             return str(int(ctypes.CDLL(soname).getInferLibVersion()))
         except (OSError, AttributeError):
             continue
     return "unknown"
+
+
+@functools.cache
+def preload_cuda_libraries() -> str:
+    """Load CUDA and cuDNN before the first GPU session; what could not be loaded, or "".
+
+    ONNX Runtime's CUDA provider finds these libraries on the system's library path (a CUDA toolkit
+    from apt, JetPack) but not where pip puts them (``onnxruntime-gpu[cuda,cudnn]``: nvidia wheels in
+    the venv's site-packages). There the provider fails to start and the model quietly runs on the
+    CPU. ``preload_dlls`` (ONNX Runtime 1.21 and later) loads them from site-packages, else by name
+    from the library path; it prints what it could not load, which goes to the log instead of stdout.
+    Once per process: the libraries stay loaded."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return ""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        try:
+            preload()
+        except (OSError, RuntimeError) as exc:
+            print(exc)
+    problems = " ".join(line.strip() for line in printed.getvalue().splitlines() if line.strip())
+    if problems:
+        log.warning("loading the CUDA libraries for ONNX Runtime: %s", problems)
+    return problems
+
+
+def cuda_provider_problem(capi_dir: Path | None = None) -> str | None:
+    """Why ONNX Runtime's CUDA provider could not start, or None when that cannot be told.
+
+    When the provider's library cannot load (CUDA, cuBLAS or cuDNN missing), ONNX Runtime logs the
+    reason to stderr from C++ and quietly runs the model on the CPU: the status would say only "not
+    active". Loading the library ourselves gives the same loader message (seen on an H100 with the
+    system's CUDA hidden: "libcublasLt.so.13: cannot open shared object file"). A library that loads
+    leaves the driver: no libcuda.so.1 means no NVIDIA driver."""
+    library = (capi_dir or Path(ort.__file__).parent / "capi") / "libonnxruntime_providers_cuda.so"
+    if not library.is_file():
+        return None
+    try:
+        ctypes.CDLL(str(library))
+    except OSError as exc:
+        # Only a missing or damaged library is worth saying; other loader errors (a symbol that ONNX
+        # Runtime's own loading order would provide) would mislead.
+        if not any(why in str(exc) for why in ("cannot open shared object file", "file too short", "invalid ELF header")):
+            return None
+        if "libcuda.so" in str(exc):
+            return f"no NVIDIA driver: {exc}"
+        return f"the CUDA provider cannot load: {exc}"
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError as exc:
+        return f"no NVIDIA driver: {exc}"
+    return None
 
 
 def ort_trt_cache_dir(base: Path, ort_version: str, trt_version: str) -> Path:
@@ -206,7 +264,8 @@ class OnnxRuntimeBackend(Backend):
         # window between that check and this read (cheap next to building the session).
         if hashlib.sha256(data).hexdigest() != request.sha256:
             raise IntegrityError(f"{request.name} version {request.version}: model file changed after verification")
-        self.requested_providers = [provider_name(p) for p in settings.providers] or ["CPUExecutionProvider"]
+        wanted = ["cpu"] if request.name in settings.cpu_models else settings.providers
+        self.requested_providers = [provider_name(p) for p in wanted] or ["CPUExecutionProvider"]
         available = set(ort.get_available_providers())
         # Passing an unavailable provider makes ONNX Runtime warn and skip it; we skip it ourselves and
         # let ``fallback`` report it, so the status says what happened instead of a log line.
@@ -215,6 +274,8 @@ class OnnxRuntimeBackend(Backend):
             chosen.append("CPUExecutionProvider")  # last resort, always present
         for missing in (p for p in self.requested_providers if p not in available):
             log.warning("%s: %s is not available in this ONNX Runtime build", request.name, missing)
+        if len(chosen) > 1:  # a GPU provider: its libraries must be loaded before the session asks for them
+            preload_cuda_libraries()
         options = [self._provider_options(p, request) for p in chosen]
         engines = Path(options[chosen.index(TRT)]["trt_engine_cache_path"]) if TRT in chosen else None
         so = self._session_options(settings, request.intra_op_threads)
@@ -228,11 +289,24 @@ class OnnxRuntimeBackend(Backend):
         # session to other providers without our options and without telling the status: let it raise.
         self._session.disable_fallback()
         self.active_providers = list(self._session.get_providers())
+        if not self.fallback_reason:
+            self.fallback_reason = self._why_not_first(available)
         self.inputs = [_spec(a) for a in self._session.get_inputs()]
         self.outputs = [_spec(a) for a in self._session.get_outputs()]
         self._output_names = [o.name for o in self.outputs]
         if self.fallback:
             log.warning("%s version %s: %s", request.name, request.version, self.fallback)
+
+    def _why_not_first(self, available: set[str]) -> str | None:
+        """Why the first requested provider is not active, when nothing ONNX Runtime printed said so."""
+        first = self.requested_providers[0]
+        if first in self.active_providers:
+            return None
+        if first not in available:
+            return f"this ONNX Runtime ({ort.__version__}) has no {first}; the onnxruntime-gpu package has CUDA and TensorRT"
+        if first == "CUDAExecutionProvider":
+            return cuda_provider_problem()
+        return None
 
     @staticmethod
     def _session_options(settings, intra_op_threads: int = 0) -> ort.SessionOptions:
