@@ -6,7 +6,7 @@ import json
 import sys
 import time
 
-BENCHES = ("lms", "learning", "content", "mdns", "learner_model", "quantization", "grading", "inference", "learner_breakdown", "thread_split", "balance", "sync",
+BENCHES = ("lms", "learning", "content", "mdns", "learner_model", "quantization", "grading", "inference", "learner_breakdown", "thread_split", "balance", "sync", "gpu_providers",
            "federated")
 
 
