@@ -232,6 +232,11 @@ def gunicorn_server(cfg, wsgi_factory):
             }
             if reuse_port:
                 options.update(post_fork=_no_socket_while_loading, post_worker_init=_listen_once_ready)
+            if "control_socket_disable" in self.cfg.settings:
+                # gunicorn 27's control socket (~/.gunicorn/gunicorn.ctl: add workers, reload, shut down)
+                # is not used: systemd manages the service. Off, it is no file in the service user's
+                # home and no extra thread in the master, which forks workers (see probe above).
+                options["control_socket_disable"] = True
             for key, value in options.items():
                 self.cfg.set(key, value)
 
