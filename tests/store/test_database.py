@@ -124,3 +124,39 @@ def test_submit_returns_before_the_commit_and_resolves_when_durable(tmp_path):
             assert [r[0] for r in conn.execute("SELECT x FROM t")] == [1]
     finally:
         db.close()
+
+
+def test_a_returned_cursor_is_closed_in_the_writer_but_keeps_its_counts(tmp_path):
+    db = Database(tmp_path / "t.db")
+    db.write(lambda c: c.execute("CREATE TABLE t (k TEXT)"))
+    many = db.write(lambda c: c.executemany("INSERT INTO t VALUES (?)", [("a",), ("b",)]))
+    one = db.write(lambda c: c.execute("INSERT INTO t VALUES (?)", ("c",)))
+    assert many.rowcount == 2 and one.lastrowid == 3
+    with pytest.raises(sqlite3.ProgrammingError, match="closed cursor"):
+        one.fetchone()
+    db.close()
+
+
+def test_writers_that_drop_returned_cursors_do_not_break_the_next_job(tmp_path):
+    """Dropping a cursor resets its statement; done in the caller's thread, that raced the writer's next
+    job with the same SQL, which failed with "bad parameter or other API misuse" (a PIN sign-in now and
+    then, under a class signing in at once)."""
+    db = Database(tmp_path / "t.db")
+    db.write(lambda c: c.execute("CREATE TABLE t (k TEXT)"))
+    errors = []
+
+    def writer():
+        for _ in range(150):
+            try:
+                db.write(lambda c: c.executemany("DELETE FROM t WHERE k = ?", [("a",), ("b",)]))
+                db.write(lambda c: c.executemany("INSERT INTO t VALUES (?)", [("a",), ("b",)]))
+            except sqlite3.Error as exc:
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=writer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    db.close()
+    assert errors == []
