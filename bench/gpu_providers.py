@@ -20,6 +20,7 @@ already built (``make models``); without it the defaults are built into a tempor
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import threading
 import time
@@ -126,18 +127,24 @@ def main(argv=None) -> dict:
     if missing:
         return emit("gpu_providers", {"skipped": missing})
     seconds = args.duration or (1.0 if args.quick else 5.0)
+    tmp = Path(tempfile.mkdtemp(prefix="ce-bench-gpu-"))
+    try:
+        return emit("gpu_providers", _run(args, tmp, seconds))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
+
+def _run(args, tmp: Path, seconds: float) -> dict:
     import onnxruntime as ort
 
     from appliance.inference.builders.tokenizer import SentenceTokenizer
     from appliance.inference.repository import Repository
 
-    tmp = Path(tempfile.mkdtemp(prefix="ce-bench-gpu-"))
     repo = Path(args.repo) if args.repo else tmp / "models"
     if not args.repo:
         from appliance.inference.builders import build_default_models
 
-        build_default_models(repo, ("learner", "minilm"))
+        build_default_models(repo, ("learner", "minilm", "minilm-fp32"))
     r = Repository(repo)
     learner = r.version("learner", r.active_version("learner"))
     minilm = r.version("minilm", r.active_version("minilm"))
@@ -178,7 +185,7 @@ def main(argv=None) -> dict:
         gpu, base = result["runs"].get(key, {}).get("serving"), result["runs"].get(cpu_key, {}).get("serving")
         if gpu and base:
             result[f"{key} over {cpu_key}, rows/s"] = {k: round(gpu[k]["rows_per_s"] / base[k]["rows_per_s"], 2) for k in gpu}
-    return emit("gpu_providers", result)
+    return result
 
 
 if __name__ == "__main__":

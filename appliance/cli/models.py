@@ -164,7 +164,7 @@ def _verified(cfg, repo, name: str, version: str) -> dict:
     try:
         mv = repo.version(name, version)
         if cfg is not None:
-            repo.verify(mv, mv.backend or cfg.inference.backend, f"{name}/{version}")
+            repo.verify(mv, mv.serving_backend(cfg.inference), f"{name}/{version}")
         return mv.meta
     except Exception as exc:  # noqa: BLE001 - list what can be read, say what cannot
         return {"error": getattr(exc, "message", None) or str(exc)}

@@ -88,7 +88,7 @@ def _model_metadata(engine, name: str, version: str | None) -> dict:
         inputs, outputs, platform = backend.inputs, backend.outputs, PLATFORMS.get(backend.type, backend.type)
     else:
         mv = engine.repository.version(name, version or versions[-1])
-        backend_type = mv.backend or engine.settings.backend
+        backend_type = mv.serving_backend(engine.settings)
         inputs, outputs, platform = mv.inputs, mv.outputs, PLATFORMS.get(backend_type, backend_type)
     return {
         "name": name,

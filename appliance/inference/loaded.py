@@ -65,7 +65,7 @@ class LoadedModel:
     @classmethod
     def load(cls, repo: Repository, mv: ModelVersion, settings, cache_dir: Path, metrics=None,
              intra_op_threads: int = 0) -> LoadedModel:
-        backend_type = mv.backend or settings.backend
+        backend_type = mv.serving_backend(settings)
         t0 = time.perf_counter()
         repo.verify(mv, backend_type)
         backend_cls = backend_class(backend_type)

@@ -166,6 +166,14 @@ class ModelVersion:
     def sha256(self) -> str:
         return self.meta["sha256"]
 
+    def serving_backend(self, settings) -> str:
+        """The backend this version runs on here: the one model.json names (a shipped TensorRT engine can
+        run nowhere else), else ONNX Runtime for a model kept on the CPU (``inference.cpu_models``), else
+        ``inference.backend``."""
+        if self.backend:
+            return self.backend
+        return "onnxruntime" if self.name in settings.cpu_models else settings.backend
+
     def model_file_name(self, backend: str) -> str:
         """The model file, relative to the version directory (what is hashed is what is loaded)."""
         return self.meta.get("file", DEFAULT_FILES.get(backend, "model.onnx"))

@@ -201,7 +201,7 @@ def bench_version(repo: Repository, mv: ModelVersion, settings, cache_dir: Path,
             "p50_ms": round(float(np.percentile(lat, 50)) * 1000, 3),
             "p99_ms": round(float(np.percentile(lat, 99)) * 1000, 3),
             "rows_per_s": round(rows * len(times) / float(lat.sum()), 1),
-            "file_mb": round(mv.model_file(mv.backend or settings.backend).stat().st_size / 1e6, 2),
+            "file_mb": round(mv.model_file(mv.serving_backend(settings)).stat().st_size / 1e6, 2),
         }
     finally:
         model.close()

@@ -38,14 +38,21 @@ def probe(url: str, timeout: float = 2.0) -> bool:
     17 children hung.
     """
     parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+    if parts.scheme != "http":
+        raise ValueError(f"the health probe speaks plain http, not {url!r}")
+    conn = http.client.HTTPConnection(parts.hostname, 80 if parts.port is None else parts.port, timeout=timeout)
     try:
-        conn.request("GET", parts.path or "/")
+        conn.request("GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
         return conn.getresponse().status == 200
     except (OSError, http.client.HTTPException):
         return False
     finally:
         conn.close()
+
+
+def http_url(host: str, port: int) -> str:
+    """``http://host:port``, an IPv6 address in brackets (``web.host = ::1``)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 class WaitressPart:
@@ -64,7 +71,7 @@ class WaitressPart:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return http_url(self.host, self.port)
 
     def start(self) -> None:
         self._thread.start()
@@ -171,7 +178,7 @@ def gunicorn_server(cfg, wsgi_factory):
     systemd_env = sd.detach()
     _shared_metrics_dir(cfg)
     host = "127.0.0.1" if cfg.web.host in ("0.0.0.0", "", "::") else cfg.web.host
-    health_url = f"http://{host}:{cfg.web.port}/api/v1/health"
+    health_url = http_url(host, cfg.web.port) + "/api/v1/health"
 
     def readiness_and_watchdog(url):
         # The master is only a supervisor: it proves the workers answer, then keeps proving it. The

@@ -376,3 +376,24 @@ def test_why_cuda_did_not_start_comes_from_the_loader(tmp_path, monkeypatch):
     monkeypatch.setattr(ortb.ctypes, "CDLL", lambda name: (_ for _ in ()).throw(OSError("undefined symbol: Provider_GetHost")))
     assert ortb.cuda_provider_problem(tmp_path) is None, "a loader error that is not a missing library would mislead"
     assert ortb.cuda_provider_problem(tmp_path / "elsewhere") is None, "a CPU build has no CUDA provider library"
+
+
+def test_a_provider_this_build_lacks_is_named_with_the_ones_it_has(repo, tmp_path):
+    d = write_version(repo, "affine", "1", affine_model(1.0))
+    request = LoadRequest(name="affine", version="1", path=d / "model.onnx",
+                          sha256=hashlib.sha256(affine_model(1.0)).hexdigest(), max_batch_size=8,
+                          settings=Settings(providers=["OpenVINOExecutionProvider", "cpu"]), cache_dir=tmp_path / "cache")
+    fallback = ortb.OnnxRuntimeBackend(request).describe()["fallback"]
+    assert "has no OpenVINOExecutionProvider; it has " in fallback and "CPUExecutionProvider" in fallback
+    assert "onnxruntime-gpu" not in fallback, "the GPU package is suggested for CUDA and TensorRT only"
+
+
+def test_models_kept_on_the_cpu_use_onnx_runtime_even_when_the_box_serves_tensorrt(repo, make_engine):
+    write_version(repo, "learner", "1", affine_model(1.0))
+    write_version(repo, "affine", "1", affine_model(1.0))
+    engine = make_engine(backend="tensorrt")
+    models = {m["name"]: m for m in engine.models_status()}
+    assert models["learner"]["ready"] and models["learner"]["backend"] == "onnxruntime"
+    assert models["learner"]["active_providers"] == ["CPUExecutionProvider"]
+    if trtb.TensorRTBackend.check_environment() is not None:
+        assert not models["affine"]["ready"] and "tensorrt backend cannot be used" in models["affine"]["error"]

@@ -52,16 +52,18 @@ def test_run_serves_and_stops_cleanly_on_sigterm(tmp_path):
 
 
 def test_web_uses_gunicorn_workers_and_stops_on_sigterm(tmp_path):
-    home = tmp_path / "home"
+    home, runtime = tmp_path / "home", tmp_path / "run"
     home.mkdir()
-    port, proc = _start(tmp_path, "web", HOME=str(home))
+    runtime.mkdir()
+    # gunicorn puts its control socket in $XDG_RUNTIME_DIR when set, else in ~/.gunicorn.
+    port, proc = _start(tmp_path, "web", HOME=str(home), XDG_RUNTIME_DIR=str(runtime))
     try:
         wait_http(f"http://127.0.0.1:{port}/api/v1/health", proc)
         children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
         assert len(children) >= 2, "expected pre-forked worker processes"
         # gunicorn 27's control socket (~/.gunicorn/gunicorn.ctl: add workers, reload, shut down) is off:
         # systemd manages the service, and it is one more thread in the master while it forks workers.
-        assert not (home / ".gunicorn").exists()
+        assert not (home / ".gunicorn").exists() and not list(runtime.iterdir())
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     finally:

@@ -9,12 +9,12 @@ import urllib.request
 
 import pytest
 
-from appliance.web.server import probe
+from appliance.web.server import http_url, probe
 
 
 class _Health(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 - the http.server hook's name
-        self.send_response(200 if self.path == "/ok" else 503)
+        self.send_response(200 if self.path.split("?")[0] == "/ok" else 503)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -50,3 +50,33 @@ def test_probe_says_false_when_nothing_listens():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     assert probe(f"http://127.0.0.1:{port}/ok", timeout=1.0) is False
+
+
+def test_probe_reaches_an_ipv6_server_and_keeps_the_query():
+    seen = []
+
+    class V6(http.server.ThreadingHTTPServer):
+        address_family = socket.AF_INET6
+
+    class Handler(_Health):
+        def do_GET(self):  # noqa: N802
+            seen.append(self.path)
+            super().do_GET()
+
+    try:
+        server = V6(("::1", 0), Handler)
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = http_url("::1", server.server_address[1])
+        assert url.startswith("http://[::1]:")
+        assert probe(url + "/ok?deep=1") is True and seen == ["/ok?deep=1"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_probe_refuses_what_it_cannot_speak():
+    with pytest.raises(ValueError, match="plain http"):
+        probe("https://127.0.0.1:1/ok")

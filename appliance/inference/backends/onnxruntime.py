@@ -95,7 +95,7 @@ def ep_error_from_output(text: str) -> str | None:
 def trt_library_version() -> str:
     """The TensorRT library ONNX Runtime's provider loads (``getInferLibVersion``, e.g. 100300 for
     10.3.0), or "unknown"; only called when the TensorRT provider is available."""
-    for soname in ("libnvinfer.so.11", "libnvinfer.so.10", "libnvinfer.so.8", "libnvinfer.so"):
+    for soname in ("libnvinfer.so.10", "libnvinfer.so.8", "libnvinfer.so"):
         try:
             return str(int(ctypes.CDLL(soname).getInferLibVersion()))
         except (OSError, AttributeError):
@@ -303,7 +303,9 @@ class OnnxRuntimeBackend(Backend):
         if first in self.active_providers:
             return None
         if first not in available:
-            return f"this ONNX Runtime ({ort.__version__}) has no {first}; the onnxruntime-gpu package has CUDA and TensorRT"
+            if first in (TRT, "CUDAExecutionProvider"):
+                return f"this ONNX Runtime ({ort.__version__}) has no {first}; the onnxruntime-gpu package has CUDA and TensorRT"
+            return f"this ONNX Runtime ({ort.__version__}) has no {first}; it has {', '.join(sorted(available))}"
         if first == "CUDAExecutionProvider":
             return cuda_provider_problem()
         return None
