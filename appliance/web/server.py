@@ -216,7 +216,7 @@ def gunicorn_server(cfg, wsgi_factory):
     class Server(BaseApplication):
         def load_config(self):
             options = {
-                "bind": f"{cfg.web.host}:{cfg.web.port}",
+                "bind": http_url(cfg.web.host, cfg.web.port).removeprefix("http://"),  # [::1]:8080 for IPv6
                 "workers": cfg.web.workers,
                 "worker_class": "gthread",
                 "threads": cfg.web.threads,
