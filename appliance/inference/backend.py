@@ -63,6 +63,8 @@ class Backend(abc.ABC):
         # Why the first requested provider failed, when the runtime said so (ONNX Runtime's
         # TensorRT provider error, for instance); shown by ``fallback``.
         self.fallback_reason: str | None = None
+        # On the CPU by choice (inference.cpu_models) although GPU providers are configured.
+        self.kept_on_cpu = False
 
     @classmethod
     def check_environment(cls) -> str | None:
@@ -97,5 +99,6 @@ class Backend(abc.ABC):
             "requested_providers": list(self.requested_providers),
             "active_providers": list(self.active_providers),
             "fallback": self.fallback,
+            "kept_on_cpu": self.kept_on_cpu,
             "intra_op_threads": self.request.intra_op_threads or None,
         }

@@ -347,7 +347,7 @@ def test_models_kept_on_the_cpu_ignore_the_gpu_providers(repo, tmp_path, monkeyp
     backend = ortb.OnnxRuntimeBackend(request)
     described = backend.describe()
     assert described["requested_providers"] == ["CPUExecutionProvider"] == described["active_providers"]
-    assert described["fallback"] is None, "kept on the CPU by choice, not a fallback"
+    assert described["fallback"] is None and described["kept_on_cpu"], "kept on the CPU by choice, not a fallback"
     assert loaded == [] and not (tmp_path / "cache" / "ort-trt").exists()
     other = dataclasses.replace(request, settings=Settings(providers=["tensorrt", "cuda", "cpu"], cpu_models=[]))
     assert ortb.OnnxRuntimeBackend(other).describe()["requested_providers"][0] == "TensorrtExecutionProvider"

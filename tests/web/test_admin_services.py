@@ -71,7 +71,9 @@ def test_admin_page_in_spanish_words_the_privacy_budget_and_numbers_in_spanish(s
     services.report_status("federated", lambda: PartStatus("federated", "ok", "serving 3", extra={"federated": fl}))
     models = [{"name": "minilm", "ready": True, "version": "1", "backend": "onnxruntime", "active_providers": ["CPU"],
                "requests": 40, "p50_ms": 4.3, "p99_ms": 1672.7, "mean_batch_rows": 7.356, "max_batch_rows": 16,
-               "max_batch_size": 16, "background_runs": 3, "workers": 2}]
+               "max_batch_size": 16, "background_runs": 3, "workers": 2},
+              {"name": "learner", "ready": True, "version": "3", "backend": "onnxruntime",
+               "active_providers": ["CPUExecutionProvider"], "kept_on_cpu": True, "p50_ms": None, "p99_ms": None}]
     services.report_status("inference", lambda: PartStatus("inference", "ok", "minilm v1 on CPU", extra={"models": models}))
     es = admin_client.get("/admin/", headers={"Accept-Language": "es"}).get_data(as_text=True)
     assert "épsilon 4,32 con delta 1e-05, en 2 actualizaciones" in es
@@ -81,3 +83,5 @@ def test_admin_page_in_spanish_words_the_privacy_budget_and_numbers_in_spanish(s
     en = admin_client.get("/admin/", headers={"Accept-Language": "en"}).get_data(as_text=True)
     assert "Privacy budget spent: epsilon 4.32 at delta 1e-05, over 2 updates." in en and "1,672.7 ms" in en
     assert "The details are in English" not in en
+    assert "Kept on the CPU, where this small model answers faster than on the GPU (inference.cpu_models)" in en
+    assert "Se queda en la CPU" in es

@@ -264,6 +264,8 @@ class OnnxRuntimeBackend(Backend):
         # window between that check and this read (cheap next to building the session).
         if hashlib.sha256(data).hexdigest() != request.sha256:
             raise IntegrityError(f"{request.name} version {request.version}: model file changed after verification")
+        self.kept_on_cpu = request.name in settings.cpu_models and any(
+            provider_name(p) != "CPUExecutionProvider" for p in settings.providers)
         wanted = ["cpu"] if request.name in settings.cpu_models else settings.providers
         self.requested_providers = [provider_name(p) for p in wanted] or ["CPUExecutionProvider"]
         available = set(ort.get_available_providers())
