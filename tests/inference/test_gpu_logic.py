@@ -278,14 +278,17 @@ def test_the_calibration_table_is_an_absolute_checked_file_of_the_version(tmp_pa
         str((tmp_path / "v2" / "calib.flatbuffers").resolve())
 
 
+def _affine_request(repo, tmp_path, name: str = "affine", **settings) -> LoadRequest:
+    """A version of the affine model in ``repo`` and the LoadRequest the engine would make for it."""
+    d = write_version(repo, name, "1", affine_model(1.0))
+    return LoadRequest(name=name, version="1", path=d / "model.onnx", sha256=hashlib.sha256(affine_model(1.0)).hexdigest(),
+                       max_batch_size=8, settings=Settings(**settings), cache_dir=tmp_path / "cache")
+
+
 def test_onnxruntime_backend_loads_on_the_cpu_and_says_the_gpu_providers_are_missing(repo, tmp_path):
     if "TensorrtExecutionProvider" in ort.get_available_providers():
         pytest.skip("this ONNX Runtime has the TensorRT provider")
-    d = write_version(repo, "affine", "1", affine_model(1.0))
-    request = LoadRequest(name="affine", version="1", path=d / "model.onnx",
-                          sha256=hashlib.sha256(affine_model(1.0)).hexdigest(), max_batch_size=8,
-                          settings=Settings(providers=["tensorrt", "cuda", "cpu"]), cache_dir=tmp_path / "cache")
-    backend = ortb.OnnxRuntimeBackend(request)
+    backend = ortb.OnnxRuntimeBackend(_affine_request(repo, tmp_path, providers=["tensorrt", "cuda", "cpu"]))
     described = backend.describe()
     assert described["requested_providers"] == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     assert described["active_providers"] == ["CPUExecutionProvider"]
@@ -323,13 +326,10 @@ def test_cuda_libraries_are_preloaded_once_and_what_failed_is_logged(monkeypatch
 def test_gpu_providers_preload_the_cuda_libraries_and_the_cpu_alone_does_not(repo, tmp_path, monkeypatch):
     loaded = []
     monkeypatch.setattr(ortb, "preload_cuda_libraries", lambda: loaded.append(1) or "")
-    d = write_version(repo, "affine", "1", affine_model(1.0))
     for providers, expected in ((["cpu"], []), (["cuda", "cpu"], [1])):
         loaded.clear()
         monkeypatch.setattr(ortb.ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
-        request = LoadRequest(name="affine", version="1", path=d / "model.onnx",
-                              sha256=hashlib.sha256(affine_model(1.0)).hexdigest(), max_batch_size=8,
-                              settings=Settings(providers=providers), cache_dir=tmp_path / "cache")
+        request = _affine_request(repo, tmp_path, providers=providers)
         try:
             ortb.OnnxRuntimeBackend(request)
         except Exception:  # noqa: BLE001 - this CPU build cannot make a CUDA session; only the preload matters
@@ -340,10 +340,7 @@ def test_gpu_providers_preload_the_cuda_libraries_and_the_cpu_alone_does_not(rep
 def test_models_kept_on_the_cpu_ignore_the_gpu_providers(repo, tmp_path, monkeypatch):
     loaded = []
     monkeypatch.setattr(ortb, "preload_cuda_libraries", lambda: loaded.append(1) or "")
-    d = write_version(repo, "learner", "1", affine_model(1.0))
-    request = LoadRequest(name="learner", version="1", path=d / "model.onnx",
-                          sha256=hashlib.sha256(affine_model(1.0)).hexdigest(), max_batch_size=8,
-                          settings=Settings(providers=["tensorrt", "cuda", "cpu"]), cache_dir=tmp_path / "cache")
+    request = _affine_request(repo, tmp_path, "learner", providers=["tensorrt", "cuda", "cpu"])
     backend = ortb.OnnxRuntimeBackend(request)
     described = backend.describe()
     assert described["requested_providers"] == ["CPUExecutionProvider"] == described["active_providers"]
@@ -379,10 +376,7 @@ def test_why_cuda_did_not_start_comes_from_the_loader(tmp_path, monkeypatch):
 
 
 def test_a_provider_this_build_lacks_is_named_with_the_ones_it_has(repo, tmp_path):
-    d = write_version(repo, "affine", "1", affine_model(1.0))
-    request = LoadRequest(name="affine", version="1", path=d / "model.onnx",
-                          sha256=hashlib.sha256(affine_model(1.0)).hexdigest(), max_batch_size=8,
-                          settings=Settings(providers=["OpenVINOExecutionProvider", "cpu"]), cache_dir=tmp_path / "cache")
+    request = _affine_request(repo, tmp_path, providers=["OpenVINOExecutionProvider", "cpu"])
     fallback = ortb.OnnxRuntimeBackend(request).describe()["fallback"]
     assert "has no OpenVINOExecutionProvider; it has " in fallback and "CPUExecutionProvider" in fallback
     assert "onnxruntime-gpu" not in fallback, "the GPU package is suggested for CUDA and TensorRT only"
