@@ -369,7 +369,7 @@ def test_why_cuda_did_not_start_comes_from_the_loader(tmp_path, monkeypatch):
         OSError("/usr/local/nvidia/lib64/libcuda.so.1: file too short")))
     assert ortb.cuda_provider_problem(tmp_path) == "no NVIDIA driver: /usr/local/nvidia/lib64/libcuda.so.1: file too short"
     monkeypatch.setattr(ortb.ctypes, "CDLL", lambda name: fake_cdll(name, "nothing is missing"))
-    assert ortb.cuda_provider_problem(tmp_path) is None
+    assert ortb.cuda_provider_problem(tmp_path) is None, "libraries and driver load, CUDA starts: nothing to add"
     monkeypatch.setattr(ortb.ctypes, "CDLL", lambda name: (_ for _ in ()).throw(OSError("undefined symbol: Provider_GetHost")))
     assert ortb.cuda_provider_problem(tmp_path) is None, "a loader error that is not a missing library would mislead"
     assert ortb.cuda_provider_problem(tmp_path / "elsewhere") is None, "a CPU build has no CUDA provider library"
@@ -391,3 +391,46 @@ def test_models_kept_on_the_cpu_use_onnx_runtime_even_when_the_box_serves_tensor
     assert models["learner"]["active_providers"] == ["CPUExecutionProvider"]
     if trtb.TensorRTBackend.check_environment() is not None:
         assert not models["affine"]["ready"] and "tensorrt backend cannot be used" in models["affine"]["error"]
+
+
+class _FakeDriver:
+    """libcuda.so.1's two calls the diagnosis makes."""
+
+    def __init__(self, init_rc: int, devices: int):
+        self.init_rc, self.devices = init_rc, devices
+
+    def cuInit(self, _flags):  # noqa: N802 - the driver API's name
+        return self.init_rc
+
+    def cuDeviceGetCount(self, count_ref):  # noqa: N802
+        count_ref._obj.value = self.devices
+        return 0
+
+
+@pytest.mark.parametrize("init_rc, devices, expected", [
+    (100, 0, "no CUDA-capable GPU is visible (CUDA_ERROR_NO_DEVICE)"),
+    (999, 0, "CUDA_ERROR_UNKNOWN; are /dev/nvidia* reachable?"),
+    (42, 0, "CUresult 42"),
+    (0, 0, "CUDA_ERROR_NO_DEVICE"),
+    (0, 1, None),
+])
+def test_a_driver_that_loads_is_asked_why_cuda_does_not_start(init_rc, devices, expected):
+    why = ortb._driver_problem(_FakeDriver(init_rc, devices))
+    assert why is None if expected is None else (why.startswith("the NVIDIA driver cannot start CUDA: ") and expected in why)
+
+
+def test_what_cuda_diagnosis_finds_comes_before_what_onnx_runtime_printed(repo, tmp_path, monkeypatch):
+    """With no GPU visible, ONNX Runtime's printed error was "... FromProviderOptions ... Parse Failed" (H100,
+    device nodes hidden); the driver's answer says what is wrong."""
+    backend = ortb.OnnxRuntimeBackend(_affine_request(repo, tmp_path))  # a session to ask about
+    backend.requested_providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    chosen = list(backend.requested_providers)
+    available = set(chosen)
+    monkeypatch.setattr(ortb, "cuda_provider_problem", lambda: "the NVIDIA driver cannot start CUDA: no GPU")
+    assert backend._why_not_first(available, chosen, "provider_options_utils.h:187 Parse Failed") == \
+        "the NVIDIA driver cannot start CUDA: no GPU; ONNX Runtime said: provider_options_utils.h:187 Parse Failed"
+    assert backend._why_not_first(available, chosen, None) == "the NVIDIA driver cannot start CUDA: no GPU"
+    monkeypatch.setattr(ortb, "cuda_provider_problem", lambda: None)
+    assert backend._why_not_first(available, chosen, "printed") == "printed", "nothing found: what ONNX Runtime said"
+    backend.active_providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert backend._why_not_first(available, chosen, None) is None

@@ -150,9 +150,30 @@ def cuda_provider_problem(capi_dir: Path | None = None) -> str | None:
             return f"no NVIDIA driver: {exc}"
         return f"the CUDA provider cannot load: {exc}"
     try:
-        ctypes.CDLL("libcuda.so.1")
+        driver = ctypes.CDLL("libcuda.so.1")
     except OSError as exc:
         return f"no NVIDIA driver: {exc}"
+    return _driver_problem(driver)
+
+
+# CUresult codes a box without a usable GPU gets from cuInit (cuda.h).
+_CU_ERRORS = {100: "no CUDA-capable GPU is visible (CUDA_ERROR_NO_DEVICE)",
+              35: "the NVIDIA driver is older than this CUDA (CUDA_ERROR_INSUFFICIENT_DRIVER)",
+              101: "the configured GPU does not exist (CUDA_ERROR_INVALID_DEVICE)",
+              999: "the NVIDIA driver failed to start CUDA (CUDA_ERROR_UNKNOWN; are /dev/nvidia* reachable?)"}
+
+
+def _driver_problem(driver) -> str | None:
+    """The driver loads: ask it whether CUDA starts and sees a GPU (the next thing that fails)."""
+    try:
+        rc = int(driver.cuInit(0))
+        if rc != 0:
+            return f"the NVIDIA driver cannot start CUDA: {_CU_ERRORS.get(rc, f'CUresult {rc}')}"
+        count = ctypes.c_int(0)
+        if int(driver.cuDeviceGetCount(ctypes.byref(count))) == 0 and count.value == 0:
+            return f"the NVIDIA driver cannot start CUDA: {_CU_ERRORS[100]}"
+    except (AttributeError, OSError):
+        return None
     return None
 
 
@@ -291,26 +312,30 @@ class OnnxRuntimeBackend(Backend):
         # session to other providers without our options and without telling the status: let it raise.
         self._session.disable_fallback()
         self.active_providers = list(self._session.get_providers())
-        if not self.fallback_reason:
-            self.fallback_reason = self._why_not_first(available)
+        self.fallback_reason = self._why_not_first(available, chosen, self.fallback_reason)
         self.inputs = [_spec(a) for a in self._session.get_inputs()]
         self.outputs = [_spec(a) for a in self._session.get_outputs()]
         self._output_names = [o.name for o in self.outputs]
         if self.fallback:
             log.warning("%s version %s: %s", request.name, request.version, self.fallback)
 
-    def _why_not_first(self, available: set[str]) -> str | None:
-        """Why the first requested provider is not active, when nothing ONNX Runtime printed said so."""
+    def _why_not_first(self, available: set[str], chosen: list[str], printed: str | None) -> str | None:
+        """Why the first requested provider is not active. ``printed`` is what ONNX Runtime printed, if
+        anything; for CUDA it can be beside the point (with no GPU visible it reports its own options as
+        "Parse Failed"), so a cause the CUDA diagnosis finds comes first."""
         first = self.requested_providers[0]
         if first in self.active_providers:
-            return None
+            return printed
         if first not in available:
             if first in (TRT, "CUDAExecutionProvider"):
                 return f"this ONNX Runtime ({ort.__version__}) has no {first}; the onnxruntime-gpu package has CUDA and TensorRT"
             return f"this ONNX Runtime ({ort.__version__}) has no {first}; it has {', '.join(sorted(available))}"
-        if first == "CUDAExecutionProvider":
-            return cuda_provider_problem()
-        return None
+        cuda = "CUDAExecutionProvider"
+        if cuda in chosen and cuda not in self.active_providers:  # TensorRT needs CUDA too
+            found = cuda_provider_problem()
+            if found:
+                return f"{found}; ONNX Runtime said: {printed}" if printed else found
+        return printed
 
     @staticmethod
     def _session_options(settings, intra_op_threads: int = 0) -> ort.SessionOptions:
