@@ -1,4 +1,5 @@
 import sqlite3
+from contextlib import closing
 
 import pytest
 
@@ -37,7 +38,9 @@ def test_restore_refuses_foreign_or_broken_files(services, tmp_path):
     with pytest.raises(BadRequest, match="not a database"):
         restore_from(services.db, junk)
     other = tmp_path / "other.db"
-    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
+    with closing(sqlite3.connect(other)) as conn:
+        conn.execute("CREATE TABLE t (x)")
+        conn.commit()
     with pytest.raises(BadRequest, match="not a Classroom Edge backup"):
         restore_from(services.db, other)
     assert _names(services.db) == ["ana"], "a refused restore changes nothing"

@@ -1,5 +1,6 @@
 import sqlite3
 import threading
+from contextlib import closing
 
 import pytest
 
@@ -12,9 +13,9 @@ def test_migrations_are_applied_once_and_recorded(tmp_path):
     first = apply_migrations(db_path)
     assert "core_0001_initial" in first
     assert apply_migrations(db_path) == []
-    conn = sqlite3.connect(db_path)
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    names = {r[0] for r in conn.execute("SELECT name FROM _migrations")}
+    with closing(sqlite3.connect(db_path)) as conn:  # Python 3.13 warns about a connection left open
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        names = {r[0] for r in conn.execute("SELECT name FROM _migrations")}
     assert set(first) == names
 
 
@@ -23,9 +24,9 @@ def test_failed_migration_leaves_nothing_behind(tmp_path):
     bad = [("x_0001", "CREATE TABLE a (x INT);\nCREATE TABLE a (y INT);")]
     with pytest.raises(sqlite3.OperationalError):
         apply_migrations(db_path, bad)
-    conn = sqlite3.connect(db_path)
-    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'a'").fetchone()[0] == 0
-    assert conn.execute("SELECT count(*) FROM _migrations").fetchone()[0] == 0
+    with closing(sqlite3.connect(db_path)) as conn:
+        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'a'").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM _migrations").fetchone()[0] == 0
 
 
 def test_split_sql_keeps_semicolons_inside_strings():
