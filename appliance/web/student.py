@@ -168,9 +168,9 @@ def my_progress():
         # the first), then those with answers (as on the home page).
         lang = base_language(str(get_locale()))
         rows = conn.execute(
-            f"SELECT c.id, c.title, c.language FROM courses c ORDER BY {in_language_sql('c.language', '?2')} DESC,"
-            " EXISTS (SELECT 1 FROM attempts a WHERE a.course_id = c.id AND a.student_id = ?1) DESC, c.title",
-            (user["id"], lang)).fetchall()
+            f"SELECT c.id, c.title, c.language FROM courses c ORDER BY {in_language_sql('c.language', ':lang')} DESC,"
+            " EXISTS (SELECT 1 FROM attempts a WHERE a.course_id = c.id AND a.student_id = :student) DESC, c.title",
+            {"student": user["id"], "lang": lang}).fetchall()
         for c in rows:
             skills = [dict(r) for r in conn.execute(
                 "SELECT s.id, s.id AS skill_id, s.course_id, s.name, m.p_mastery, m.successes, m.failures"
