@@ -194,8 +194,8 @@ class LearnerService:
         another language's course does not switch the home page to it, even before the student has
         answered anything in their own language's course."""
         lang = base_language(language)
-        # Named parameters: a placeholder used twice (in_language_sql) as ?1/?2 with a tuple makes Python
-        # 3.12.0-3.12.3 warn (and says 3.14 would refuse it).
+        # Named parameters: numbered ones bound from a tuple (a placeholder in_language_sql uses twice)
+        # make Python 3.12.0-3.12.3 warn, and say 3.14 would refuse them.
         in_language = in_language_sql("c.language", ":lang")
         with self.services.db.read() as conn:
             row = conn.execute("SELECT a.course_id FROM attempts a JOIN courses c ON c.id = a.course_id"
