@@ -177,7 +177,9 @@ def gunicorn_server(cfg, wsgi_factory):
     # and speak to systemd only from the readiness thread below.
     systemd_env = sd.detach()
     _shared_metrics_dir(cfg)
-    host = "127.0.0.1" if cfg.web.host in ("0.0.0.0", "", "::") else cfg.web.host
+    # The probe goes to loopback: IPv4's for all IPv4 addresses, IPv6's for all IPv6 ones ("::" takes IPv4
+    # too only where the kernel maps it, net.ipv6.bindv6only=0).
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(cfg.web.host, cfg.web.host)
     health_url = http_url(host, cfg.web.port) + "/api/v1/health"
 
     def readiness_and_watchdog(url):

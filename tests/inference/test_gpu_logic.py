@@ -345,6 +345,10 @@ def test_models_kept_on_the_cpu_ignore_the_gpu_providers(repo, tmp_path, monkeyp
     described = backend.describe()
     assert described["requested_providers"] == ["CPUExecutionProvider"] == described["active_providers"]
     assert described["fallback"] is None and described["kept_on_cpu"], "kept on the CPU by choice, not a fallback"
+    on_trt_box = dataclasses.replace(request, settings=Settings(backend="tensorrt"))
+    assert ortb.OnnxRuntimeBackend(on_trt_box).describe()["kept_on_cpu"], "the other models of this box go to TensorRT"
+    assert not ortb.OnnxRuntimeBackend(dataclasses.replace(request, settings=Settings())).describe()["kept_on_cpu"], \
+        "a CPU-only box keeps nothing from a GPU"
     assert loaded == [] and not (tmp_path / "cache" / "ort-trt").exists()
     other = dataclasses.replace(request, settings=Settings(providers=["tensorrt", "cuda", "cpu"], cpu_models=[]))
     assert ortb.OnnxRuntimeBackend(other).describe()["requested_providers"][0] == "TensorrtExecutionProvider"
@@ -410,6 +414,8 @@ class _FakeDriver:
 @pytest.mark.parametrize("init_rc, devices, expected", [
     (100, 0, "no CUDA-capable GPU is visible (CUDA_ERROR_NO_DEVICE)"),
     (999, 0, "CUDA_ERROR_UNKNOWN; are /dev/nvidia* reachable?"),
+    (803, 1, "reboot after a driver upgrade (CUDA_ERROR_SYSTEM_DRIVER_MISMATCH)"),
+    (34, 1, "CUDA_ERROR_STUB_LIBRARY"),
     (42, 0, "CUresult 42"),
     (0, 0, "CUDA_ERROR_NO_DEVICE"),
     (0, 1, None),
@@ -419,6 +425,12 @@ def test_a_driver_that_loads_is_asked_why_cuda_does_not_start(init_rc, devices, 
     assert why is None if expected is None else (why.startswith("the NVIDIA driver cannot start CUDA: ") and expected in why)
 
 
+def test_a_configured_gpu_the_box_does_not_have_is_named():
+    assert ortb._driver_problem(_FakeDriver(0, 1), device_id=1) == \
+        "inference.cuda_device_id is 1, but this box has 1 GPU(s), numbered from 0"
+    assert ortb._driver_problem(_FakeDriver(0, 2), device_id=1) is None
+
+
 def test_what_cuda_diagnosis_finds_comes_before_what_onnx_runtime_printed(repo, tmp_path, monkeypatch):
     """With no GPU visible, ONNX Runtime's printed error was "... FromProviderOptions ... Parse Failed" (H100,
     device nodes hidden); the driver's answer says what is wrong."""
@@ -426,11 +438,18 @@ def test_what_cuda_diagnosis_finds_comes_before_what_onnx_runtime_printed(repo, 
     backend.requested_providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     chosen = list(backend.requested_providers)
     available = set(chosen)
-    monkeypatch.setattr(ortb, "cuda_provider_problem", lambda: "the NVIDIA driver cannot start CUDA: no GPU")
+    monkeypatch.setattr(ortb, "cuda_provider_problem", lambda **_: "the NVIDIA driver cannot start CUDA: no GPU")
     assert backend._why_not_first(available, chosen, "provider_options_utils.h:187 Parse Failed") == \
         "the NVIDIA driver cannot start CUDA: no GPU; ONNX Runtime said: provider_options_utils.h:187 Parse Failed"
     assert backend._why_not_first(available, chosen, None) == "the NVIDIA driver cannot start CUDA: no GPU"
-    monkeypatch.setattr(ortb, "cuda_provider_problem", lambda: None)
+    monkeypatch.setattr(ortb, "cuda_provider_problem", lambda **_: None)
     assert backend._why_not_first(available, chosen, "printed") == "printed", "nothing found: what ONNX Runtime said"
+    # TensorRT asked first, missing from this build, and CUDA failing too: both are said.
+    monkeypatch.setattr(ortb, "cuda_provider_problem", lambda **_: "no NVIDIA driver: libcuda.so.1")
+    backend.requested_providers = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert backend._why_not_first(available, chosen, None) == (
+        f"this ONNX Runtime ({ort.__version__}) has no TensorrtExecutionProvider; the onnxruntime-gpu package has CUDA"
+        " and TensorRT; no NVIDIA driver: libcuda.so.1")
+    backend.requested_providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     backend.active_providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert backend._why_not_first(available, chosen, None) is None

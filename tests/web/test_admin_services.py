@@ -83,5 +83,5 @@ def test_admin_page_in_spanish_words_the_privacy_budget_and_numbers_in_spanish(s
     en = admin_client.get("/admin/", headers={"Accept-Language": "en"}).get_data(as_text=True)
     assert "Privacy budget spent: epsilon 4.32 at delta 1e-05, over 2 updates." in en and "1,672.7 ms" in en
     assert "The details are in English" not in en
-    assert "Kept on the CPU, where this small model answers faster than on the GPU (inference.cpu_models)" in en
-    assert "Se queda en la CPU" in es
+    assert "Kept on the CPU by the setting inference.cpu_models" in en
+    assert "Se queda en la CPU por el ajuste inference.cpu_models" in es

@@ -128,7 +128,7 @@ def preload_cuda_libraries() -> str:
     return problems
 
 
-def cuda_provider_problem(capi_dir: Path | None = None) -> str | None:
+def cuda_provider_problem(capi_dir: Path | None = None, device_id: int = 0) -> str | None:
     """Why ONNX Runtime's CUDA provider could not start, or None when that cannot be told.
 
     When the provider's library cannot load (CUDA, cuBLAS or cuDNN missing), ONNX Runtime logs the
@@ -153,27 +153,36 @@ def cuda_provider_problem(capi_dir: Path | None = None) -> str | None:
         driver = ctypes.CDLL("libcuda.so.1")
     except OSError as exc:
         return f"no NVIDIA driver: {exc}"
-    return _driver_problem(driver)
+    return _driver_problem(driver, device_id)
 
 
-# CUresult codes a box without a usable GPU gets from cuInit (cuda.h).
-_CU_ERRORS = {100: "no CUDA-capable GPU is visible (CUDA_ERROR_NO_DEVICE)",
-              35: "the NVIDIA driver is older than this CUDA (CUDA_ERROR_INSUFFICIENT_DRIVER)",
-              101: "the configured GPU does not exist (CUDA_ERROR_INVALID_DEVICE)",
-              999: "the NVIDIA driver failed to start CUDA (CUDA_ERROR_UNKNOWN; are /dev/nvidia* reachable?)"}
+# CUresult codes (the driver API's, cuda.h) that a box without a usable GPU gets from cuInit.
+_CU_ERRORS = {
+    34: "the CUDA toolkit's stub libcuda.so was loaded instead of the driver's (CUDA_ERROR_STUB_LIBRARY)",
+    46: "the GPU is busy or unavailable (CUDA_ERROR_DEVICE_UNAVAILABLE)",
+    100: "no CUDA-capable GPU is visible (CUDA_ERROR_NO_DEVICE)",
+    802: "the system is not ready for CUDA (CUDA_ERROR_SYSTEM_NOT_READY)",
+    803: "the kernel module and the driver library differ: reboot after a driver upgrade (CUDA_ERROR_SYSTEM_DRIVER_MISMATCH)",
+    804: "forward compatibility is not supported on this GPU (CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE)",
+    999: "the NVIDIA driver failed to start CUDA (CUDA_ERROR_UNKNOWN; are /dev/nvidia* reachable?)",
+}
 
 
-def _driver_problem(driver) -> str | None:
-    """The driver loads: ask it whether CUDA starts and sees a GPU (the next thing that fails)."""
+def _driver_problem(driver, device_id: int = 0) -> str | None:
+    """The driver loads: ask it whether CUDA starts and has the configured GPU (the next thing to fail)."""
     try:
         rc = int(driver.cuInit(0))
         if rc != 0:
             return f"the NVIDIA driver cannot start CUDA: {_CU_ERRORS.get(rc, f'CUresult {rc}')}"
         count = ctypes.c_int(0)
-        if int(driver.cuDeviceGetCount(ctypes.byref(count))) == 0 and count.value == 0:
-            return f"the NVIDIA driver cannot start CUDA: {_CU_ERRORS[100]}"
+        if int(driver.cuDeviceGetCount(ctypes.byref(count))) != 0:
+            return None
     except (AttributeError, OSError):
         return None
+    if count.value == 0:
+        return f"the NVIDIA driver cannot start CUDA: {_CU_ERRORS[100]}"
+    if device_id >= count.value:
+        return f"inference.cuda_device_id is {device_id}, but this box has {count.value} GPU(s), numbered from 0"
     return None
 
 
@@ -285,8 +294,9 @@ class OnnxRuntimeBackend(Backend):
         # window between that check and this read (cheap next to building the session).
         if hashlib.sha256(data).hexdigest() != request.sha256:
             raise IntegrityError(f"{request.name} version {request.version}: model file changed after verification")
-        self.kept_on_cpu = request.name in settings.cpu_models and any(
-            provider_name(p) != "CPUExecutionProvider" for p in settings.providers)
+        # Worth saying where the model would otherwise have gone to a GPU: a GPU provider, or the tensorrt backend.
+        self.kept_on_cpu = request.name in settings.cpu_models and (settings.backend != "onnxruntime" or any(
+            provider_name(p) != "CPUExecutionProvider" for p in settings.providers))
         wanted = ["cpu"] if request.name in settings.cpu_models else settings.providers
         self.requested_providers = [provider_name(p) for p in wanted] or ["CPUExecutionProvider"]
         available = set(ort.get_available_providers())
@@ -326,16 +336,20 @@ class OnnxRuntimeBackend(Backend):
         first = self.requested_providers[0]
         if first in self.active_providers:
             return printed
+        reasons = []
         if first not in available:
             if first in (TRT, "CUDAExecutionProvider"):
-                return f"this ONNX Runtime ({ort.__version__}) has no {first}; the onnxruntime-gpu package has CUDA and TensorRT"
-            return f"this ONNX Runtime ({ort.__version__}) has no {first}; it has {', '.join(sorted(available))}"
-        cuda = "CUDAExecutionProvider"
-        if cuda in chosen and cuda not in self.active_providers:  # TensorRT needs CUDA too
-            found = cuda_provider_problem()
+                reasons.append(f"this ONNX Runtime ({ort.__version__}) has no {first}; the onnxruntime-gpu package has CUDA and TensorRT")
+            else:
+                reasons.append(f"this ONNX Runtime ({ort.__version__}) has no {first}; it has {', '.join(sorted(available))}")
+        gpu = (TRT, "CUDAExecutionProvider")
+        if any(p in chosen for p in gpu) and not any(p in self.active_providers for p in gpu):
+            found = cuda_provider_problem(device_id=self.request.settings.cuda_device_id)  # TensorRT runs on CUDA too
             if found:
-                return f"{found}; ONNX Runtime said: {printed}" if printed else found
-        return printed
+                reasons.append(found)
+        if printed:
+            reasons.append(f"ONNX Runtime said: {printed}" if reasons else printed)
+        return "; ".join(reasons) or None
 
     @staticmethod
     def _session_options(settings, intra_op_threads: int = 0) -> ort.SessionOptions:
