@@ -195,11 +195,14 @@ def test_a_keyboard_and_screen_reader_user_signs_in_answers_and_is_told_each_res
         page.keyboard.press("Enter")  # wrong first, so that the right answer after it raises the mastery
         page.wait_for_function("() => document.querySelector('.announce').textContent.startsWith('Not quite.')")
         assert radio.get_attribute("aria-invalid") is None
+        assert card.locator(".step-done").is_hidden(), "a wrong answer does not mark the question done"
         answer_exercise(card, first)
         card.locator("button.check").focus()
         page.keyboard.press("Enter")
         page.wait_for_function("() => document.querySelector('.announce').textContent.startsWith('Well done! That is right.')")
         card.locator(".mastery-up").wait_for()
+        # The question's heading now says it is done (the dots that show it are hidden from screen readers).
+        assert not card.locator(".step-done").is_hidden() and card.locator(".step").text_content().endswith(" (done)")
         said = page.locator(".announce").text_content()
         # The new mastery and its rise, as one sentence and without "black up-pointing triangle".
         assert re.search(r"\d+% mastered, up \d+", said) and "\u25b2" not in said, said

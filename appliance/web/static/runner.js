@@ -172,6 +172,8 @@
     // The latest answer decides: right after wrong turns the card green, wrong after right turns it back.
     card.classList.toggle("is-correct", !!done);
     if (dots[index]) { dots[index].classList.toggle("done", !!done); }
+    var doneMark = card.querySelector(".step-done");  // the dots' meaning for a screen reader
+    if (doneMark) { doneMark.hidden = !done; }
     if (done) {
       var next = card.querySelector(".next, .lesson-end");
       if (next && !card.hidden) { next.focus(); }  // Enter moves on: no hunting for the button
