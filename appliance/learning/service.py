@@ -194,9 +194,7 @@ class LearnerService:
         another language's course does not switch the home page to it, even before the student has
         answered anything in their own language's course."""
         lang = base_language(language)
-        # Named parameters: numbered ones bound from a tuple (a placeholder in_language_sql uses twice)
-        # make Python 3.12.0-3.12.3 warn, and say 3.14 would refuse them.
-        in_language = in_language_sql("c.language", ":lang")
+        in_language = in_language_sql("c.language")
         with self.services.db.read() as conn:
             row = conn.execute("SELECT a.course_id FROM attempts a JOIN courses c ON c.id = a.course_id"
                                f" WHERE a.student_id = :student AND {in_language} ORDER BY a.id DESC LIMIT 1",
@@ -206,7 +204,7 @@ class LearnerService:
                                    " HAVING COUNT(*) >= ? ORDER BY MAX(id) DESC LIMIT 1",
                                    (student["id"], SWITCH_AFTER)).fetchone()
             if row is None:
-                row = conn.execute(f"SELECT c.id FROM courses c WHERE {in_language_sql('c.language', ':lang')}"
+                row = conn.execute(f"SELECT c.id FROM courses c WHERE {in_language_sql('c.language')}"
                                    " ORDER BY c.title LIMIT 1", {"lang": lang}).fetchone()
             if row is None:
                 row = conn.execute("SELECT id FROM courses ORDER BY title LIMIT 1").fetchone()

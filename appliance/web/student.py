@@ -168,7 +168,7 @@ def my_progress():
         # the first), then those with answers (as on the home page).
         lang = base_language(str(get_locale()))
         rows = conn.execute(
-            f"SELECT c.id, c.title, c.language FROM courses c ORDER BY {in_language_sql('c.language', ':lang')} DESC,"
+            f"SELECT c.id, c.title, c.language FROM courses c ORDER BY {in_language_sql('c.language')} DESC,"
             " EXISTS (SELECT 1 FROM attempts a WHERE a.course_id = c.id AND a.student_id = :student) DESC, c.title",
             {"student": user["id"], "lang": lang}).fetchall()
         for c in rows:

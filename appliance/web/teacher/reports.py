@@ -63,7 +63,7 @@ def course_for(conn, course_id: str | None, class_id: int | None = None, languag
     row = conn.execute(
         "SELECT c.id, c.title FROM courses c ORDER BY (SELECT COUNT(*) FROM attempts a JOIN class_members cm"
         " ON cm.student_id = a.student_id AND cm.class_id = :class WHERE a.course_id = c.id) DESC,"
-        f" {in_language_sql('c.language', ':lang')} DESC, c.title LIMIT 1",
+        f" {in_language_sql('c.language')} DESC, c.title LIMIT 1",
         {"class": class_id, "lang": base_language(language)}).fetchone()
     return dict(row) if row else None
 
