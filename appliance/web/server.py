@@ -50,9 +50,13 @@ def probe(url: str, timeout: float = 2.0) -> bool:
         conn.close()
 
 
+def host_port(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets (``web.host = ::1`` gives ``[::1]:8080``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def http_url(host: str, port: int) -> str:
-    """``http://host:port``, an IPv6 address in brackets (``web.host = ::1``)."""
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"http://{host_port(host, port)}"
 
 
 class WaitressPart:
@@ -218,7 +222,7 @@ def gunicorn_server(cfg, wsgi_factory):
     class Server(BaseApplication):
         def load_config(self):
             options = {
-                "bind": http_url(cfg.web.host, cfg.web.port).removeprefix("http://"),  # [::1]:8080 for IPv6
+                "bind": host_port(cfg.web.host, cfg.web.port),
                 "workers": cfg.web.workers,
                 "worker_class": "gthread",
                 "threads": cfg.web.threads,

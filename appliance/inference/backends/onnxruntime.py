@@ -42,10 +42,12 @@ _RUN_ERRORS = (_STATE.InvalidArgument, _STATE.Fail, _STATE.RuntimeException, _ST
 _SESSION_ERRORS = (_STATE.EPFail, _STATE.Fail, _STATE.RuntimeException, RuntimeError, ValueError)
 
 TRT = "TensorrtExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+GPU_PROVIDERS = (TRT, CUDA)  # TensorRT runs on CUDA too: both need CUDA's libraries and a GPU
 
 ALIASES = {
     "tensorrt": TRT,
-    "cuda": "CUDAExecutionProvider",
+    "cuda": CUDA,
     "cpu": "CPUExecutionProvider",
 }
 
@@ -307,7 +309,7 @@ class OnnxRuntimeBackend(Backend):
             chosen.append("CPUExecutionProvider")  # last resort, always present
         for missing in (p for p in self.requested_providers if p not in available):
             log.warning("%s: %s is not available in this ONNX Runtime build", request.name, missing)
-        if len(chosen) > 1:  # a GPU provider: its libraries must be loaded before the session asks for them
+        if any(p in chosen for p in GPU_PROVIDERS):  # their libraries load before the session asks for them
             preload_cuda_libraries()
         options = [self._provider_options(p, request) for p in chosen]
         engines = Path(options[chosen.index(TRT)]["trt_engine_cache_path"]) if TRT in chosen else None
@@ -338,13 +340,12 @@ class OnnxRuntimeBackend(Backend):
             return printed
         reasons = []
         if first not in available:
-            if first in (TRT, "CUDAExecutionProvider"):
+            if first in GPU_PROVIDERS:
                 reasons.append(f"this ONNX Runtime ({ort.__version__}) has no {first}; the onnxruntime-gpu package has CUDA and TensorRT")
             else:
                 reasons.append(f"this ONNX Runtime ({ort.__version__}) has no {first}; it has {', '.join(sorted(available))}")
-        gpu = (TRT, "CUDAExecutionProvider")
-        if any(p in chosen for p in gpu) and not any(p in self.active_providers for p in gpu):
-            found = cuda_provider_problem(device_id=self.request.settings.cuda_device_id)  # TensorRT runs on CUDA too
+        if any(p in chosen for p in GPU_PROVIDERS) and not any(p in self.active_providers for p in GPU_PROVIDERS):
+            found = cuda_provider_problem(device_id=self.request.settings.cuda_device_id)
             if found:
                 reasons.append(found)
         if printed:

@@ -135,21 +135,22 @@ def _publish(repo, staging: Path, manifest: dict) -> str:
             mv = repo.version(name, version)
         except AppError:  # an unreadable manifest is the engine's to report, not a reason to stop
             continue
-        if _same_build(mv.meta, manifest) and not _signed_here(repo, mv.meta):
+        if not _same_build(mv.meta, manifest):
+            continue
+        if not _signed_here(repo, mv.meta):
             # A copy of our manifest someone put there unsigned (or re-signed): not a build of this
             # box, and a box that loads only signed models would refuse it. Build a signed one.
             log.warning("model %s: version %s claims this build but is not signed by this box", name, version)
             continue
-        if _same_build(mv.meta, manifest):
-            try:
-                repo.verify_files(mv, manifest.get("backend") or "onnxruntime")
-            except AppError as exc:  # a damaged copy of this build is no copy: build it again
-                log.warning("model %s: version %s holds this build but is damaged (%s); building it again",
-                            name, version, exc.message)
-                damaged = damaged or version
-                continue
-            log.info("model %s: version %s already holds this build", name, version)
-            return version
+        try:
+            repo.verify_files(mv, manifest.get("backend") or "onnxruntime")
+        except AppError as exc:  # a damaged copy of this build is no copy: build it again
+            log.warning("model %s: version %s holds this build but is damaged (%s); building it again",
+                        name, version, exc.message)
+            damaged = damaged or version
+            continue
+        log.info("model %s: version %s already holds this build", name, version)
+        return version
     # A new build of the default serves at once when a default was being served (a builder
     # upgrade), but never displaces a version from elsewhere that serves by being the highest.
     active = repo.active_version(name)
