@@ -191,8 +191,8 @@ def gunicorn_server(cfg, wsgi_factory):
         # thread is a daemon because gunicorn's own shutdown owns the exit of the master process.
         while not probe(url):
             time.sleep(0.2)
+        log.info("web service ready on %s", url)  # logged first: whoever hears READY=1 finds the line already written
         sd.ready(env=systemd_env)
-        log.info("web service ready on %s", url)
         period = sd.watchdog_interval(systemd_env) or 5.0
         while True:
             time.sleep(period)

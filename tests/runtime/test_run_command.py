@@ -253,7 +253,14 @@ def test_web_serves_on_an_ipv6_address(tmp_path):
             port = s.getsockname()[1]
     except OSError:
         port = None
-    env = dict(os.environ, CLASSROOM_EDGE_CONTENT__INSTALL_DEMO="false", CLASSROOM_EDGE_INFERENCE__ENABLED="false")
+    # Readiness is what the master's probe sends to systemd, so the test listens where systemd would: the
+    # test's own request can succeed before the probe's first one, and a SIGTERM then would race it.
+    notify_path = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(notify_path)
+    listener.settimeout(120)
+    env = dict(os.environ, CLASSROOM_EDGE_CONTENT__INSTALL_DEMO="false", CLASSROOM_EDGE_INFERENCE__ENABLED="false",
+               NOTIFY_SOCKET=notify_path)
     proc = subprocess.Popen([sys.executable, "-m", "appliance", "web", "--host", "::1", "--port", str(port or free_port()),
                              "--data-dir", str(tmp_path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -261,10 +268,14 @@ def test_web_serves_on_an_ipv6_address(tmp_path):
             out, _ = proc.communicate(timeout=60)
             assert proc.returncode != 0 and "cannot listen on ::1" in out
             return
-        wait_http(f"http://[::1]:{port}/api/v1/health", proc)
+        messages = []
+        while not any("READY=1" in m for m in messages):
+            messages.append(listener.recv(4096).decode())  # socket.timeout after 120 s fails the test
+        assert wait_http(f"http://[::1]:{port}/api/v1/health", proc)["status"]
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     finally:
         proc.kill()
+        listener.close()
     assert proc.returncode == 0, out
-    assert f"web service ready on http://[::1]:{port}/api/v1/health" in out, "READY=1 was sent: the probe reached it"
+    assert f"web service ready on http://[::1]:{port}/api/v1/health" in out
