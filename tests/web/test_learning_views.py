@@ -162,8 +162,9 @@ def test_teacher_sees_unsure_grades_first_and_overrides_them(services, teacher_c
     assert "Waiting for you" in html and "The model is unsure" in html and "% sure" not in html
     assert f'data-attempt="{toss}" data-graded-by="model" data-sure="toss"' in html and "The model cannot tell" in html
     assert f'id="attempt-{unsure}" tabindex="-1" data-attempt="{unsure}" data-graded-by="model" data-sure="unsure"' in html
-    # Each button's hidden label names the student, the question and the answer; the answer is isolated.
-    assert ": Ana, question: Explain why 1/2 and 2/4 are the same amount., answer: They are kind of the same maybe" in html
+    # Each button's accessible name names the student, the question and the answer, as one bidi isolate.
+    assert ('aria-label="Right: \u2068Ana, question: Explain why 1/2 and 2/4 are the same amount., answer: They are kind '
+            'of the same maybe\u2069"') in html
     assert "“<bdi lang=\"en\">They are kind of the same maybe</bdi>”" in html
     html_all = teacher_client.get(url + "?show=all").get_data(as_text=True)
     order_all = [int(x) for x in re.findall(r'<tr id="attempt-(\d+)"', html_all)]

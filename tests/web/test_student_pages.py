@@ -1,6 +1,7 @@
 """The student's pages: course list, lesson with the exercise runner, own progress."""
 from __future__ import annotations
 
+import re
 import uuid
 
 from lms_fixtures import RIGHT, csrf_of
@@ -20,7 +21,10 @@ def test_course_list_shows_courses_and_assigned_lessons(services, course, klass,
 def test_a_course_with_answers_says_keep_going_before_any_lesson_is_done(course, student_client):
     def button() -> str:
         page = student_client.get("/learn").get_data(as_text=True)
-        return page.split('class="btn" href="/learn/fractions-mini">', 1)[1].split("<", 1)[0]
+        link = page.split('class="btn" href="/learn/fractions-mini"', 1)[1].split("</a>", 1)[0]
+        label, text = re.fullmatch(r' aria-label="([^"]*)">(.*)', link).groups()
+        assert label == f"{text}: \u2068Fractions (mini)\u2069"  # a screen reader hears which course
+        return text
 
     assert button() == "Start"
     token = csrf_of(student_client.get("/learn").get_data(as_text=True))
