@@ -22,6 +22,7 @@ from appliance.discovery.advertiser import Advertiser
 from appliance.discovery.browser import PeerBrowser
 from appliance.discovery.status import StatusWriter, status_path, to_part_status
 from appliance.errors import ConfigError, Unavailable
+from appliance.loopback import http_url, loopback_for
 from appliance.services import PartStatus
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,6 @@ def box_id(cfg) -> str:
     return socket.gethostname()
 
 
-_ANY_HOST = ("", "0.0.0.0", "::")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -54,12 +54,7 @@ def health_url(cfg) -> str:
     """``mdns.health_url``, else the web service's own health endpoint as seen from this machine."""
     if cfg.mdns.health_url:
         return cfg.mdns.health_url
-    host = cfg.web.host
-    if host in _ANY_HOST or host in _LOOPBACK:
-        host = "127.0.0.1"
-    elif ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{cfg.web.port}/api/v1/health"
+    return http_url(loopback_for(cfg.web.host), cfg.web.port) + "/api/v1/health"
 
 
 def make_part(services) -> DiscoveryService | None:

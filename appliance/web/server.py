@@ -21,9 +21,12 @@ import threading
 import time
 import urllib.parse
 
+from appliance.loopback import host_port, http_url, loopback_for
 from appliance.services import PartStatus, Services
 
 log = logging.getLogger(__name__)
+
+NOT_READY_WARNING_S = 30.0
 
 
 def probe(url: str, timeout: float = 2.0) -> bool:
@@ -48,15 +51,6 @@ def probe(url: str, timeout: float = 2.0) -> bool:
         return False
     finally:
         conn.close()
-
-
-def host_port(host: str, port: int) -> str:
-    """``host:port``, an IPv6 address in brackets (``web.host = ::1`` gives ``[::1]:8080``)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def http_url(host: str, port: int) -> str:
-    return f"http://{host_port(host, port)}"
 
 
 class WaitressPart:
@@ -144,7 +138,7 @@ def check_port_free(host: str, port: int) -> None:
         probe_sock.bind((host, port))
     except OSError as exc:
         why = "something else already listens there" if exc.errno == errno.EADDRINUSE else exc.strerror
-        raise RuntimeError(f"cannot listen on {host}:{port}: {why} (web.host / web.port)") from None
+        raise RuntimeError(f"cannot listen on {host_port(host, port)}: {why} (web.host / web.port)") from None
     finally:
         probe_sock.close()
 
@@ -181,15 +175,18 @@ def gunicorn_server(cfg, wsgi_factory):
     # and speak to systemd only from the readiness thread below.
     systemd_env = sd.detach()
     _shared_metrics_dir(cfg)
-    # The probe goes to loopback: IPv4's for all IPv4 addresses, IPv6's for all IPv6 ones ("::" takes IPv4
-    # too only where the kernel maps it, net.ipv6.bindv6only=0).
-    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(cfg.web.host, cfg.web.host)
-    health_url = http_url(host, cfg.web.port) + "/api/v1/health"
+    probe_host = loopback_for(cfg.web.host)
 
     def readiness_and_watchdog(url):
         # The master is only a supervisor: it proves the workers answer, then keeps proving it. The
         # thread is a daemon because gunicorn's own shutdown owns the exit of the master process.
+        started, warned = time.monotonic(), False
         while not probe(url):
+            if not warned and time.monotonic() - started > NOT_READY_WARNING_S:
+                # systemd would otherwise only say, minutes later, that the start timed out.
+                log.warning("the web service does not answer on %s yet (%.0f s after the workers started)",
+                            url, time.monotonic() - started)
+                warned = True
             time.sleep(0.2)
         log.info("web service ready on %s", url)  # logged first: whoever hears READY=1 finds the line already written
         sd.ready(env=systemd_env)
@@ -199,8 +196,11 @@ def gunicorn_server(cfg, wsgi_factory):
             if probe(url, timeout=max(1.0, period)):
                 sd.watchdog(env=systemd_env)
 
-    def when_ready(_server):
-        threading.Thread(target=readiness_and_watchdog, args=(health_url,), name="watchdog", daemon=True).start()
+    def when_ready(server):
+        # web.port = 0: the port the master bound (with a socket per worker, port 0 is never used).
+        port = cfg.web.port or server.LISTENERS[0].getsockname()[1]
+        url = http_url(probe_host, port) + "/api/v1/health"
+        threading.Thread(target=readiness_and_watchdog, args=(url,), name="watchdog", daemon=True).start()
 
     def on_exit(_server):
         sd.stopping(env=systemd_env)

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from appliance import loopback
 from appliance.config import load_config
 from appliance.discovery import netif
 from appliance.discovery.service import DiscoveryService, box_id, health_url, make_part
@@ -100,11 +101,15 @@ def test_a_web_service_on_loopback_is_not_announced(tmp_path):
 
 @pytest.mark.parametrize("web_host, url", [
     ("0.0.0.0", "http://127.0.0.1:8080/api/v1/health"),
-    ("::", "http://127.0.0.1:8080/api/v1/health"),
+    ("::", "http://[::1]:8080/api/v1/health"),
+    ("::1", "http://[::1]:8080/api/v1/health"),
+    ("localhost", "http://127.0.0.1:8080/api/v1/health"),
     ("192.168.4.2", "http://192.168.4.2:8080/api/v1/health"),
     ("fd00::2", "http://[fd00::2]:8080/api/v1/health"),
 ])
-def test_health_url_follows_where_the_web_service_listens(tmp_path, web_host, url):
+def test_health_url_follows_where_the_web_service_listens(tmp_path, web_host, url, monkeypatch):
+    """The same address the web server's own readiness probe uses (appliance.loopback)."""
+    monkeypatch.setattr(loopback, "has_ipv6_loopback", lambda: True)
     assert health_url(_cfg(tmp_path, web_host=web_host)) == url
     assert health_url(_cfg(tmp_path, web_host=web_host, health_url="http://x/h")) == "http://x/h"
 

@@ -1,6 +1,7 @@
 """The embedded default really starts, serves and stops on SIGTERM."""
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -133,7 +134,6 @@ def test_metrics_sum_every_gunicorn_worker(tmp_path):
 def test_each_gunicorn_worker_listens_on_its_own_reuseport_socket(tmp_path):
     """web.reuse_port: one listening socket per worker, so the kernel spreads a class's connections
     over the workers (on one shared socket they can all land on one worker; bench/balance.py)."""
-    import re
     import shutil
 
     import pytest
@@ -228,7 +228,6 @@ def _respawned_worker_listens_only_once_loaded(proc, port: int, workers: set[str
     """A worker that replaces a dead one opens its socket only after its app and models loaded, so
     no connection waits on a worker that is still warming up: when its socket first shows, ONNX
     Runtime is already mapped into it."""
-    import re
 
     victim = sorted(workers)[0]
     os.kill(int(victim), signal.SIGKILL)
@@ -245,6 +244,42 @@ def _respawned_worker_listens_only_once_loaded(proc, port: int, workers: set[str
     raise AssertionError("no replacement worker listened within 60 s")
 
 
+def _notify_listener(tmp_path):
+    """A socket where the service's READY=1 arrives, as systemd's would. Readiness is what the master's
+    probe sends, so a test waits for it there: its own request can succeed before the probe's first one,
+    and a SIGTERM then would race it."""
+    path = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(path)
+    listener.settimeout(120)
+    return listener, path
+
+
+def _wait_ready(listener) -> None:
+    messages = []
+    while not any("READY=1" in m for m in messages):
+        messages.append(listener.recv(4096).decode())  # socket.timeout after 120 s fails the test
+
+
+def test_web_on_port_0_becomes_ready_on_the_port_it_got(tmp_path):
+    """web.port = 0 (any free port): the readiness probe asks the port the master really bound."""
+    listener, notify_path = _notify_listener(tmp_path)
+    env = dict(os.environ, CLASSROOM_EDGE_CONTENT__INSTALL_DEMO="false", CLASSROOM_EDGE_INFERENCE__ENABLED="false",
+               NOTIFY_SOCKET=notify_path)
+    proc = subprocess.Popen([sys.executable, "-m", "appliance", "web", "--port", "0", "--data-dir", str(tmp_path)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_ready(listener)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        listener.close()
+    assert proc.returncode == 0, out
+    port = int(re.search(r"web service ready on http://127\.0\.0\.1:(\d+)/api/v1/health", out).group(1))
+    assert port != 0
+
+
 def test_web_serves_on_an_ipv6_address(tmp_path):
     """web.host = ::1: gunicorn's bind and the master's health probe need the address in brackets."""
     try:
@@ -253,12 +288,7 @@ def test_web_serves_on_an_ipv6_address(tmp_path):
             port = s.getsockname()[1]
     except OSError:
         port = None
-    # Readiness is what the master's probe sends to systemd, so the test listens where systemd would: the
-    # test's own request can succeed before the probe's first one, and a SIGTERM then would race it.
-    notify_path = str(tmp_path / "notify.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    listener.bind(notify_path)
-    listener.settimeout(120)
+    listener, notify_path = _notify_listener(tmp_path)
     env = dict(os.environ, CLASSROOM_EDGE_CONTENT__INSTALL_DEMO="false", CLASSROOM_EDGE_INFERENCE__ENABLED="false",
                NOTIFY_SOCKET=notify_path)
     proc = subprocess.Popen([sys.executable, "-m", "appliance", "web", "--host", "::1", "--port", str(port or free_port()),
@@ -268,9 +298,7 @@ def test_web_serves_on_an_ipv6_address(tmp_path):
             out, _ = proc.communicate(timeout=60)
             assert proc.returncode != 0 and "cannot listen on ::1" in out
             return
-        messages = []
-        while not any("READY=1" in m for m in messages):
-            messages.append(listener.recv(4096).decode())  # socket.timeout after 120 s fails the test
+        _wait_ready(listener)
         assert wait_http(f"http://[::1]:{port}/api/v1/health", proc)["status"]
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)

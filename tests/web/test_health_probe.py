@@ -9,7 +9,8 @@ import urllib.request
 
 import pytest
 
-from appliance.web.server import http_url, probe
+from appliance.loopback import http_url
+from appliance.web.server import probe
 
 
 class _Health(http.server.BaseHTTPRequestHandler):
@@ -79,3 +80,27 @@ def test_probe_reaches_an_ipv6_server_and_keeps_the_query():
 def test_probe_refuses_what_it_cannot_speak():
     with pytest.raises(ValueError, match="plain http"):
         probe("https://127.0.0.1:1/ok")
+
+
+def test_the_wildcard_addresses_are_probed_through_loopback(monkeypatch):
+    from appliance import loopback
+
+    assert loopback.loopback_for("0.0.0.0") == loopback.loopback_for("") == "127.0.0.1"
+    assert loopback.loopback_for("192.168.4.2") == "192.168.4.2" and loopback.loopback_for("::1") == "::1"
+    monkeypatch.setattr(loopback, "has_ipv6_loopback", lambda: True)
+    assert loopback.loopback_for("::") == "::1"
+    # IPv6 switched off by sysctl: "::" still binds and takes IPv4, but there is no ::1 to probe.
+    monkeypatch.setattr(loopback, "has_ipv6_loopback", lambda: False)
+    assert loopback.loopback_for("::") == "127.0.0.1"
+
+
+def test_has_ipv6_loopback_says_whether_1_can_be_bound():
+    from appliance import loopback
+
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        expected = True
+    except OSError:
+        expected = False
+    assert loopback.has_ipv6_loopback.__wrapped__() is expected
