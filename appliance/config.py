@@ -59,9 +59,12 @@ def section(name: str):
     return wrap
 
 
-def setting(default: Any, doc: str, *, secret: bool = False, choices: tuple | None = None):
-    """A config key: its default, its documentation (required) and whether it is a secret."""
-    meta = {"doc": doc, "secret": secret, "choices": choices}
+def setting(default: Any, doc: str, *, secret: bool = False, choices: tuple | None = None,
+            minimum: float | None = None):
+    """A config key: its default, its documentation (required), whether it is a secret, and the values it
+    takes (``choices``; ``minimum`` for a number: a negative GPU index or queue length is a typo, and
+    refused by ``config check`` rather than found when a model fails to load)."""
+    meta = {"doc": doc, "secret": secret, "choices": choices, "minimum": minimum}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -229,6 +232,9 @@ def load_config(
             choices = fields[key].metadata.get("choices")
             if choices and coerced not in choices:
                 raise ConfigError(f"{where}: {sec_name}.{key} must be one of {', '.join(map(str, choices))}")
+            minimum = fields[key].metadata.get("minimum")
+            if minimum is not None and coerced < minimum:
+                raise ConfigError(f"{where}: {sec_name}.{key} must be at least {minimum}, not {coerced}")
             kwargs[key] = coerced
             sources[f"{sec_name}.{key}"] = where
         values[sec_name] = cls(**kwargs)
@@ -276,6 +282,8 @@ def documentation_markdown() -> str:
                 doc += " (secret: masked in output)"
             if f.metadata.get("choices"):
                 doc += " One of: " + ", ".join(f"`{c}`" for c in f.metadata["choices"]) + "."
+            if f.metadata.get("minimum") is not None:
+                doc += f" At least {f.metadata['minimum']}."
             lines.append(f"| `{f.name}` | {typ} | `{default!r}` | {doc} |")
         lines.append("")
     return "\n".join(lines)

@@ -43,6 +43,17 @@ def test_unknown_section_and_bad_types_are_errors(tmp_path):
         load_config(env={"CLASSROOM_EDGE_LOGGING__LEVEL": "LOUD"})
 
 
+@pytest.mark.parametrize("key, value", [("INFERENCE__CUDA_DEVICE_ID", "-1"), ("INFERENCE__BATCH_MAX_QUEUE", "0"),
+                                        ("WEB__WORKERS", "0"), ("INFERENCE__BATCH_MAX_DELAY_MS", "-0.5")])
+def test_numbers_below_their_minimum_are_refused_with_the_bound(key, value):
+    with pytest.raises(ConfigError, match=rf"{key.lower().replace('__', '.')} must be at least \d+, not {value}"):
+        load_config(env={f"CLASSROOM_EDGE_{key}": value})
+    bounded = {f"{s}.{f.name}": f.metadata["minimum"] for s, cls in sections().items() for f in dataclasses.fields(cls)
+               if f.metadata.get("minimum") is not None}
+    assert "At least 0." in documentation_markdown() and bounded["inference.cuda_device_id"] == 0
+    assert load_config(env={"CLASSROOM_EDGE_INFERENCE__CUDA_DEVICE_ID": "0"}).inference.cuda_device_id == 0
+
+
 def test_config_check_exits_0_or_1(tmp_path):
     good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
     good.write_text("[web]\nport = 8081\n")
