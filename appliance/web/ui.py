@@ -10,6 +10,7 @@ from pathlib import Path
 
 from flask import g, request, url_for
 from flask_babel import get_locale, get_translations, gettext
+from markupsafe import Markup
 
 from appliance import __version__
 from appliance.web import i18n
@@ -31,10 +32,12 @@ def _named(action, item) -> str:
     """A control's accessible name, "Remove: Fractions", for an aria-label: its visible word first (what a
     voice-control user says), then what it acts on. Not a visually hidden span after the word: Chromium
     puts a space before a positioned element's text, and screen readers said "Remove : Fractions"."""
-    # Both are plain text here (a translated string, a title); the template escapes the result once. The
-    # item is a bidi isolate (FSI ... PDI), as typed names are elsewhere: a right-to-left override in a
-    # name must not reorder the words around it.
-    return gettext("%(action)s: %(item)s", action=str(action), item=f"\u2068{item}\u2069")
+    # The result is plain text that the template escapes once, in the attribute. A template's translated
+    # string with variables arrives as Markup with the variables already escaped ("O&#39;Brien"): back
+    # to plain text first, or a screen reader reads the entity. The item is a bidi isolate (FSI ... PDI),
+    # as typed names are elsewhere: a right-to-left override in a name must not reorder the words around it.
+    action, item = (v.unescape() if isinstance(v, Markup) else str(v) for v in (action, item))
+    return gettext("%(action)s: %(item)s", action=action, item=f"\u2068{item}\u2069")
 
 
 def init_app(app) -> None:

@@ -547,3 +547,25 @@ def test_a_signed_only_box_passes_over_an_unsigned_copy_and_says_so(models, tmp_
         assert "Version 99 is not signed by a key this box trusts (inference.trusted_keys) and is not offered." in row
     finally:
         services.close()
+
+
+def test_accessible_names_carry_typed_text_escaped_once(services, teacher_client, klass, course):
+    """A name or answer with <, & or ' reads as typed in a button's accessible name, not as an entity."""
+    from html.parser import HTMLParser
+
+    ana = klass["students"]["Ana"]["id"]
+    services.db.write(lambda c: c.execute("UPDATE users SET display_name = ? WHERE id = ?", ("Ana O'Brien", ana)))
+    _free_text(services, ana, "1/2 < 3/4 & so 'both' are less", "model", 0.3, 1)
+
+    class Labels(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.found: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            self.found += [v for k, v in attrs if k == "aria-label" and v.startswith("Right: ")]
+
+    parser = Labels()
+    parser.feed(teacher_client.get(f"/teach/classes/{klass['id']}/grades").get_data(as_text=True))
+    assert parser.found == ["Right: \u2068Ana O'Brien, question: Explain why 1/2 and 2/4 are the same amount., "
+                            "answer: 1/2 < 3/4 & so 'both' are less\u2069"]
