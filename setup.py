@@ -24,7 +24,8 @@ CORE = [
 ]
 
 EXTRAS = {
-    # onnxruntime-gpu replaces onnxruntime on a PC with an NVIDIA card.
+    # onnxruntime-gpu on a PC with an NVIDIA card, installed next to onnxruntime (both own the onnxruntime
+    # module; the files are the last one installed): provisioning/roles/app/tasks/onnxruntime_build.yml.
     "gpu": ["onnxruntime-gpu>=1.18"],
     # On a Jetson, TensorRT's Python binding comes from JetPack (apt python3-libnvinfer), matched to its
     # CUDA and GPU driver, so it is not listed: PyPI's bare ``tensorrt`` installs a different TensorRT
