@@ -60,10 +60,11 @@ class Replayed:
 
 
 def _replay(conn, attempt: dict, correct: bool, skills: list, reviews: Reviews, mastery_at, threshold: float,
-            needed: Callable[[str], int]) -> Replayed:
+            needed: Callable[[str], int], tests: Callable[[str, str], bool] = lambda exercise, skill: True) -> Replayed:
     """State and cards if ``attempt`` had been graded ``correct`` (pending answers stay out).
 
     ``mastery_at(state, skills, at)`` -> {skill: p}: asked only where a right answer could create a card.
+    ``tests(exercise, skill)``: as ``CoursePlan.tests_skill``, what ``Reviews.record`` folds by.
     """
     out = Replayed(cards={s: (None, 0) for s in skills})
     for r in conn.execute(
@@ -83,7 +84,8 @@ def _replay(conn, attempt: dict, correct: bool, skills: list, reviews: Reviews, 
         for s in touched:
             card, n = out.cards[s]
             card = reviews.fold(card, card_id(attempt["student_id"], attempt["course_id"], s), ok, at_dt,
-                                partial(mastery, s), threshold, out.state.answers_on(s) >= needed(s))
+                                partial(mastery, s), threshold, out.state.answers_on(s) >= needed(s),
+                                tests(r["exercise_id"], s))
             out.cards[s] = (card, n + (card is not None))
     return out
 
@@ -116,7 +118,7 @@ def override(services, teacher: dict, class_id: int, attempt_id: int, correct: b
     def replay(conn, before: dict, skills: list) -> Replayed:
         plan = plans_of(services).get(conn, before["course_id"])
         return _replay(conn, before, correct, skills, reviews, lambda st, sk, at: mastery_at(st, sk, at)[0], threshold,
-                       lambda s: plan.answers_to_master(s, services.cfg.learning.mastery_min_answers))
+                       lambda s: plan.answers_to_master(s, services.cfg.learning.mastery_min_answers), plan.tests_skill)
 
     with services.db.read() as conn:
         before = reviewable_attempt(conn, attempt_id, class_id)

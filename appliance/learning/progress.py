@@ -115,10 +115,15 @@ def record_attempt(services, student: dict, submission: dict) -> dict:
 
 def _with_review(reply: dict, below: float) -> dict:
     """``review``: the model graded this free-text answer without much confidence, so the student is
-    told only that their teacher will read it (the teacher's review page lists it first)."""
+    told only that their teacher will read it (the teacher's review page lists it first). The reply then
+    carries no grade at all, as for an answer waiting for the teacher: the page shows none, and the grade,
+    the worked answer and the mastery's direction must not sit in the browser's developer tools either."""
     confidence = reply.pop("confidence", None)
     reply.setdefault("repeat", False)
     reply["review"] = reply["graded_by"] == "model" and confidence is not None and confidence < below
+    if reply["review"]:
+        reply.update(correct=None, score=None, feedback="pending", explanation="", mastery={}, mastery_before={})
+        reply.pop("lesson_mastered", None)
     return reply
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import date, datetime, tzinfo
 
 from flask import has_app_context
 from flask_babel import format_date
@@ -58,6 +58,9 @@ class StudentView:
     exercises: dict[str, tuple[int, bool, float]] = field(default_factory=dict)  # id -> (answers, last right, last at)
     cards: dict[str, Due] = field(default_factory=dict)                           # skill -> FSRS card
     source: str = "model"
+    # id -> when the latest answer waiting for the teacher came (free text the model could not grade): no
+    # grade to learn from, but answered; asking for it again would pile up copies for the teacher to read.
+    waiting: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -85,9 +88,20 @@ def _chance(p: float) -> int:
     return int(round(p * 20) * 5)  # "about 70%": a child does not need 71.3%
 
 
+def box_timezone() -> tzinfo | None:
+    """The box's own time zone (the system's, which the school sets): a class meets by its clock."""
+    return datetime.now().astimezone().tzinfo
+
+
+def local_day(d: datetime) -> date:
+    return d.astimezone(box_timezone()).date()
+
+
 def _date(d: datetime) -> str:
+    # The day by the box's clock (Babel would write it in UTC: a day early or late far from Greenwich).
     # Outside a request (CLI, tests of the service) there is no locale to format for: ISO date.
-    return format_date(d, "long") if has_app_context() else d.date().isoformat()
+    day = local_day(d)
+    return format_date(day, "long") if has_app_context() else day.isoformat()
 
 
 def _quoted(names) -> str:
@@ -120,9 +134,15 @@ class _Rules:
         skill = self.plan.skills.get(s)
         return skill is None or all(self.secured(p) for p in skill.prerequisites if p in self.plan.skills)
 
+    def answered(self, exercise_id: str) -> bool:
+        """Graded, or waiting for the teacher."""
+        return exercise_id in self.view.exercises or exercise_id in self.view.waiting
+
     def score(self, ex: Exercise) -> tuple:
         p = self.view.predicted.get(ex.id, 0.5)
         answers, last_right, last_at = self.view.exercises.get(ex.id, (0, False, 0.0))
+        if ex.id in self.view.waiting:
+            answers, last_at = answers + 1, max(last_at, self.view.waiting[ex.id])
         penalty = 0.0
         if answers and last_right:
             penalty += FRESH_BONUS
@@ -161,10 +181,16 @@ def recommend(plan: CoursePlan, view: StudentView, target: float, threshold: flo
 
 
 def _review(r: _Rules) -> Recommendation | None:
-    due = sorted((d for d in r.view.cards.values() if d.skill_id in r.plan.skills and d.due <= r.now),
+    # Due by the day, not the minute: a card answered at 10:05 with a one-day interval is due the next
+    # day at 10:05, and a class that meets at 10:00 would meet it a lesson late.
+    today = local_day(r.now)
+    due = sorted((d for d in r.view.cards.values() if d.skill_id in r.plan.skills and local_day(d.due) <= today),
                  key=lambda d: d.retrievability)
     for d in due:
-        ex = r.best(r.plan.skill_exercises.get(d.skill_id, []))
+        # A question of the skill itself, where it has one: reviewing "fraction of a number" with a word
+        # problem tests the word problem as much.
+        own = [i for i in r.plan.skill_exercises.get(d.skill_id, []) if r.plan.tests_skill(i, d.skill_id)]
+        ex = r.best(own) or r.best(r.plan.skill_exercises.get(d.skill_id, []))
         if ex is None:
             continue
         name = r.skill_name(d.skill_id)
@@ -212,7 +238,7 @@ def _explain(r: _Rules) -> Recommendation | None:
         if not r.mastered_now(s):
             continue
         unanswered = [i for i in r.plan.skill_exercises.get(s, []) if i in r.plan.exercises
-                      and r.plan.exercises[i].kind == "free_text" and i not in r.view.exercises]
+                      and r.plan.exercises[i].kind == "free_text" and not r.answered(i)]
         ex = r.best(unanswered)
         if ex is not None:
             why = _("You have mastered “%(skill)s”. Can you explain it in your own words? Your teacher reads "
@@ -247,14 +273,15 @@ def _practice(r: _Rules, ex: Exercise, p: float) -> Recommendation:
 
 def _new_lesson(r: _Rules) -> Recommendation | None:
     fresh = [s for s in r.plan.skills if r.view.practised.get(s, 0) == 0 and not r.secured(s) and r.unlocked(s)
-             and r.plan.skill_lessons.get(s)]
+             and r.plan.skill_lessons.get(s) and not any(i in r.view.waiting for i in r.plan.skill_exercises.get(s, []))]
     if not fresh:
         return None
     position = {le.id: le.position for le in r.plan.lessons}
     skill = min(fresh, key=lambda s: (position.get(r.plan.skill_lessons[s][0], 0), list(r.plan.skills).index(s)))
     lesson_id = r.plan.skill_lessons[skill][0]
     # Already worked in this lesson (it teaches an earlier skill too): open it at this skill's questions.
-    worked_in = any(r.plan.exercises[i].lesson_id == lesson_id for i in r.view.exercises if i in r.plan.exercises)
+    worked_in = any(r.plan.exercises[i].lesson_id == lesson_id for i in (*r.view.exercises, *r.view.waiting)
+                    if i in r.plan.exercises)
     start = next((i for i in r.plan.skill_exercises.get(skill, []) if r.plan.exercises[i].lesson_id == lesson_id),
                  None) if worked_in else None
     prereqs = [p for p in r.plan.skills[skill].prerequisites if p in r.plan.skills]
@@ -272,8 +299,16 @@ def _new_lesson(r: _Rules) -> Recommendation | None:
         why = _("New for you: “%(lesson)s”. You are ready for it because you have mastered %(prereqs)s.",
                 lesson=title, prereqs=_quoted(r.skill_name(p) for p in prereqs))
         reason = "prerequisites_met"
-    else:
+    elif worked_in:
+        why = _("Next in “%(lesson)s”: “%(skill)s”. You can start it now: it builds on nothing else.",
+                lesson=title, skill=r.skill_name(skill))
+        reason = "no_prerequisites"
+    elif not r.view.exercises and not r.view.waiting:
         why = _("A good place to start: “%(lesson)s” comes first, with nothing to learn before it.", lesson=title)
+        reason = "no_prerequisites"
+    else:
+        # Not "a good place to start" for a student four lessons in: another skill that needs nothing.
+        why = _("New for you: “%(lesson)s”. You can start it now: it builds on nothing else.", lesson=title)
         reason = "no_prerequisites"
     return r.rec("lesson", reason, why, lesson_id=lesson_id, skill=skill, p=r.view.mastery.get(skill), start=start)
 

@@ -58,9 +58,10 @@ class Reviews:
 
     def record(self, conn: sqlite3.Connection, student_id: int, course_id: str, skills, correct: bool,
                mastery: dict[str, float], threshold: float, at: datetime,
-               enough: Callable[[str], bool]) -> list[str]:
+               enough: Callable[[str], bool], tests: Callable[[str], bool] = lambda skill: True) -> list[str]:
         """Fold one graded answer into the cards of ``skills``; returns the skills that got a new card.
         ``enough(skill)``: the skill has enough graded answers to be mastered, this one included.
+        ``tests(skill)``: the question is one of the skill's own (``CoursePlan.tests_skill``; see ``fold``).
 
         Runs inside the answer's transaction (the writer thread): a select and an upsert per skill.
         """
@@ -70,7 +71,7 @@ class Reviews:
                                (student_id, course_id, skill)).fetchone()
             old = None if row is None else Card.from_dict(json.loads(row["card"]))
             card = self.fold(old, card_id(student_id, course_id, skill), correct, at,
-                             partial(mastery.get, skill, 0.0), threshold, enough(skill))
+                             partial(mastery.get, skill, 0.0), threshold, enough(skill), tests(skill))
             if card is None:
                 continue  # not mastered yet: nothing to review
             if old is None:
@@ -79,13 +80,20 @@ class Reviews:
         return created
 
     def fold(self, card: Card | None, new_id: int, correct: bool, at: datetime, mastery: Callable[[], float],
-             threshold: float, enough: bool) -> Card | None:
+             threshold: float, enough: bool, tested: bool = True) -> Card | None:
         """The card after one graded answer on its skill; None while the skill has none.
 
         A skill without a card gets one (``new_id``) on a right answer that leaves it mastered, once it has
         ``enough`` answers; ``mastery()`` (the skill's mastery after this answer) is asked only then, so a
         replay predicts no more than needed.
+
+        A wrong answer to a question that is not ``tested`` as one of the skill's own (a word problem also
+        tagged with the "fraction of a number" it builds on) leaves the card alone: the slip says more about
+        the word problem, and rating the mastered skill Again would bring its review back the next day
+        with "You mastered it before" for a skill the student still knows. A right one still counts.
         """
+        if not correct and not tested:
+            return card
         if card is None:
             if not correct or not enough or mastery() < threshold:
                 return None

@@ -146,7 +146,8 @@ class LearnerService:
         plan, least = self.plans.get(conn, cid), self.settings.mastery_min_answers
         self.reviews.record(conn, sid, cid, skills, bool(attempt["correct"]), mastery,
                             self.settings.mastery_threshold, at_dt,
-                            lambda s: state.answers_on(s) >= plan.answers_to_master(s, least))
+                            lambda s: state.answers_on(s) >= plan.answers_to_master(s, least),
+                            lambda s: plan.tests_skill(attempt["exercise_id"], s))
         return mastery if source == "model" else None
 
     # -- what next -------------------------------------------------------------------------------
@@ -172,12 +173,15 @@ class LearnerService:
                             "SELECT exercise_id, COUNT(*) AS n, correct, created_at, MAX(id) FROM attempts"
                             " WHERE student_id = ? AND course_id = ? AND graded_by != 'pending' GROUP BY exercise_id",
                             (student["id"], course_id))}
+            waiting = {r[0]: learner_state.epoch_of(r[1]) for r in conn.execute(
+                "SELECT exercise_id, MAX(created_at) FROM attempts WHERE student_id = ? AND course_id = ?"
+                " AND graded_by = 'pending' GROUP BY exercise_id", (student["id"], course_id))}
             cards = self.reviews.cards(conn, student["id"], course_id, now_dt)
         forecast = own.forecast if own else self._forecast(plan, state, now)
         view = StudentView(
             mastery=forecast.skills, predicted=forecast.exercises,
             practised={s: state.answers_on(s) for s in state.skills},
-            exercises=answered, cards=cards, source=forecast.source)
+            exercises=answered, cards=cards, source=forecast.source, waiting=waiting)
         rec = recommend(plan, view, self.settings.target_success, self.settings.mastery_threshold, now_dt,
                         self.settings.mastery_min_answers)
         if rec.lesson_id:
@@ -200,9 +204,10 @@ class LearnerService:
                                f" WHERE a.student_id = :student AND {in_language} ORDER BY a.id DESC LIMIT 1",
                                {"student": student["id"], "lang": lang}).fetchone()
             if row is None:
-                row = conn.execute("SELECT course_id FROM attempts WHERE student_id = ? GROUP BY course_id"
-                                   " HAVING COUNT(*) >= ? ORDER BY MAX(id) DESC LIMIT 1",
-                                   (student["id"], SWITCH_AFTER)).fetchone()
+                # Joined with courses: the answers of a removed course are kept, its Next up is gone.
+                row = conn.execute("SELECT a.course_id FROM attempts a JOIN courses c ON c.id = a.course_id"
+                                   " WHERE a.student_id = ? GROUP BY a.course_id HAVING COUNT(*) >= ?"
+                                   " ORDER BY MAX(a.id) DESC LIMIT 1", (student["id"], SWITCH_AFTER)).fetchone()
             if row is None:
                 row = conn.execute(f"SELECT c.id FROM courses c WHERE {in_language_sql('c.language')}"
                                    " ORDER BY c.title LIMIT 1", {"lang": lang}).fetchone()

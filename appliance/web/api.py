@@ -68,7 +68,12 @@ _ATTEMPT_IN = {
 _ATTEMPT_OUT = {
     "type": "object", "required": ["attempt_uid", "correct", "score", "feedback", "mastery", "replayed"],
     "properties": {
-        "attempt_uid": {"type": "string"}, "correct": {"type": "boolean"}, "score": {"type": "number"},
+        "attempt_uid": {"type": "string"},
+        "correct": {"type": ["boolean", "null"], "description": "null when the student is not told the grade yet: "
+                    "the model was unsure of it (review) and the teacher reads the answer first."},
+        "score": {"type": ["number", "null"]},
+        "review": {"type": "boolean", "description": "The model's grade is unsure: no grade, worked answer or mastery "
+                   "is given until the teacher reads it."},
         "feedback": {"type": "string", "enum": ["correct", "partly", "incorrect", "pending"]},
         "graded_by": {"type": "string"}, "explanation": {"type": "string"},
         "mastery": {"type": "object", "additionalProperties": {"type": "number"}},

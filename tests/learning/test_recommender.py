@@ -290,3 +290,79 @@ def test_a_mastered_skill_s_written_question_comes_before_the_next_lesson():
     # Not before the skill is mastered: practice first.
     v = view(mastery={"parts": 0.6}, practised={"parts": 1}, predicted={"parts-1": 0.7})
     assert recommend(plan, v, TARGET, THRESHOLD, NOW).reason != "explain"
+
+
+def test_a_written_answer_waiting_for_the_teacher_counts_as_answered():
+    """Without the grading model a written answer waits for the teacher, ungraded. Next up must not ask
+    for it again (each new copy is one more for the teacher to read), nor offer its lesson as new."""
+    plan = _with_written_question(make_plan())
+    answered = {f"parts-{i}": (1, True, NOW.timestamp() - 3600) for i in range(3)}
+    v = view(mastery={"parts": 0.95}, practised={"parts": 3}, exercises=answered,
+             waiting={"parts-why": NOW.timestamp() - 20})
+    rec = recommend(plan, v, TARGET, THRESHOLD, NOW)
+    assert (rec.kind, rec.skill_id) == ("lesson", "equal") and rec.reason != "explain"
+    # A skill whose only answers wait is not "new for you" either, and a waiting answer is a recent one.
+    plan = make_plan()
+    solo = Exercise("equal-why", "l-equal", 50, "free_text", "Why is 1/2 = 2/4?", ("equal",))
+    plan.exercises[solo.id] = solo
+    plan.skill_exercises["equal"] = [solo.id]
+    v = view(mastery={"parts": 0.95}, practised={"parts": 3}, exercises=answered, waiting={"equal-why": NOW.timestamp() - 5})
+    rec = recommend(plan, v, TARGET, THRESHOLD, NOW)
+    assert not (rec.kind == "lesson" and rec.skill_id == "equal"), rec
+
+
+def test_a_wrong_word_problem_does_not_bring_back_the_review_of_the_skill_it_builds_on():
+    """A slip on a question of a later skill also tagged with a mastered one (a word problem tagged
+    "fraction of a number") leaves the mastered skill's review card alone; a right answer still counts."""
+    from types import SimpleNamespace
+
+    from appliance.learning.review import Reviews
+
+    reviews = Reviews(SimpleNamespace(desired_retention=0.9, max_review_interval_days=180))
+    card = reviews.fold(None, 1, True, NOW, lambda: 0.95, THRESHOLD, enough=True)
+    assert reviews.fold(card, 1, False, NOW + timedelta(days=2), lambda: 0.95, THRESHOLD, True, tested=False) is card
+    blamed = reviews.fold(card, 1, False, NOW + timedelta(days=2), lambda: 0.95, THRESHOLD, True, tested=True)
+    assert blamed.stability < card.stability  # rated Again: reviewed again soon
+    helped = reviews.fold(card, 1, True, NOW + timedelta(days=2), lambda: 0.95, THRESHOLD, True, tested=False)
+    assert helped.stability > card.stability
+
+
+def test_a_due_review_asks_a_question_of_the_skill_itself():
+    plan = make_plan()
+    for i in range(3):  # "add" questions also practise "parts", and one of them fits the target better
+        old = plan.exercises[f"add-{i}"]
+        plan.exercises[old.id] = Exercise(old.id, old.lesson_id, old.position, old.kind, old.prompt, ("add", "parts"))
+        plan.skill_exercises["parts"].append(old.id)
+    v = view(mastery={"parts": 0.8, "equal": 0.9, "add": 0.9}, practised={"parts": 6, "equal": 5, "add": 5},
+             cards={"parts": Due("parts", NOW - timedelta(hours=1), 0.8)},
+             predicted={"parts-0": 0.97, "parts-1": 0.97, "parts-2": 0.97, "add-0": 0.75})
+    rec = recommend(plan, v, TARGET, THRESHOLD, NOW)
+    assert rec.kind == "review" and rec.exercise_id.startswith("parts-")
+
+
+def test_a_second_skill_without_prerequisites_is_not_called_a_place_to_start():
+    plan = make_plan()
+    plan.skills["add"] = Skill("add", "Adding", ())  # needs nothing, like "parts"
+    answered = {f"parts-{i}": (1, True, NOW.timestamp() - 3600) for i in range(3)}
+    v = view(mastery={"parts": 0.95}, practised={"parts": 3}, exercises=answered,
+             predicted={"equal-0": 0.2, "equal-1": 0.2, "equal-2": 0.2})
+    plan.skills["equal"] = Skill("equal", "Equal fractions", ("add",))  # locked behind "add"
+    rec = recommend(plan, v, TARGET, THRESHOLD, NOW)
+    assert (rec.kind, rec.skill_id, rec.reason) == ("lesson", "add", "no_prerequisites")
+    assert rec.why == "New for you: “Adding fractions”. You can start it now: it builds on nothing else."
+
+
+def test_reviews_are_due_by_the_day_on_the_box_s_clock(monkeypatch):
+    """A card answered at 10:05 with a one-day interval is due at 10:05 the next day; the class meets at
+    10:00. And the date said is the box's: 23:30 UTC is already the next day an hour east of it."""
+    from datetime import timezone
+
+    from appliance.learning import recommender
+
+    monkeypatch.setattr(recommender, "box_timezone", lambda: timezone(timedelta(hours=1)))
+    v = view(mastery={"parts": 0.9, "equal": 0.9, "add": 0.9}, practised={"parts": 6, "equal": 6, "add": 6},
+             cards={"parts": Due("parts", NOW + timedelta(minutes=5), 0.9)})
+    assert recommend(make_plan(), v, TARGET, THRESHOLD, NOW).kind == "review"
+    v.cards = {"parts": Due("parts", NOW + timedelta(hours=13, minutes=30), 0.9)}  # 00:30 tomorrow, box time
+    rec = recommend(make_plan(), v, TARGET, THRESHOLD, NOW)
+    assert rec.kind == "done" and "March 3, 2026" in rec.why

@@ -144,7 +144,10 @@ def test_classic_wrong_answers_are_graded_wrong(demo_svc):
         bea = dict(conn.execute("SELECT * FROM users WHERE id = ?", (added["Bea"]["id"],)).fetchone())
     result = record_attempt(demo_svc, bea, {"attempt_uid": str(uuid.uuid4()), "course_id": "fractions",
                                        "exercise_id": "basics-11", "answer": {"text": CLASSIC_WRONG[0]}})
-    assert result["correct"] is False and result["graded_by"] == "model"
+    assert result["graded_by"] == "model"
+    with demo_svc.db.read() as conn:  # the stored grade (a reply with review set tells none)
+        assert conn.execute("SELECT correct FROM attempts WHERE attempt_uid = ?", (result["attempt_uid"],)).fetchone()[0] == 0
+    assert result["correct"] is (None if result["review"] else False)
 
 
 def test_an_answer_as_close_to_a_wrong_answer_as_to_a_reference_gets_low_confidence(demo_svc):
@@ -206,12 +209,18 @@ def test_an_answer_nearly_an_authors_wrong_answer_is_wrong_and_an_unsure_grade_g
             stored = conn.execute("SELECT confidence FROM attempts WHERE attempt_uid = ?",
                                   (result["attempt_uid"],)).fetchone()[0]
         assert result["review"] is (stored < below)
+        with demo_svc.db.read() as conn:  # the grade as stored: a reply with review set carries none
+            result["stored_correct"] = bool(conn.execute("SELECT correct FROM attempts WHERE attempt_uid = ?",
+                                                         (result["attempt_uid"],)).fetchone()[0])
         replies[text] = result
-    assert replies["just multiply the top number by 2"]["correct"] is False
+    assert replies["just multiply the top number by 2"]["stored_correct"] is False
     assert replies["just multiply the top number by 2"]["review"] is True  # it overruled the threshold
     assert replies["add 2 to the top and the bottom"]["review"] is True
     thirds = replies["1/3 is bigger than 1/4 because thirds are bigger than quarters."]
-    assert thirds["correct"] is True and thirds["review"] is True
+    assert thirds["stored_correct"] is True and thirds["review"] is True
+    # Unsure: nothing of the grade in the reply, not even where the page does not show it.
+    assert (thirds["correct"], thirds["score"], thirds["feedback"], thirds["explanation"], thirds["mastery"]) == (
+        None, None, "pending", "", {})
     assert replies["I like pizza."]["correct"] is False and replies["I like pizza."]["review"] is False
 
 

@@ -544,3 +544,20 @@ def test_a_double_click_on_the_same_grade_is_no_conflict(svc, monkeypatch):
     assert errors == [] and sorted(r["source"] != "unchanged" for r in replies) == [False, True]
     with svc.db.read() as conn:
         assert conn.execute("SELECT COUNT(*) FROM outbox WHERE type = 'grade_override'").fetchone()[0] == 1
+
+
+def test_a_written_answer_waiting_for_the_teacher_is_not_asked_for_again(tmp_path):
+    """Without the grading model, "explain it in your own words" was offered again right after the answer,
+    and again after each new copy, until the teacher graded one (found in review)."""
+    svc = learning_services(tmp_path / "data", None, learning__mastery_threshold="0.05",
+                            learning__mastery_min_answers="1")
+    try:
+        ana = _people(svc)[0]
+        for ex in ("e1", "e2", "e3", "e4", "e5"):
+            reply = answer(svc, ana, ex, RIGHT[ex])
+        assert (reply["next"]["reason"], reply["next"]["exercise_id"]) == ("explain", "e6")
+        pending = answer(svc, ana, "e6", {"text": "Both are one half."})
+        assert pending["graded_by"] == "pending"
+        assert pending["next"]["exercise_id"] != "e6" and pending["next"]["reason"] != "explain", pending["next"]
+    finally:
+        svc.close()

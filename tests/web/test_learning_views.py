@@ -134,6 +134,11 @@ def test_next_up_stays_in_the_class_language_after_a_try_in_another_course(app, 
     # One try in the English course is a look around; a student who works there gets it.
     assert next_up_course("Max", [COURSE_ID]) == "fracciones-mini"
     assert next_up_course("Max", [COURSE_ID] * 2) == COURSE_ID
+    # The English course removed (its answers are kept): Next up goes back to the class language's course.
+    from appliance.content.remover import remove_course
+
+    remove_course(services.db, COURSE_ID)
+    assert next_up_course("Max", []) == "fracciones-mini"
 
 
 def _free_text(services, student_id: int, text: str, graded_by: str, confidence: float, correct: int) -> int:
