@@ -222,11 +222,13 @@ class Batcher:
             self._run_alone(batch[0])
             return
         names = list(batch[0].inputs)
-        merged = {k: self._concat(k, [r.inputs[k] for r in batch]) for k in names}
         try:
+            merged = {k: self._concat(k, [r.inputs[k] for r in batch]) for k in names}
             outputs = self._run(merged)
-        except BadRequest:
-            # One bad request must not fail its neighbours: find it by running each alone.
+        except Exception:  # noqa: BLE001 - each request gets its own result or error below
+            # One bad request must not fail its neighbours: find it by running each alone. Whatever the
+            # failure (a value the backend refused, a batch too big for the GPU's memory), each request
+            # alone either succeeds or fails for its own reason.
             for req in batch:
                 self._run_alone(req)
             return

@@ -78,6 +78,8 @@ def decode_binary_tensor(obj: dict, blob: memoryview, max_elements: int) -> np.n
     wire = native.newbyteorder("<")
     if len(blob) != count * wire.itemsize:
         raise BadRequest(f"input {name!r}: {len(blob)} bytes do not fill shape {shape} as {datatype}")
+    if datatype == "BOOL" and count and np.frombuffer(blob, dtype=np.uint8).max() > 1:
+        raise BadRequest(f"input {name!r}: BOOL bytes must be 0 or 1")
     arr = np.frombuffer(blob, dtype=wire).reshape(shape)
     return arr if wire == native else arr.astype(native)  # a copy only on big-endian hosts
 

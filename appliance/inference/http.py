@@ -92,7 +92,9 @@ def _model_metadata(engine, name: str, version: str | None) -> dict:
         inputs, outputs, platform = mv.inputs, mv.outputs, PLATFORMS.get(backend_type, backend_type)
     return {
         "name": name,
-        "versions": versions,
+        # OIP: the versions a client may name in a request. One version per model serves; the others on
+        # disk are there to activate or roll back to (the admin API lists them).
+        "versions": [loaded.version] if loaded is not None else [],
         "platform": platform,
         "inputs": [t.to_json() for t in inputs],
         "outputs": [t.to_json() for t in outputs],
@@ -214,18 +216,33 @@ def _parse_head(body: dict, rest: memoryview | None, max_elements: int):
     if rest is not None and offset != len(rest):
         raise BadRequest(f"{len(rest) - offset} bytes of binary data belong to no input")
     params = parameters_of(body, "the request")
-    binary_default = params.get("binary_data_output") is True
+    binary_default = _flag(params, "binary_data_output", "the request", False)
     wanted = body.get("outputs")
     outputs = None
     if wanted is not None:
         if not isinstance(wanted, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in wanted):
             raise BadRequest("'outputs' must be a list of objects with a name")
-        outputs = {o["name"]: parameters_of(o, f"output {o['name']!r}").get("binary_data", binary_default) is True
-                   for o in wanted}
+        outputs = {}
+        for o in wanted:
+            where = f"output {o['name']!r}"
+            if o["name"] in outputs:
+                raise BadRequest(f"{where} is asked for twice")
+            out_params = parameters_of(o, where)
+            if "classification" in out_params:  # it would change what the answer means: never ignored
+                raise BadRequest(f"{where}: the classification extension is not supported here")
+            outputs[o["name"]] = _flag(out_params, "binary_data", where, binary_default)
     req_id = body.get("id")
     if req_id is not None and not isinstance(req_id, str):
         raise BadRequest("'id' must be a string")
     return arrays, outputs, req_id, binary_default
+
+
+def _flag(params: dict, key: str, where: str, default: bool) -> bool:
+    """A boolean parameter; "true" or 1 is refused rather than read as false (JSON output after all)."""
+    value = params.get(key, default)
+    if not isinstance(value, bool):
+        raise BadRequest(f"{where}: parameter {key!r} must be true or false")
+    return value
 
 
 @bp.post("/v2/models/<name>/infer")

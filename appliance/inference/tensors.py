@@ -123,10 +123,26 @@ def as_text_array(values) -> np.ndarray:
                 raise BadRequest("BYTES tensors must hold UTF-8 text") from None
         if not isinstance(v, str):
             raise BadRequest("BYTES tensors must hold strings")
+        try:
+            v.encode("utf-8")  # a lone surrogate ("\ud800" in JSON) is no text ONNX Runtime can take
+        except UnicodeEncodeError:
+            raise BadRequest("BYTES tensors must hold valid Unicode text (no lone surrogates)") from None
         flat.append(v)
     out = np.empty(len(flat), dtype=object)
     out[:] = flat
     return out.reshape(arr.shape)
+
+
+def _all_ints(data) -> bool:
+    """Every value of (nested) JSON ``data`` is an integer (not a bool, not a float)."""
+    stack = [data]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, list):
+            stack.extend(v)
+        elif not isinstance(v, int) or isinstance(v, bool):
+            return False
+    return True
 
 
 def _kind_ok(datatype: str, kind: str) -> bool:
@@ -148,6 +164,10 @@ def parameters_of(obj: dict, what: str) -> dict:
     return params
 
 
+MAX_DIMS = 32      # numpy's own limit before 2.0; no model here has more than 4
+MAX_DIM = 2**31 - 1
+
+
 def check_tensor_head(obj: dict, max_elements: int | None) -> tuple[str, str, list[int], int]:
     """(name, datatype, shape, element count) of a request tensor's description, JSON or binary, or a
     BadRequest naming what is wrong."""
@@ -159,6 +179,12 @@ def check_tensor_head(obj: dict, max_elements: int | None) -> tuple[str, str, li
         raise BadRequest(f"input {name!r}: unknown datatype {datatype!r} (use one of {', '.join(NUMPY_OF)})")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise BadRequest(f"input {name!r}: shape must be a list of non-negative integers")
+    if len(shape) > MAX_DIMS:
+        raise BadRequest(f"input {name!r}: at most {MAX_DIMS} dimensions, not {len(shape)}")
+    # Each dimension on its own too: [0, 2**70] holds no element, but numpy cannot make that shape.
+    largest = max_elements if max_elements is not None else MAX_DIM
+    if any(d > largest for d in shape):
+        raise BadRequest(f"input {name!r}: a dimension of {max(shape)} is more than the {largest} elements accepted")
     count = math.prod(shape)
     if max_elements is not None and count > max_elements:
         raise BadRequest(f"input {name!r} has {count} elements; at most {max_elements} are accepted")
@@ -186,9 +212,12 @@ def decode_json_tensor(obj: dict, max_elements: int | None = None) -> np.ndarray
             arr = as_text_array(np.asarray(data, dtype=object))
         else:
             raw = np.asarray(data)
-            if not _kind_ok(datatype, raw.dtype.kind):
-                raise BadRequest(f"input {name!r}: data must be {datatype} values")
             target = NUMPY_OF[datatype]
+            if target.kind in "iu" and raw.dtype.kind == "f" and _all_ints(data):
+                # [2**64 - 1, 0] is UINT64, but numpy reads a list past INT64 as float64 (and rounds it).
+                raw = np.asarray(data, dtype=object)
+            if raw.size and not _kind_ok(datatype, "i" if raw.dtype == object else raw.dtype.kind):
+                raise BadRequest(f"input {name!r}: data must be {datatype} values")
             if target.kind in "iu" and raw.size:
                 info = np.iinfo(target)
                 if raw.min() < info.min or raw.max() > info.max:
@@ -214,5 +243,10 @@ def encode_json_tensor(name: str, array: np.ndarray) -> dict:
     if datatype == "BYTES":
         data = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in flat]
     else:
+        if flat.dtype.kind == "f" and flat.size and not np.isfinite(flat).all():
+            # Python would write NaN and Infinity bare, which JSON parsers (JavaScript's, Go's) refuse
+            # along with the whole answer; the binary form carries them.
+            raise BadRequest(f"output {name!r} holds NaN or infinite values, which JSON cannot carry; ask for it "
+                             "as binary data (the output's parameters: {\"binary_data\": true})")
         data = flat.tolist()
     return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": data}

@@ -19,7 +19,8 @@ from appliance.inference.batcher import Batcher
 class GatedModel:
     """y = 2x + 1 per row; the first call waits on ``gate``; records each batch's row count."""
 
-    def __init__(self):
+    def __init__(self, error=BadRequest):
+        self.error = error  # what a negative input raises
         self.gate = threading.Event()
         self.entered = threading.Event()
         self.batches: list[int] = []
@@ -31,7 +32,7 @@ class GatedModel:
             self.entered.set()
             assert self.gate.wait(10)
         if np.any(x < 0):
-            raise BadRequest("negative input")
+            raise self.error("negative input")
         return {"y": x * 2 + 1}
 
 
@@ -75,8 +76,11 @@ def test_max_batch_size_splits_the_queue_in_order():
     assert model.batches == [1, 4, 4, 2]
 
 
-def test_a_bad_request_fails_alone():
-    model = GatedModel()
+@pytest.mark.parametrize("error", [BadRequest, UnicodeEncodeError.__base__, RuntimeError])
+def test_a_bad_request_fails_alone(error):
+    """Whatever the batch's run raised (a refused value, a native error, a GPU out of memory), each
+    request is run alone, so only the one that fails alone fails."""
+    model = GatedModel(error)
     b = Batcher("m", model, max_batch_size=32, max_delay_s=0.0)
     try:
         first = _hold_first_batch(model, b)
@@ -87,7 +91,7 @@ def test_a_bad_request_fails_alone():
         first.result(10)
         assert np.all(good1.result(10)["y"] == 3)
         assert np.all(good2.result(10)["y"] == 1)
-        with pytest.raises(BadRequest, match="negative"):
+        with pytest.raises(error, match="negative"):
             bad.result(10)
     finally:
         b.close()

@@ -18,6 +18,7 @@ from inference_models import (
 from json_fuzz import replaced, replacements
 
 from appliance.config import load_config
+from appliance.errors import BadRequest
 from appliance.services import Services
 
 
@@ -61,7 +62,8 @@ def test_health_server_and_model_metadata(served):
     meta = client.get("/v2").get_json()
     assert meta["name"] == "classroom-edge" and meta["extensions"] == ["binary_tensor_data"]
     meta = client.get("/v2/models/affine").get_json()
-    assert meta["versions"] == ["1", "2"] and meta["platform"] == "onnxruntime_onnx"
+    # Only the version infer takes (version 1 is on disk, to roll back to): the protocol's meaning.
+    assert meta["versions"] == ["2"] and meta["platform"] == "onnxruntime_onnx"
     assert meta["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
     assert meta["outputs"] == [{"name": "y", "datatype": "FP32", "shape": [-1, 4]}]
     assert client.get("/v2/models/affine/versions/1").get_json()["name"] == "affine"
@@ -129,7 +131,22 @@ BAD_REQUESTS = [
     ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1000, 1000, 4], [0])]}, "at most"),
     ("/v2/models/affine/infer", {"inputs": [{**tensor("x", "FP32", [1, 4], [0]), "parameters": {"binary_data_size": 16}}]}, "binary"),
     ("/v2/models/seq/infer", {"inputs": [tensor("input_ids", "INT64", [1, 1], [1.5]), tensor("attention_mask", "INT64", [1, 1], [1])]}, "INT64 values"),
-    ("/v2/models/seq/infer", {"inputs": [tensor("input_ids", "INT64", [1, 1], [2**70]), tensor("attention_mask", "INT64", [1, 1], [1])]}, "INT64 values"),
+    ("/v2/models/seq/infer", {"inputs": [tensor("input_ids", "INT64", [1, 1], [2**70]), tensor("attention_mask", "INT64", [1, 1], [1])]}, "does not fit in INT64"),
+    # found in review: each was a 500
+    ("/v2/models/echo/infer", {"inputs": [tensor("text", "BYTES", [1], ["\ud800"])]}, "no lone surrogates"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [0, 2**70], [])]}, "a dimension of"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [0, 4611686018427387904], [])]}, "a dimension of"),
+    ("/v2/models/echo/infer", {"inputs": [tensor("text", "BYTES", [0, 2**62], [])]}, "a dimension of"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1] * 65, [1])]}, "at most 32 dimensions"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, 4], [3e38, 1, 1, 1])]}, "NaN or infinite"),
+    # found in review: read as false, or ignored
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])], "outputs": [{"name": "y"}, {"name": "y"}]}, "asked for twice"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])], "parameters": {"binary_data_output": "true"}},
+     "'binary_data_output' must be true or false"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])],
+                                 "outputs": [{"name": "y", "parameters": {"binary_data": 1}}]}, "'binary_data' must be true or false"),
+    ("/v2/models/affine/infer", {"inputs": [tensor("x", "FP32", [1, 4], [1, 2, 3, 4])],
+                                 "outputs": [{"name": "y", "parameters": {"classification": 2}}]}, "classification extension"),
     ("/v2/models/echo/infer", {"inputs": [tensor("text", "BYTES", [2], ["a", 3])]}, "strings"),
     ("/v2/models/lookup/infer", {"inputs": [tensor("ids", "INT64", [1], [99])]}, "could not run on this input"),
     # 'parameters' that are not objects, on an input, on an output and on the request
@@ -451,3 +468,28 @@ def test_a_body_beyond_what_the_element_limit_allows_is_refused_unread(served, c
             r = client.post("/v2/models/affine/infer", data=body, content_type="application/json")
         assert r.status_code == status, r.get_data(as_text=True)[:200]
         assert status == 200 or "max_request_elements" in r.get_json()["error"]
+
+
+def test_non_finite_outputs_travel_as_binary_data(served):
+    """An overflow to infinity in the model: JSON cannot carry it (bare Infinity breaks JavaScript's and
+    Go's parsers on the whole answer), the binary form can."""
+    client, _ = served()
+    body = {"inputs": [tensor("x", "FP32", [1, 4], [3e38, 1, 1, 1])], "outputs": [{"name": "y", "parameters": {"binary_data": True}}]}
+    r = client.post("/v2/models/affine/infer", json=body)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    n = int(r.headers["Inference-Header-Content-Length"])
+    y = np.frombuffer(r.get_data()[n:], "<f4")
+    assert np.isinf(y[0]) and np.isfinite(y[1:]).all()
+
+
+def test_values_the_protocol_allows_that_numpy_reads_awkwardly():
+    from appliance.inference.binary import decode_binary_tensor
+    from appliance.inference.tensors import decode_json_tensor
+
+    big = decode_json_tensor(tensor("u", "UINT64", [2], [2**64 - 1, 0]))
+    assert big.dtype == np.uint64 and big.tolist() == [2**64 - 1, 0]  # not rounded through float64
+    empty = decode_json_tensor(tensor("i", "INT64", [1, 0], []))
+    assert empty.dtype == np.int64 and empty.shape == (1, 0)
+    assert decode_binary_tensor({"name": "b", "datatype": "BOOL", "shape": [2]}, memoryview(b"\x01\x00"), 10).tolist() == [True, False]
+    with pytest.raises(BadRequest, match="0 or 1"):
+        decode_binary_tensor({"name": "b", "datatype": "BOOL", "shape": [2]}, memoryview(b"\x02\x00"), 10)
