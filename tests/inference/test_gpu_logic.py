@@ -444,12 +444,13 @@ def test_what_cuda_diagnosis_finds_comes_before_what_onnx_runtime_printed(repo, 
     assert backend._why_not_first(available, chosen, None) == "the NVIDIA driver cannot start CUDA: no GPU"
     monkeypatch.setattr(ortb, "cuda_provider_problem", lambda **_: None)
     assert backend._why_not_first(available, chosen, "printed") == "printed", "nothing found: what ONNX Runtime said"
-    # TensorRT asked first, missing from this build, and CUDA failing too: both are said.
+    # TensorRT asked first, missing from this build (which has CUDA: no advice to install the GPU package
+    # it is), and CUDA failing too: both are said.
     monkeypatch.setattr(ortb, "cuda_provider_problem", lambda **_: "no NVIDIA driver: libcuda.so.1")
     backend.requested_providers = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     assert backend._why_not_first(available, chosen, None) == (
-        f"this ONNX Runtime ({ort.__version__}) has no TensorrtExecutionProvider; the onnxruntime-gpu package has CUDA"
-        " and TensorRT; no NVIDIA driver: libcuda.so.1")
+        f"this ONNX Runtime ({ort.__version__}) was built without TensorrtExecutionProvider; it has CPUExecutionProvider,"
+        " CUDAExecutionProvider; no NVIDIA driver: libcuda.so.1")
     backend.requested_providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     backend.active_providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert backend._why_not_first(available, chosen, None) is None

@@ -340,7 +340,11 @@ class OnnxRuntimeBackend(Backend):
             return printed
         reasons = []
         if first not in available:
-            if first in GPU_PROVIDERS:
+            if first in GPU_PROVIDERS and any(p in available for p in GPU_PROVIDERS):
+                # A build with CUDA but without TensorRT (some Jetson builds): the GPU package is there already.
+                reasons.append(f"this ONNX Runtime ({ort.__version__}) was built without {first}; it has "
+                               f"{', '.join(sorted(available))}")
+            elif first in GPU_PROVIDERS:
                 reasons.append(f"this ONNX Runtime ({ort.__version__}) has no {first}; the onnxruntime-gpu package has CUDA and TensorRT")
             else:
                 reasons.append(f"this ONNX Runtime ({ort.__version__}) has no {first}; it has {', '.join(sorted(available))}")
