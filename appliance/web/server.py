@@ -193,7 +193,9 @@ def gunicorn_server(cfg, wsgi_factory):
         period = sd.watchdog_interval(systemd_env) or 5.0
         while True:
             time.sleep(period)
-            if probe(url, timeout=max(1.0, period)):
+            # period is half of WatchdogSec: a probe may take half of it again, so the pings stay at most
+            # 3/4 of WatchdogSec apart (a probe as long as the period put them at the deadline itself).
+            if probe(url, timeout=max(1.0, period / 2)):
                 sd.watchdog(env=systemd_env)
 
     def when_ready(server):
