@@ -163,11 +163,15 @@ def _verified(cfg, repo, name: str, version: str) -> dict:
     file does not match its sha256 or the signature does not check out."""
     try:
         mv = repo.version(name, version)
+    except Exception as exc:  # noqa: BLE001 - list what can be read, say what cannot
+        return {"error": getattr(exc, "message", None) or str(exc)}
+    try:
         if cfg is not None:
             repo.verify(mv, mv.serving_backend(cfg.inference), f"{name}/{version}")
         return mv.meta
-    except Exception as exc:  # noqa: BLE001 - list what can be read, say what cannot
-        return {"error": getattr(exc, "message", None) or str(exc)}
+    except Exception as exc:  # noqa: BLE001
+        # Its sha256 and signature still shown: "unsigned" beside a damaged signed version misled.
+        return {**mv.meta, "error": getattr(exc, "message", None) or str(exc)}
 
 
 def _list(args) -> int:
@@ -177,13 +181,22 @@ def _list(args) -> int:
     rows = []
     for name in repo.model_names():
         active = repo.active_version(name)
-        for v in repo.versions(name):
+        versions = repo.versions(name)
+        for v in versions:
             meta = _verified(cfg if args.verify else None, repo, name, v)
             rows.append({"model": name, "version": v, "active": v == active, "sha256": meta.get("sha256", "")[:12],
                          "signed": bool(meta.get("signature")), "metrics": meta.get("metrics") or {},
                          "error": meta.get("error")})
             if args.verify:
                 rows[-1]["verified"] = "error" not in meta
+        if versions and active not in versions:
+            # Nothing of this model serves: a row of its own says why, whatever is asked.
+            why = ("its ACTIVE file is empty: nothing serves" if active is None else
+                   f"its ACTIVE file names version {active}, which is not in the repository: nothing serves")
+            rows.append({"model": name, "version": "-", "active": False, "sha256": "", "signed": False, "metrics": {},
+                         "error": f"{why} (classroom-edge models activate {name} VERSION)"})
+            if args.verify:
+                rows[-1]["verified"] = False
     failed = 1 if args.verify and not all(r["verified"] for r in rows) else 0
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -276,6 +289,7 @@ def _rollback(args) -> int:
     cfg, repo, cache = _context(args)
     if not repo.versions(args.name):
         raise NotFound(f"model {args.name!r} is not in {repo.root}")
+    current = repo.active_version(args.name)
     target = repo.rollback_target(args.name)
     try:
         _check_loads(cfg, repo, cache, repo.version(args.name, target))
@@ -283,7 +297,7 @@ def _rollback(args) -> int:
         exc.message = (f"{exc.message}; nothing changed (to skip version {target}, activate an older one: "
                        f"classroom-edge models activate {args.name} VERSION)")
         raise
-    repo.mark_rolled_back(args.name, target)
+    repo.mark_rolled_back(args.name, target, current)
     print(f"{args.name} rolled back to version {target}")
     return 0
 

@@ -204,7 +204,7 @@ def rollback(services) -> dict:
     if current is None:
         raise Conflict(f"no {model} model is serving: nothing to roll back")
     target = serving.rollback_target(model)  # Conflict when there is nothing earlier
-    serving.mark_rolled_back(model, target)
+    serving.mark_rolled_back(model, target, current)
     at = now_iso()
 
     def job(conn):

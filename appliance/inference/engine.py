@@ -85,7 +85,12 @@ class InferenceEngine:
     def start(self) -> InferenceEngine:
         self.metrics.start()
         for name in self.wanted_models():
-            self._sync_model(name)
+            try:
+                self._sync_model(name)
+            except Exception as exc:  # one model's bad repository entry must not stop the others
+                log.exception("checking model %s failed", name)
+                with self._lock:
+                    self._errors[name] = f"{type(exc).__name__}: {exc}"
         if self.settings.watch_interval_s > 0:
             self._watcher = threading.Thread(target=self._watch, name="inference-watch")
             self._watcher.start()
@@ -136,11 +141,10 @@ class InferenceEngine:
         with self._lock:
             current = self._models.get(name)
         if current is not None and current.version == want:
+            with self._lock:
+                self._errors.pop(name, None)  # ACTIVE back on what serves: an old failure is no news
             return
-        try:
-            stamp = (want, (self.repository.root / name / want / "model.json").stat().st_mtime_ns)
-        except OSError:
-            stamp = (want, None)
+        stamp = self._failure_stamp(name, want)
         if self._failed.get(name) == stamp:
             return
         try:
@@ -148,6 +152,22 @@ class InferenceEngine:
         except AppError as exc:
             self._failed[name] = stamp
             log.error("model %s version %s not loaded: %s", name, want, exc.message)
+
+    def _failure_stamp(self, name: str, version: str) -> tuple:
+        """What a failed load is remembered by, so it is not retried every watch tick: the version's
+        files (a restored model.onnx counts) and ACTIVE (activating the same version again asks again)."""
+        def stat(p: Path):
+            try:
+                st = p.stat()
+                return st.st_size, st.st_mtime_ns
+            except OSError:
+                return None
+        d = self.repository.root / name / version
+        try:
+            files = tuple(sorted((p.name, stat(p)) for p in d.iterdir() if p.is_file()))
+        except OSError:
+            files = ()
+        return version, files, stat(self.repository.root / name / "ACTIVE")
 
     def _swap(self, name: str, version: str, before_switch=None) -> LoadedModel:
         with self._load_lock(name):
@@ -198,8 +218,9 @@ class InferenceEngine:
         self._swap(name, version, before_switch=lambda: self.repository.set_active(name, version))
 
     def rollback(self, name: str) -> str:
-        target = self.repository.rollback_target(check_name("model", name))
-        self._swap(name, target, before_switch=lambda: self.repository.mark_rolled_back(name, target))
+        current = self.repository.active_version(check_name("model", name))
+        target = self.repository.rollback_target(name)
+        self._swap(name, target, before_switch=lambda: self.repository.mark_rolled_back(name, target, current))
         return target
 
     # -- serving -------------------------------------------------------------------------------

@@ -23,10 +23,16 @@ log = logging.getLogger(__name__)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
+# Files that sit beside a model's versions: a version of one of these names would be taken for them.
+RESERVED_VERSION_NAMES = frozenset({"ACTIVE", "HISTORY"})
+
+
 def check_name(kind: str, value: str) -> str:
     """Model and version names end up in paths and URLs: refuse anything but a plain name."""
     if not isinstance(value, str) or not NAME_RE.match(value):
         raise BadRequest(f"{kind} name {value!r} is not valid (letters, digits, '.', '_', '-'; up to 64)")
+    if kind == "version" and value in RESERVED_VERSION_NAMES:
+        raise BadRequest(f"version name {value!r} is taken by the file that records the active version")
     return value
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from appliance.errors import AppError, BadRequest, Conflict, IntegrityError, NotFound
 from appliance.inference.manifest import (
     NAME_RE,
+    RESERVED_VERSION_NAMES,
     ModelVersion,
     check_name,
     read_manifest,
@@ -98,7 +99,8 @@ class Repository:
         d = self.root / check_name("model", name)
         if not d.is_dir():
             return []
-        found = [p.name for p in d.iterdir() if p.is_dir() and NAME_RE.match(p.name) and _has_manifest(p)]
+        found = [p.name for p in d.iterdir() if p.is_dir() and NAME_RE.match(p.name)
+                 and p.name not in RESERVED_VERSION_NAMES and _has_manifest(p)]
         return sorted(found, key=version_key)
 
     def _no_version(self, name: str, version: str) -> NotFound:
@@ -168,16 +170,16 @@ class Repository:
         return self.damaged(name, version) or self.unsigned(name, version)
 
     def damaged(self, name: str, version: str) -> str | None:
-        """Why a version's files do not match their sha256 (None when they do, or it cannot be read as
-        a version). Remembered per file size and mtime: the admin page asks on every view, and hashing
+        """Why a version's files do not match their sha256, or its model.json cannot be read (None when
+        all is well). Remembered per file size and mtime: the admin page asks on every view, and hashing
         an embedding model each time would cost a second of CPU."""
         try:
             mv = self.version(name, version)
             backend = mv.meta.get("backend") or "onnxruntime"
             files = [mv.model_file_name(backend), *(mv.meta.get("files") or {})]
             stamp = tuple((rel, *_stat_stamp(mv.path / rel)) for rel in files)
-        except AppError:
-            return None
+        except AppError as exc:  # a model.json that cannot be read: no version to serve or roll back to
+            return exc.message
         key = (str(mv.path), stamp, mv.sha256)
         with _DAMAGE_LOCK:
             if key in _DAMAGE_CHECKS:
@@ -234,8 +236,11 @@ class Repository:
                 stack.append(current)  # ACTIVE written by hand, or a version older than HISTORY
             if not stack or stack[-1] != version:
                 stack.append(version)
-            write_atomic(d / "HISTORY", "\n".join(stack[-100:]) + "\n")
+            # ACTIVE first: a crash between the two leaves HISTORY one short, which the next activate
+            # repairs (above) and rollback reads right. HISTORY first left a version on top that never
+            # served, and rollback went to it.
             write_atomic(d / "ACTIVE", version + "\n")
+            write_atomic(d / "HISTORY", "\n".join(stack[-100:]) + "\n")
         log.info("model %s: version %s is now active", name, version)
 
     def rollback_target(self, name: str) -> str:
@@ -262,9 +267,14 @@ class Repository:
                            f" {', '.join(sorted(seen, key=version_key))} are damaged or not signed by a trusted key)")
         raise Conflict(f"model {name!r} has no earlier version to roll back to")
 
-    def mark_rolled_back(self, name: str, target: str) -> None:
-        """Pop the history down to ``target`` and make it active."""
+    def mark_rolled_back(self, name: str, target: str, expected_current: str | None) -> None:
+        """Pop the history down to ``target`` and make it active, if ``expected_current`` (the version
+        active when the target was chosen) still is: another admin's activate meanwhile must not be
+        undone without a word."""
         with self._locked(name) as d:
+            if self.active_version(name) != expected_current:
+                raise Conflict(f"model {name!r}: version {self.active_version(name)} was activated while this rollback "
+                               f"ran (it started from {expected_current}); nothing changed, roll back again if meant")
             stack = self.history(name)
             while stack and stack[-1] != target:
                 stack.pop()
@@ -289,7 +299,10 @@ class Repository:
         """
         src = Path(src)
         meta = read_manifest(src / "model.json", str(src))
-        name = check_name("model", name or meta.get("name") or src.parent.name)
+        name = name or meta.get("name") or src.resolve().parent.name  # "import ." names it by the folder above
+        if not NAME_RE.match(name):
+            raise BadRequest(f"model name {name!r} is not valid; name it with --name (model.json names none)")
+        check_name("model", name)
         if meta.get("name", name) != name:
             # Renaming would change the signed manifest; the publisher must name it.
             raise BadRequest(f"{src}/model.json names model {meta['name']!r}, not {name!r}")
@@ -318,6 +331,8 @@ class Repository:
                     current = self.active_version(name)
                     if current is not None:
                         write_atomic(d / "ACTIVE", current + "\n")
+                if final.exists():  # another import took the number while this one copied and checked
+                    raise Conflict(f"model {name!r} got a version {version!r} while this import ran; import again")
                 os.rename(staging, final)  # the version appears whole or not at all
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

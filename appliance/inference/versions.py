@@ -94,6 +94,11 @@ def quantize_version(repo: Repository, mv: ModelVersion, per_channel: bool = Tru
 
     if sign_key is None and _trusted_here(repo, mv):
         sign_key = own_private_key(repo.root)
+    if sign_key is None and repo.trusted_keys:
+        # Said before the work, not as the refusal of a temporary folder's copy after it.
+        raise BadRequest(f"{mv.name} version {mv.version} is not signed by a key this box trusts, so its int8 copy "
+                         "would not be either, and this box loads only signed models (inference.trusted_keys): "
+                         "sign the copy with --sign-key KEY_FILE")
 
     src = mv.model_file("onnxruntime")
     with tempfile.TemporaryDirectory(prefix="ce-quantize-") as tmp:

@@ -257,3 +257,46 @@ def test_a_version_that_fails_to_load_is_reported_once_with_the_page_fields_as_u
     assert entry["ready"] is False and entry["max_batch_size"] is None and entry["active_providers"] == []
     assert entry["failed_version"] == "1"  # the admin page does not offer to serve it again
     assert engine.status().detail == f"affine: {entry['error']}"
+
+
+def _wait(condition, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def test_a_version_that_failed_is_tried_again_once_repaired_and_its_error_goes(repo, make_engine):
+    """Found in review: the failure was remembered by model.json's mtime alone, so a restored model.onnx
+    and `models activate` again were never tried until a restart; and with ACTIVE back on the version
+    that serves, the old error stayed on the status."""
+    write_version(repo, "affine", "1", affine_model(1.0))
+    good = affine_model(2.0)
+    d = write_version(repo, "affine", "2", good)
+    Repository(repo).set_active("affine", "1")
+    (d / "model.onnx").write_bytes(b"damaged")
+    engine = make_engine(watch_interval_s=0.05)
+    Repository(repo).set_active("affine", "2")
+    _wait(lambda: "version 2" in engine.status().detail, "the failure reported")
+    assert engine.loaded("affine").version == "1"
+    (d / "model.onnx").write_bytes(good)  # the admin restores the file and activates again
+    Repository(repo).set_active("affine", "2")
+    _wait(lambda: engine.loaded("affine").version == "2", "version 2 loaded once repaired")
+    assert np.all(y_of(engine) == 4.0) and engine.status().state == "ok"
+    # A failure, then ACTIVE back on the version that serves: the failure is no longer news.
+    (repo / "affine" / "ACTIVE").write_text("1\n")
+    _wait(lambda: engine.loaded("affine").version == "1", "back on version 1")
+    (d / "model.onnx").write_bytes(b"damaged again")
+    (repo / "affine" / "ACTIVE").write_text("2\n")
+    _wait(lambda: "version 2" in engine.status().detail, "the second failure reported")
+    (repo / "affine" / "ACTIVE").write_text("1\n")
+    _wait(lambda: engine.status().state == "ok", "the error cleared")
+
+
+def test_a_repository_entry_that_cannot_be_read_stops_only_its_model(repo, make_engine):
+    write_version(repo, "affine", "1", affine_model(1.0))
+    write_version(repo, "lookup", "1", lookup_model())
+    (repo / "lookup" / "ACTIVE").mkdir()  # an ACTIVE that is a folder: reading it raises IsADirectoryError
+    engine = make_engine(models=["affine", "lookup"])
+    assert np.all(y_of(engine) == 3.0)
+    assert "lookup" in engine.status().detail

@@ -44,7 +44,22 @@ def test_list_verify_finds_a_tampered_version_before_activate_does(cli, repo, ca
     lines = capsys.readouterr().out.splitlines()
     assert "verified" in lines[0] and "FAILED" in lines[1] and "does not match its sha256" in lines[1]
     assert cli("list", "--verify", "--json") == 1
-    assert [r["verified"] for r in json.loads(capsys.readouterr().out)] == [True, False]
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["verified"] for r in rows] == [True, False]
+    assert rows[1]["sha256"] and not rows[1]["signed"]  # what model.json says, beside the failure
+
+
+def test_list_says_when_active_names_no_version(cli, repo, capsys):
+    """Found in review: ACTIVE naming a missing version (or empty) marked no row and --verify exited 0."""
+    write_version(repo, "affine", "1", affine_model(1.0))
+    (repo / "affine" / "ACTIVE").write_text("7\n")
+    assert cli("list") == 0
+    assert "names version 7, which is not in the repository: nothing serves" in capsys.readouterr().out
+    assert cli("list", "--verify") == 1
+    capsys.readouterr()
+    (repo / "affine" / "ACTIVE").write_text("")
+    assert cli("list", "--json") == 0
+    assert json.loads(capsys.readouterr().out)[-1]["error"].startswith("its ACTIVE file is empty: nothing serves")
 
 
 def test_activate_refuses_a_broken_version_and_keeps_active(cli, repo, capsys):

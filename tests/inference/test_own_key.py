@@ -10,7 +10,7 @@ import stat
 import pytest
 from test_repository import keypair
 
-from appliance.errors import IntegrityError
+from appliance.errors import BadRequest, IntegrityError
 from appliance.inference.builders import build_default_models
 from appliance.inference.own_key import PRIVATE_FILE, PUBLIC_FILE, own_private_key, own_public_key
 from appliance.inference.repository import Repository
@@ -83,6 +83,11 @@ def test_quantizing_keeps_trust_and_never_creates_it(learner_repo):
     assert "signature" not in unsigned.meta
     with pytest.raises(IntegrityError, match="not signed"):
         repo.verify(repo.version("learner", unsigned.version), "onnxruntime")
+    # Where keys are configured, the copy would be refused: said at once, naming the version and the way out.
+    before = repo.versions("learner")
+    with pytest.raises(BadRequest, match="learner version copy is not signed .* --sign-key"):
+        quantize_version(repo, repo.version("learner", "copy"))
+    assert repo.versions("learner") == before
 
 
 def test_an_older_release_s_unsigned_defaults_are_replaced_even_when_active_pins_one(learner_repo, make_engine):

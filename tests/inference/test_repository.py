@@ -110,10 +110,10 @@ def test_activate_and_rollback_keep_a_history(repo):
     assert r.active_version("m") == "2"
     assert (repo / "m" / "ACTIVE").read_text() == "2\n"
     assert r.rollback_target("m") == "1"
-    r.mark_rolled_back("m", "1")
+    r.mark_rolled_back("m", "1", "2")
     assert r.active_version("m") == "1"
     assert r.rollback_target("m") == "3"  # before 1 came the implicit 3
-    r.mark_rolled_back("m", "3")
+    r.mark_rolled_back("m", "3", "1")
     assert r.history("m") == ["3"]
     assert r.rollback_target("m") == "2"  # history used up: the next lower version
     assert not list((repo / "m").glob(".ACTIVE.*")), "no temporary files left behind"
@@ -157,3 +157,76 @@ def test_import_is_all_or_nothing(repo, tmp_path):
 def test_bad_names_are_refused(repo, name):
     with pytest.raises(BadRequest):
         Repository(repo).version(name, "1")
+
+
+def test_a_rollback_does_not_undo_an_activation_made_while_it_ran(repo):
+    """Found in review: a rollback chose its target, another admin activated version 4 meanwhile, and the
+    rollback then wrote its target over it, without a word."""
+    for v in ("1", "2", "3", "4"):
+        write_version(repo, "m", v, affine_model(float(v)))
+    r = Repository(repo)
+    for v in ("1", "2", "3"):
+        r.set_active("m", v)
+    current, target = r.active_version("m"), r.rollback_target("m")
+    r.set_active("m", "4")  # the other admin
+    with pytest.raises(Conflict, match="was activated while this rollback ran"):
+        r.mark_rolled_back("m", target, current)
+    assert r.active_version("m") == "4" and r.history("m")[-2:] == ["3", "4"]
+
+
+def test_a_crash_between_active_and_history_leaves_rollback_right(repo, monkeypatch):
+    """ACTIVE is written first: a crash before HISTORY leaves it one short, not a version on top that never
+    served (rollback went to that one)."""
+    import appliance.inference.repository as repository
+
+    for v in ("1", "2", "3"):
+        write_version(repo, "m", v, affine_model(float(v)))
+    r = Repository(repo)
+    r.set_active("m", "1")
+    r.set_active("m", "2")
+    real = repository.write_atomic
+
+    def crash_at_history(path, data, mode=0o644):
+        if path.name == "HISTORY":
+            raise KeyboardInterrupt("power cut")
+        real(path, data, mode)
+    monkeypatch.setattr(repository, "write_atomic", crash_at_history)
+    with pytest.raises(KeyboardInterrupt):
+        r.set_active("m", "3")
+    monkeypatch.setattr(repository, "write_atomic", real)
+    assert r.active_version("m") == "3" and r.rollback_target("m") == "2"
+    r.set_active("m", "1")  # the next activate repairs the history
+    assert r.history("m")[-3:] == ["2", "3", "1"]
+
+
+@pytest.mark.parametrize("reserved", ["ACTIVE", "HISTORY"])
+def test_a_version_cannot_take_the_name_of_the_active_and_history_files(repo, tmp_path, reserved):
+    write_version(repo, "m", "1", affine_model(1.0))
+    src = write_version(tmp_path / "incoming", "m", "9", affine_model(2.0))
+    with pytest.raises(BadRequest, match="taken by the file that records the active version"):
+        Repository(repo).import_version(src, "m", reserved)
+    assert Repository(repo).versions("m") == ["1"]
+
+
+def test_an_unreadable_model_json_is_no_version_to_serve_or_roll_back_to(repo):
+    for v in ("1", "2", "3"):
+        write_version(repo, "m", v, affine_model(float(v)))
+    (repo / "m" / "3" / "model.json").write_text('{"trunc')
+    r = Repository(repo)
+    assert "model.json" in (r.damaged("m", "3") or "")
+    assert r.active_version("m") == "2"  # no ACTIVE: the highest that can serve
+    r.set_active("m", "2")
+    (repo / "m" / "1" / "model.json").write_text("")
+    with pytest.raises(Conflict, match="no earlier version to roll back to that can serve"):
+        r.rollback_target("m")
+
+
+def test_import_of_the_current_folder_takes_the_model_name_from_the_folder_above(repo, tmp_path, monkeypatch):
+    src = write_version(tmp_path / "incoming", "affine", "9", affine_model(1.0))
+    meta = json.loads((src / "model.json").read_text())
+    del meta["name"]
+    (src / "model.json").write_text(json.dumps(meta))
+    monkeypatch.chdir(src)
+    from pathlib import Path
+
+    assert Repository(repo).import_version(Path(".")).name == "affine"  # was "model name '' is not valid"
