@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -255,6 +256,30 @@ def _notify_listener(tmp_path):
     return listener, path
 
 
+@contextmanager
+def _web_telling_systemd(tmp_path, *args: str):
+    """``classroom-edge web ARGS`` (no demo course, no models) with a notify socket of the test's own;
+    killed on the way out whatever happened."""
+    listener, notify_path = _notify_listener(tmp_path)
+    env = dict(os.environ, CLASSROOM_EDGE_CONTENT__INSTALL_DEMO="false", CLASSROOM_EDGE_INFERENCE__ENABLED="false",
+               NOTIFY_SOCKET=notify_path)
+    proc = subprocess.Popen([sys.executable, "-m", "appliance", "web", *args, "--data-dir", str(tmp_path)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield proc, listener
+    finally:
+        proc.kill()
+        listener.close()
+
+
+def _stopped(proc) -> str:
+    """SIGTERM, as systemd stops it: a clean exit, and what it printed."""
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    return out
+
+
 def _wait_ready(listener) -> None:
     messages = []
     while not any("READY=1" in m for m in messages):
@@ -263,19 +288,9 @@ def _wait_ready(listener) -> None:
 
 def test_web_on_port_0_becomes_ready_on_the_port_it_got(tmp_path):
     """web.port = 0 (any free port): the readiness probe asks the port the master really bound."""
-    listener, notify_path = _notify_listener(tmp_path)
-    env = dict(os.environ, CLASSROOM_EDGE_CONTENT__INSTALL_DEMO="false", CLASSROOM_EDGE_INFERENCE__ENABLED="false",
-               NOTIFY_SOCKET=notify_path)
-    proc = subprocess.Popen([sys.executable, "-m", "appliance", "web", "--port", "0", "--data-dir", str(tmp_path)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
+    with _web_telling_systemd(tmp_path, "--port", "0") as (proc, listener):
         _wait_ready(listener)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-        listener.close()
-    assert proc.returncode == 0, out
+        out = _stopped(proc)
     port = int(re.search(r"web service ready on http://127\.0\.0\.1:(\d+)/api/v1/health", out).group(1))
     assert port != 0
 
@@ -288,22 +303,12 @@ def test_web_serves_on_an_ipv6_address(tmp_path):
             port = s.getsockname()[1]
     except OSError:
         port = None
-    listener, notify_path = _notify_listener(tmp_path)
-    env = dict(os.environ, CLASSROOM_EDGE_CONTENT__INSTALL_DEMO="false", CLASSROOM_EDGE_INFERENCE__ENABLED="false",
-               NOTIFY_SOCKET=notify_path)
-    proc = subprocess.Popen([sys.executable, "-m", "appliance", "web", "--host", "::1", "--port", str(port or free_port()),
-                             "--data-dir", str(tmp_path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
+    with _web_telling_systemd(tmp_path, "--host", "::1", "--port", str(port or free_port())) as (proc, listener):
         if port is None:  # a container without IPv6: the start is refused with the reason, not hung
             out, _ = proc.communicate(timeout=60)
-            assert proc.returncode != 0 and "cannot listen on ::1" in out
+            assert proc.returncode != 0 and "cannot listen on [::1]:" in out
             return
         _wait_ready(listener)
         assert wait_http(f"http://[::1]:{port}/api/v1/health", proc)["status"]
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-        listener.close()
-    assert proc.returncode == 0, out
+        out = _stopped(proc)
     assert f"web service ready on http://[::1]:{port}/api/v1/health" in out
