@@ -105,7 +105,9 @@ def _classroom(base, sessions, choice, free, course_id, duration, think: tuple[f
                          json={"attempt_uid": str(uuid.uuid4()), "course_id": course_id, "exercise_id": ex["id"],
                                "answer": answer})
                 body = r.json() if r is not None and r.status_code in (200, 201) else {}
-                ok = bool(body.get("mastery")) and body.get("graded_by") in ("rule", "model")
+                # A grade the model is unsure of comes back without one ("review"): no mastery to show, by
+                # design, though the box updated it all the same.
+                ok = body.get("graded_by") in ("rule", "model") and (bool(body.get("mastery")) or body.get("review") is True)
             ms = (time.perf_counter() - t0) * 1000
             if ok:
                 out[kind].append(ms)
