@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, tzinfo
+from datetime import datetime
 
 from flask import has_app_context
 from flask_babel import format_date
@@ -36,6 +36,7 @@ from flask_babel import gettext as _
 
 from appliance.learning.plan import CoursePlan, Exercise
 from appliance.learning.review import Due
+from appliance.localtime import local_day
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +87,6 @@ class Recommendation:
 
 def _chance(p: float) -> int:
     return int(round(p * 20) * 5)  # "about 70%": a child does not need 71.3%
-
-
-def box_timezone() -> tzinfo | None:
-    """The box's own time zone (the system's, which the school sets): a class meets by its clock."""
-    return datetime.now().astimezone().tzinfo
-
-
-def local_day(d: datetime) -> date:
-    return d.astimezone(box_timezone()).date()
 
 
 def _date(d: datetime) -> str:

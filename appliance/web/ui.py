@@ -13,6 +13,7 @@ from flask_babel import get_locale, get_translations, gettext
 from markupsafe import Markup
 
 from appliance import __version__
+from appliance.localtime import local_date_text, local_time_text
 from appliance.web import i18n
 from appliance.web.security import csrf_token, current_user
 
@@ -62,6 +63,7 @@ def init_app(app) -> None:
         decimal=_decimal,
         named=_named,
     )
+    app.jinja_env.filters.update(local_date=local_date_text, local_time=local_time_text)  # the box's clock, not UTC
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
     app.before_request(_pick_language)

@@ -357,9 +357,9 @@ def test_reviews_are_due_by_the_day_on_the_box_s_clock(monkeypatch):
     10:00. And the date said is the box's: 23:30 UTC is already the next day an hour east of it."""
     from datetime import timezone
 
-    from appliance.learning import recommender
+    from appliance import localtime
 
-    monkeypatch.setattr(recommender, "box_timezone", lambda: timezone(timedelta(hours=1)))
+    monkeypatch.setattr(localtime, "box_timezone", lambda: timezone(timedelta(hours=1)))
     v = view(mastery={"parts": 0.9, "equal": 0.9, "add": 0.9}, practised={"parts": 6, "equal": 6, "add": 6},
              cards={"parts": Due("parts", NOW + timedelta(minutes=5), 0.9)})
     assert recommend(make_plan(), v, TARGET, THRESHOLD, NOW).kind == "review"

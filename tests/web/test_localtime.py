@@ -1,0 +1,18 @@
+"""Times people read are on the box's clock (the school's), not UTC as stored."""
+from __future__ import annotations
+
+from datetime import timedelta, timezone
+
+from appliance import localtime
+
+
+def test_stored_utc_times_are_shown_on_the_box_s_clock(app, monkeypatch):
+    monkeypatch.setattr(localtime, "box_timezone", lambda: timezone(timedelta(hours=-5)))
+    stamp = "2026-03-02T03:30:00.000Z"  # 22:30 the evening before, five hours west of Greenwich
+    assert localtime.local_date_text(stamp) == "2026-03-01"
+    assert localtime.local_time_text(stamp) == "2026-03-01 22:30"
+    assert localtime.local_time_text("2026-03-02T03:30:00") == "2026-03-01 22:30"  # stored without a zone: UTC
+    assert localtime.local_date_text("not a time") == "not a time" and localtime.local_date_text(None) == ""
+    # What the templates use (teacher and admin pages: sign-ins, answers, archive dates).
+    page = app.jinja_env.from_string("{{ t|local_date }} {{ t|local_time }}").render(t=stamp)
+    assert page == "2026-03-01 2026-03-01 22:30"
