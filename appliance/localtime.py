@@ -25,13 +25,16 @@ def _parsed(stamp: str) -> datetime | None:
     return d if d.tzinfo else d.replace(tzinfo=UTC)  # stored without a zone: UTC, as written
 
 
+def _local_text(stamp: str | None, pattern: str) -> str:
+    d = _parsed(stamp) if stamp else None
+    return (stamp or "") if d is None else d.astimezone(box_timezone()).strftime(pattern)
+
+
 def local_date_text(stamp: str | None) -> str:
     """"2026-03-02" for a stored UTC time, on the box's clock (the stamp itself when it is no time)."""
-    d = _parsed(stamp) if stamp else None
-    return (stamp or "") if d is None else d.astimezone(box_timezone()).strftime("%Y-%m-%d")
+    return _local_text(stamp, "%Y-%m-%d")
 
 
 def local_time_text(stamp: str | None) -> str:
     """"2026-03-02 10:05" for a stored UTC time, on the box's clock."""
-    d = _parsed(stamp) if stamp else None
-    return (stamp or "") if d is None else d.astimezone(box_timezone()).strftime("%Y-%m-%d %H:%M")
+    return _local_text(stamp, "%Y-%m-%d %H:%M")

@@ -23,7 +23,7 @@ from appliance.errors import AppError, BadRequest, Unavailable
 from appliance.inference.loaded import LoadedModel
 from appliance.inference.manifest import check_name
 from appliance.inference.metrics import InferenceMetrics, shared_stats_dir
-from appliance.inference.repository import Repository
+from appliance.inference.repository import Repository, stat_stamp
 from appliance.services import PartStatus, Services
 from appliance.system.malloc import trim_heap
 
@@ -156,18 +156,12 @@ class InferenceEngine:
     def _failure_stamp(self, name: str, version: str) -> tuple:
         """What a failed load is remembered by, so it is not retried every watch tick: the version's
         files (a restored model.onnx counts) and ACTIVE (activating the same version again asks again)."""
-        def stat(p: Path):
-            try:
-                st = p.stat()
-                return st.st_size, st.st_mtime_ns
-            except OSError:
-                return None
         d = self.repository.root / name / version
         try:
-            files = tuple(sorted((p.name, stat(p)) for p in d.iterdir() if p.is_file()))
+            files = tuple(sorted((p.name, stat_stamp(p)) for p in d.iterdir() if p.is_file()))
         except OSError:
             files = ()
-        return version, files, stat(self.repository.root / name / "ACTIVE")
+        return version, files, stat_stamp(self.repository.root / name / "ACTIVE")
 
     def _swap(self, name: str, version: str, before_switch=None) -> LoadedModel:
         with self._load_lock(name):

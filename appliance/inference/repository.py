@@ -55,7 +55,8 @@ _DAMAGE_CHECKS: dict[tuple, str | None] = {}  # (version dir, file stamps, sha25
 _DAMAGE_LOCK = threading.Lock()
 
 
-def _stat_stamp(path: Path) -> tuple[int, int]:
+def stat_stamp(path: Path) -> tuple[int, int]:
+    """(size, mtime in ns) of a file, (-1, -1) when it is not there: whether it changed, without reading it."""
     try:
         st = path.stat()
     except OSError:
@@ -177,7 +178,7 @@ class Repository:
             mv = self.version(name, version)
             backend = mv.meta.get("backend") or "onnxruntime"
             files = [mv.model_file_name(backend), *(mv.meta.get("files") or {})]
-            stamp = tuple((rel, *_stat_stamp(mv.path / rel)) for rel in files)
+            stamp = tuple((rel, *stat_stamp(mv.path / rel)) for rel in files)
         except AppError as exc:  # a model.json that cannot be read: no version to serve or roll back to
             return exc.message
         key = (str(mv.path), stamp, mv.sha256)
@@ -272,9 +273,10 @@ class Repository:
         active when the target was chosen) still is: another admin's activate meanwhile must not be
         undone without a word."""
         with self._locked(name) as d:
-            if self.active_version(name) != expected_current:
-                raise Conflict(f"model {name!r}: version {self.active_version(name)} was activated while this rollback "
-                               f"ran (it started from {expected_current}); nothing changed, roll back again if meant")
+            now_active = self.active_version(name)
+            if now_active != expected_current:
+                raise Conflict(f"model {name!r}: version {now_active} was activated while this rollback ran (it started"
+                               f" from {expected_current}); nothing changed, roll back again if meant")
             stack = self.history(name)
             while stack and stack[-1] != target:
                 stack.pop()
@@ -299,10 +301,8 @@ class Repository:
         """
         src = Path(src)
         meta = read_manifest(src / "model.json", str(src))
-        name = name or meta.get("name") or src.resolve().parent.name  # "import ." names it by the folder above
-        if not NAME_RE.match(name):
-            raise BadRequest(f"model name {name!r} is not valid; name it with --name (model.json names none)")
-        check_name("model", name)
+        # resolve(): "import ." is named by the folder above the version's, not ''.
+        name = check_name("model", name or meta.get("name") or src.resolve().parent.name)
         if meta.get("name", name) != name:
             # Renaming would change the signed manifest; the publisher must name it.
             raise BadRequest(f"{src}/model.json names model {meta['name']!r}, not {name!r}")

@@ -103,7 +103,7 @@ def box(tmp_path):
     return venv, pip, apply
 
 
-def test_gpu_build_kept_put_back_and_given_up(box):
+def test_gpu_build_installed_kept_and_put_back(box):
     venv, pip, apply = box
     assert apply("") == 0 and not _imports_cuda(venv)  # a CPU box: nothing to do
 
