@@ -102,8 +102,13 @@ def _asked_once(mastery_at, state: LearnerState, skills: list, at: float):
     return of
 
 
-def override(services, teacher: dict, class_id: int, attempt_id: int, correct: bool) -> dict:
-    """Grade the attempt ``correct`` as ``teacher``; returns {attempt_id, correct, mastery}."""
+def override(services, teacher: dict, class_id: int, attempt_id: int, correct: bool,
+             seen: tuple[str, bool | None] | None = None) -> dict:
+    """Grade the attempt ``correct`` as ``teacher``; returns {attempt_id, correct, mastery}.
+
+    ``seen``: the grade (graded_by, correct) on the teacher's page. When another member of staff graded
+    the answer since that page was made, nothing is saved (Conflict): the teacher was answering a
+    grade that is no longer there."""
     learner = services.get("learner")
     predictor = getattr(learner, "predictor", None)
     reviews = getattr(learner, "reviews", None) or Reviews(services.cfg.learning)
@@ -124,9 +129,18 @@ def override(services, teacher: dict, class_id: int, attempt_id: int, correct: b
         before = reviewable_attempt(conn, attempt_id, class_id)
         if before["skills"] is None:
             raise NotFound(_("That exercise is no longer in the course, so its grade cannot change."))
+        if before["kind"] != "free_text":
+            # Choices and numbers are checked against the course's answer key; only written answers
+            # are a matter of judgement (the page offers no other).
+            raise NotFound(_("Only written answers can be graded by a teacher."))
         skills = json.loads(before["skills"])
         if _same_teacher_grade(before, correct):
             return _unchanged(conn, before, skills, attempt_id, correct)
+        if seen is not None and seen != _grade_of(before):
+            raise Conflict(_("Someone else graded this answer while your page was open: it is now marked right."
+                             " Your grade was not saved; give it again if you disagree.") if before["correct"] else
+                           _("Someone else graded this answer while your page was open: it is now marked not right."
+                             " Your grade was not saved; give it again if you disagree."))
         base = learner_state.current_version(conn, before["student_id"], before["course_id"])
         replayed = replay(conn, before, skills)
 
@@ -167,6 +181,10 @@ def override(services, teacher: dict, class_id: int, attempt_id: int, correct: b
     log.info("teacher %s graded attempt %s %s (mastery by %s)", teacher["uid"], attempt_id,
              "right" if correct else "wrong", source)
     return {"attempt_id": attempt_id, "correct": correct, "mastery": mastery, "source": source}
+
+
+def _grade_of(row) -> tuple[str, bool | None]:
+    return row["graded_by"], None if row["correct"] is None else bool(row["correct"])
 
 
 def _same_teacher_grade(row, correct: bool) -> bool:

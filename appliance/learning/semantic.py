@@ -71,6 +71,19 @@ UNSURE = 0.25  # the confidence of a grade the teacher should read first (below 
 # answers of bench.grading's labelled set that were "sure" wrong to the teacher (4 more of 91 answers
 # to read), and no wrong answer is graded right for it: only the confidence of wrong grades changes.
 FOREIGN_SPREAD = 3.0
+# An exercise with one reference answer gives calibration no paraphrase to learn from: its only
+# positives are shortened copies of that reference, scored against the reference itself (0.78-0.89),
+# so the spread fitted on them is the floor, and a right answer in other words was graded wrong and
+# sure: "they are both 50%" (0.60 against a threshold of 0.70, for "Explain why 1/2 and 2/4 are the
+# same amount.", reference "Both are half of the whole.") with confidence 0.93. With one reference,
+# right answers in a child's words score 0.42-0.83 and on-topic wrong ones 0.24-0.75 (bench.grading,
+# "one_reference": the demo courses' questions cut down to their first reference), so the grade is
+# only sure far from the threshold: the spread is at least this, and answers within about 0.27 of
+# the threshold go to the teacher.
+ONE_REFERENCE_MIN_SPREAD = 0.25
+# An answer at least this similar to its question is on the question's topic (a restated question
+# scores 0.8-0.96; "I like pizza", 0.05).
+ON_TOPIC = 0.5
 # An answer (four words or more) that is, word for word, most of one of the author's wrong answers
 # (``LEXICAL_WRONG_SHARE`` of its words found there in order) and clearly less of every reference
 # (``LEXICAL_MARGIN``) is that wrong answer, whatever the encoder says: "porque 4 es mas grande que 3"
@@ -124,8 +137,9 @@ def words_of_a_wrong_answer(text: str, references: list[str], wrong: list[str]) 
 
 def refs_sha(spec: dict) -> str:
     """What a calibration depends on: the references and the author's wrong answers (and the rules:
-    v2 floors thresholds calibrated without wrong answers at the default, so v1 rows are redone)."""
-    what = {"v": 2, "references": list(spec.get("references", [])), "wrong_answers": wrong_answers_of(spec)}
+    v2 floors thresholds calibrated without wrong answers at the default, so v1 rows are redone; v3
+    widens the spread of an exercise with one reference)."""
+    what = {"v": 3, "references": list(spec.get("references", [])), "wrong_answers": wrong_answers_of(spec)}
     return hashlib.sha256(json.dumps(what, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
 
 
@@ -227,7 +241,7 @@ class SemanticGrader:
         spec = exercise["spec"] if isinstance(exercise["spec"], dict) else json.loads(exercise["spec"])
         refs = [r for r in spec.get("references", []) if isinstance(r, str) and r.strip()]
         wrong = wrong_answers_of(spec)
-        similarity, to_ref, to_wrong = 0.0, 0.0, None
+        similarity, to_ref, to_wrong, to_question = 0.0, 0.0, None, 0.0
         if refs:
             ans = self.embedder.embed([text]).vectors[0]
             known = self.embedder.embed(refs + wrong + [exercise.get("prompt") or ""], cache=True).vectors
@@ -235,7 +249,8 @@ class SemanticGrader:
             if wrong:
                 to_wrong = float(np.clip((known[len(refs):-1] @ ans).max(), 0.0, 1.0))
             if exercise.get("prompt"):
-                similarity = max(0.0, effective(similarity, float(known[-1] @ ans)))
+                to_question = float(known[-1] @ ans)
+                similarity = max(0.0, effective(similarity, to_question))
         try:
             cal = self.calibration(exercise)
         except Unavailable as exc:  # e.g. the model was swapped mid-calibration: grade now, calibrate later
@@ -246,6 +261,8 @@ class SemanticGrader:
         spread = cal.spread
         if similarity < threshold and not self._encoder_reads(exercise["course_id"]):
             spread *= FOREIGN_SPREAD
+        if len(refs) == 1:
+            spread = max(spread, ONE_REFERENCE_MIN_SPREAD)  # also for a calibration stored before the floor
         sure = confidence(similarity, threshold, spread)
         closer_to_wrong = False
         if to_wrong is not None:
@@ -267,6 +284,12 @@ class SemanticGrader:
             closer_to_wrong = True  # "No, ..." to a question every reference answers "Yes, ..."
             if similarity >= threshold:
                 sure = min(sure, UNSURE)  # it overrules the encoder: the teacher looks first
+        if len(refs) == 1 and similarity < threshold and not closer_to_wrong and to_question >= max(to_ref, ON_TOPIC):
+            # On the question's topic but away from the one reference: the reference is one way of saying
+            # a right answer, and the encoder cannot tell a restated question from a right answer in the
+            # question's own terms ("Because 2/4 is the same as 1/2.", 0.34 from "Both are half of the
+            # whole." and 0.86 from its question, was graded wrong with confidence 1.0). The teacher reads it.
+            sure = min(sure, UNSURE)
         if (similarity < threshold or closer_to_wrong) and self._other_language(exercise, text):
             sure = min(sure, UNSURE)  # a right answer in the other language scores like nonsense: ask the teacher
         return Judgement(round(similarity, 4), round(threshold, 4), round(sure, 4), closer_to_wrong)
@@ -365,7 +388,11 @@ class SemanticGrader:
                     pos += [score(others, V[index[s]]) for j, s in short if j == i]
                 negs = [score(R, V[index[n]]) for n in neg]
                 wrongs = [score(R, V[index[n]]) for n in wrong]
-            out[ex_id] = choose_threshold(pos, negs, refs_sha(ex["spec"]), wrongs)
+            cal = choose_threshold(pos, negs, refs_sha(ex["spec"]), wrongs)
+            if len(refs) == 1 and cal.spread < ONE_REFERENCE_MIN_SPREAD:
+                cal = dataclasses.replace(cal, spread=ONE_REFERENCE_MIN_SPREAD,
+                                          detail={**cal.detail, "fitted_spread": cal.spread, "one_reference": True})
+            out[ex_id] = cal
         return out
 
     def _store(self, course_id: str, ident: str, result: dict[str, Calibration]) -> None:

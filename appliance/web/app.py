@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 from appliance.services import Services
 from appliance.web import errors, security
@@ -31,8 +32,19 @@ BLUEPRINTS = (
 )
 
 
+class RowIdConverter(IntegerConverter):
+    """``<int:...>`` in every route: a number SQLite can hold (a row id), else no such page (404).
+    Werkzeug's own takes any size, and /teach/classes/100000000000000000000 reached the database as
+    an int SQLite cannot bind (OverflowError, a 500)."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(url_map, *args, **kwargs)
+
+
 def create_app(services: Services) -> Flask:
     app = Flask(__name__, static_folder="static", template_folder="templates")
+    app.url_map.converters["int"] = RowIdConverter  # before any route is added
     cfg = services.cfg
     app.config.update(
         SECRET_KEY=cfg.web.secret_key or _persistent_secret(services.data_dir),

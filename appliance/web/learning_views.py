@@ -24,7 +24,7 @@ from flask import (
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
-from appliance.errors import BadRequest, NotFound, Unavailable
+from appliance.errors import BadRequest, Conflict, NotFound, Unavailable
 from appliance.languages import base_language
 from appliance.learning import overrides
 from appliance.learning.grading import NEEDS_TEACHER_SQL
@@ -119,19 +119,33 @@ def search_api():
 
 
 # -- grade review ---------------------------------------------------------------------------------
-def _review_rows(conn, class_id: int, show_all: bool, below: float) -> list[dict]:
+_REVIEW_FROM = (
+    " FROM attempts a JOIN class_members m ON m.student_id = a.student_id AND m.class_id = ?"
+    " JOIN users u ON u.id = a.student_id JOIN exercises e ON e.course_id = a.course_id AND e.id = a.exercise_id"
+    f" WHERE e.kind = 'free_text' AND (? OR {NEEDS_TEACHER_SQL} OR a.id = ?)")
+
+
+def _review_rows(conn, class_id: int, show_all: bool, below: float, page: int, graded: int | None) -> tuple[list[dict], int]:
+    """One page of the class's written answers, and how many there are in all.
+
+    Answers waiting for a teacher come first, oldest first (the child who has waited longest is
+    answered first), then the model's grades, least sure first, then the teachers' grades (in "show
+    all"). ``graded``: the answer the teacher has just graded stays on the page, at the top, where its
+    new grade shows and a mis-click can be put right."""
+    args = (class_id, 1 if show_all else 0, below, graded or 0)
+    total = conn.execute("SELECT COUNT(*)" + _REVIEW_FROM, args).fetchone()[0]
+    order = ("a.id = ? DESC, a.graded_by = 'teacher', a.graded_by != 'pending',"
+             " CASE WHEN a.graded_by = 'pending' THEN a.id END, a.confidence, a.id DESC")
     rows = conn.execute(
         "SELECT a.id, a.answer, a.correct, a.score, a.confidence, a.graded_by, a.created_at, a.course_id,"
         " a.exercise_id, u.display_name, u.avatar, e.prompt, e.spec, sc.threshold, sc.detail,"
         " (SELECT c.language FROM courses c WHERE c.id = a.course_id) AS language"
-        " FROM attempts a JOIN class_members m ON m.student_id = a.student_id AND m.class_id = ?"
-        " JOIN users u ON u.id = a.student_id JOIN exercises e ON e.course_id = a.course_id AND e.id = a.exercise_id"
-        " LEFT JOIN semantic_calibration sc ON sc.course_id = a.course_id AND sc.exercise_id = a.exercise_id"
-        "  AND sc.calibrated_at = (SELECT MAX(calibrated_at) FROM semantic_calibration s2"
-        "   WHERE s2.course_id = a.course_id AND s2.exercise_id = a.exercise_id)"
-        f" WHERE e.kind = 'free_text' AND (? OR {NEEDS_TEACHER_SQL})"
-        " ORDER BY a.graded_by = 'teacher', a.graded_by != 'pending', a.confidence, a.id DESC LIMIT ?",
-        (class_id, 1 if show_all else 0, below, REVIEW_LIMIT)).fetchall()
+        + _REVIEW_FROM.replace(" WHERE ", " LEFT JOIN semantic_calibration sc ON sc.course_id = a.course_id"
+                               " AND sc.exercise_id = a.exercise_id AND sc.calibrated_at = (SELECT MAX(calibrated_at)"
+                               " FROM semantic_calibration s2 WHERE s2.course_id = a.course_id"
+                               " AND s2.exercise_id = a.exercise_id) WHERE ", 1)
+        + f" ORDER BY {order} LIMIT ? OFFSET ?",
+        (*args, graded or 0, REVIEW_LIMIT, page * REVIEW_LIMIT)).fetchall()
     out = []
     for r in rows:
         d = dict(r)
@@ -141,7 +155,13 @@ def _review_rows(conn, class_id: int, show_all: bool, below: float) -> list[dict
         detail = json.loads(d.pop("detail") or "{}")
         d["separation"] = detail.get("balanced_accuracy")
         out.append(d)
-    return out
+    return out, total
+
+
+def _page_arg(name: str) -> int:
+    """A non-negative page or id from the query string; anything else is the default (0)."""
+    value = request.args.get(name, "")
+    return min(int(value), 2**40) if value.isascii() and value.isdigit() else 0
 
 
 # Calibration's balanced accuracy under which the page says a question is hard for the model to grade.
@@ -154,9 +174,10 @@ def grades(class_id: int):
     services = _services()
     show_all = request.args.get("show") == "all"
     below = services.cfg.learning.review_below_confidence
+    page, graded = _page_arg("page"), _page_arg("graded") or None
     with services.db.read() as conn:
         cls = cls_mod.get_class(conn, class_id, current_user())
-        rows = _review_rows(conn, class_id, show_all, below)
+        rows, total = _review_rows(conn, class_id, show_all, below, page, graded)
     semantic = services.get("semantic")
     model_on = semantic is not None and semantic.available()[0]  # off: the page must not talk of a model
     for r in rows:
@@ -165,6 +186,7 @@ def grades(class_id: int):
         # Below ``below`` the answer is in the list to check; the upper half of the rest is "sure", but
         # not on a question the model grades badly ("The model is sure" above "This question is hard
         # for the model to grade" read as a contradiction).
+        r["one_reference"] = model_on and len(r["references"]) == 1
         if r["graded_by"] == "model":
             # The second reading of a misspelt answer (``SemanticGrader.judge``): why "it tels how meny
             # equel parts…" may be graded right.
@@ -174,8 +196,19 @@ def grades(class_id: int):
             # only a little unsure: one badge for both gave the teacher no way to triage.
             r["sure"] = "toss" if r["confidence"] < below / 3 else "unsure" if r["confidence"] < below \
                 else "fairly" if r["confidence"] < (1 + below) / 2 or r["hard"] else "sure"
+    pages = {"current": page, "first": page * REVIEW_LIMIT + 1, "last": page * REVIEW_LIMIT + len(rows), "total": total,
+             "previous": page - 1 if page else None, "next": page + 1 if (page + 1) * REVIEW_LIMIT < total else None}
     return render_template("learning/grades.html", cls=cls, rows=rows, show_all=show_all, below=below,
-                           model_on=model_on)
+                           model_on=model_on, pages=pages, graded=graded)
+
+
+def _seen_grade() -> tuple[str, bool | None] | None:
+    """The grade the teacher's page showed (its form's ``seen_by`` and ``seen_correct``); None from a
+    client that does not say, which then grades whatever the answer has now."""
+    seen_by = request.form.get("seen_by")
+    if seen_by is None:
+        return None
+    return seen_by, {"1": True, "0": False}.get(request.form.get("seen_correct", ""))
 
 
 @bp.post("/teach/classes/<int:class_id>/grades/<int:attempt_id>")
@@ -187,9 +220,23 @@ def override_grade(class_id: int, attempt_id: int):
         raise BadRequest(_("Choose whether the answer is right or not."))
     with services.db.read() as conn:
         cls_mod.get_class(conn, class_id, current_user())
-    overrides.override(services, current_user(), class_id, attempt_id, verdict == "correct")
+    try:
+        overrides.override(services, current_user(), class_id, attempt_id, verdict == "correct", _seen_grade())
+    except Conflict as exc:
+        # Back to the same row, now showing the other grade, with why nothing was saved.
+        flash(exc.message, "error")
+        return redirect(_back_to_list(class_id, attempt_id) + f"#attempt-{attempt_id}")
     flash(_("Saved: the answer is marked right.") if verdict == "correct" else _("Saved: the answer is marked not right."))
-    # Back to the row after this one (the form names it), so a keyboard user carries on from there.
+    # Back to the row after this one (the form names it), so a keyboard user carries on from there;
+    # the graded row stays on the page with its new grade.
     after = request.form.get("next", "")
     anchor = f"#attempt-{int(after)}" if after.isascii() and after.isdigit() else "#main"
-    return redirect(url_for("learning.grades", class_id=class_id, show=request.form.get("show") or None) + anchor)
+    return redirect(_back_to_list(class_id, attempt_id) + anchor)
+
+
+def _back_to_list(class_id: int, attempt_id: int) -> str:
+    """The list the grade was given on (the form says which view and page), keeping the answer on it."""
+    page = request.form.get("page", "")
+    return url_for("learning.grades", class_id=class_id, show=request.form.get("show") or None,
+                   page=int(page) if page.isascii() and page.isdigit() and 0 < int(page) < 2**40 else None,
+                   graded=attempt_id)

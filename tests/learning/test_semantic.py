@@ -371,3 +371,32 @@ def test_no_to_a_question_every_reference_answers_yes_is_wrong(demo_svc):
     yes_question = next(r for r in rows if all(ref.startswith("Sí") for ref in r["spec"]["references"]))
     j = grader.judge(yes_question, "no tiene razón porque 1/2 de 10 es 5 y 1/3 de 12 es 4")
     assert not j.correct and j.closer_to_wrong, j
+
+
+def test_a_question_with_one_reference_sends_right_answers_in_other_words_to_the_teacher(tmp_path, models):
+    """One reference is one way of saying a right answer: calibration has no paraphrase to learn from,
+    so an answer away from it, or in the question's own terms, is read by the teacher before the
+    student hears a verdict; an answer about something else is still surely wrong."""
+    from learning_models import learning_services
+    from lms_fixtures import COURSE_ID, seed_course
+
+    from appliance.learning.semantic import ONE_REFERENCE_MIN_SPREAD
+
+    s = learning_services(tmp_path / "data", models)
+    try:
+        seed_course(s.db)
+        with s.db.read() as conn:
+            e6 = dict(conn.execute("SELECT * FROM exercises WHERE course_id = ? AND id = 'e6'", (COURSE_ID,)).fetchone())
+        e6["spec"] = json.loads(e6["spec"])
+        assert e6["spec"]["references"] == ["Both are half of the whole."]
+        grader, below = s.get("semantic"), s.cfg.learning.review_below_confidence
+        cal = grader.calibration(e6)
+        assert cal.spread >= ONE_REFERENCE_MIN_SPREAD and cal.detail["one_reference"]
+        for text in ("Because 2/4 is the same as 1/2.", "2/4 can be divided by 2 on top and bottom and you get 1/2",
+                     "they are both 50%"):
+            j = grader.judge(e6, text)
+            assert not j.correct and j.confidence < below, (text, j)
+        assert grader.judge(e6, "Both are one half.").correct
+        assert grader.judge(e6, "I like pizza.").confidence >= below  # no teacher needed
+    finally:
+        s.close()

@@ -182,8 +182,13 @@ def test_teacher_sees_unsure_grades_first_and_overrides_them(services, teacher_c
     # The form names the row after it: the page comes back there (#attempt-N, focused by app.js).
     assert re.search(rf'action="{url}/{waiting}".*?name="next" value="{unsure}"', html, re.DOTALL)
     r = teacher_client.post(f"{url}/{waiting}", data={"csrf_token": token, "verdict": "correct", "next": str(unsure)})
-    assert r.status_code == 302 and r.location.endswith(f"{url}#attempt-{unsure}")
-    assert "Saved: the answer is marked right." in teacher_client.get(r.location).get_data(as_text=True)
+    assert r.status_code == 302 and r.location.endswith(f"{url}?graded={waiting}#attempt-{unsure}")
+    after = teacher_client.get(r.location).get_data(as_text=True)
+    assert "Saved: the answer is marked right." in after
+    # The answer just graded stays on the page, on top, with its new grade: a mis-click can be put right.
+    assert [int(x) for x in re.findall(r'<tr id="attempt-(\d+)"', after)][:3] == [waiting, toss, unsure]
+    assert f'data-attempt="{waiting}" data-graded-by="teacher"' in after and "Just graded" in after
+    assert waiting not in [int(x) for x in re.findall(r'<tr id="attempt-(\d+)"', teacher_client.get(url).get_data(as_text=True))]
     with services.db.read() as conn:
         row = conn.execute("SELECT correct, graded_by FROM attempts WHERE id = ?", (waiting,)).fetchone()
         m = conn.execute("SELECT successes, p_mastery FROM mastery WHERE student_id = ? AND skill_id = 'equivalent'",
@@ -192,7 +197,7 @@ def test_teacher_sees_unsure_grades_first_and_overrides_them(services, teacher_c
     assert tuple(row) == (1, "teacher") and m["successes"] == before + 1 and 0 < m["p_mastery"] < 1
     assert len(events) == 1 and events[0]["previous"]["graded_by"] == "pending"
     r = teacher_client.post(f"{url}/{unsure}", data={"csrf_token": token, "verdict": "incorrect", "next": "x"})
-    assert r.location.endswith(f"{url}#main")                           # no row named: the page's main
+    assert r.location.endswith(f"{url}?graded={unsure}#main")                # no row named: the page's main
     assert teacher_client.post(f"{url}/{waiting}", data={"csrf_token": token, "verdict": "maybe"}).status_code == 400
     # In Spanish the answers are quoted «…», as the rest of the Spanish pages do.
     teacher_client.post("/language", data={"csrf_token": token, "lang": "es", "next": url})
@@ -574,3 +579,80 @@ def test_accessible_names_carry_typed_text_escaped_once(services, teacher_client
     parser.feed(teacher_client.get(f"/teach/classes/{klass['id']}/grades").get_data(as_text=True))
     assert parser.found == ["Right: \u2068Ana O'Brien, question: Explain why 1/2 and 2/4 are the same amount., "
                             "answer: 1/2 < 3/4 & so 'both' are less\u2069"]
+
+
+def test_a_grade_given_on_a_page_opened_before_another_teachers_grade_is_not_saved(services, app, teacher_client,
+                                                                                 klass, course):
+    """Two members of staff grade the same answer from pages opened at the same time: the second grade
+    answers a grade that is no longer there, so it is not saved and the teacher is told why."""
+    ana = klass["students"]["Ana"]["id"]
+    unsure = _free_text(services, ana, "They are kind of the same maybe", "model", 0.3, 1)
+    url = f"/teach/classes/{klass['id']}/grades"
+    page = teacher_client.get(url).get_data(as_text=True)
+    assert re.search(rf'action="{url}/{unsure}".*?name="seen_by" value="model".*?name="seen_correct" value="1"',
+                     page, re.DOTALL)
+    make_staff(services.db, "admin", "alice")
+    admin = app.test_client()
+    sign_in_staff(admin, "alice")
+    admin_page = admin.get(url).get_data(as_text=True)
+    seen = {"seen_by": "model", "seen_correct": "1"}
+    assert admin.post(f"{url}/{unsure}", data={"csrf_token": csrf_of(admin_page), "verdict": "correct", **seen}).status_code == 302
+    r = teacher_client.post(f"{url}/{unsure}", data={"csrf_token": csrf_of(page), "verdict": "incorrect", **seen})
+    assert r.status_code == 302 and r.location.endswith(f"#attempt-{unsure}")
+    told = unescape(teacher_client.get(r.location).get_data(as_text=True))
+    assert "Someone else graded this answer while your page was open: it is now marked right." in told
+    with services.db.read() as conn:
+        assert tuple(conn.execute("SELECT correct, graded_by FROM attempts WHERE id = ?", (unsure,)).fetchone()) == (1, "teacher")
+        assert conn.execute("SELECT COUNT(*) FROM outbox WHERE type = 'grade_override'").fetchone()[0] == 1
+    # From the page that shows the admin's grade, the teacher's grade is saved.
+    fresh = teacher_client.get(url + "?show=all").get_data(as_text=True)
+    r = teacher_client.post(f"{url}/{unsure}", data={"csrf_token": csrf_of(fresh), "verdict": "incorrect",
+                                                     "seen_by": "teacher", "seen_correct": "1"})
+    with services.db.read() as conn:
+        assert tuple(conn.execute("SELECT correct, graded_by FROM attempts WHERE id = ?", (unsure,)).fetchone()) == (0, "teacher")
+
+
+def test_only_written_answers_can_be_graded_by_a_teacher(services, teacher_client, student_client, klass, course):
+    reply = _answer(student_client, "e1", {"choice": 0}).get_json()
+    assert reply["correct"] is False
+    with services.db.read() as conn:
+        attempt = conn.execute("SELECT id FROM attempts WHERE exercise_id = 'e1'").fetchone()[0]
+    url = f"/teach/classes/{klass['id']}/grades"
+    token = csrf_of(teacher_client.get(url).get_data(as_text=True))
+    assert teacher_client.post(f"{url}/{attempt}", data={"csrf_token": token, "verdict": "correct"}).status_code == 404
+    with services.db.read() as conn:
+        assert tuple(conn.execute("SELECT correct, graded_by FROM attempts WHERE id = ?", (attempt,)).fetchone())[0] == 0
+        assert conn.execute("SELECT COUNT(*) FROM outbox WHERE type = 'grade_override'").fetchone()[0] == 0
+
+
+def test_a_long_list_of_answers_to_check_comes_in_pages_oldest_waiting_first(services, teacher_client, klass, course,
+                                                                             monkeypatch):
+    from appliance.web import learning_views
+
+    monkeypatch.setattr(learning_views, "REVIEW_LIMIT", 3)
+    ana = klass["students"]["Ana"]["id"]
+    waiting = [_free_text(services, ana, f"answer {i}", "pending", 0.0, 0) for i in range(5)]
+    url = f"/teach/classes/{klass['id']}/grades"
+
+    def rows(html):
+        return [int(x) for x in re.findall(r'<tr id="attempt-(\d+)"', html)]
+
+    first = teacher_client.get(url).get_data(as_text=True)
+    assert rows(first) == waiting[:3]                       # the longest waiting first
+    assert "Answers 1 to 3 of 5" in first and f'href="{url}?page=1"' in first
+    second = teacher_client.get(url + "?page=1").get_data(as_text=True)
+    assert rows(second) == waiting[3:] and "Answers 4 to 5 of 5" in second and "Next page" not in second
+    # A grade given on the second page comes back to the second page.
+    r = teacher_client.post(f"{url}/{waiting[3]}", data={"csrf_token": csrf_of(second), "verdict": "correct", "page": "1"})
+    assert "page=1" in r.location and f"graded={waiting[3]}" in r.location
+    assert teacher_client.get(url + "?page=junk").status_code == 200
+
+
+def test_ids_too_big_for_the_database_are_no_such_page(services, teacher_client, klass, course):
+    huge = 10**20
+    for path in (f"/teach/classes/{huge}/grades", f"/teach/classes/{huge}/progress",
+                 f"/teach/classes/{klass['id']}/students/{huge}"):
+        assert teacher_client.get(path).status_code == 404, path
+    token = csrf_of(teacher_client.get(f"/teach/classes/{klass['id']}/grades").get_data(as_text=True))
+    assert teacher_client.post(f"/teach/classes/{klass['id']}/grades/{huge}",
+                               data={"csrf_token": token, "verdict": "correct"}).status_code == 404
