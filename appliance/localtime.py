@@ -9,8 +9,10 @@ from datetime import UTC, date, datetime, tzinfo
 
 
 def box_timezone() -> tzinfo | None:
-    """The system's time zone, as the box's clock shows it."""
-    return datetime.now().astimezone().tzinfo
+    """The zone times are shown in. None: the system's, with the offset in force at each moment
+    (``datetime.astimezone()``), so an answer from last summer shows summer time. The offset in force
+    today (``datetime.now().astimezone().tzinfo``) put a winter evening's due review on the wrong day."""
+    return None
 
 
 def local_day(d: datetime) -> date:

@@ -244,15 +244,21 @@ def teacher_marks(conn, student_id: int, course_id: str, lesson_id: str,
     return marks
 
 
-def skills_mastered(conn, student_id: int, ex: dict, rule: LessonRule) -> bool:
-    """Every skill of ``ex``'s lesson is mastered now, by its estimate and answers in ``mastery``."""
+def skills_mastered(conn, student_id: int, ex: dict, rule: LessonRule, now: dict[str, float] | None = None) -> bool:
+    """Every skill of ``ex``'s lesson is mastered, by its estimate and answers in ``mastery``.
+
+    ``now``: the learner model's estimates at this moment (``LearnerService.mastery_now``), for a page
+    that says "mastered" next to the progress page and the teacher's grid, which ask the model again;
+    the stored estimate is the one right after the last answer (what finishing a lesson goes by)."""
     skills = rule.plan.lesson_own_skills(ex["lesson_id"])
     if not skills:
         return False
     marks = ",".join("?" * len(skills))
     rows = conn.execute(f"SELECT skill_id, p_mastery, successes + failures FROM mastery WHERE student_id = ?"
                         f" AND course_id = ? AND skill_id IN ({marks})", (student_id, ex["course_id"], *skills))
-    mastered = {r[0] for r in rows if rule.plan.mastered(r[0], r[1], r[2], rule.threshold, rule.min_answers)}
+    now = now or {}
+    mastered = {r[0] for r in rows
+                if rule.plan.mastered(r[0], now.get(r[0], r[1]), r[2], rule.threshold, rule.min_answers)}
     return mastered == set(skills)
 
 

@@ -6,16 +6,24 @@ and this module decides, in order:
 
 1. **Review** a skill the student mastered before whose FSRS review is due (most forgotten first).
 2. **Practice** the exercise whose predicted success is closest to ``target_success`` among the skills
-   the student has started and not mastered: hard enough to learn from, not so hard it discourages
-   (desirable difficulty). Exercises answered a moment ago are avoided, the latest most.
-3. **Explain**: a skill mastered now whose written ("explain why") question the student never answered
-   gets that question before a new lesson.
+   the student has started and not mastered (nor mastered before, with a review card, unless the
+   latest answer on it went wrong): hard enough to learn from, not so hard it discourages (desirable
+   difficulty); an easier one too while the skill is short of the answers mastery needs. The question
+   just answered, and one answered right minutes ago, are not offered; when only those are left, the
+   lesson to look back at ("come back soon").
+3. **Explain**: a skill mastered now whose own written ("explain why") question the student never
+   answered gets that question before a new lesson.
 4. A **new lesson** for a skill whose prerequisites are all mastered, when nothing in progress is near
-   the target (or nothing is in progress). The link goes to the skill's first question when the student
-   has already worked in that lesson (they read it for an earlier skill).
+   the target (or nothing is in progress). The link goes to the skill's first question not waiting for
+   the teacher when the student has already worked in that lesson (they read it for an earlier skill).
 5. **Relearn**: when every question in progress looks too hard after enough answers on the skill (as
    for mastery), read the lesson again (before that, one wrong answer is no reason to send a child back).
-6. **Done**: every skill is mastered; the answer says when the next review is due.
+6. **Done**: every skill is mastered, and the answer says when the next review is due; or what is left
+   waits for the teacher to read the student's answers, and the answer says so.
+
+Answers waiting for the teacher (ungraded, or graded by the model too unsure to tell the student) are
+answered, not graded: never asked again, and never "your last answer was not right". A skill no
+question asks (a lesson to read) counts as met.
 
 A skill is mastered *now* with enough graded answers (``CoursePlan.answers_to_master``: ``min_answers``,
 or one per question for a skill with fewer) and a predicted success of ``threshold`` or more. A
@@ -120,6 +128,10 @@ class _Rules:
         return latest is not None and not latest[1]
 
     def secured(self, s: str) -> bool:
+        if not self.plan.skill_exercises.get(s):
+            # No question asks it (the importer allows that: a lesson to read): nothing to master, and
+            # the lessons built on it would otherwise stay locked for good.
+            return True
         return self.mastered_now(s) or (s in self.view.cards and not self.last_answer_wrong(s))
 
     def unlocked(self, s: str) -> bool:
@@ -150,6 +162,22 @@ class _Rules:
         pool = [self.plan.exercises[i] for i in exercise_ids if i in self.plan.exercises]
         pool = [ex for ex in pool if all(self.unlocked(s) for s in ex.skills)]
         return min(pool, key=self.score) if pool else None
+
+    def last_answered(self) -> str | None:
+        """The question the student answered last in this course (graded or waiting)."""
+        times = {i: a[2] for i, a in self.view.exercises.items()}
+        for i, at in self.view.waiting.items():
+            times[i] = max(at, times.get(i, 0.0))
+        return max(times, key=times.get, default=None)
+
+    def just_done(self, exercise_id: str) -> bool:
+        """Not worth asking again now: the question just answered (the same answer again straight away is
+        a repeat, not counted: ``progress.REPEAT_WINDOW_S``; and after a wrong one its answer is on the
+        screen), or one answered right a few minutes ago."""
+        if exercise_id == self.last_answered():
+            return True
+        answers, last_right, last_at = self.view.exercises.get(exercise_id, (0, False, 0.0))
+        return bool(answers) and last_right and self.now_s - last_at < RECENT_S
 
     def skill_name(self, s: str) -> str:
         skill = self.plan.skills.get(s)
@@ -199,12 +227,19 @@ def _review(r: _Rules) -> Recommendation | None:
 
 
 def _practice_or_lesson(r: _Rules) -> Recommendation | None:
+    # Started and not mastered now. A skill mastered before (it has a review card) that the model's
+    # forgetting has taken under the threshold is FSRS's to bring back when its review is due, unless
+    # the latest answer on it went wrong (``secured``).
     in_progress = [s for s in r.plan.skills if r.view.practised.get(s, 0) > 0 and not r.mastered_now(s)
-                   and r.unlocked(s)]
-    candidates = {i for s in in_progress for i in r.plan.skill_exercises.get(s, [])}
+                   and not (s in r.view.cards and r.secured(s)) and r.unlocked(s)]
+    every = {i for s in in_progress for i in r.plan.skill_exercises.get(s, []) if i not in r.view.waiting}
+    candidates = {i for i in every if not r.just_done(i)}
     ex = r.best(candidates)
     p = r.view.predicted.get(ex.id, 0.5) if ex else None
-    if ex is not None and abs(p - r.target) <= NEAR_TARGET:
+    if ex is not None and (abs(p - r.target) <= NEAR_TARGET
+                           or (p > r.target and not r.enough_answers(_weakest_skill(r, ex)))):
+        # Too easy is no reason to leave a skill a right answer or two short of mastered: it would never
+        # be mastered (nor reviewed), losing to every new lesson.
         return _practice(r, ex, p)
     explain = _explain(r)
     if explain is not None:
@@ -218,7 +253,17 @@ def _practice_or_lesson(r: _Rules) -> Recommendation | None:
         why = _("The questions on “%(skill)s” look hard for you right now. Reading the lesson again first will help.",
                 skill=r.skill_name(weakest))
         return r.rec("relearn", "too_hard", why, lesson_id=lessons[0], skill=weakest, p=p)
-    return _practice(r, ex, p) if ex is not None else None
+    if ex is not None:
+        return _practice(r, ex, p)
+    resting = r.best(every)
+    if resting is not None:
+        # Only questions answered a moment ago are left on the skills in progress: the lesson to look
+        # back at, and its questions again in a few minutes.
+        skill = _weakest_skill(r, resting)
+        why = _("Well done on “%(skill)s”! Its questions come back in a few minutes. Until then, look back "
+                "over the lesson.", skill=r.skill_name(skill))
+        return r.rec("relearn", "come_back_soon", why, lesson_id=resting.lesson_id, skill=skill)
+    return None
 
 
 def _explain(r: _Rules) -> Recommendation | None:
@@ -229,8 +274,10 @@ def _explain(r: _Rules) -> Recommendation | None:
     for s in r.plan.skills:
         if not r.mastered_now(s):
             continue
+        # The skill's own questions (``tests_skill``): a word problem tagged "fraction of a number" is
+        # a question of the word problems lesson, still to come.
         unanswered = [i for i in r.plan.skill_exercises.get(s, []) if i in r.plan.exercises
-                      and r.plan.exercises[i].kind == "free_text" and not r.answered(i)]
+                      and r.plan.exercises[i].kind == "free_text" and not r.answered(i) and r.plan.tests_skill(i, s)]
         ex = r.best(unanswered)
         if ex is not None:
             why = _("You have mastered “%(skill)s”. Can you explain it in your own words? Your teacher reads "
@@ -264,8 +311,10 @@ def _practice(r: _Rules, ex: Exercise, p: float) -> Recommendation:
 
 
 def _new_lesson(r: _Rules) -> Recommendation | None:
+    # A skill whose only answers wait for the teacher has no graded answer yet, but is not new: its
+    # lesson opens at a question not yet answered, and when every one waits, there is nothing to offer.
     fresh = [s for s in r.plan.skills if r.view.practised.get(s, 0) == 0 and not r.secured(s) and r.unlocked(s)
-             and r.plan.skill_lessons.get(s) and not any(i in r.view.waiting for i in r.plan.skill_exercises.get(s, []))]
+             and r.plan.skill_lessons.get(s) and not all(i in r.view.waiting for i in r.plan.skill_exercises.get(s, []))]
     if not fresh:
         return None
     position = {le.id: le.position for le in r.plan.lessons}
@@ -274,8 +323,8 @@ def _new_lesson(r: _Rules) -> Recommendation | None:
     # Already worked in this lesson (it teaches an earlier skill too): open it at this skill's questions.
     worked_in = any(r.plan.exercises[i].lesson_id == lesson_id for i in (*r.view.exercises, *r.view.waiting)
                     if i in r.plan.exercises)
-    start = next((i for i in r.plan.skill_exercises.get(skill, []) if r.plan.exercises[i].lesson_id == lesson_id),
-                 None) if worked_in else None
+    start = next((i for i in r.plan.skill_exercises.get(skill, []) if r.plan.exercises[i].lesson_id == lesson_id
+                  and i not in r.view.waiting), None) if worked_in else None
     prereqs = [p for p in r.plan.skills[skill].prerequisites if p in r.plan.skills]
     # Named by the lesson's title, as on the button under it: a child looked for a lesson called
     # "Fraction basics" (the skill) beside "Open the lesson: What is a fraction?".
@@ -306,8 +355,14 @@ def _new_lesson(r: _Rules) -> Recommendation | None:
 
 
 def _done(r: _Rules) -> Recommendation:
+    waiting_on = [s for s in r.plan.skills if not r.secured(s)
+                  and any(i in r.view.waiting for i in r.plan.skill_exercises.get(s, []))]
+    if waiting_on:
+        why = _("Your teacher will read your answers on %(skills)s. There is more to do here once they have.",
+                skills=_quoted(r.skill_name(s) for s in waiting_on))
+        return r.rec("done", "waiting_for_teacher", why, skill=waiting_on[0])
     upcoming = sorted((d for d in r.view.cards.values() if d.skill_id in r.plan.skills), key=lambda d: d.due)
-    if upcoming:
+    if upcoming and all(r.secured(s) for s in r.plan.skills):
         nxt = upcoming[0]
         why = _("You have mastered every skill in this course! Your next review, “%(skill)s”, is on %(date)s.",
                 skill=r.skill_name(nxt.skill_id), date=_date(nxt.due))

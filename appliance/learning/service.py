@@ -26,6 +26,7 @@ from appliance.languages import base_language, in_language_sql
 from appliance.learning import learner_state
 from appliance.learning.embedder import Embedder
 from appliance.learning.features import LearnerState
+from appliance.learning.grading import NEEDS_TEACHER_SQL
 from appliance.learning.plan import CoursePlan, plans_of
 from appliance.learning.predictor import LearnerPredictor
 from appliance.learning.recommender import StudentView, recommend
@@ -168,14 +169,18 @@ class LearnerService:
             plan = self.plans.get(conn, course_id)
             own = self._own_forecast(conn, student["id"], course_id, now)
             state = own.state if own else learner_state.load(conn, student["id"], course_id).state
+            # A model grade too unsure to tell the student waits for the teacher like an ungraded answer:
+            # Next up must not say "your last answer on it was not right" while the page says "your
+            # teacher will read this answer".
+            args = (student["id"], course_id, self.services.cfg.learning.review_below_confidence)
             answered = {r["exercise_id"]: (r["n"], bool(r["correct"]), learner_state.epoch_of(r["created_at"]))
                         for r in conn.execute(
-                            "SELECT exercise_id, COUNT(*) AS n, correct, created_at, MAX(id) FROM attempts"
-                            " WHERE student_id = ? AND course_id = ? AND graded_by != 'pending' GROUP BY exercise_id",
-                            (student["id"], course_id))}
+                            "SELECT exercise_id, COUNT(*) AS n, correct, created_at, MAX(id) FROM attempts a"
+                            f" WHERE student_id = ? AND course_id = ? AND NOT {NEEDS_TEACHER_SQL} GROUP BY exercise_id",
+                            args)}
             waiting = {r[0]: learner_state.epoch_of(r[1]) for r in conn.execute(
-                "SELECT exercise_id, MAX(created_at) FROM attempts WHERE student_id = ? AND course_id = ?"
-                " AND graded_by = 'pending' GROUP BY exercise_id", (student["id"], course_id))}
+                "SELECT exercise_id, MAX(created_at) FROM attempts a WHERE student_id = ? AND course_id = ?"
+                f" AND {NEEDS_TEACHER_SQL} GROUP BY exercise_id", args)}
             cards = self.reviews.cards(conn, student["id"], course_id, now_dt)
         forecast = own.forecast if own else self._forecast(plan, state, now)
         view = StudentView(
@@ -213,7 +218,21 @@ class LearnerService:
                                    " ORDER BY c.title LIMIT 1", {"lang": lang}).fetchone()
             if row is None:
                 row = conn.execute("SELECT id FROM courses ORDER BY title LIMIT 1").fetchone()
-        return self.next_up(student, row[0]) if row else None
+            others = [] if row is None else [r[0] for r in conn.execute(
+                f"SELECT c.id FROM courses c WHERE {in_language} AND c.id != :course ORDER BY c.title",
+                {"lang": lang, "course": row[0]})]
+        if row is None:
+            return None
+        first = self.next_up(student, row[0])
+        if first is None or first["kind"] != "done":
+            return first
+        # Nothing left to do in that course now: the next course in the student's language that has
+        # something (a finished course's Next up stood on the home page while another waited unstarted).
+        for course_id in others:
+            other = self.next_up(student, course_id)
+            if other is not None and other["kind"] != "done":
+                return other
+        return first
 
 
 def learning_status(predictor: LearnerPredictor, embedder: Embedder, learner: LearnerService) -> PartStatus:

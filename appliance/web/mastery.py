@@ -32,14 +32,27 @@ def refresh(conn, rows: list[dict], student_id: int | None = None) -> list[dict]
     if not groups:
         return rows
     wanted = [(sid, cid, [r["skill_id"] for r in answered]) for (sid, cid), answered in groups.items()]
-    try:
-        now = learner.mastery_now(conn, wanted)
-    except Exception:  # a page must not fail for the model: the stored values stand
-        log.exception("learner mastery for a page of %d students and courses failed", len(wanted))
-        return rows
+    now = _ask(learner, conn, wanted)
     if now is None:
         return rows
     for answered, values in zip(groups.values(), now):
         for r in answered:
             r["p_mastery"] = values.get(r["skill_id"], r["p_mastery"])
     return rows
+
+
+def of_skills(conn, student_id: int, course_id: str, skills: list[str]) -> dict[str, float] | None:
+    """The model's estimate now of one student's ``skills`` (None: no model, the stored values stand)."""
+    learner = current_app.extensions["ce"].get("learner")
+    if learner is None or not skills:
+        return None
+    now = _ask(learner, conn, [(student_id, course_id, list(skills))])
+    return now[0] if now else None
+
+
+def _ask(learner, conn, wanted: list[tuple[int, str, list[str]]]) -> list[dict[str, float]] | None:
+    try:
+        return learner.mastery_now(conn, wanted)
+    except Exception:  # a page must not fail for the model: the stored values stand
+        log.exception("learner mastery for a page of %d students and courses failed", len(wanted))
+        return None

@@ -16,6 +16,7 @@ from appliance.languages import base_language, in_language_sql
 from appliance.learning.grading import FORMS, form_words
 from appliance.learning.plan import plans_of
 from appliance.learning.progress import latest_answers, lesson_rule, skills_mastered, teacher_marks
+from appliance.web.mastery import of_skills as mastery_of_skills
 from appliance.web.mastery import refresh as refresh_mastery
 from appliance.web.security import current_user, requires
 
@@ -115,7 +116,10 @@ def lesson(course_id: str, lesson_id: str):
         status = conn.execute("SELECT status FROM lesson_progress WHERE student_id = ? AND course_id = ? AND lesson_id = ?",
                               (user["id"], course_id, lesson_id)).fetchone()
         where = {"course_id": course_id, "lesson_id": lesson_id}
-        mastered_now = skills_mastered(conn, user["id"], where, lesson_rule(current_app.extensions["ce"], conn, where))
+        rule = lesson_rule(current_app.extensions["ce"], conn, where)
+        # By the model's estimate now, as the progress page says it (not the one stored at the last answer).
+        mastered_now = skills_mastered(conn, user["id"], where, rule, mastery_of_skills(
+            conn, user["id"], course_id, rule.plan.lesson_own_skills(lesson_id)))
         siblings = conn.execute("SELECT id, title FROM lessons WHERE course_id = ? AND position > ? ORDER BY position"
                                 " LIMIT 1", (course_id, row["position"])).fetchone()
     media = [m for m in json.loads(row["media"] or "[]") if _show_media(m, row["body"], course_id)]

@@ -19,6 +19,7 @@ from appliance.learning.progress import record_attempt
 
 RULE_AFTER_ONE_RIGHT = 2 / 3  # (successes + 1) / (answers + 2)
 from appliance.services import Services
+from appliance.store.database import now_iso
 
 RIGHT = {"e1": {"choice": 1}, "e2": {"choices": [0, 2]}, "e3": {"value": "3/4"}, "e4": {"text": "denominator"},
          "e5": {"choice": 0}}
@@ -555,9 +556,48 @@ def test_a_written_answer_waiting_for_the_teacher_is_not_asked_for_again(tmp_pat
         ana = _people(svc)[0]
         for ex in ("e1", "e2", "e3", "e4", "e5"):
             reply = answer(svc, ana, ex, RIGHT[ex])
-        assert (reply["next"]["reason"], reply["next"]["exercise_id"]) == ("explain", "e6")
+        # e6 is a question of "add" too (which builds on "equivalent"): Next up opens the lesson at it.
+        assert (reply["next"]["skill_id"], reply["next"]["start"]) == ("add", "e6")
         pending = answer(svc, ana, "e6", {"text": "Both are one half."})
         assert pending["graded_by"] == "pending"
-        assert pending["next"]["exercise_id"] != "e6" and pending["next"]["reason"] != "explain", pending["next"]
+        assert pending["next"]["start"] != "e6" and pending["next"]["reason"] != "explain", pending["next"]
+        # "add" has no other question: there is nothing more until the teacher has read it.
+        assert pending["next"]["reason"] == "waiting_for_teacher"
+    finally:
+        svc.close()
+
+
+def test_an_unsure_model_grade_waits_for_the_teacher_in_next_up_too(tmp_path):
+    """The student was told only that the teacher will read the answer: Next up must not treat it as a
+    wrong answer ("your last answer on it was not right") nor ask it again."""
+    svc = learning_services(tmp_path / "data", None, learning__mastery_threshold="0.05",
+                            learning__mastery_min_answers="1")
+    try:
+        ana = _people(svc)[0]
+        for ex in ("e1", "e2", "e3", "e4", "e5"):
+            answer(svc, ana, ex, RIGHT[ex])
+        below = svc.cfg.learning.review_below_confidence
+        svc.db.write(lambda c: c.execute(
+            "INSERT INTO attempts (attempt_uid, student_id, course_id, exercise_id, answer, correct, score, confidence,"
+            " graded_by, created_at) VALUES ('u1', ?, ?, 'e6', '{\"text\": \"half\"}', 0, 0, ?, 'model', ?)",
+            (ana["id"], COURSE_ID, below / 2, now_iso())))
+        nxt = svc.get("learner").next_up(ana, COURSE_ID)
+        assert (nxt["reason"], nxt["start"]) == ("waiting_for_teacher", None), nxt
+    finally:
+        svc.close()
+
+
+def test_the_home_page_moves_on_to_another_course_once_one_has_nothing_left(tmp_path):
+    svc = learning_services(tmp_path / "data", None, learning__mastery_threshold="0.05",
+                            learning__mastery_min_answers="1")
+    try:
+        seed_course(svc.db, "zz-second", title="Zeta fractions")
+        ana = _people(svc)[0]
+        for ex in ("e1", "e2", "e3", "e4", "e5"):
+            answer(svc, ana, ex, RIGHT[ex])
+        answer(svc, ana, "e6", {"text": "Both are one half."})  # waits for the teacher: nothing left here
+        assert svc.get("learner").next_up(ana, COURSE_ID)["kind"] == "done"
+        home = svc.get("learner").home(ana, "en")
+        assert (home["course_id"], home["kind"]) == ("zz-second", "lesson")
     finally:
         svc.close()

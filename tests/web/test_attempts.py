@@ -139,6 +139,25 @@ def test_a_lesson_is_done_once_its_skills_are_mastered_before_every_question_is(
     assert _mastered_notice_shown(student_client) is False
 
 
+def test_the_lesson_page_says_mastered_by_the_same_estimate_as_the_progress_page(services, course, student_client):
+    """The pages people read ask the learner model for its estimate now (it fades while a skill goes
+    unpractised); the lesson page's "you have mastered what it teaches" went by the estimate stored at
+    the last answer, and said so on a day the progress page no longer did."""
+    token = _token(student_client)
+    for ex in ("e1", "e2", "e4", "e1", "e2"):
+        _post(student_client, ex, RIGHT[ex], token=token)
+    assert _mastered_notice_shown(student_client) is True
+    class FadedModel:  # the learner model's estimate some days later: 0.8 on every skill
+        def mastery_now(self, conn, wanted, now=None):
+            return [{s: 0.8 for s in skills} for _sid, _cid, skills in wanted]
+
+    assert services.get("learner") is None
+    services.provide("learner", FadedModel())
+    progress = student_client.get("/me/progress").get_data(as_text=True)
+    assert not re.search(r"Parts of a whole <span class=\"badge ok\">", progress)
+    assert _mastered_notice_shown(student_client) is False
+
+
 def _mastered_notice_shown(client) -> bool:
     html = client.get("/learn/fractions-mini/what-is-a-fraction").get_data(as_text=True)
     tag = re.search(r'<div class="notice ok mastered-early"[^>]*>', html).group(0)

@@ -16,3 +16,21 @@ def test_stored_utc_times_are_shown_on_the_box_s_clock(app, monkeypatch):
     # What the templates use (teacher and admin pages: sign-ins, answers, archive dates).
     page = app.jinja_env.from_string("{{ t|local_date }} {{ t|local_time }}").render(t=stamp)
     assert page == "2026-03-01 2026-03-01 22:30"
+
+
+def test_summer_and_winter_times_each_have_their_own_offset(monkeypatch):
+    """A box in Madrid: CEST (+2) in summer, CET (+1) in winter, whatever the season the box is in now."""
+    import time
+    from datetime import datetime
+
+    monkeypatch.setenv("TZ", "Europe/Madrid")
+    time.tzset()
+    try:
+        assert localtime.local_time_text("2026-07-01T21:30:00Z") == "2026-07-01 23:30"
+        assert localtime.local_time_text("2026-01-10T21:30:00Z") == "2026-01-10 22:30"
+        # 22:30 UTC on 10 April is 00:30 on the 11th in Madrid: a review due then is due on the 11th.
+        assert localtime.local_day(datetime.fromisoformat("2026-04-10T22:30:00+00:00")).isoformat() == "2026-04-11"
+        assert localtime.local_day(datetime.fromisoformat("2026-12-10T22:30:00+00:00")).isoformat() == "2026-12-10"
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 from lms_fixtures import csrf_of, sign_in_staff, sign_in_student
+from werkzeug.routing import IntegerConverter
 
 from appliance.web.security import undeclared_endpoints
 
@@ -18,8 +19,9 @@ SAMPLE = {"int": "999999", "default": "nope", "path": "nope/x", "float": "1.5", 
 def _url(rule) -> str:
     url = rule.rule
     for arg in rule.arguments:
-        conv = type(rule._converters[arg]).__name__.lower().replace("converter", "")
-        value = SAMPLE["int"] if conv == "integer" else SAMPLE.get(conv, SAMPLE["default"])
+        converter = rule._converters[arg]
+        conv = type(converter).__name__.lower().replace("converter", "")
+        value = SAMPLE["int"] if isinstance(converter, IntegerConverter) else SAMPLE.get(conv, SAMPLE["default"])
         url = url.replace(f"<{arg}>", value)
         for prefix in ("int", "path", "float", "uuid", "string"):
             url = url.replace(f"<{prefix}:{arg}>", value)
