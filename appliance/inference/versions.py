@@ -92,6 +92,8 @@ def quantize_version(repo: Repository, mv: ModelVersion, per_channel: bool = Tru
     unsigned one stays unsigned, so quantizing never turns an untrusted model into a trusted one."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from appliance.inference.builders.quantize import reduce_range_needed
+
     if sign_key is None and _trusted_here(repo, mv):
         sign_key = own_private_key(repo.root)
     if sign_key is None and repo.trusted_keys:
@@ -116,9 +118,11 @@ def quantize_version(repo: Repository, mv: ModelVersion, per_channel: bool = Tru
         stage = Path(tmp) / "v"
         stage.mkdir()
         out = stage / "model.onnx"
+        reduce_range, why = reduce_range_needed()  # 7-bit weights where this CPU's int8 products saturate
         try:
             with quiet_quantizer():
-                quantize_dynamic(str(source), str(out), per_channel=per_channel, weight_type=QuantType.QInt8)
+                quantize_dynamic(str(source), str(out), per_channel=per_channel, reduce_range=reduce_range,
+                                 weight_type=QuantType.QInt8)
         except OSError:
             raise
         except Exception as exc:  # noqa: BLE001 - the quantizer's own errors name no file or version
@@ -132,7 +136,8 @@ def quantize_version(repo: Repository, mv: ModelVersion, per_channel: bool = Tru
             # The source's metrics (AUC...) were measured on float weights; these say what int8 changed.
             "metrics": quantization_metrics(source, out),
             "provenance": {**(mv.meta.get("provenance") or {}), "quantized_from": mv.version,
-                           "quantization": f"dynamic int8, {'per-channel' if per_channel else 'per-tensor'} weights",
+                           "quantization": f"dynamic int8, {'per-channel' if per_channel else 'per-tensor'} weights"
+                                           + (f", 7 bits used ({why})" if reduce_range else ""),
                            "source_sha256": mv.sha256},
         })
         (stage / "model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")

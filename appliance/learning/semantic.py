@@ -243,7 +243,7 @@ class SemanticGrader:
         wrong = wrong_answers_of(spec)
         similarity, to_ref, to_wrong, to_question = 0.0, 0.0, None, 0.0
         if refs:
-            ans = self.embedder.embed([text]).vectors[0]
+            ans = self.embedder.embed([text], alone=True).vectors[0]  # the same grade whoever else answers
             known = self.embedder.embed(refs + wrong + [exercise.get("prompt") or ""], cache=True).vectors
             to_ref = similarity = float(np.clip((known[:len(refs)] @ ans).max(), 0.0, 1.0))
             if wrong:

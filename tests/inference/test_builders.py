@@ -175,6 +175,36 @@ def test_embedding_rows_quantize_within_half_a_step():
     assert np.all(q[3] == 0)
 
 
+def test_int8_weights_keep_to_7_bits_on_an_x86_cpu_without_vnni(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+
+    from appliance.inference.builders.quantize import cpu_flags, quantize_int8, reduce_range_needed
+
+    assert reduce_range_needed("aarch64", frozenset())[0] is False                      # Pi 5, Jetson
+    assert reduce_range_needed("x86_64", frozenset({"sse4_1", "avx2"}))[0] is True     # Haswell .. Zen 3
+    assert reduce_range_needed("x86_64", frozenset({"avx2", "avx512f", "avx512_vnni"}))[0] is False
+    assert reduce_range_needed("x86_64", frozenset({"avx2", "avx_vnni"}))[0] is False  # Alder Lake
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n\nprocessor\t: 1\n")
+    assert cpu_flags(info) == {"fpu", "sse2", "avx2", "fma"} and cpu_flags(tmp_path / "none") == frozenset()
+
+    w = np.random.default_rng(0).normal(size=(32, 32)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 32])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 32])],
+                              [numpy_helper.from_array(w, "w")])
+    src = tmp_path / "fp32.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    widest = {}
+    for reduced in (False, True):
+        dst = tmp_path / f"int8-{reduced}.onnx"
+        done = quantize_int8(src, dst, None, reduce_range=reduced)
+        assert done["reduce_range"]["on"] is reduced
+        q = [numpy_helper.to_array(t) for t in onnx.load(str(dst)).graph.initializer if t.data_type == TensorProto.INT8]
+        widest[reduced] = max(int(np.abs(a.astype(np.int32)).max()) for a in q)
+    assert widest[False] == 127 and widest[True] <= 64
+
+
 def test_smoothing_leaves_the_fp32_function_unchanged(built):
     root, versions = built
     proto = onnx.load(str(root / "minilm-fp32" / versions["minilm-fp32"] / "model.onnx"))

@@ -400,3 +400,27 @@ def test_a_question_with_one_reference_sends_right_answers_in_other_words_to_the
         assert grader.judge(e6, "I like pizza.").confidence >= below  # no teacher needed
     finally:
         s.close()
+
+
+def test_an_answer_is_graded_alone_so_other_childrens_answers_cannot_change_its_grade(demo_svc, monkeypatch):
+    """The int8 encoder quantizes activations with one scale per batch: the same answer padded next to
+    another one gets another vector. Grading must not go through the dynamic batcher."""
+    grader, engine = demo_svc.get("semantic"), demo_svc.get("inference")
+    text = "It says how many equal parts the whole is cut into."
+    alone = grader.embedder.embed([text], alone=True).vectors[0]
+    beside = grader.embedder.embed([text, "A much longer sentence about pizza, dogs, football and the weather "
+                                          "that pads the short answer with many tokens of zeros."]).vectors[0]
+    assert float(alone @ beside) < 0.9999  # the premise: a neighbour moves the vector
+
+    calls = []
+    run = engine.run
+
+    def spy(name, feed, *args, **kwargs):
+        calls.append((name, int(feed["input_ids"].shape[0]), kwargs.get("batching", True)))
+        return run(name, feed, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "run", spy)
+    ex = _exercise(demo_svc, "fractions", "basics-11")
+    grader.judge(ex, text, reread=False)
+    answer_runs = [c for c in calls if c[0] == "minilm"]
+    assert answer_runs and all(batching is False for _n, _rows, batching in answer_runs), calls

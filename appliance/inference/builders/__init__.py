@@ -34,7 +34,9 @@ MODELS = ("learner", "minilm", "minilm-fp32")
 # older one rebuild that model at their next start (``stale_default_models``). learner 2: its
 # manifest says "dynamic_batching": false. learner 3, minilm 2, minilm-fp32 2: signed with the box's
 # own key (``own_key``), so a box that turns on inference.trusted_keys keeps serving its defaults.
-BUILDER_VERSIONS = {"learner": 3, "minilm": 2, "minilm-fp32": 2}
+# minilm 3: 7-bit weights on an x86 CPU without VNNI (``quantize.reduce_range_needed``); the manifest
+# says which.
+BUILDER_VERSIONS = {"learner": 3, "minilm": 3, "minilm-fp32": 2}
 BUILDERS_PREFIX = "appliance.inference.builders"
 
 

@@ -4,7 +4,13 @@ Three steps, because the model's accuracy, size and speed live in different plac
 - the MatMuls fed by a LayerNorm are rescaled first (SmoothQuant, see `smoothing`) so that their
   outlier activation channels do not eat the 8 bits;
 - every MatMul with constant weights goes through onnxruntime's `quantize_dynamic` (per-channel,
-  signed int8 weights; activations are quantized on the fly), which is where the time goes;
+  signed int8 weights; activations are quantized on the fly), which is where the time goes. On an x86
+  CPU with AVX2 but without VNNI, ONNX Runtime multiplies uint8 activations by int8 weights with
+  VPMADDUBSW, which adds each pair of products in 16 bits and saturates; emulated on the real
+  activations, 32 of the 36 quantized MatMuls had saturating pairs, one output in 14 of a layer off by
+  up to 0.65 of its spread. There the weights use 7 bits (`reduce_range`), as ONNX Runtime's
+  documentation advises; ARM and x86 with VNNI keep 8 (`reduce_range_needed`). Each box builds its
+  own model at install, so the choice is its own CPU's;
 - the word-embedding table (30522 x 384, over half the file) is only ever gathered from, and
   `quantize_dynamic` would give it a single scale for the whole table. We store it as int8 with one
   scale per row (symmetric) and dequantize only the gathered rows: Gather(int8) and Gather(scale),
@@ -13,6 +19,7 @@ Three steps, because the model's accuracy, size and speed live in different plac
 from __future__ import annotations
 
 import logging
+import platform
 import tempfile
 from pathlib import Path
 
@@ -63,12 +70,45 @@ def _quantize_gathers(model: onnx.ModelProto, min_elements: int = 1 << 20) -> in
     return replaced
 
 
-def quantize_int8(src: Path, dst: Path, calibration: list[dict] | None = None) -> dict:
+X86 = frozenset({"x86_64", "amd64", "i386", "i686", "x86"})
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The first CPU's feature flags (empty where /proc/cpuinfo does not say: not Linux, or ARM's
+    "Features" line, which this does not need)."""
+    try:
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def reduce_range_needed(machine: str | None = None, flags: frozenset[str] | None = None) -> tuple[bool, str]:
+    """Whether int8 weights must keep to 7 bits on this CPU, and why (see the module's docstring)."""
+    machine = (machine or platform.machine()).lower()
+    if machine not in X86:
+        return False, f"{machine}: no 16-bit saturation in ONNX Runtime's int8 kernels"
+    flags = cpu_flags() if flags is None else flags
+    if flags & {"avx512_vnni", "avx_vnni"}:
+        return False, "x86 with VNNI: products are summed in 32 bits"
+    if "avx2" in flags:
+        return True, "x86 with AVX2 and no VNNI: VPMADDUBSW sums pairs of products in 16 bits and saturates"
+    return False, "x86 without AVX2: ONNX Runtime's SSE kernels widen to 16 bits before multiplying"
+
+
+def quantize_int8(src: Path, dst: Path, calibration: list[dict] | None = None,
+                  reduce_range: bool | None = None) -> dict:
     """fp32 ONNX file -> int8 ONNX file (MatMuls dynamic per-channel, embedding tables per row).
 
     `calibration`: model inputs (dicts of input_ids/attention_mask) for smoothing; without them
-    the MatMuls are quantized as they are. Returns what was done, for the manifest.
+    the MatMuls are quantized as they are. `reduce_range`: 7-bit weights; None = as this CPU needs
+    (`reduce_range_needed`). Returns what was done, for the manifest.
     """
+    why = "asked for" if reduce_range is not None else ""
+    if reduce_range is None:
+        reduce_range, why = reduce_range_needed()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from appliance.inference.builders.smoothing import ALPHA, smooth_layernorm_matmuls
@@ -84,7 +124,7 @@ def quantize_int8(src: Path, dst: Path, calibration: list[dict] | None = None) -
             onnx.save(fp32, str(src))
         mid = Path(tmp) / "matmul_int8.onnx"
         with quiet_quantizer():
-            quantize_dynamic(src, mid, per_channel=True, weight_type=QuantType.QInt8,
+            quantize_dynamic(src, mid, per_channel=True, reduce_range=reduce_range, weight_type=QuantType.QInt8,
                              op_types_to_quantize=["MatMul"])
         model = onnx.load(str(mid))
     n = _quantize_gathers(model)
@@ -94,7 +134,8 @@ def quantize_int8(src: Path, dst: Path, calibration: list[dict] | None = None) -
     onnx.save(model, str(dst))
     log.info("quantized to %s (%d LayerNorm outputs smoothed, %d embedding tables to int8 rows)",
              dst.name, smoothed, n)
-    return {"method": "onnxruntime quantize_dynamic", "weights": "int8", "per_channel": True,
+    return {"method": "onnxruntime quantize_dynamic", "weights": "int8, 7 bits used" if reduce_range else "int8",
+            "reduce_range": {"on": reduce_range, "why": why}, "per_channel": True,
             "activations": "uint8, dynamic per tensor", "embedding_table": "int8, one scale per row",
             "smoothquant": {"alpha": ALPHA, "layernorm_outputs": smoothed,
                             "calibration_inputs": len(calibration or [])}}
