@@ -107,7 +107,7 @@ class Embedder:
             else:
                 ident2, vecs = self._run(loaded, [texts[i] for i in missing], background, batching=not alone)
             if ident2 != ident:  # swapped while running: start again on the new version
-                return self.embed(texts, cache, background)
+                return self.embed(texts, cache, background, alone)
             for i, v in zip(missing, vecs):
                 out[i] = v
             if cache:

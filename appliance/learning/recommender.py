@@ -171,13 +171,13 @@ class _Rules:
         return max(times, key=times.get, default=None)
 
     def just_done(self, exercise_id: str) -> bool:
-        """Not worth asking again now: the question just answered (the same answer again straight away is
-        a repeat, not counted: ``progress.REPEAT_WINDOW_S``; and after a wrong one its answer is on the
-        screen), or one answered right a few minutes ago."""
-        if exercise_id == self.last_answered():
-            return True
+        """Not worth asking again now: within ``RECENT_S`` of its answer, the question just answered (the
+        same answer again straight away is a repeat, not counted: ``progress.REPEAT_WINDOW_S``; and
+        after a wrong one its answer is on the screen), or one answered right."""
         answers, last_right, last_at = self.view.exercises.get(exercise_id, (0, False, 0.0))
-        return bool(answers) and last_right and self.now_s - last_at < RECENT_S
+        if not answers or self.now_s - last_at >= RECENT_S:
+            return False
+        return last_right or exercise_id == self.last_answered()
 
     def skill_name(self, s: str) -> str:
         skill = self.plan.skills.get(s)
@@ -260,8 +260,8 @@ def _practice_or_lesson(r: _Rules) -> Recommendation | None:
         # Only questions answered a moment ago are left on the skills in progress: the lesson to look
         # back at, and its questions again in a few minutes.
         skill = _weakest_skill(r, resting)
-        why = _("Well done on “%(skill)s”! Its questions come back in a few minutes. Until then, look back "
-                "over the lesson.", skill=r.skill_name(skill))
+        why = _("More questions on “%(skill)s” come back in a few minutes. Until then, look back over the "
+                "lesson.", skill=r.skill_name(skill))
         return r.rec("relearn", "come_back_soon", why, lesson_id=resting.lesson_id, skill=skill)
     return None
 

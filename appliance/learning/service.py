@@ -41,6 +41,9 @@ FORECAST_TTL_S = 60.0  # a forecast older than this is made again (days-since-pr
 # Answers in a course of another language before the home page offers it as Next up: one or two are a
 # look around (a Spanish class's pupil tried the English course once and the home page switched to it).
 SWITCH_AFTER = 3
+# Other courses the home page asks Next up of when the chosen one has nothing left (one learner-model
+# run each, on every home page a student who finished a course opens).
+HOME_COURSES_TRIED = 3
 
 
 @dataclass
@@ -228,7 +231,7 @@ class LearnerService:
             return first
         # Nothing left to do in that course now: the next course in the student's language that has
         # something (a finished course's Next up stood on the home page while another waited unstarted).
-        for course_id in others:
+        for course_id in others[:HOME_COURSES_TRIED]:
             other = self.next_up(student, course_id)
             if other is not None and other["kind"] != "done":
                 return other

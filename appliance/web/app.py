@@ -14,6 +14,7 @@ from werkzeug.routing import IntegerConverter
 
 from appliance.services import Services
 from appliance.web import errors, security
+from appliance.web.ids import ROW_ID_MAX
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class RowIdConverter(IntegerConverter):
     an int SQLite cannot bind (OverflowError, a 500)."""
 
     def __init__(self, url_map, *args, **kwargs):
-        kwargs.setdefault("max", 2**63 - 1)
+        kwargs.setdefault("max", ROW_ID_MAX)
         super().__init__(url_map, *args, **kwargs)
 
 

@@ -30,6 +30,7 @@ from appliance.learning import overrides
 from appliance.learning.grading import NEEDS_TEACHER_SQL
 from appliance.learning.spelling import changed_words
 from appliance.people import classes as cls_mod
+from appliance.web.ids import row_id
 from appliance.web.security import current_user, requires
 
 log = logging.getLogger(__name__)
@@ -119,33 +120,37 @@ def search_api():
 
 
 # -- grade review ---------------------------------------------------------------------------------
+_REVIEW_SELECT = (
+    "SELECT a.id, a.answer, a.correct, a.score, a.confidence, a.graded_by, a.created_at, a.course_id,"
+    " a.exercise_id, u.display_name, u.avatar, e.prompt, e.spec, sc.threshold, sc.detail,"
+    " (SELECT c.language FROM courses c WHERE c.id = a.course_id) AS language")
 _REVIEW_FROM = (
     " FROM attempts a JOIN class_members m ON m.student_id = a.student_id AND m.class_id = ?"
-    " JOIN users u ON u.id = a.student_id JOIN exercises e ON e.course_id = a.course_id AND e.id = a.exercise_id"
-    f" WHERE e.kind = 'free_text' AND (? OR {NEEDS_TEACHER_SQL} OR a.id = ?)")
+    " JOIN users u ON u.id = a.student_id JOIN exercises e ON e.course_id = a.course_id AND e.id = a.exercise_id")
+_CALIBRATION = (
+    " LEFT JOIN semantic_calibration sc ON sc.course_id = a.course_id AND sc.exercise_id = a.exercise_id"
+    " AND sc.calibrated_at = (SELECT MAX(calibrated_at) FROM semantic_calibration s2"
+    " WHERE s2.course_id = a.course_id AND s2.exercise_id = a.exercise_id)")
+_LISTED = f" WHERE e.kind = 'free_text' AND (? OR {NEEDS_TEACHER_SQL})"
+# Waiting for a teacher first, the longest waiting first; then the model's grades, least sure first;
+# then the teachers' own (in "show all").
+_REVIEW_ORDER = (" ORDER BY a.graded_by = 'teacher', a.graded_by != 'pending',"
+                 " CASE WHEN a.graded_by = 'pending' THEN a.id END, a.confidence, a.id DESC")
 
 
 def _review_rows(conn, class_id: int, show_all: bool, below: float, page: int, graded: int | None) -> tuple[list[dict], int]:
     """One page of the class's written answers, and how many there are in all.
 
-    Answers waiting for a teacher come first, oldest first (the child who has waited longest is
-    answered first), then the model's grades, least sure first, then the teachers' grades (in "show
-    all"). ``graded``: the answer the teacher has just graded stays on the page, at the top, where its
-    new grade shows and a mis-click can be put right."""
-    args = (class_id, 1 if show_all else 0, below, graded or 0)
-    total = conn.execute("SELECT COUNT(*)" + _REVIEW_FROM, args).fetchone()[0]
-    order = ("a.id = ? DESC, a.graded_by = 'teacher', a.graded_by != 'pending',"
-             " CASE WHEN a.graded_by = 'pending' THEN a.id END, a.confidence, a.id DESC")
-    rows = conn.execute(
-        "SELECT a.id, a.answer, a.correct, a.score, a.confidence, a.graded_by, a.created_at, a.course_id,"
-        " a.exercise_id, u.display_name, u.avatar, e.prompt, e.spec, sc.threshold, sc.detail,"
-        " (SELECT c.language FROM courses c WHERE c.id = a.course_id) AS language"
-        + _REVIEW_FROM.replace(" WHERE ", " LEFT JOIN semantic_calibration sc ON sc.course_id = a.course_id"
-                               " AND sc.exercise_id = a.exercise_id AND sc.calibrated_at = (SELECT MAX(calibrated_at)"
-                               " FROM semantic_calibration s2 WHERE s2.course_id = a.course_id"
-                               " AND s2.exercise_id = a.exercise_id) WHERE ", 1)
-        + f" ORDER BY {order} LIMIT ? OFFSET ?",
-        (*args, graded or 0, REVIEW_LIMIT, page * REVIEW_LIMIT)).fetchall()
+    ``graded``: the answer the teacher has just graded on this page stays on it, on top, where its new
+    grade shows and a mis-click can be put right (it is no longer counted among the answers to check)."""
+    args = (class_id, 1 if show_all else 0, below)
+    total = conn.execute("SELECT COUNT(*)" + _REVIEW_FROM + _LISTED, args).fetchone()[0]
+    rows = conn.execute(_REVIEW_SELECT + _REVIEW_FROM + _CALIBRATION + _LISTED + _REVIEW_ORDER + " LIMIT ? OFFSET ?",
+                        (*args, REVIEW_LIMIT, page * REVIEW_LIMIT)).fetchall()
+    if graded is not None and all(r["id"] != graded for r in rows):
+        kept = conn.execute(_REVIEW_SELECT + _REVIEW_FROM + _CALIBRATION + " WHERE e.kind = 'free_text' AND a.id = ?",
+                            (class_id, graded)).fetchone()
+        rows = [kept, *rows] if kept is not None else rows
     out = []
     for r in rows:
         d = dict(r)
@@ -160,8 +165,7 @@ def _review_rows(conn, class_id: int, show_all: bool, below: float, page: int, g
 
 def _page_arg(name: str) -> int:
     """A non-negative page or id from the query string; anything else is the default (0)."""
-    value = request.args.get(name, "")
-    return min(int(value), 2**40) if value.isascii() and value.isdigit() else 0
+    return row_id(request.args.get(name)) or 0
 
 
 # Calibration's balanced accuracy under which the page says a question is hard for the model to grade.
@@ -174,10 +178,15 @@ def grades(class_id: int):
     services = _services()
     show_all = request.args.get("show") == "all"
     below = services.cfg.learning.review_below_confidence
-    page, graded = _page_arg("page"), _page_arg("graded") or None
+    page, graded = min(_page_arg("page"), 2**40), _page_arg("graded") or None  # page x 100 stays an SQLite int
     with services.db.read() as conn:
         cls = cls_mod.get_class(conn, class_id, current_user())
         rows, total = _review_rows(conn, class_id, show_all, below, page, graded)
+    if page and page * REVIEW_LIMIT >= total:
+        # Past the end (answers graded since the link was made): the last page there is.
+        last = max(0, (total - 1) // REVIEW_LIMIT)
+        return redirect(url_for("learning.grades", class_id=class_id, show="all" if show_all else None,
+                                page=last or None, graded=graded))
     semantic = services.get("semantic")
     model_on = semantic is not None and semantic.available()[0]  # off: the page must not talk of a model
     for r in rows:
@@ -196,7 +205,7 @@ def grades(class_id: int):
             # only a little unsure: one badge for both gave the teacher no way to triage.
             r["sure"] = "toss" if r["confidence"] < below / 3 else "unsure" if r["confidence"] < below \
                 else "fairly" if r["confidence"] < (1 + below) / 2 or r["hard"] else "sure"
-    pages = {"current": page, "first": page * REVIEW_LIMIT + 1, "last": page * REVIEW_LIMIT + len(rows), "total": total,
+    pages = {"current": page, "first": page * REVIEW_LIMIT + 1, "last": min(total, (page + 1) * REVIEW_LIMIT), "total": total,
              "previous": page - 1 if page else None, "next": page + 1 if (page + 1) * REVIEW_LIMIT < total else None}
     return render_template("learning/grades.html", cls=cls, rows=rows, show_all=show_all, below=below,
                            model_on=model_on, pages=pages, graded=graded)
@@ -230,7 +239,7 @@ def override_grade(class_id: int, attempt_id: int):
     # Back to the row after this one (the form names it), so a keyboard user carries on from there;
     # the graded row stays on the page with its new grade.
     after = request.form.get("next", "")
-    anchor = f"#attempt-{int(after)}" if after.isascii() and after.isdigit() else "#main"
+    anchor = f"#attempt-{row_id(after)}" if row_id(after) is not None else "#main"
     return redirect(_back_to_list(class_id, attempt_id) + anchor)
 
 
@@ -238,5 +247,5 @@ def _back_to_list(class_id: int, attempt_id: int) -> str:
     """The list the grade was given on (the form says which view and page), keeping the answer on it."""
     page = request.form.get("page", "")
     return url_for("learning.grades", class_id=class_id, show=request.form.get("show") or None,
-                   page=int(page) if page.isascii() and page.isdigit() and 0 < int(page) < 2**40 else None,
+                   page=row_id(page) or None,
                    graded=attempt_id)

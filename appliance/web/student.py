@@ -115,11 +115,17 @@ def lesson(course_id: str, lesson_id: str):
         marks = teacher_marks(conn, user["id"], course_id, lesson_id, below)
         status = conn.execute("SELECT status FROM lesson_progress WHERE student_id = ? AND course_id = ? AND lesson_id = ?",
                               (user["id"], course_id, lesson_id)).fetchone()
-        where = {"course_id": course_id, "lesson_id": lesson_id}
-        rule = lesson_rule(current_app.extensions["ce"], conn, where)
-        # By the model's estimate now, as the progress page says it (not the one stored at the last answer).
-        mastered_now = skills_mastered(conn, user["id"], where, rule, mastery_of_skills(
-            conn, user["id"], course_id, rule.plan.lesson_own_skills(lesson_id)))
+        # Done by mastering its skills before every question was right (progress.update_lesson): say why
+        # the course page ticks it while questions here are still open. Only while its skills really are
+        # mastered, by the model's estimate now as the progress page says it (not the one stored at the
+        # last answer): a lesson done question by question, answered wrong since, is not "mastered"
+        # (it stays done). Asked only where the page may say it: it costs a model run.
+        mastered_early = False
+        if status is not None and status[0] == "completed" and not all(done.get(ex["id"]) for ex in exercises):
+            where = {"course_id": course_id, "lesson_id": lesson_id}
+            rule = lesson_rule(current_app.extensions["ce"], conn, where)
+            mastered_early = skills_mastered(conn, user["id"], where, rule, mastery_of_skills(
+                conn, user["id"], course_id, rule.plan.lesson_own_skills(lesson_id)))
         siblings = conn.execute("SELECT id, title FROM lessons WHERE course_id = ? AND position > ? ORDER BY position"
                                 " LIMIT 1", (course_id, row["position"])).fetchone()
     media = [m for m in json.loads(row["media"] or "[]") if _show_media(m, row["body"], course_id)]
@@ -128,12 +134,6 @@ def lesson(course_id: str, lesson_id: str):
         mark = marks.get(ex["id"])
         ex["teacher_mark"], ex["marked_answer"] = mark if mark else (None, "")
         ex["waiting"] = mark is not None and mark[0] is None
-    # Done by mastering its skills before every question was right (progress.update_lesson): say why the
-    # course page ticks it while questions here are still open.
-    # Only while its skills really are mastered: a lesson done question by question, answered wrong
-    # since, is not "mastered" (it stays done).
-    mastered_early = (status is not None and status[0] == "completed" and not all(ex["done"] for ex in exercises)
-                      and mastered_now)
     return render_template("student/lesson.html", lesson=dict(row), media=media, exercises=exercises,
                            next_lesson=dict(siblings) if siblings else None, mastered_early=mastered_early)
 

@@ -184,6 +184,7 @@ def test_int8_weights_keep_to_7_bits_on_an_x86_cpu_without_vnni(tmp_path):
     assert reduce_range_needed("x86_64", frozenset({"sse4_1", "avx2"}))[0] is True     # Haswell .. Zen 3
     assert reduce_range_needed("x86_64", frozenset({"avx2", "avx512f", "avx512_vnni"}))[0] is False
     assert reduce_range_needed("x86_64", frozenset({"avx2", "avx_vnni"}))[0] is False  # Alder Lake
+    assert reduce_range_needed("x86_64", frozenset())[0] is True      # flags unreadable: the safe choice
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n\nprocessor\t: 1\n")
     assert cpu_flags(info) == {"fpu", "sse2", "avx2", "fma"} and cpu_flags(tmp_path / "none") == frozenset()

@@ -387,8 +387,17 @@ def test_the_question_just_answered_is_not_offered_even_when_it_is_the_only_one_
     rec = recommend(make_plan(), v, TARGET, THRESHOLD, NOW)
     assert (rec.kind, rec.reason, rec.lesson_id, rec.exercise_id) == ("relearn", "come_back_soon", "l-parts", None)
     assert "few minutes" in rec.why
+    assert "Well done" not in rec.why   # the latest answer was wrong
     answered["parts-0"] = (3, True, now - 1000)  # ten minutes on: its questions again (not the last one)
     assert recommend(make_plan(), v, TARGET, THRESHOLD, NOW).exercise_id == "parts-0"
+    # A skill's only question, answered wrong an hour ago, is offered again (not "come back soon" for ever).
+    v = view(mastery={"parts": 0.7}, practised={"parts": 4}, predicted={"parts-2": 0.7},
+             exercises={"parts-2": (1, False, now - 3600)}, waiting={"parts-0": now - 7200, "parts-1": now - 7200})
+    rec = recommend(make_plan(), v, TARGET, THRESHOLD, NOW)
+    assert (rec.kind, rec.exercise_id) == ("practice", "parts-2")
+    v.exercises["parts-2"] = (1, False, now - 30)  # just answered, the others wait: back to it in a few minutes
+    rec = recommend(make_plan(), v, TARGET, THRESHOLD, NOW)
+    assert rec.reason == "come_back_soon"
 
 
 def test_an_answer_waiting_for_the_teacher_hides_that_question_not_its_skill():

@@ -642,10 +642,19 @@ def test_a_long_list_of_answers_to_check_comes_in_pages_oldest_waiting_first(ser
     assert "Answers 1 to 3 of 5" in first and f'href="{url}?page=1"' in first
     second = teacher_client.get(url + "?page=1").get_data(as_text=True)
     assert rows(second) == waiting[3:] and "Answers 4 to 5 of 5" in second and "Next page" not in second
-    # A grade given on the second page comes back to the second page.
+    # A grade given on the second page comes back to the second page, the answer still on it, on top.
     r = teacher_client.post(f"{url}/{waiting[3]}", data={"csrf_token": csrf_of(second), "verdict": "correct", "page": "1"})
     assert "page=1" in r.location and f"graded={waiting[3]}" in r.location
-    assert teacher_client.get(url + "?page=junk").status_code == 200
+    back = teacher_client.get(r.location).get_data(as_text=True)
+    assert rows(back) == [waiting[3], waiting[4]] and "Just graded" in back and "Answers 4 to 4 of 4" in back
+    assert rows(teacher_client.get(url).get_data(as_text=True)) == waiting[:3]   # page 1 as it was
+    # Once the answers on a page are all graded, its link leads to the last page there is.
+    teacher_client.post(f"{url}/{waiting[4]}", data={"csrf_token": csrf_of(back), "verdict": "correct", "page": "1"})
+    r = teacher_client.get(url + "?page=1")
+    assert r.status_code == 302 and "page=" not in r.location
+    assert rows(teacher_client.get(r.location).get_data(as_text=True)) == waiting[:3]
+    for odd in ("junk", "²", str(10**30)):
+        assert teacher_client.get(url + f"?page={odd}").status_code in (200, 302), odd
 
 
 def test_ids_too_big_for_the_database_are_no_such_page(services, teacher_client, klass, course):

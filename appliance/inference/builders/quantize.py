@@ -91,6 +91,8 @@ def reduce_range_needed(machine: str | None = None, flags: frozenset[str] | None
     if machine not in X86:
         return False, f"{machine}: no 16-bit saturation in ONNX Runtime's int8 kernels"
     flags = cpu_flags() if flags is None else flags
+    if not flags:
+        return True, "x86 whose CPU flags could not be read: 7-bit weights are safe on every x86 CPU"
     if flags & {"avx512_vnni", "avx_vnni"}:
         return False, "x86 with VNNI: products are summed in 32 bits"
     if "avx2" in flags:

@@ -13,6 +13,7 @@ from flask_babel import ngettext
 from appliance.errors import BadRequest, NotFound
 from appliance.learning.grading import NEEDS_TEACHER_SQL
 from appliance.people import classes as cls_mod
+from appliance.web.ids import row_id
 from appliance.web.security import current_user, requires
 from appliance.web.teacher import bp
 
@@ -76,9 +77,10 @@ def _chosen_teacher(user: dict) -> int | None:
     raw = request.form.get("teacher_id", "")
     if user["role"] != "admin" or not raw:
         return None
-    if not raw.isdigit():
+    teacher_id = row_id(raw)
+    if teacher_id is None:
         raise BadRequest(_("Choose a teacher from the list."))
-    return int(raw)
+    return teacher_id
 
 
 @bp.post("/classes")
@@ -263,7 +265,7 @@ def move_student(class_id: int, student_id: int):
     """To another class the same teacher (or an admin) manages; the account and its progress go along."""
     _class_or_404(class_id)
     raw = request.form.get("to_class", "")
-    target = _class_or_404(int(raw)) if raw.isdigit() else None  # another teacher's class: 404, as any
+    target = _class_or_404(row_id(raw)) if row_id(raw) is not None else None  # another teacher's class: 404, as any
     try:
         if target is None:
             raise BadRequest(_("Choose another class."))
