@@ -265,11 +265,14 @@ class InferenceEngine:
         ``batching=False``: run these rows as they are, never together with other callers' (an int8
         model's output depends a little on its batch; see ``LoadedModel.run``)."""
         t0 = time.perf_counter()
-        outcome = "failure"
+        outcome, answered = "failure", None
         try:
             model = self.acquire(name, version)
+            answered = model.version
             try:
-                outputs = model.run(inputs, batching)
+                # Background work runs in its own batches (a course's sentences, 16 at a time): through
+                # the batcher they counted as students' batches on the admin page, and made them wait.
+                outputs = model.run(inputs, batching and not background)
             finally:
                 self.release(model)
             outcome = "success"
@@ -280,7 +283,7 @@ class InferenceEngine:
         finally:
             # Unknown names get no series of their own: a typo loop must not grow /metrics forever.
             if outcome != "client_error" or name in self._models:
-                self.metrics.record_request(name, time.perf_counter() - t0, outcome, background)
+                self.metrics.record_request(name, time.perf_counter() - t0, outcome, background, answered)
 
     def infer(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """In-process inference for the LMS: outputs by name."""
@@ -307,7 +310,7 @@ class InferenceEngine:
                      **NOT_LOADED}
             if m is not None:
                 entry.update(m.describe())
-            entry.update(self.metrics.summary(name))
+            entry.update(self.metrics.summary(name, m.version if m is not None else None))
             out.append(entry)
         return out
 

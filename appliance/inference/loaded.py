@@ -97,7 +97,7 @@ class LoadedModel:
                 model.batcher = Batcher(
                     f"{mv.name}:{mv.version}", backend.infer, max_batch, delay / 1000.0,
                     max_queue=settings.batch_max_queue,
-                    on_batch=metrics.batch_callback(mv.name) if metrics is not None else None,
+                    on_batch=metrics.batch_callback(mv.name, mv.version) if metrics is not None else None,
                     pad=mv.meta.get("batch_padding") or {},
                 )
         except BaseException:

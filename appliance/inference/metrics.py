@@ -100,9 +100,6 @@ class ModelStats:
                     "latency_s": lat if latencies is None else lat[-latencies:],
                     "batches": {str(k): v for k, v in self._batches.items()}}
 
-    def summary(self) -> dict:
-        return summarize([self.snapshot()])
-
 
 def summarize(snapshots: list[dict]) -> dict:
     """The admin page's figures from one or more workers' snapshots of one model."""
@@ -124,6 +121,9 @@ def summarize(snapshots: list[dict]) -> dict:
     }
 
 
+RETIRED = "retired-"  # the file name's prefix for the figures of a worker that is gone
+
+
 class SharedStats:
     """Each web worker's admin figures in a directory all workers share, so the admin page sums
     every worker instead of showing the one that answered it (as ``/metrics`` does with Prometheus'
@@ -131,9 +131,11 @@ class SharedStats:
 
     A worker writes its own file (``<pid>-<start time>-<token>.json``, replaced atomically) at most
     once a second when it has new figures (the flush timer writes what the limit held back), with its
-    last ``SHARED_LATENCIES`` latencies per model. A worker removes its file when it stops; a reader
-    skips and removes any file whose process is gone, which covers a worker that died (the start time
-    in the name tells a reused pid apart).
+    last ``SHARED_LATENCIES`` latencies per model. A worker that stops leaves its counts behind as a
+    ``retired-`` file (no latencies: they say how fast a worker that is gone was); a reader does the
+    same for a worker that died (no such process, or the start time in the name tells a reused pid
+    apart). So the admin page's counts never go back when a worker is replaced, as Prometheus'
+    counters do not; the directory is emptied when the service starts.
     """
 
     def __init__(self, directory: Path):
@@ -156,29 +158,57 @@ class SharedStats:
         except OSError as exc:  # the admin page then shows this worker's figures only
             log.warning("could not share inference figures in %s: %s", self.dir, exc)
 
-    def others(self) -> list[dict]:
-        """Every other live worker's snapshots, {model: snapshot} each."""
-        out = []
+    def others(self) -> tuple[list[dict], list[dict]]:
+        """Every other live worker's snapshots, {model: snapshot} each; and the counts of the workers
+        that are gone."""
+        live, retired = [], []
         try:
             paths = [p for p in self.dir.glob("*.json") if p.name != self.name]
         except OSError:
-            return out
+            return live, retired
         for path in paths:
+            doc = _read(path)
+            if path.name.startswith(RETIRED):
+                retired += [doc] if doc is not None else []
+                continue
             pid, started = (path.name.split("-") + ["", ""])[:2]
             # Gone: no such process now, or the pid belongs to one that started at another time.
             if not pid.isdigit() or _started(int(pid)) != started:
+                if doc is not None:
+                    retired.append(self._retire(path.name, doc))
                 path.unlink(missing_ok=True)
                 continue
-            try:
-                doc = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue  # gone or half-replaced meanwhile: next time
-            if isinstance(doc, dict):
-                out.append(doc)
-        return out
+            if doc is not None:
+                live.append(doc)
+        return live, retired
 
-    def remove(self) -> None:
+    def retire(self, snapshots: dict[str, dict]) -> None:
+        """This worker stops: its counts stay, under a name no live worker has."""
+        self._retire(self.name, snapshots)
         (self.dir / self.name).unlink(missing_ok=True)
+
+    def _retire(self, name: str, snapshots: dict) -> dict:
+        counts = {k: {**v, "latency_s": []} for k, v in snapshots.items() if isinstance(v, dict)}
+        try:  # the same name and content whoever retires it: two readers racing write the same file
+            tmp = self.dir / f".{RETIRED}{name}.{secrets.token_hex(4)}.tmp"
+            tmp.write_text(json.dumps(counts), encoding="utf-8")
+            os.replace(tmp, self.dir / f"{RETIRED}{name}")
+        except OSError as exc:
+            log.warning("could not keep a stopped worker's inference counts in %s: %s", self.dir, exc)
+        return counts
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # gone or half-replaced meanwhile: next time
+    return doc if isinstance(doc, dict) else None
+
+
+def stats_key(model: str, version: str | None) -> str:
+    """The admin figures' key (also in the shared files): a model's versions are counted apart."""
+    return model if version is None else f"{model}/{version}"
 
 
 def _started(pid: int) -> str:
@@ -230,7 +260,7 @@ class InferenceMetrics:
                                  ["model"], buckets=LATENCY_BUCKETS, registry=r)
         self.batch_rows = Histogram("ce_inference_batch_size", "Rows per executed batch.", ["model"],
                                     buckets=BATCH_BUCKETS, registry=r)
-        self._stats: dict[str, ModelStats] = {}
+        self._stats: dict[str, ModelStats] = {}  # by stats_key(model, version)
         self._counters: dict[tuple, object] = {}
         self._per_model: dict[str, tuple] = {}
         self._lock = threading.Lock()
@@ -247,36 +277,45 @@ class InferenceMetrics:
         # has served nothing yet still writes one and is counted among the workers.
         self._unshared = share_dir is not None
 
-    def stats(self, model: str) -> ModelStats:
+    def stats(self, model: str, version: str | None = None) -> ModelStats:
         with self._lock:
-            return self._stats.setdefault(model, ModelStats())
+            return self._stats.setdefault(stats_key(model, version), ModelStats())
 
-    def summary(self, model: str) -> dict:
-        """The admin page's figures for ``model``, including what is still buffered, summed over
-        every web worker that shares its figures."""
+    def summary(self, model: str, version: str | None = None) -> dict:
+        """The admin page's figures for ``model`` at ``version`` (the one served: a version rolled back
+        from keeps its own; None: every version), including what is still buffered, summed over every
+        web worker that shares its figures and the counts of those that are gone."""
         self.flush()
+
+        def wanted(key: str) -> bool:
+            return key == stats_key(model, version) or (version is None and key.startswith(f"{model}/"))
+
+        with self._lock:
+            mine = [st for key, st in self._stats.items() if wanted(key)]
         if self._shared is None:
-            return self.stats(model).summary()
+            return {**summarize([st.snapshot() for st in mine]), "workers": 1}
         # This worker's latencies as many as the others share, or the answering worker's would
         # outweigh theirs and the percentiles would change with whichever worker answers.
-        snapshots = [self.stats(model).snapshot(SHARED_LATENCIES)]
-        others = self._shared.others()
-        snapshots += [o[model] for o in others if isinstance(o.get(model), dict)]
+        snapshots = [st.snapshot(SHARED_LATENCIES) for st in mine]
+        others, retired = self._shared.others()
+        snapshots += [snap for o in others + retired for key, snap in o.items() if wanted(key) and isinstance(snap, dict)]
         summary = summarize(snapshots)
         summary["workers"] = 1 + len(others)
         return summary
 
     # -- recording: one append per request or batch (deque appends are atomic) -------------------
-    def record_request(self, model: str, seconds: float, outcome: str, background: bool = False) -> None:
-        self._pending_requests.append((model, seconds, outcome, background))
+    def record_request(self, model: str, seconds: float, outcome: str, background: bool = False,
+                       version: str | None = None) -> None:
+        """``version``: the version that answered (None: none did, e.g. the model is not loaded)."""
+        self._pending_requests.append((model, seconds, outcome, background, version))
         if len(self._pending_requests) >= FLUSH_AT:
             self.flush()
 
-    def batch_callback(self, model: str):
+    def batch_callback(self, model: str, version: str | None = None):
         batches = self._pending_batches
 
         def on_batch(info: BatchInfo) -> None:
-            batches.append((model, info))
+            batches.append((model, version, info))
         return on_batch
 
     # -- folding the buffer into the values ------------------------------------------------------
@@ -289,40 +328,48 @@ class InferenceMetrics:
                 self._unshared = True
             if self._unshared and self._shared is not None and self._shared.due():
                 self._unshared = False
-                with self._lock:
-                    models = list(self._stats.items())
-                self._shared.write({m: st.snapshot(SHARED_LATENCIES) for m, st in models})
+                self._shared.write(self._snapshots())
+
+    def _snapshots(self) -> dict[str, dict]:
+        with self._lock:
+            models = list(self._stats.items())
+        return {key: st.snapshot(SHARED_LATENCIES) for key, st in models}
 
     def _fold(self, requests: list, batches: list) -> None:
         outcomes: Tally = Tally()
-        latencies: dict[str, list[float]] = defaultdict(list)
-        timed: dict[str, list[float]] = defaultdict(list)  # successes, for the histogram
+        timed: dict[str, list[float]] = defaultdict(list)  # successes by model, for the histogram
+        # The admin page's figures, by (model, version):
+        latencies: dict[tuple, list[float]] = defaultdict(list)
         failed: Tally = Tally()
         behind: Tally = Tally()  # background runs, whatever their outcome: counted apart on the admin page
-        for model, seconds, outcome, background in requests:
+        touched = set()
+        for model, seconds, outcome, background, version in requests:
             outcomes[(model, outcome)] += 1
+            key = (model, version)
+            touched.add(key)
             if outcome == "success":
                 timed[model].append(seconds)
             if background:
-                behind[model] += 1
+                behind[key] += 1
             elif outcome == "success":
-                latencies[model].append(seconds)
+                latencies[key].append(seconds)
             else:
-                failed[model] += 1
+                failed[key] += 1
         for (model, outcome), n in outcomes.items():
             self._counter(model, outcome).inc(n)
-        for model in timed.keys() | failed.keys() | behind.keys():
-            observe_many(self._children(model)[0], timed.get(model, ()))
-            self.stats(model).record_requests(latencies.get(model, []), failed.get(model, 0), behind.get(model, 0))
-        by_model: dict[str, list[BatchInfo]] = defaultdict(list)
-        for model, info in batches:
-            by_model[model].append(info)
-        for model, infos in by_model.items():
+        for model, seconds in timed.items():
+            observe_many(self._children(model)[0], seconds)
+        for key in touched:
+            self.stats(*key).record_requests(latencies.get(key, []), failed.get(key, 0), behind.get(key, 0))
+        by_model: dict[tuple, list[BatchInfo]] = defaultdict(list)
+        for model, version, info in batches:
+            by_model[(model, version)].append(info)
+        for (model, version), infos in by_model.items():
             _latency, rows, compute, queue = self._children(model)
             observe_many(rows, [i.rows for i in infos])
             observe_many(compute, [i.compute_s for i in infos])
             observe_many(queue, [q for i in infos for q in i.queue_s])
-            self.stats(model).record_batches([i.rows for i in infos])
+            self.stats(model, version).record_batches([i.rows for i in infos])
 
     def start(self, every_s: float = FLUSH_EVERY_S) -> None:
         """Flush on a timer, so other workers' scrapes see this worker's counts within ``every_s``."""
@@ -338,7 +385,8 @@ class InferenceMetrics:
             self._flusher = None
         self.flush()
         if self._shared is not None:
-            self._shared.remove()  # a worker that stops is no longer one of the service's workers
+            # No longer one of the service's workers; what it counted stays counted.
+            self._shared.retire(self._snapshots())
 
     def _flush_loop(self, every_s: float) -> None:
         while not self._stop.wait(every_s):

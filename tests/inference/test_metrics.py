@@ -242,14 +242,14 @@ def test_admin_figures_add_up_every_worker_that_shares_them(tmp_path, monkeypatc
     assert alone.summary("learner")["requests"] == 1 and alone.summary("learner")["workers"] == 1
 
 
-def test_a_gone_workers_figures_are_dropped_and_writes_are_paced(tmp_path, monkeypatch):
+def test_a_gone_workers_counts_stay_without_its_latencies_and_writes_are_paced(tmp_path, monkeypatch):
     import json
     import subprocess
 
     from appliance.inference import metrics as m
 
     figures = json.dumps({"learner": {"requests": 99, "errors": 0, "latency_s": [1.0], "batches": {}}})
-    gone_pid = subprocess.Popen(["true"])  # a pid that has certainly exited
+    gone_pid = subprocess.Popen(["true"])  # a pid that has certainly exited (a worker killed by the OOM killer)
     gone_pid.wait()
     gone = tmp_path / f"{gone_pid.pid}-12345-deadbeef.json"  # named as a worker names its file
     gone.write_text(figures)
@@ -259,8 +259,15 @@ def test_a_gone_workers_figures_are_dropped_and_writes_are_paced(tmp_path, monke
     live.write_text(figures)
     a = _worker_metrics(tmp_path)
     a.record_request("learner", 0.002, "success")
-    assert a.summary("learner")["requests"] == 1 + 99 and not gone.exists() and not reused.exists() and live.exists()
+    summary = a.summary("learner")
+    # The gone workers' counts stay (as Prometheus' counters do), their 1-second latencies do not.
+    assert summary["requests"] == 1 + 3 * 99 and summary["workers"] == 2 and summary["p99_ms"] < 1000
+    assert not gone.exists() and not reused.exists() and live.exists()
+    assert sorted(p.name for p in tmp_path.glob("retired-*")) == sorted(f"retired-{p.name}" for p in (gone, reused))
+    assert a.summary("learner")["requests"] == 1 + 3 * 99  # counted once, however often it is read
     live.unlink()
+    for p in tmp_path.glob("retired-*"):
+        p.unlink()
     # At most one write a second: a second flush right after the first leaves the file as it was...
     own = tmp_path / a._shared.name
     first = json.loads(own.read_text())
@@ -273,7 +280,7 @@ def test_a_gone_workers_figures_are_dropped_and_writes_are_paced(tmp_path, monke
     assert json.loads(own.read_text())["learner"]["requests"] == 2
 
 
-def test_a_reused_pid_does_not_pass_for_a_gone_worker_and_stopping_removes_the_file(tmp_path):
+def test_a_reused_pid_does_not_pass_for_a_gone_worker_and_a_stopped_one_leaves_its_counts(tmp_path):
     import json
     import os
 
@@ -282,8 +289,45 @@ def test_a_reused_pid_does_not_pass_for_a_gone_worker_and_stopping_removes_the_f
     reused.write_text(figures)
     a = _worker_metrics(tmp_path)
     a.record_request("learner", 0.002, "success")
-    assert a.summary("learner")["requests"] == 1 and not reused.exists()
+    assert a.summary("learner")["requests"] == 1 + 7 and not reused.exists()
     own = tmp_path / a._shared.name
     assert own.exists() and own.name.split("-")[1].isdigit()  # pid-starttime-token.json
     a.close()
     assert not own.exists()
+    # The worker gunicorn starts in its place: the admin page's count does not go back.
+    b = _worker_metrics(tmp_path)
+    b.record_request("learner", 0.002, "success")
+    summary = b.summary("learner")
+    assert summary["requests"] == 1 + 7 + 1 and summary["workers"] == 1
+
+
+def test_the_admin_figures_are_the_served_versions_own(repo, make_engine):
+    """After a rollback, the page shows the version now served with its own latencies, not a mix
+    with the slow version it replaced."""
+    from appliance.inference.metrics import InferenceMetrics
+
+    metrics = InferenceMetrics()
+    for _ in range(50):
+        metrics.record_request("learner", 0.050, "success", version="2")
+    for _ in range(30):
+        metrics.record_request("learner", 0.0001, "success", version="1")
+    one, two = metrics.summary("learner", "1"), metrics.summary("learner", "2")
+    assert one["requests"] == 30 and one["p99_ms"] == pytest.approx(0.1)
+    assert two["requests"] == 50 and two["p50_ms"] == pytest.approx(50.0)
+    write_version(repo, "affine", "1", affine_model(1.0))
+    write_version(repo, "affine", "2", affine_model(2.0))
+    engine = make_engine()
+    served = engine.loaded("affine").version
+    for _ in range(3):
+        engine.infer("affine", {"x": np.ones((1, 4), np.float32)})
+    (m,) = engine.models_status()
+    assert m["version"] == served and m["requests"] == 3
+
+
+def test_background_work_is_not_counted_among_the_students_batches(repo, make_engine):
+    write_version(repo, "affine", "1", affine_model(1.0))
+    engine = make_engine()
+    engine.run("affine", {"x": np.ones((16, 4), np.float32)}, background=True)  # indexing a course
+    engine.infer("affine", {"x": np.ones((1, 4), np.float32)})
+    (m,) = engine.models_status()
+    assert m["background_runs"] == 1 and m["max_batch_rows"] == 1, m

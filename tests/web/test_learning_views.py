@@ -238,11 +238,13 @@ def test_admin_model_figures_add_up_the_web_workers(admin_client, student_client
 
     _answer(student_client, "e1", {"choice": 1})
     engine = admin_client.application.extensions["ce"].get("inference")
-    own = engine.metrics.summary("learner")["requests"]
+    served = engine.loaded("learner").version
+    own = engine.metrics.summary("learner", served)["requests"]
     assert own >= 1
     engine.metrics._shared = SharedStats(tmp_path / "admin-stats")  # as under gunicorn (appliance/web/server.py)
     other = SharedStats(tmp_path / "admin-stats")                    # another worker of this service
-    other.write({"learner": {"requests": 46, "errors": 5, "latency_s": [0.002] * 41, "batches": {}}})
+    other.write({f"learner/{served}": {"requests": 46, "errors": 5, "latency_s": [0.002] * 41, "batches": {}},
+                 "learner/0": {"requests": 1000, "errors": 0, "latency_s": [1.0], "batches": {}}})  # not served now
     assert other.name != engine.metrics._shared.name and other.name.startswith(f"{os.getpid()}-")
     html = admin_client.get("/admin/").get_data(as_text=True)
     table = re.search(r'<table class="models stack">.*?</table>', html, re.DOTALL).group(0)
@@ -665,3 +667,10 @@ def test_ids_too_big_for_the_database_are_no_such_page(services, teacher_client,
     token = csrf_of(teacher_client.get(f"/teach/classes/{klass['id']}/grades").get_data(as_text=True))
     assert teacher_client.post(f"/teach/classes/{klass['id']}/grades/{huge}",
                                data={"csrf_token": token, "verdict": "correct"}).status_code == 404
+
+
+def test_search_is_the_students_its_hits_open_lesson_pages_only_students_can(teacher_client, admin_client, course):
+    for client in (teacher_client, admin_client):
+        assert client.get("/search?q=half").status_code == 403
+        assert client.get("/api/v1/search?q=half").status_code == 403
+        assert client.get(f"/learn/{COURSE_ID}").status_code == 403  # where a hit would have led
