@@ -163,13 +163,17 @@ def test_mastery_next_up_search_and_grade_review_in_the_browser(world):
         after = rows[1] if rows[0] == row.get_attribute("id") else rows[0]
         row.locator("button[value=correct]").focus()
         tp.keyboard.press("Enter")                        # graded by keyboard: the page comes back to the other row
-        tp.wait_for_url(re.compile(rf".*/grades\?show=all#{after}$"))
+        graded_id = row.get_attribute("data-attempt")
+        tp.wait_for_url(re.compile(rf".*/grades\?show=all&graded={graded_id}#{after}$"))
         tp.wait_for_function(f"document.activeElement.id === '{after}'")
         assert "Saved: the answer is marked right." in tp.content()
         # The focused row is described by that message, which sits at the top of the page, scrolled away.
         said = tp.evaluate(f"document.getElementById(document.getElementById('{after}').getAttribute('aria-describedby')).textContent")
         assert said == "Saved: the answer is marked right."
         assert tp.locator("tr[data-graded-by=teacher]").count() == 1
+        # The answer just graded is still on the page with its new grade, where a mis-click is put right.
+        assert "Just graded" in tp.locator(f"tr[data-attempt='{graded_id}']").inner_text()
+        shot(tp, "learning-grade-review-after")
 
         # The class grid: the model's mastery as of now for the skills this student has answered.
         tp.goto(f"{url}/teach/classes/{people['class_id']}/progress")
@@ -185,7 +189,7 @@ def test_mastery_next_up_search_and_grade_review_in_the_browser(world):
         # goes as soon as they answer again (it was of the answer before).
         tp.goto(f"{url}/teach/classes/{people['class_id']}/grades?show=all")
         tp.locator("tr[data-attempt]", has_text="The number of equal parts").locator("button[value=incorrect]").click()
-        tp.wait_for_url(re.compile(r".*/grades\?show=all#.*"))
+        tp.wait_for_url(re.compile(r".*/grades\?show=all&graded=\d+#.*"))
         page.reload()  # the same URL as before, anchor and all: goto would not load it again
         mark = card.locator(".teacher-mark")
         assert "marked it not right yet" in mark.inner_text()
