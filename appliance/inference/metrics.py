@@ -16,6 +16,7 @@ together. A scrape answered by another worker sees this worker's counts at most 
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ import threading
 import time
 from collections import Counter as Tally
 from collections import defaultdict, deque
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +123,8 @@ def summarize(snapshots: list[dict]) -> dict:
     }
 
 
-RETIRED = "retired-"  # the file name's prefix for the figures of a worker that is gone
+RETIRED_FILE = "retired.json"  # the counts of every worker that is gone, added up
+LOCK_FILE = ".lock"
 
 
 class SharedStats:
@@ -131,11 +134,12 @@ class SharedStats:
 
     A worker writes its own file (``<pid>-<start time>-<token>.json``, replaced atomically) at most
     once a second when it has new figures (the flush timer writes what the limit held back), with its
-    last ``SHARED_LATENCIES`` latencies per model. A worker that stops leaves its counts behind as a
-    ``retired-`` file (no latencies: they say how fast a worker that is gone was); a reader does the
-    same for a worker that died (no such process, or the start time in the name tells a reused pid
-    apart). So the admin page's counts never go back when a worker is replaced, as Prometheus'
-    counters do not; the directory is emptied when the service starts.
+    last ``SHARED_LATENCIES`` latencies per model. A worker that stops adds its counts to
+    ``retired.json`` (no latencies: they say how fast a worker that is gone was) and removes its file;
+    a reader does the same for a worker that died (no such process, or the start time in the name
+    tells a reused pid apart). So the admin page's counts never go back when a worker is replaced, as
+    Prometheus' counters do not, and a service that replaced a thousand workers still reads one file
+    for them; the directory is emptied when the service starts.
     """
 
     def __init__(self, directory: Path):
@@ -144,12 +148,15 @@ class SharedStats:
         # The process's start time too: a reused pid then never passes for this worker.
         self.name = f"{pid}-{_started(pid)}-{secrets.token_hex(4)}.json"
         self._written_at = 0.0
+        self._retired = False
 
     def due(self) -> bool:
         return time.monotonic() - self._written_at >= SHARE_EVERY_S
 
     def write(self, snapshots: dict[str, dict]) -> None:
         self._written_at = time.monotonic()
+        if self._retired:
+            return  # its counts are the gone workers' now: a file again would count them twice
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             tmp = self.dir / f".{self.name}.tmp"
@@ -159,43 +166,66 @@ class SharedStats:
             log.warning("could not share inference figures in %s: %s", self.dir, exc)
 
     def others(self) -> tuple[list[dict], list[dict]]:
-        """Every other live worker's snapshots, {model: snapshot} each; and the counts of the workers
-        that are gone."""
-        live, retired = [], []
+        """Every other live worker's snapshots, {key: snapshot} each; and the counts of the workers
+        that are gone (one folded snapshot per key). A gone worker's file found here is folded in."""
+        live = []
         try:
-            paths = [p for p in self.dir.glob("*.json") if p.name != self.name]
-        except OSError:
-            return live, retired
-        for path in paths:
-            doc = _read(path)
-            if path.name.startswith(RETIRED):
-                retired += [doc] if doc is not None else []
-                continue
-            pid, started = (path.name.split("-") + ["", ""])[:2]
-            # Gone: no such process now, or the pid belongs to one that started at another time.
-            if not pid.isdigit() or _started(int(pid)) != started:
-                if doc is not None:
-                    retired.append(self._retire(path.name, doc))
-                path.unlink(missing_ok=True)
-                continue
-            if doc is not None:
-                live.append(doc)
-        return live, retired
+            with self._folding():
+                retired = _read(self.dir / RETIRED_FILE) or {}
+                for path in self.dir.glob("*.json"):
+                    if path.name in (self.name, RETIRED_FILE):
+                        continue
+                    doc = _read(path)
+                    pid, started = (path.name.split("-") + ["", ""])[:2]
+                    # Gone: no such process now, or the pid belongs to one that started at another time.
+                    if not pid.isdigit() or _started(int(pid)) != started:
+                        retired = self._fold_in(retired, doc or {})
+                        path.unlink(missing_ok=True)
+                    elif doc is not None:
+                        live.append(doc)
+        except OSError as exc:
+            log.warning("could not read the other workers' inference figures in %s: %s", self.dir, exc)
+            return live, []
+        return live, [retired]
 
     def retire(self, snapshots: dict[str, dict]) -> None:
-        """This worker stops: its counts stay, under a name no live worker has."""
-        self._retire(self.name, snapshots)
-        (self.dir / self.name).unlink(missing_ok=True)
-
-    def _retire(self, name: str, snapshots: dict) -> dict:
-        counts = {k: {**v, "latency_s": []} for k, v in snapshots.items() if isinstance(v, dict)}
-        try:  # the same name and content whoever retires it: two readers racing write the same file
-            tmp = self.dir / f".{RETIRED}{name}.{secrets.token_hex(4)}.tmp"
-            tmp.write_text(json.dumps(counts), encoding="utf-8")
-            os.replace(tmp, self.dir / f"{RETIRED}{name}")
+        """This worker stops: its counts stay (folded into the gone workers'), its file goes; in one
+        step under the lock, so no reader counts it twice or not at all."""
+        self._retired = True
+        try:
+            with self._folding():
+                self._fold_in(_read(self.dir / RETIRED_FILE) or {}, snapshots)
+                (self.dir / self.name).unlink(missing_ok=True)
         except OSError as exc:
             log.warning("could not keep a stopped worker's inference counts in %s: %s", self.dir, exc)
-        return counts
+
+    @contextmanager
+    def _folding(self):
+        """The directory's lock: readers and retiring workers one at a time (a few small files: quick)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / LOCK_FILE, "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _fold_in(self, retired: dict, snapshots: dict) -> dict:
+        """``snapshots``' counts added to ``retired``, written back (the caller holds the lock). The
+        latencies are not kept: they say how fast a worker that is gone was."""
+        for key, snap in snapshots.items():
+            if not isinstance(snap, dict):
+                continue
+            into = retired.setdefault(key, {"requests": 0, "errors": 0, "background": 0, "latency_s": [], "batches": {}})
+            for count in ("requests", "errors", "background"):
+                into[count] += int(snap.get(count, 0))
+            for rows, n in (snap.get("batches") or {}).items():
+                into["batches"][rows] = into["batches"].get(rows, 0) + int(n)
+        if snapshots:
+            tmp = self.dir / f".{RETIRED_FILE}.{secrets.token_hex(4)}.tmp"
+            tmp.write_text(json.dumps(retired), encoding="utf-8")
+            os.replace(tmp, self.dir / RETIRED_FILE)
+        return retired
 
 
 def _read(path: Path) -> dict | None:
@@ -288,7 +318,9 @@ class InferenceMetrics:
         self.flush()
 
         def wanted(key: str) -> bool:
-            return key == stats_key(model, version) or (version is None and key.startswith(f"{model}/"))
+            # The model's own key holds what no version answered (refused while it was not loaded, a
+            # version that is not served): the model's, whichever version is served now.
+            return key in (model, stats_key(model, version)) or (version is None and key.startswith(f"{model}/"))
 
         with self._lock:
             mine = [st for key, st in self._stats.items() if wanted(key)]
@@ -357,8 +389,8 @@ class InferenceMetrics:
                 failed[key] += 1
         for (model, outcome), n in outcomes.items():
             self._counter(model, outcome).inc(n)
-        for model, seconds in timed.items():
-            observe_many(self._children(model)[0], seconds)
+        for model in {m for m, _v in touched}:
+            observe_many(self._children(model)[0], timed.get(model, ()))
         for key in touched:
             self.stats(*key).record_requests(latencies.get(key, []), failed.get(key, 0), behind.get(key, 0))
         by_model: dict[tuple, list[BatchInfo]] = defaultdict(list)

@@ -161,9 +161,9 @@ def test_mastery_next_up_search_and_grade_review_in_the_browser(world):
         rows = tp.eval_on_selector_all("tr[data-attempt]", "els => els.map(e => e.id)")
         assert len(rows) == 2
         after = rows[1] if rows[0] == row.get_attribute("id") else rows[0]
+        graded_id = row.get_attribute("data-attempt")     # before the grade: then the row is the teacher's
         row.locator("button[value=correct]").focus()
         tp.keyboard.press("Enter")                        # graded by keyboard: the page comes back to the other row
-        graded_id = row.get_attribute("data-attempt")
         tp.wait_for_url(re.compile(rf".*/grades\?show=all&graded={graded_id}#{after}$"))
         tp.wait_for_function(f"document.activeElement.id === '{after}'")
         assert "Saved: the answer is marked right." in tp.content()

@@ -11,7 +11,7 @@ import pytest
 from inference_models import affine_model, write_version
 from prometheus_client.parser import text_string_to_metric_families
 
-from appliance.errors import BadRequest
+from appliance.errors import AppError, BadRequest
 
 
 def samples(text):
@@ -263,11 +263,10 @@ def test_a_gone_workers_counts_stay_without_its_latencies_and_writes_are_paced(t
     # The gone workers' counts stay (as Prometheus' counters do), their 1-second latencies do not.
     assert summary["requests"] == 1 + 3 * 99 and summary["workers"] == 2 and summary["p99_ms"] < 1000
     assert not gone.exists() and not reused.exists() and live.exists()
-    assert sorted(p.name for p in tmp_path.glob("retired-*")) == sorted(f"retired-{p.name}" for p in (gone, reused))
+    assert json.loads((tmp_path / "retired.json").read_text())["learner"]["requests"] == 2 * 99  # one file for all
     assert a.summary("learner")["requests"] == 1 + 3 * 99  # counted once, however often it is read
     live.unlink()
-    for p in tmp_path.glob("retired-*"):
-        p.unlink()
+    (tmp_path / "retired.json").unlink()
     # At most one write a second: a second flush right after the first leaves the file as it was...
     own = tmp_path / a._shared.name
     first = json.loads(own.read_text())
@@ -299,6 +298,20 @@ def test_a_reused_pid_does_not_pass_for_a_gone_worker_and_a_stopped_one_leaves_i
     b.record_request("learner", 0.002, "success")
     summary = b.summary("learner")
     assert summary["requests"] == 1 + 7 + 1 and summary["workers"] == 1
+    # A flush after stopping writes no file of its own again (it would count the stopped worker twice).
+    a.record_request("learner", 0.002, "success")
+    a.flush()
+    assert not own.exists() and b.summary("learner")["requests"] == 1 + 7 + 1
+
+
+def test_refusals_before_any_version_answered_are_the_served_versions_too(repo, make_engine):
+    write_version(repo, "affine", "1", affine_model(1.0))
+    engine = make_engine()
+    engine.infer("affine", {"x": np.ones((1, 4), np.float32)})
+    with pytest.raises(AppError):
+        engine.run("affine", {"x": np.ones((1, 4), np.float32)}, version="9")  # no such version
+    (m,) = engine.models_status()
+    assert m["requests"] == 2 and m["errors"] == 1, m
 
 
 def test_the_admin_figures_are_the_served_versions_own(repo, make_engine):
@@ -331,3 +344,32 @@ def test_background_work_is_not_counted_among_the_students_batches(repo, make_en
     engine.infer("affine", {"x": np.ones((1, 4), np.float32)})
     (m,) = engine.models_status()
     assert m["background_runs"] == 1 and m["max_batch_rows"] == 1, m
+
+
+def test_workers_stopping_while_the_page_reads_never_make_the_count_jump_or_go_back(tmp_path, monkeypatch):
+    """Eight short-lived worker processes each serve 10 requests and stop (their counts fold into
+    retired.json), while this one reads the admin figures over and over."""
+    import subprocess
+    import sys
+
+    from appliance.inference import metrics as m
+
+    monkeypatch.setattr(m, "SHARE_EVERY_S", 0.0)
+    code = (
+        "import sys\n"
+        "from appliance.inference import metrics as m\n"
+        "m.SHARE_EVERY_S = 0.0\n"
+        "w = m.InferenceMetrics(share_dir=sys.argv[1])\n"
+        "for _ in range(10): w.record_request('learner', 0.002, 'success')\n"
+        "w.flush()\n"
+        "w.close()\n"
+    )
+    reader = _worker_metrics(tmp_path)
+    workers = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)]) for _ in range(8)]
+    seen = []
+    while any(w.poll() is None for w in workers):
+        seen.append(reader.summary("learner")["requests"])
+    assert all(w.returncode == 0 for w in workers)
+    seen.append(reader.summary("learner")["requests"])
+    assert seen[-1] == 80 and all(x <= 80 for x in seen) and seen == sorted(seen), seen
+    assert {p.name for p in tmp_path.glob("*.json")} == {"retired.json", reader._shared.name}
