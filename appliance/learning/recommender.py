@@ -280,7 +280,7 @@ def _explain(r: _Rules) -> Recommendation | None:
                       and r.plan.exercises[i].kind == "free_text" and not r.answered(i) and r.plan.tests_skill(i, s)]
         ex = r.best(unanswered)
         if ex is not None:
-            why = _("You have mastered “%(skill)s”. Can you explain it in your own words? Your teacher reads "
+            why = _("You have mastered “%(skill)s”. Can you explain it in your own words? Your teacher can read "
                     "what you write.", skill=r.skill_name(s))
             return r.rec("practice", "explain", why, ex=ex, skill=s, p=r.view.predicted.get(ex.id))
     return None
@@ -296,16 +296,16 @@ def _practice(r: _Rules, ex: Exercise, p: float) -> Recommendation:
     name, chance = r.skill_name(skill), _chance(p)
     # The sentence must be true of this question: "not too hard" only near the target.
     if p < r.target - NEAR_TARGET:
-        why = _("Practise “%(skill)s”: this one is tricky for you right now (about a %(chance)s%% chance of getting "
-                "it right). Take your time with it.", skill=name, chance=chance)
+        why = _("Practise “%(skill)s”: this one is tricky for you right now (your chance of getting it right is "
+                "about %(chance)s%%). Take your time with it.", skill=name, chance=chance)
         reason = "tricky"
     elif p > r.target + EASY_WORDING:
-        why = _("Practise “%(skill)s”: you will probably get this one right (about a %(chance)s%% chance). A few "
-                "more right answers make it stick.", skill=name, chance=chance)
+        why = _("Practise “%(skill)s”: you will probably get this one right (your chance is about %(chance)s%%). A "
+                "few more right answers make it stick.", skill=name, chance=chance)
         reason = "confidence"
     else:
-        why = _("Practise “%(skill)s”: we think you have about a %(chance)s%% chance of getting this one right. "
-                "That is hard enough to learn from, but not too hard.", skill=name, chance=chance)
+        why = _("Practise “%(skill)s”: we think your chance of getting this one right is about %(chance)s%%. That "
+                "is hard enough to learn from, but not too hard.", skill=name, chance=chance)
         reason = "desirable_difficulty"
     return r.rec("practice", reason, why, ex=ex, skill=skill, p=p)
 

@@ -5,6 +5,7 @@ Installed once by ``appliance.web.auth.init_app`` (the app factory calls it with
 from __future__ import annotations
 
 import hashlib
+import math
 from functools import cache
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def init_app(app) -> None:
         available_languages=i18n.available_languages,
         language_name=i18n.language_name,
         app_version=__version__,
-        percent=lambda p: f"{round((p or 0) * 100)}%",
+        percent=_percent,
         decimal=_decimal,
         named=_named,
     )
@@ -68,6 +69,12 @@ def init_app(app) -> None:
     app.jinja_env.lstrip_blocks = True
     app.before_request(_pick_language)
     app.after_request(_headers)
+
+
+def _percent(p: float | None) -> str:
+    """0.849 -> "84%", not "85%": rounded up, a skill just under the mastery threshold (0.85) read
+    "85% … Learning" next to a legend that says 85% is mastered."""
+    return f"{math.floor((p or 0) * 100 + 1e-9)}%"
 
 
 @cache

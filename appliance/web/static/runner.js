@@ -198,7 +198,8 @@
     var names = {};
     try { names = JSON.parse(runner.getAttribute("data-skills") || "{}"); } catch (e) { /* ids will do */ }
     Object.keys(mastery).forEach(function (skill) {
-      var pct = Math.round(mastery[skill] * 100);
+      // Rounded down, as the pages do (ui.py _percent): 84.9% is not yet the 85% of "mastered".
+      var pct = Math.floor(mastery[skill] * 100 + 1e-9);
       var line = document.createElement("div");
       line.className = "mastery-line";
       var label = document.createElement("span");
@@ -210,7 +211,7 @@
       fill.style.inlineSize = pct + "%";
       meter.appendChild(fill);
       line.appendChild(label);
-      var up = typeof before[skill] === "number" ? pct - Math.round(before[skill] * 100) : 0;
+      var up = typeof before[skill] === "number" ? pct - Math.floor(before[skill] * 100 + 1e-9) : 0;
       if (up > 0) {
         var rise = document.createElement("span");
         rise.className = "mastery-up";
