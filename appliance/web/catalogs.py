@@ -11,6 +11,7 @@ translation fails CI, and a stale .mo can never be what users see.
 from __future__ import annotations
 
 import io
+import re
 import sys
 from pathlib import Path
 
@@ -94,6 +95,32 @@ def missing_translations(lang: str) -> list[str]:
     return missing
 
 
+_PLACEHOLDER = re.compile(r"%\((\w+)\)")
+
+
+def format_errors(lang: str) -> list[str]:
+    """Translations whose placeholders do not fit their message id: Babel's python-format check, and
+    each translation formatted with the id's placeholders, as gettext will (a msgstr "%" for
+    "%(num)s to check" passed both the missing check and Babel's, and made the page a 500)."""
+    catalog = load(lang)
+    out = [f"{_first(msg.id)!r}: {'; '.join(map(str, errors))}" for msg, errors in catalog.check()]
+    for msg in catalog:
+        if not msg.id or not msg.python_format:
+            continue
+        ids = msg.id if isinstance(msg.id, tuple) else (msg.id,)
+        values = {name: 1 for text in ids for name in _PLACEHOLDER.findall(text)}
+        for text in (msg.string if isinstance(msg.string, tuple) else (msg.string,)):
+            try:
+                _ = text % values if text else ""
+            except (ValueError, KeyError, TypeError) as exc:
+                out.append(f"{_first(msg.id)!r}: {text!r} cannot be formatted ({exc})")
+    return out
+
+
+def _first(msgid) -> str:
+    return msgid if isinstance(msgid, str) else msgid[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     cmd = (argv or sys.argv[1:] or ["check"])[0]
     if cmd == "extract":
@@ -104,10 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         for path in compile_all():
             print(path)
     elif cmd == "check":
-        bad = {lang: missing_translations(lang) for lang in languages()}
-        for lang, ids in bad.items():
-            for i in ids:
-                print(f"{lang}: missing {i!r}")
+        bad = {lang: [f"missing {i!r}" for i in missing_translations(lang)] + format_errors(lang) for lang in languages()}
+        for lang, problems in bad.items():
+            for problem in problems:
+                print(f"{lang}: {problem}")
         return 1 if any(bad.values()) else 0
     else:
         print(__doc__)

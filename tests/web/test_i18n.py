@@ -11,6 +11,7 @@ def test_every_ui_string_is_translated_in_english_and_spanish():
     assert set(catalogs.languages()) >= {"en", "es"}
     for lang in ("en", "es"):
         assert catalogs.missing_translations(lang) == [], f"{lang} misses translations"
+        assert catalogs.format_errors(lang) == [], f"{lang} has translations whose placeholders do not fit"
     assert len(catalogs.extract()) > 200  # the extractor really saw the templates and views
 
 
@@ -106,3 +107,20 @@ def test_an_unexpected_error_is_told_in_the_page_s_language(app):
     assert page.status_code == 500
     html = page.get_data(as_text=True)
     assert "Algo salió mal en el equipo" in html and "Something went wrong" not in html
+
+
+def test_a_translation_whose_placeholders_do_not_fit_is_found(tmp_path, monkeypatch):
+    from babel.messages.catalog import Catalog
+    from babel.messages.pofile import write_po
+
+    bad = Catalog(locale="es")
+    bad.add(("%(num)s to check", "%(num)s to check"), ("%", "("), flags=["python-format"])
+    bad.add("Hello %(name)s", "Hola %(nombre)s", flags=["python-format"])
+    bad.add("Fine %(n)s", "Bien %(n)s", flags=["python-format"])
+    (tmp_path / "es" / "LC_MESSAGES").mkdir(parents=True)
+    with open(tmp_path / "es" / "LC_MESSAGES" / "messages.po", "wb") as f:
+        write_po(f, bad)
+    monkeypatch.setattr(catalogs, "TRANSLATIONS", tmp_path)
+    found = catalogs.format_errors("es")
+    assert any("to check" in f for f in found) and any("Hello" in f for f in found)
+    assert not any("Fine" in f for f in found)

@@ -297,6 +297,10 @@ def test_home_and_class_page_count_the_written_answers_to_check(app, services, c
                      '2 written answers to check<', home)
     assert re.search(rf'href="/teach/classes/{other_id}/grades" aria-label="1 written answer to check: \u2068Class 5C\u2069">'
                      '1 written answer to check<', home)
+    # The class grid says it in each cell of the question's skills (e6: equivalent and add), next to
+    # right and wrong counts that already hold the model's unsure grade.
+    grid = teacher_client.get(f"/teach/classes/{klass['id']}/progress?course={course}").get_data(as_text=True)
+    assert grid.count(f'<a href="/teach/classes/{klass["id"]}/grades">1 to check</a>') == 4
     page = teacher_client.get(f"/teach/classes/{klass['id']}").get_data(as_text=True)
     assert re.search(r'Free-text answers\s*<span class="badge warn to-check">2 to check</span>', page)
     _free_text_answer(services, ben, course, "model", 1.0)                 # sure answers add nothing

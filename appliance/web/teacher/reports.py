@@ -14,6 +14,7 @@ from flask_babel import lazy_gettext as _l
 
 from appliance.errors import NotFound
 from appliance.languages import base_language, in_language_sql
+from appliance.learning.grading import NEEDS_TEACHER_SQL
 from appliance.learning.plan import plans_of
 from appliance.people import classes as cls_mod
 from appliance.web.mastery import refresh as refresh_mastery
@@ -83,6 +84,7 @@ def class_grid(conn, services, class_id: int, course_id: str) -> dict:
         " AND cm.class_id = ? WHERE p.course_id = ? AND p.status = 'completed' GROUP BY p.student_id",
         (class_id, course_id)).fetchall())
     runs = wrong_runs(conn, class_id, plan)
+    to_check = _to_check(conn, class_id, course_id, learning.review_below_confidence)
     rows = []
     for s in students:
         cells = []
@@ -93,9 +95,24 @@ def class_grid(conn, services, class_id: int, course_id: str) -> dict:
             mastered = plan.mastered(sk["id"], p, attempts, threshold, learning.mastery_min_answers)
             level = level_of(p, attempts, mastered, (s["id"], sk["id"]) in runs)
             cells.append({"skill": sk["id"], "p": p, "attempts": attempts, "level": level,
-                          "right": m["successes"] if m else 0, "wrong": m["failures"] if m else 0})
+                          "right": m["successes"] if m else 0, "wrong": m["failures"] if m else 0,
+                          "to_check": to_check.get((s["id"], sk["id"]), 0)})
         rows.append({"student": s, "cells": cells, "lessons_done": done.get(s["id"], 0)})
     return {"skills": skills, "lessons": len(plan.lessons), "rows": rows}
+
+
+def _to_check(conn, class_id: int, course_id: str, below: float) -> dict[tuple[int, str], int]:
+    """(student, skill) -> written answers waiting for the teacher (ungraded, or graded by the model too
+    unsure to tell the student): the cell says so next to its right and wrong counts, which count a
+    model's unsure grade already (the student was told "your teacher will read it")."""
+    out: dict[tuple[int, str], int] = {}
+    for student_id, skills in conn.execute(
+            "SELECT a.student_id, e.skills FROM attempts a JOIN class_members cm ON cm.student_id = a.student_id"
+            " AND cm.class_id = ? JOIN exercises e ON e.course_id = a.course_id AND e.id = a.exercise_id"
+            f" WHERE a.course_id = ? AND {NEEDS_TEACHER_SQL}", (class_id, course_id, below)):
+        for skill in json.loads(skills or "[]"):
+            out[(student_id, skill)] = out.get((student_id, skill), 0) + 1
+    return out
 
 
 def wrong_runs(conn, class_id: int, plan) -> set[tuple[int, str]]:
