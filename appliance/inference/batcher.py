@@ -19,6 +19,7 @@ error. ``close`` finishes every queued request, then joins the thread.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -50,6 +51,7 @@ class _Request:
     inputs: dict[str, np.ndarray]
     rows: int
     key: tuple
+    background: bool = False
     enqueued: float = field(default_factory=time.perf_counter)
     future: Future = field(default_factory=Future)
 
@@ -62,6 +64,7 @@ class BatchInfo:
     requests: int
     queue_s: list[float]
     compute_s: float
+    background: bool = False  # work nobody waits for: not the students' batches on the admin page
 
 
 class Batcher:
@@ -88,11 +91,14 @@ class Batcher:
         self._closing = False
         self._last_requests = 1  # requests in the previous batch: evidence of concurrent traffic
         self._busy = False  # a run (inline or batch) is in progress: one at a time, like one Triton instance
+        self._alone_keys = itertools.count()
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}")
         self._thread.start()
 
-    def submit(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def submit(self, inputs: dict[str, np.ndarray], alone: bool = False, background: bool = False) -> dict[str, np.ndarray]:
         """Run ``inputs`` (each with the batch on axis 0) in the next batch; blocks until done.
+        ``alone``: in a batch of its own, never merged with other requests' rows (it still waits its
+        turn, one run at a time). ``background``: reported as such (``BatchInfo.background``).
 
         When the model is idle and nobody is queued, the caller runs it on its own thread: handing a
         lone request to the batching thread and back costs two thread wake-ups (more than a small
@@ -106,7 +112,7 @@ class Batcher:
             if inline:
                 self._busy = True
             else:
-                req = self._enqueue(inputs, n, self._key(inputs))
+                req = self._enqueue(inputs, n, self._key(inputs, alone), background)
         if not inline:
             return req.future.result()
         started = time.perf_counter()
@@ -119,15 +125,15 @@ class Batcher:
                 self._last_requests = 1
                 if self._queue:
                     self._cond.notify()  # requests that queued meanwhile are the batcher's now
-            self._report(BatchInfo(rows=n, requests=1, queue_s=[0.0], compute_s=elapsed))
+            self._report(BatchInfo(rows=n, requests=1, queue_s=[0.0], compute_s=elapsed, background=background))
 
-    def submit_async(self, inputs: dict[str, np.ndarray]) -> Future:
+    def submit_async(self, inputs: dict[str, np.ndarray], alone: bool = False, background: bool = False) -> Future:
         """Queue ``inputs`` for the batching thread (never inline); the future holds the outputs."""
         n = self._rows(inputs)
-        key = self._key(inputs)
+        key = self._key(inputs, alone)
         with self._cond:
             self._check_open()
-            return self._enqueue(inputs, n, key).future
+            return self._enqueue(inputs, n, key, background).future
 
     def _rows(self, inputs: dict[str, np.ndarray]) -> int:
         n = request_rows(inputs)
@@ -135,8 +141,11 @@ class Batcher:
             raise BadRequest(f"model {self.name} takes 1 to {self.max_batch_size} rows per request, got {n}")
         return n
 
-    def _key(self, inputs: dict[str, np.ndarray]) -> tuple:
-        """What must match for two requests to share a batch (padded axes excepted)."""
+    def _key(self, inputs: dict[str, np.ndarray], alone: bool = False) -> tuple:
+        """What must match for two requests to share a batch (padded axes excepted); a request to run
+        alone gets a key no other request has."""
+        if alone:
+            return ("alone", next(self._alone_keys))
         return tuple(sorted(
             (k, a.dtype.str, a.shape[2:] if k in self._pad and a.ndim >= 2 else a.shape[1:], a.ndim)
             for k, a in inputs.items()
@@ -148,8 +157,8 @@ class Batcher:
         if len(self._queue) >= self.max_queue:
             raise Unavailable(f"model {self.name} is busy ({self.max_queue} requests waiting); try again")
 
-    def _enqueue(self, inputs, n: int, key: tuple) -> _Request:
-        req = _Request(inputs, n, key)
+    def _enqueue(self, inputs, n: int, key: tuple, background: bool = False) -> _Request:
+        req = _Request(inputs, n, key, background)
         self._queue.append(req)
         self._queued_rows += n
         self._cond.notify()  # only the batching thread waits on this condition
@@ -215,6 +224,7 @@ class Batcher:
             with self._cond:
                 self._busy = False
             self._report(BatchInfo(rows=sum(r.rows for r in batch), requests=len(batch),
+                                   background=all(r.background for r in batch),
                                    queue_s=[started - r.enqueued for r in batch], compute_s=elapsed))
 
     def _run_batch(self, batch: list[_Request]) -> None:

@@ -263,16 +263,16 @@ class InferenceEngine:
         nobody waits for (indexing a course, calibrating its grading), counted and timed in /metrics
         but kept out of the admin page's request latencies, which say what students wait.
         ``batching=False``: run these rows as they are, never together with other callers' (an int8
-        model's output depends a little on its batch; see ``LoadedModel.run``)."""
+        model's output depends a little on its batch), in their turn (see ``LoadedModel.run``)."""
         t0 = time.perf_counter()
         outcome, answered = "failure", None
         try:
             model = self.acquire(name, version)
             answered = model.version
             try:
-                # Background work runs in its own batches (a course's sentences, 16 at a time): through
-                # the batcher they counted as students' batches on the admin page, and made them wait.
-                outputs = model.run(inputs, batching and not background)
+                # Background work runs in batches of its own (a course's sentences, 16 at a time): merged
+                # with students' rows it counted as their batches on the admin page, and made them wait.
+                outputs = model.run(inputs, batching, background)
             finally:
                 self.release(model)
             outcome = "success"

@@ -132,26 +132,31 @@ class LoadedModel:
             raise IntegrityError(f"{self.name}/{self.version}: model.json warmup: {exc.message}") from None
         return sample
 
-    def run(self, inputs: dict[str, np.ndarray], batching: bool = True) -> dict[str, np.ndarray]:
-        """Outputs for ``inputs``, through the batcher unless ``batching`` is False: dynamic int8
-        quantization scales activations over the whole batch, so a row's output depends a little on
-        the rows beside it, and callers that need the same answer every time (calibration) run alone."""
+    def run(self, inputs: dict[str, np.ndarray], batching: bool = True, background: bool = False) -> dict[str, np.ndarray]:
+        """Outputs for ``inputs``. Through the batcher, merged with other callers' rows; with
+        ``batching=False`` through the batcher too, but alone: dynamic int8 quantization scales
+        activations over the whole batch, so a row's output depends a little on the rows beside it,
+        and callers that need the same answer every time (a grade, calibration) are never merged.
+        ``background``: work nobody waits for (a course's sentences for search) runs in batches of its
+        own, not counted among the students' batches on the admin page. Both still wait their turn, one
+        run at a time: each concurrent run holds its own activations, and a web worker must stay small."""
         signature = tuple((k, v.dtype, v.shape) for k, v in inputs.items())
         if signature not in self._checked:
             check_inputs(self.backend.inputs, inputs)
             if len(self._checked) < 256:  # a client sending ever new shapes just gets checked every time
                 self._checked.add(signature)
         rows = request_rows(inputs) if self.max_batch_size else 0  # the batcher checks its own
-        batcher = self.batcher if batching else None
+        batcher = self.batcher
+        alone = not batching or background
         if rows <= self.max_batch_size:
-            return self.backend.infer(inputs) if batcher is None else batcher.submit(inputs)
+            return self.backend.infer(inputs) if batcher is None else batcher.submit(inputs, alone, background)
         # A request bigger than a batch is split, so callers need not know the model's limit.
         step = self.max_batch_size
         chunks = [{k: v[i:i + step] for k, v in inputs.items()} for i in range(0, rows, step)]
         if batcher is None:
             parts = [self.backend.infer(c) for c in chunks]
         else:
-            futures = [batcher.submit_async(c) for c in chunks]
+            futures = [batcher.submit_async(c, alone, background) for c in chunks]
             parts = [f.result() for f in futures]
         return {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}
 

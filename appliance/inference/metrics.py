@@ -401,7 +401,7 @@ class InferenceMetrics:
             observe_many(rows, [i.rows for i in infos])
             observe_many(compute, [i.compute_s for i in infos])
             observe_many(queue, [q for i in infos for q in i.queue_s])
-            self.stats(model, version).record_batches([i.rows for i in infos])
+            self.stats(model, version).record_batches([i.rows for i in infos if not i.background])
 
     def start(self, every_s: float = FLUSH_EVERY_S) -> None:
         """Flush on a timer, so other workers' scrapes see this worker's counts within ``every_s``."""

@@ -243,3 +243,21 @@ def test_idle_model_runs_a_lone_request_on_the_callers_thread_and_batches_the_re
         b.close()
     assert threads_seen[0].startswith("caller") and threads_seen[1] == "batcher-m"
     assert model.batches == [1, 5], "one run at a time: the five waited and ran together"
+
+
+def test_a_request_to_run_alone_waits_its_turn_but_is_never_merged():
+    """A grade must not depend on the rows beside it (int8 activation scales are the batch's): an
+    'alone' request gets a batch of its own, in the queue's order, one run at a time like the rest."""
+    model = GatedModel()
+    b = Batcher("m", model, max_batch_size=64, max_delay_s=0.0)
+    try:
+        first = _hold_first_batch(model, b)
+        merged = [b.submit_async({"x": np.full((1, 3), 1.0, np.float32)}) for _ in range(3)]
+        alone = [b.submit_async({"x": np.full((2, 3), 5.0, np.float32)}, alone=True) for _ in range(2)]
+        model.gate.set()
+        first.result(10)
+        assert all(np.all(f.result(10)["y"] == 3.0) for f in merged)
+        assert all(f.result(10)["y"].shape == (2, 3) and np.all(f.result(10)["y"] == 11.0) for f in alone)
+    finally:
+        b.close()
+    assert sorted(model.batches[1:]) == [2, 2, 3], model.batches  # the three merged, each alone by itself
