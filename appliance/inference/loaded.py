@@ -22,7 +22,9 @@ from appliance.inference.tensors import (
     NUMPY_OF,
     TensorSpec,
     check_inputs,
+    check_limits,
     decode_json_tensor,
+    input_limits,
 )
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,10 @@ class LoadedModel:
         self.max_delay_ms = max_delay_ms
         self.batcher: Batcher | None = None
         self._checked: set[tuple] = set()  # input signatures (names, types, shapes) that passed check_inputs
+        try:
+            self._limits = input_limits(mv.meta.get("inputs"), f"{mv.name}/{mv.version}/model.json")
+        except BadRequest as exc:
+            raise IntegrityError(exc.message) from None
         self.loaded_at = time.time()
         self.warmup_s = 0.0
         # Requests currently using this version; the engine changes these under its lock.
@@ -143,6 +149,7 @@ class LoadedModel:
         signature = tuple((k, v.dtype, v.shape) for k, v in inputs.items())
         if signature not in self._checked:
             check_inputs(self.backend.inputs, inputs)
+            check_limits(self._limits, inputs)
             if len(self._checked) < 256:  # a client sending ever new shapes just gets checked every time
                 self._checked.add(signature)
         rows = request_rows(inputs) if self.max_batch_size else 0  # the batcher checks its own

@@ -98,6 +98,34 @@ class TensorSpec:
                 raise BadRequest(f"input {self.name!r} must have shape {list(self.shape)}, got {list(array.shape)}")
 
 
+def input_limits(declared: list, where: str) -> dict[str, tuple[int, ...]]:
+    """model.json inputs' ``max_shape`` (-1 = no limit on that axis), by input name: the longest input
+    a model can take where its graph cannot say so (MiniLM's position table: 512 tokens; past it,
+    ONNX Runtime's own broadcast error was all the client read)."""
+    limits = {}
+    for t in declared or []:
+        if not isinstance(t, dict) or "max_shape" not in t:
+            continue
+        maxes, shape = t["max_shape"], t.get("shape")
+        if not isinstance(maxes, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= -1 for d in maxes) \
+                or not isinstance(shape, list) or len(maxes) != len(shape):
+            raise BadRequest(f"{where}: input {t.get('name')!r} max_shape must be a list of integers (-1 = no limit), "
+                             "one per axis of its shape")
+        limits[str(t.get("name"))] = tuple(maxes)
+    return limits
+
+
+def check_limits(limits: dict[str, tuple[int, ...]], inputs: dict[str, np.ndarray]) -> None:
+    """Refuse an input longer than its model can take (``input_limits``), naming the limit."""
+    for name, maxes in limits.items():
+        array = inputs.get(name)
+        if array is None:
+            continue
+        for axis, (most, have) in enumerate(zip(maxes, array.shape)):
+            if most >= 0 and have > most:
+                raise BadRequest(f"input {name!r} takes at most {most} along axis {axis}, got {have}")
+
+
 def check_inputs(specs: list[TensorSpec], inputs: dict[str, np.ndarray]) -> None:
     """Exactly the declared inputs, each with an acceptable type and shape."""
     wanted = {s.name for s in specs}

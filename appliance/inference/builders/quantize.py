@@ -136,7 +136,7 @@ def quantize_int8(src: Path, dst: Path, calibration: list[dict] | None = None,
     onnx.save(model, str(dst))
     log.info("quantized to %s (%d LayerNorm outputs smoothed, %d embedding tables to int8 rows)",
              dst.name, smoothed, n)
-    return {"method": "onnxruntime quantize_dynamic", "weights": "int8, 7 bits used" if reduce_range else "int8",
+    return {"method": "onnxruntime quantize_dynamic", "weights": "int8",
             "reduce_range": {"on": reduce_range, "why": why}, "per_channel": True,
             "activations": "uint8, dynamic per tensor", "embedding_table": "int8, one scale per row",
             "smoothquant": {"alpha": ALPHA, "layernorm_outputs": smoothed,
