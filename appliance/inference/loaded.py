@@ -24,7 +24,6 @@ from appliance.inference.tensors import (
     check_inputs,
     check_limits,
     decode_json_tensor,
-    input_limits,
 )
 
 log = logging.getLogger(__name__)
@@ -59,7 +58,7 @@ class LoadedModel:
         self.batcher: Batcher | None = None
         self._checked: set[tuple] = set()  # input signatures (names, types, shapes) that passed check_inputs
         try:
-            self._limits = input_limits(mv.meta.get("inputs"), f"{mv.name}/{mv.version}/model.json")
+            self._limited = [t for t in mv.inputs if t.max_shape is not None]  # model.json's max_shape
         except BadRequest as exc:
             raise IntegrityError(exc.message) from None
         self.loaded_at = time.time()
@@ -149,7 +148,7 @@ class LoadedModel:
         signature = tuple((k, v.dtype, v.shape) for k, v in inputs.items())
         if signature not in self._checked:
             check_inputs(self.backend.inputs, inputs)
-            check_limits(self._limits, inputs)
+            check_limits(self._limited, inputs)
             if len(self._checked) < 256:  # a client sending ever new shapes just gets checked every time
                 self._checked.add(signature)
         rows = request_rows(inputs) if self.max_batch_size else 0  # the batcher checks its own

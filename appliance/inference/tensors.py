@@ -70,6 +70,10 @@ class TensorSpec:
     name: str
     datatype: str
     shape: tuple[int, ...]
+    # model.json only (not the protocol's metadata): the longest input a model can take where its
+    # graph cannot say so, -1 = no limit on that axis (MiniLM's position table: 512 tokens; past it,
+    # ONNX Runtime's own broadcast error was all the client read).
+    max_shape: tuple[int, ...] | None = None
 
     @classmethod
     def from_json(cls, obj: dict, where: str) -> TensorSpec:
@@ -79,9 +83,13 @@ class TensorSpec:
             raise BadRequest(f"{where}: each tensor needs name, datatype and shape") from None
         if not isinstance(datatype, str) or datatype not in NUMPY_OF:
             raise BadRequest(f"{where}: tensor {name!r} has unknown datatype {datatype!r}")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= -1 for d in shape):
+        if not _dims(shape):
             raise BadRequest(f"{where}: tensor {name!r} shape must be a list of integers (-1 = any size)")
-        return cls(str(name), datatype, tuple(shape))
+        most = obj.get("max_shape")
+        if most is not None and not (_dims(most) and len(most) == len(shape)):
+            raise BadRequest(f"{where}: tensor {name!r} max_shape must be a list of integers (-1 = no limit), "
+                             "one per axis of its shape")
+        return cls(str(name), datatype, tuple(shape), None if most is None else tuple(most))
 
     def to_json(self) -> dict:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
@@ -98,32 +106,20 @@ class TensorSpec:
                 raise BadRequest(f"input {self.name!r} must have shape {list(self.shape)}, got {list(array.shape)}")
 
 
-def input_limits(declared: list, where: str) -> dict[str, tuple[int, ...]]:
-    """model.json inputs' ``max_shape`` (-1 = no limit on that axis), by input name: the longest input
-    a model can take where its graph cannot say so (MiniLM's position table: 512 tokens; past it,
-    ONNX Runtime's own broadcast error was all the client read)."""
-    limits = {}
-    for t in declared or []:
-        if not isinstance(t, dict) or "max_shape" not in t:
+def check_limits(declared: list[TensorSpec], inputs: dict[str, np.ndarray]) -> None:
+    """Refuse an input longer than model.json's ``max_shape`` for it, naming the limit."""
+    for spec in declared:
+        array = inputs.get(spec.name)
+        if spec.max_shape is None or array is None:
             continue
-        maxes, shape = t["max_shape"], t.get("shape")
-        if not isinstance(maxes, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= -1 for d in maxes) \
-                or not isinstance(shape, list) or len(maxes) != len(shape):
-            raise BadRequest(f"{where}: input {t.get('name')!r} max_shape must be a list of integers (-1 = no limit), "
-                             "one per axis of its shape")
-        limits[str(t.get("name"))] = tuple(maxes)
-    return limits
-
-
-def check_limits(limits: dict[str, tuple[int, ...]], inputs: dict[str, np.ndarray]) -> None:
-    """Refuse an input longer than its model can take (``input_limits``), naming the limit."""
-    for name, maxes in limits.items():
-        array = inputs.get(name)
-        if array is None:
-            continue
-        for axis, (most, have) in enumerate(zip(maxes, array.shape)):
+        for axis, (most, have) in enumerate(zip(spec.max_shape, array.shape)):
             if most >= 0 and have > most:
-                raise BadRequest(f"input {name!r} takes at most {most} along axis {axis}, got {have}")
+                raise BadRequest(f"input {spec.name!r} takes at most {most} along axis {axis}, got {have}")
+
+
+def _dims(value) -> bool:
+    """A shape as model.json writes it: a list of integers, -1 for any size (or no limit)."""
+    return isinstance(value, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= -1 for d in value)
 
 
 def check_inputs(specs: list[TensorSpec], inputs: dict[str, np.ndarray]) -> None:

@@ -307,7 +307,7 @@ def test_an_input_longer_than_model_json_s_max_shape_is_refused_by_name(repo, ma
     error. model.json's max_shape says the limit, and the engine names it."""
     from inference_models import seqsum_model
 
-    from appliance.inference.tensors import input_limits
+    from appliance.inference.tensors import TensorSpec
 
     ids = [{"name": n, "datatype": "INT64", "shape": [-1, -1], "max_shape": [-1, 8]} for n in ("input_ids", "attention_mask")]
     write_version(repo, "seq", "1", seqsum_model(), inputs=ids)
@@ -318,6 +318,6 @@ def test_an_input_longer_than_model_json_s_max_shape_is_refused_by_name(repo, ma
     with pytest.raises(BadRequest, match=r"'input_ids' takes at most 8 along axis 1, got 9"):
         engine.infer("seq", {k: np.ones((1, 9), np.int64) for k in ("input_ids", "attention_mask")})
     with pytest.raises(BadRequest, match="max_shape"):
-        input_limits([{"name": "x", "shape": [-1, -1], "max_shape": [8]}], "model.json")
+        TensorSpec.from_json({"name": "x", "datatype": "INT64", "shape": [-1, -1], "max_shape": [8]}, "model.json")
     bad = {m["name"]: m for m in engine.models_status()}["bad"]
     assert not bad["ready"] and "max_shape" in bad["error"]
