@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 from flask import has_app_context
 from flask_babel import format_date
@@ -163,8 +164,9 @@ class _Rules:
         pool = [ex for ex in pool if all(self.unlocked(s) for s in ex.skills)]
         return min(pool, key=self.score) if pool else None
 
+    @cached_property
     def last_answered(self) -> str | None:
-        """The question the student answered last in this course (graded or waiting)."""
+        """The question the student answered last in this course (graded or waiting); once per view."""
         times = {i: a[2] for i, a in self.view.exercises.items()}
         for i, at in self.view.waiting.items():
             times[i] = max(at, times.get(i, 0.0))
@@ -177,7 +179,7 @@ class _Rules:
         answers, last_right, last_at = self.view.exercises.get(exercise_id, (0, False, 0.0))
         if not answers or self.now_s - last_at >= RECENT_S:
             return False
-        return last_right or exercise_id == self.last_answered()
+        return last_right or exercise_id == self.last_answered
 
     def skill_name(self, s: str) -> str:
         skill = self.plan.skills.get(s)

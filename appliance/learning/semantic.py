@@ -137,9 +137,8 @@ def words_of_a_wrong_answer(text: str, references: list[str], wrong: list[str]) 
 
 def refs_sha(spec: dict) -> str:
     """What a calibration depends on: the references and the author's wrong answers (and the rules:
-    v2 floors thresholds calibrated without wrong answers at the default, so v1 rows are redone; v3
-    widens the spread of an exercise with one reference)."""
-    what = {"v": 3, "references": list(spec.get("references", [])), "wrong_answers": wrong_answers_of(spec)}
+    v2 floors thresholds calibrated without wrong answers at the default, so v1 rows are redone)."""
+    what = {"v": 2, "references": list(spec.get("references", [])), "wrong_answers": wrong_answers_of(spec)}
     return hashlib.sha256(json.dumps(what, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
 
 
@@ -262,7 +261,8 @@ class SemanticGrader:
         if similarity < threshold and not self._encoder_reads(exercise["course_id"]):
             spread *= FOREIGN_SPREAD
         if len(refs) == 1:
-            spread = max(spread, ONE_REFERENCE_MIN_SPREAD)  # also for a calibration stored before the floor
+            # Where the grade is made, so it holds for a stored calibration and the fallback default alike.
+            spread = max(spread, ONE_REFERENCE_MIN_SPREAD)
         sure = confidence(similarity, threshold, spread)
         closer_to_wrong = False
         if to_wrong is not None:
@@ -388,11 +388,7 @@ class SemanticGrader:
                     pos += [score(others, V[index[s]]) for j, s in short if j == i]
                 negs = [score(R, V[index[n]]) for n in neg]
                 wrongs = [score(R, V[index[n]]) for n in wrong]
-            cal = choose_threshold(pos, negs, refs_sha(ex["spec"]), wrongs)
-            if len(refs) == 1 and cal.spread < ONE_REFERENCE_MIN_SPREAD:
-                cal = dataclasses.replace(cal, spread=ONE_REFERENCE_MIN_SPREAD,
-                                          detail={**cal.detail, "fitted_spread": cal.spread, "one_reference": True})
-            out[ex_id] = cal
+            out[ex_id] = choose_threshold(pos, negs, refs_sha(ex["spec"]), wrongs)
         return out
 
     def _store(self, course_id: str, ident: str, result: dict[str, Calibration]) -> None:

@@ -222,8 +222,8 @@ class LearnerService:
             if row is None:
                 row = conn.execute("SELECT id FROM courses ORDER BY title LIMIT 1").fetchone()
             others = [] if row is None else [r[0] for r in conn.execute(
-                f"SELECT c.id FROM courses c WHERE {in_language} AND c.id != :course ORDER BY c.title",
-                {"lang": lang, "course": row[0]})]
+                f"SELECT c.id FROM courses c WHERE {in_language} AND c.id != :course ORDER BY c.title LIMIT :most",
+                {"lang": lang, "course": row[0], "most": HOME_COURSES_TRIED})]
         if row is None:
             return None
         first = self.next_up(student, row[0])
@@ -231,7 +231,7 @@ class LearnerService:
             return first
         # Nothing left to do in that course now: the next course in the student's language that has
         # something (a finished course's Next up stood on the home page while another waited unstarted).
-        for course_id in others[:HOME_COURSES_TRIED]:
+        for course_id in others:
             other = self.next_up(student, course_id)
             if other is not None and other["kind"] != "done":
                 return other

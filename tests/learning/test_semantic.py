@@ -390,8 +390,7 @@ def test_a_question_with_one_reference_sends_right_answers_in_other_words_to_the
         e6["spec"] = json.loads(e6["spec"])
         assert e6["spec"]["references"] == ["Both are half of the whole."]
         grader, below = s.get("semantic"), s.cfg.learning.review_below_confidence
-        cal = grader.calibration(e6)
-        assert cal.spread >= ONE_REFERENCE_MIN_SPREAD and cal.detail["one_reference"]
+        assert grader.calibration(e6).spread < ONE_REFERENCE_MIN_SPREAD  # fitted on copies of the reference
         for text in ("Because 2/4 is the same as 1/2.", "2/4 can be divided by 2 on top and bottom and you get 1/2",
                      "they are both 50%"):
             j = grader.judge(e6, text)
