@@ -5,18 +5,14 @@ Ansible or the admin). Stored times stay UTC ISO strings; they are turned into t
 where a person reads them or where "today" is decided (a review due today)."""
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, tzinfo
-
-
-def box_timezone() -> tzinfo | None:
-    """The zone times are shown in. None: the system's, with the offset in force at each moment
-    (``datetime.astimezone()``), so an answer from last summer shows summer time. The offset in force
-    today (``datetime.now().astimezone().tzinfo``) put a winter evening's due review on the wrong day."""
-    return None
+from datetime import UTC, date, datetime
 
 
 def local_day(d: datetime) -> date:
-    return d.astimezone(box_timezone()).date()
+    # astimezone() with no zone: the system's, with the offset in force at that moment, so an answer
+    # from last summer shows summer time (the offset in force today put a winter evening's due review
+    # on the wrong day).
+    return d.astimezone().date()
 
 
 def _parsed(stamp: str) -> datetime | None:
@@ -29,7 +25,7 @@ def _parsed(stamp: str) -> datetime | None:
 
 def _local_text(stamp: str | None, pattern: str) -> str:
     d = _parsed(stamp) if stamp else None
-    return (stamp or "") if d is None else d.astimezone(box_timezone()).strftime(pattern)
+    return (stamp or "") if d is None else d.astimezone().strftime(pattern)
 
 
 def local_date_text(stamp: str | None) -> str:

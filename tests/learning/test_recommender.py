@@ -360,14 +360,10 @@ def test_a_second_skill_without_prerequisites_is_not_called_a_place_to_start():
     assert rec.why == "New for you: “Adding fractions”. You can start it now: it builds on nothing else."
 
 
-def test_reviews_are_due_by_the_day_on_the_box_s_clock(monkeypatch):
+def test_reviews_are_due_by_the_day_on_the_box_s_clock(box_zone):
     """A card answered at 10:05 with a one-day interval is due at 10:05 the next day; the class meets at
     10:00. And the date said is the box's: 23:30 UTC is already the next day an hour east of it."""
-    from datetime import timezone
-
-    from appliance import localtime
-
-    monkeypatch.setattr(localtime, "box_timezone", lambda: timezone(timedelta(hours=1)))
+    box_zone("Etc/GMT-1")  # POSIX's sign: an hour east of Greenwich
     v = view(mastery={"parts": 0.9, "equal": 0.9, "add": 0.9}, practised={"parts": 6, "equal": 6, "add": 6},
              cards={"parts": Due("parts", NOW + timedelta(minutes=5), 0.9)})
     assert recommend(make_plan(), v, TARGET, THRESHOLD, NOW).kind == "review"

@@ -1,13 +1,11 @@
 """Times people read are on the box's clock (the school's), not UTC as stored."""
 from __future__ import annotations
 
-from datetime import timedelta, timezone
-
 from appliance import localtime
 
 
-def test_stored_utc_times_are_shown_on_the_box_s_clock(app, monkeypatch):
-    monkeypatch.setattr(localtime, "box_timezone", lambda: timezone(timedelta(hours=-5)))
+def test_stored_utc_times_are_shown_on_the_box_s_clock(app, box_zone):
+    box_zone("Etc/GMT+5")  # POSIX's sign: five hours west of Greenwich
     stamp = "2026-03-02T03:30:00.000Z"  # 22:30 the evening before, five hours west of Greenwich
     assert localtime.local_date_text(stamp) == "2026-03-01"
     assert localtime.local_time_text(stamp) == "2026-03-01 22:30"
@@ -18,19 +16,13 @@ def test_stored_utc_times_are_shown_on_the_box_s_clock(app, monkeypatch):
     assert page == "2026-03-01 2026-03-01 22:30"
 
 
-def test_summer_and_winter_times_each_have_their_own_offset(monkeypatch):
+def test_summer_and_winter_times_each_have_their_own_offset(box_zone):
     """A box in Madrid: CEST (+2) in summer, CET (+1) in winter, whatever the season the box is in now."""
-    import time
     from datetime import datetime
 
-    monkeypatch.setenv("TZ", "Europe/Madrid")
-    time.tzset()
-    try:
-        assert localtime.local_time_text("2026-07-01T21:30:00Z") == "2026-07-01 23:30"
-        assert localtime.local_time_text("2026-01-10T21:30:00Z") == "2026-01-10 22:30"
-        # 22:30 UTC on 10 April is 00:30 on the 11th in Madrid: a review due then is due on the 11th.
-        assert localtime.local_day(datetime.fromisoformat("2026-04-10T22:30:00+00:00")).isoformat() == "2026-04-11"
-        assert localtime.local_day(datetime.fromisoformat("2026-12-10T22:30:00+00:00")).isoformat() == "2026-12-10"
-    finally:
-        monkeypatch.undo()
-        time.tzset()
+    box_zone("Europe/Madrid")
+    assert localtime.local_time_text("2026-07-01T21:30:00Z") == "2026-07-01 23:30"
+    assert localtime.local_time_text("2026-01-10T21:30:00Z") == "2026-01-10 22:30"
+    # 22:30 UTC on 10 April is 00:30 on the 11th in Madrid: a review due then is due on the 11th.
+    assert localtime.local_day(datetime.fromisoformat("2026-04-10T22:30:00+00:00")).isoformat() == "2026-04-11"
+    assert localtime.local_day(datetime.fromisoformat("2026-12-10T22:30:00+00:00")).isoformat() == "2026-12-10"
