@@ -258,11 +258,12 @@ class SemanticGrader:
             cal = choose_threshold([], [], refs_sha(spec))
         threshold = float(spec["threshold"]) if spec.get("threshold") is not None else cal.threshold
         spread = cal.spread
+        if len(refs) == 1:
+            # Where the grade is made, so it holds for a stored calibration and the fallback default
+            # alike; before the foreign widening, which applies to the evidence's own spread.
+            spread = max(spread, ONE_REFERENCE_MIN_SPREAD)
         if similarity < threshold and not self._encoder_reads(exercise["course_id"]):
             spread *= FOREIGN_SPREAD
-        if len(refs) == 1:
-            # Where the grade is made, so it holds for a stored calibration and the fallback default alike.
-            spread = max(spread, ONE_REFERENCE_MIN_SPREAD)
         sure = confidence(similarity, threshold, spread)
         closer_to_wrong = False
         if to_wrong is not None:
