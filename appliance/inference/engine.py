@@ -310,7 +310,9 @@ class InferenceEngine:
                      **NOT_LOADED}
             if m is not None:
                 entry.update(m.describe())
-            entry.update(self.metrics.summary(name, m.version if m is not None else None))
+            # Not loaded: its refusals only. The latencies of versions it served before are no figure of
+            # a model that serves nothing now (pooled, they read as the current version's).
+            entry.update(self.metrics.summary(name, m.version if m is not None else None, every_version=False))
             out.append(entry)
         return out
 

@@ -311,16 +311,18 @@ class InferenceMetrics:
         with self._lock:
             return self._stats.setdefault(stats_key(model, version), ModelStats())
 
-    def summary(self, model: str, version: str | None = None) -> dict:
+    def summary(self, model: str, version: str | None = None, every_version: bool = True) -> dict:
         """The admin page's figures for ``model`` at ``version`` (the one served: a version rolled back
-        from keeps its own; None: every version), including what is still buffered, summed over every
+        from keeps its own; None: every version, or with ``every_version=False`` none: only what was
+        refused, for a model that is not loaded), including what is still buffered, summed over every
         web worker that shares its figures and the counts of those that are gone."""
         self.flush()
 
         def wanted(key: str) -> bool:
             # The model's own key holds what no version answered (refused while it was not loaded, a
             # version that is not served): the model's, whichever version is served now.
-            return key in (model, stats_key(model, version)) or (version is None and key.startswith(f"{model}/"))
+            return key in (model, stats_key(model, version)) or (
+                version is None and every_version and key.startswith(f"{model}/"))
 
         with self._lock:
             mine = [st for key, st in self._stats.items() if wanted(key)]

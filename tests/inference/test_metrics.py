@@ -337,6 +337,22 @@ def test_the_admin_figures_are_the_served_versions_own(repo, make_engine):
     assert m["version"] == served and m["requests"] == 3
 
 
+def test_a_model_that_is_not_loaded_shows_its_refusals_not_the_figures_of_versions_it_served(repo, make_engine):
+    """A model this worker does not serve (its files went bad) showed latencies pooled over every version
+    any worker had served, under "not loaded"; it shows what it refused."""
+    d = write_version(repo, "affine", "1", affine_model(1.0))
+    (d / "model.onnx").write_bytes(b"damaged")               # the manifest's sha256 no longer matches
+    engine = make_engine(models=["affine"])
+    for _ in range(20):                                       # what version 1 answered (another worker)
+        engine.metrics.record_request("affine", 0.050, "success", version="1")
+    with pytest.raises(AppError):
+        engine.infer("affine", {"x": np.ones((1, 4), np.float32)})
+    (m,) = engine.models_status()
+    assert m["ready"] is False and m["requests"] == 1 and m["errors"] == 1, m
+    assert m["p50_ms"] != pytest.approx(50.0)
+    assert engine.metrics.summary("affine")["requests"] == 21  # the pooled view is still there for who asks
+
+
 def test_background_work_is_not_counted_among_the_students_batches(repo, make_engine):
     write_version(repo, "affine", "1", affine_model(1.0))
     engine = make_engine()
