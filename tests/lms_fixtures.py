@@ -95,6 +95,12 @@ def make_class(db, teacher_id: int, names: list[str], uses_pin: bool = True, nam
     return class_id, {a["display_name"]: a for a in added}
 
 
+def classmates(db, class_id: int, *names: str) -> list[int]:
+    """New students in an existing class; their ids. A test that needs several answers waiting for the
+    teacher gives each to another student: a student's later answer to a question replaces the earlier."""
+    return [a["id"] for a in classes.enrol_new_students(db, class_id, list(names))[0]]
+
+
 def pseudo_rtl_dir(root):
     """Write ``<root>/ar/LC_MESSAGES/messages.mo``, a right-to-left test catalog: every UI string prefixed
     with an Arabic letter, so pages lay out right to left before anyone has translated them."""

@@ -27,7 +27,7 @@ from flask_babel import gettext as _
 from appliance.errors import BadRequest, Conflict, NotFound, Unavailable
 from appliance.languages import base_language
 from appliance.learning import overrides
-from appliance.learning.grading import NEEDS_TEACHER_SQL
+from appliance.learning.grading import REPLACED_SQL, TO_CHECK_SQL
 from appliance.learning.spelling import changed_words
 from appliance.people import classes as cls_mod
 from appliance.web.ids import row_id
@@ -125,7 +125,8 @@ def search_api():
 _REVIEW_SELECT = (
     "SELECT a.id, a.answer, a.correct, a.score, a.confidence, a.graded_by, a.created_at, a.course_id,"
     " a.exercise_id, u.display_name, u.avatar, e.prompt, e.spec, sc.threshold, sc.detail,"
-    " (SELECT c.language FROM courses c WHERE c.id = a.course_id) AS language")
+    " (SELECT c.language FROM courses c WHERE c.id = a.course_id) AS language,"
+    f" {REPLACED_SQL} AS replaced")
 _REVIEW_FROM = (
     " FROM attempts a JOIN class_members m ON m.student_id = a.student_id AND m.class_id = ?"
     " JOIN users u ON u.id = a.student_id JOIN exercises e ON e.course_id = a.course_id AND e.id = a.exercise_id")
@@ -133,7 +134,7 @@ _CALIBRATION = (
     " LEFT JOIN semantic_calibration sc ON sc.course_id = a.course_id AND sc.exercise_id = a.exercise_id"
     " AND sc.calibrated_at = (SELECT MAX(calibrated_at) FROM semantic_calibration s2"
     " WHERE s2.course_id = a.course_id AND s2.exercise_id = a.exercise_id)")
-_LISTED = f" WHERE e.kind = 'free_text' AND (? OR {NEEDS_TEACHER_SQL})"
+_LISTED = f" WHERE e.kind = 'free_text' AND (? OR {TO_CHECK_SQL})"
 # Waiting for a teacher first, the longest waiting first; then the model's grades, least sure first;
 # then the teachers' own (in "show all").
 _REVIEW_ORDER = (" ORDER BY a.graded_by = 'teacher', a.graded_by != 'pending',"

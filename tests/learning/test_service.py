@@ -587,6 +587,27 @@ def test_an_unsure_model_grade_waits_for_the_teacher_in_next_up_too(tmp_path):
         svc.close()
 
 
+def test_an_answer_given_again_since_no_longer_waits_in_next_up(tmp_path):
+    """The student answered the question again after an answer that waited for the teacher: the later
+    answer is the one that counts (the progress page and the lesson go by it), so Next up no longer
+    holds the skill back for the teacher."""
+    svc = learning_services(tmp_path / "data", None, learning__mastery_threshold="0.05",
+                            learning__mastery_min_answers="1")
+    try:
+        ana = _people(svc)[0]
+        for ex in ("e1", "e2", "e3", "e4", "e5"):
+            answer(svc, ana, ex, RIGHT[ex])
+        assert answer(svc, ana, "e6", {"text": "Both are one half."})["graded_by"] == "pending"
+        assert svc.get("learner").next_up(ana, COURSE_ID)["reason"] == "waiting_for_teacher"
+        svc.db.write(lambda c: c.execute(
+            "INSERT INTO attempts (attempt_uid, student_id, course_id, exercise_id, answer, correct, score, confidence,"
+            " graded_by, created_at) VALUES ('u2', ?, ?, 'e6', '{\"text\": \"both are half\"}', 1, 1, 0.95, 'model', ?)",
+            (ana["id"], COURSE_ID, now_iso())))
+        assert svc.get("learner").next_up(ana, COURSE_ID)["reason"] != "waiting_for_teacher"
+    finally:
+        svc.close()
+
+
 def test_the_home_page_moves_on_to_another_course_once_one_has_nothing_left(tmp_path):
     svc = learning_services(tmp_path / "data", None, learning__mastery_threshold="0.05",
                             learning__mastery_min_answers="1")

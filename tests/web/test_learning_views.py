@@ -13,6 +13,7 @@ import pytest
 from learning_models import built_models, learning_services
 from lms_fixtures import (
     COURSE_ID,
+    classmates,
     csrf_of,
     make_class,
     make_staff,
@@ -155,10 +156,11 @@ def test_teacher_sees_unsure_grades_first_and_overrides_them(services, teacher_c
     reply = _answer(student_client, "e6", {"text": "Both are one half of the whole."}).get_json()
     assert reply["graded_by"] == "model"
     ana = klass["students"]["Ana"]["id"]
+    cleo, dan, eva = classmates(services.db, klass["id"], "Cleo", "Dan", "Eva")
     unsure = _free_text(services, ana, "They are kind of the same maybe", "model", 0.3, 1)
-    toss = _free_text(services, ana, "half-ish, both", "model", 0.05, 0)
-    waiting = _free_text(services, ana, "two quarters make a half", "pending", 0.0, 0)
-    sure = _free_text(services, ana, "cats", "model", 0.99, 0)
+    toss = _free_text(services, cleo, "half-ish, both", "model", 0.05, 0)
+    waiting = _free_text(services, dan, "two quarters make a half", "pending", 0.0, 0)
+    sure = _free_text(services, eva, "cats", "model", 0.99, 0)
     url = f"/teach/classes/{klass['id']}/grades"
     html = teacher_client.get(url).get_data(as_text=True)
     order = [int(x) for x in re.findall(r'<tr id="attempt-(\d+)"', html)]
@@ -177,8 +179,8 @@ def test_teacher_sees_unsure_grades_first_and_overrides_them(services, teacher_c
     assert f'data-attempt="{sure}" data-graded-by="model" data-sure="sure"' in html_all and "The model is sure" in html_all
     token = csrf_of(html)
     with services.db.read() as conn:
-        before = conn.execute("SELECT successes FROM mastery WHERE student_id = ? AND skill_id = 'equivalent'",
-                              (ana,)).fetchone()[0]
+        before = (conn.execute("SELECT successes FROM mastery WHERE student_id = ? AND skill_id = 'equivalent'",
+                               (dan,)).fetchone() or [0])[0]
     # The form names the row after it: the page comes back there (#attempt-N, focused by app.js).
     assert re.search(rf'action="{url}/{waiting}".*?name="next" value="{unsure}"', html, re.DOTALL)
     r = teacher_client.post(f"{url}/{waiting}", data={"csrf_token": token, "verdict": "correct", "next": str(unsure)})
@@ -192,7 +194,7 @@ def test_teacher_sees_unsure_grades_first_and_overrides_them(services, teacher_c
     with services.db.read() as conn:
         row = conn.execute("SELECT correct, graded_by FROM attempts WHERE id = ?", (waiting,)).fetchone()
         m = conn.execute("SELECT successes, p_mastery FROM mastery WHERE student_id = ? AND skill_id = 'equivalent'",
-                         (ana,)).fetchone()
+                         (dan,)).fetchone()
         events = [json.loads(p[0]) for p in conn.execute("SELECT payload FROM outbox WHERE type = 'grade_override'")]
     assert tuple(row) == (1, "teacher") and m["successes"] == before + 1 and 0 < m["p_mastery"] < 1
     assert len(events) == 1 and events[0]["previous"]["graded_by"] == "pending"
@@ -632,8 +634,8 @@ def test_a_long_list_of_answers_to_check_comes_in_pages_oldest_waiting_first(ser
     from appliance.web import learning_views
 
     monkeypatch.setattr(learning_views, "REVIEW_LIMIT", 3)
-    ana = klass["students"]["Ana"]["id"]
-    waiting = [_free_text(services, ana, f"answer {i}", "pending", 0.0, 0) for i in range(5)]
+    students = classmates(services.db, klass["id"], *(f"Pupil {i}" for i in range(5)))
+    waiting = [_free_text(services, s, f"answer {i}", "pending", 0.0, 0) for i, s in enumerate(students)]
     url = f"/teach/classes/{klass['id']}/grades"
 
     def rows(html):

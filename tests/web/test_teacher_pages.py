@@ -6,6 +6,7 @@ import uuid
 
 from lms_fixtures import (
     RIGHT,
+    classmates,
     csrf_of,
     make_class,
     make_staff,
@@ -283,10 +284,11 @@ def test_home_and_class_page_count_the_written_answers_to_check(app, services, c
 
     below = services.cfg.learning.review_below_confidence
     ana, ben = klass["students"]["Ana"]["id"], klass["students"]["Ben"]["id"]
+    cleo, dan = classmates(services.db, klass["id"], "Cleo", "Dan")
     _free_text_answer(services, ana, course, "pending", 0.0)               # waits for the teacher
     _free_text_answer(services, ben, course, "model", below / 2)          # the model was unsure
-    _free_text_answer(services, ana, course, "model", min(1.0, below + 0.3))  # sure: not to check
-    _free_text_answer(services, ben, course, "teacher", 0.0)              # already graded by a teacher
+    _free_text_answer(services, cleo, course, "model", min(1.0, below + 0.3))  # sure: not to check
+    _free_text_answer(services, dan, course, "teacher", 0.0)              # already graded by a teacher
     other_id, other = make_class(services.db, teacher["id"], ["Cleo"], name="Class 5C")
     _free_text_answer(services, other["Cleo"]["id"], course, "pending", 0.0)
     with services.db.read() as conn:                                       # the review page's own rule
@@ -303,12 +305,44 @@ def test_home_and_class_page_count_the_written_answers_to_check(app, services, c
     assert grid.count(f'<a href="/teach/classes/{klass["id"]}/grades">1 to check</a>') == 4
     page = teacher_client.get(f"/teach/classes/{klass['id']}").get_data(as_text=True)
     assert re.search(r'Free-text answers\s*<span class="badge warn to-check">2 to check</span>', page)
-    _free_text_answer(services, ben, course, "model", 1.0)                 # sure answers add nothing
+    _free_text_answer(services, classmates(services.db, klass["id"], "Eva")[0], course, "model", 1.0)  # sure: adds nothing
     services.db.write(lambda c: c.execute("UPDATE attempts SET graded_by = 'teacher' WHERE graded_by = 'pending'"))
     home = teacher_client.get("/teach/").get_data(as_text=True)
     assert "1 written answer to check" in home and "to-check" in home
     page = teacher_client.get(f"/teach/classes/{other_id}").get_data(as_text=True)
     assert "to-check" not in page                                         # nothing waits: no badge
+
+
+def test_an_answer_the_student_gave_again_no_longer_waits_for_the_teacher(app, services, course, klass, teacher_client):
+    """A student who answered a written question again while the first answer waited: the student's pages
+    go by the latest answer, so the teacher's list, counts and grid do too (the list had every copy, and
+    the grid counted answers where the student's page counts questions)."""
+    below = services.cfg.learning.review_below_confidence
+    ana, ben = klass["students"]["Ana"], klass["students"]["Ben"]
+    first = _free_text_answer(services, ana["id"], course, "pending", 0.0)
+    latest = _free_text_answer(services, ana["id"], course, "model", below / 2)   # unsure: still waits
+    ben_first = _free_text_answer(services, ben["id"], course, "pending", 0.0)
+    _free_text_answer(services, ben["id"], course, "model", 1.0)                 # Ben's is graded now
+    url = f"/teach/classes/{klass['id']}/grades"
+    listed = [int(x) for x in re.findall(r'<tr id="attempt-(\d+)"', teacher_client.get(url).get_data(as_text=True))]
+    assert listed == [latest]
+    assert "1 written answer to check" in teacher_client.get("/teach/").get_data(as_text=True)
+    grid = teacher_client.get(f"/teach/classes/{klass['id']}/progress?course={course}").get_data(as_text=True)
+    assert grid.count(f'<a href="{url}">1 to check</a>') == 2 and "2 to check" not in grid  # Ana's two skills
+    student = app.test_client()
+    sign_in_student(student, klass["id"], ana["id"], ana["pin"])
+    assert "1 waiting for your teacher" in student.get("/me/progress").get_data(as_text=True)
+    # Every answer is still under "show all", the replaced ones said to be replaced, and can be graded.
+    everything = teacher_client.get(url + "?show=all").get_data(as_text=True)
+    assert all(f'id="attempt-{i}"' in everything for i in (first, latest, ben_first))
+    assert everything.count("Answered again since") == 2
+    row = everything[everything.index(f'id="attempt-{first}"'):]
+    assert "No grade" in row[:row.index("</tr>")] and "Waiting for you" not in row[:row.index("</tr>")]
+    r = teacher_client.post(f"{url}/{first}", data={"csrf_token": csrf_of(everything), "verdict": "correct",
+                                                    "show": "all"})
+    assert r.status_code == 302
+    with services.db.read() as conn:
+        assert conn.execute("SELECT graded_by FROM attempts WHERE id = ?", (first,)).fetchone()[0] == "teacher"
 
 
 def test_grid_legend_says_where_each_level_starts(services, course, klass, teacher_client):

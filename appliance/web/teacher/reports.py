@@ -14,7 +14,7 @@ from flask_babel import lazy_gettext as _l
 
 from appliance.errors import NotFound
 from appliance.languages import base_language, in_language_sql
-from appliance.learning.grading import NEEDS_TEACHER_SQL
+from appliance.learning.grading import TO_CHECK_SQL
 from appliance.learning.plan import plans_of
 from appliance.people import classes as cls_mod
 from appliance.web.mastery import refresh as refresh_mastery
@@ -102,14 +102,15 @@ def class_grid(conn, services, class_id: int, course_id: str) -> dict:
 
 
 def _to_check(conn, class_id: int, course_id: str, below: float) -> dict[tuple[int, str], int]:
-    """(student, skill) -> written answers waiting for the teacher (ungraded, or graded by the model too
-    unsure to tell the student): the cell says so next to its right and wrong counts, which count a
-    model's unsure grade already (the student was told "your teacher will read it")."""
+    """(student, skill) -> questions whose latest written answer waits for the teacher (ungraded, or graded
+    by the model too unsure to tell the student), as the student's progress page counts them: the cell
+    says so next to its right and wrong counts, which count a model's unsure grade already (the student
+    was told "your teacher will read it"). An answer the student has replaced waits no more."""
     out: dict[tuple[int, str], int] = {}
     for student_id, skills in conn.execute(
             "SELECT a.student_id, e.skills FROM attempts a JOIN class_members cm ON cm.student_id = a.student_id"
             " AND cm.class_id = ? JOIN exercises e ON e.course_id = a.course_id AND e.id = a.exercise_id"
-            f" WHERE a.course_id = ? AND {NEEDS_TEACHER_SQL}", (class_id, course_id, below)):
+            f" WHERE a.course_id = ? AND {TO_CHECK_SQL}", (class_id, course_id, below)):
         for skill in json.loads(skills or "[]"):
             out[(student_id, skill)] = out.get((student_id, skill), 0) + 1
     return out

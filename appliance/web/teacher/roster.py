@@ -11,7 +11,7 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 
 from appliance.errors import BadRequest, NotFound
-from appliance.learning.grading import NEEDS_TEACHER_SQL
+from appliance.learning.grading import TO_CHECK_SQL
 from appliance.people import classes as cls_mod
 from appliance.web.ids import row_id
 from appliance.web.security import current_user, requires
@@ -41,7 +41,7 @@ def _below() -> float:
 
 def answers_to_check(conn, below: float, class_ids: list[int]) -> dict[int, int]:
     """Class id -> free-text answers waiting for the teacher: pending ones and model grades less sure
-    than ``below`` (``NEEDS_TEACHER_SQL``, the review page's default list)."""
+    than ``below``, each the student's latest on its question (``TO_CHECK_SQL``, the review page's default list)."""
     if not class_ids:
         return {}
     marks = ", ".join("?" * len(class_ids))
@@ -49,7 +49,7 @@ def answers_to_check(conn, below: float, class_ids: list[int]) -> dict[int, int]
         "SELECT m.class_id, COUNT(*) FROM attempts a JOIN class_members m ON m.student_id = a.student_id"
         " JOIN exercises e ON e.course_id = a.course_id AND e.id = a.exercise_id"
         f" WHERE m.class_id IN ({marks}) AND e.kind = 'free_text'"
-        f" AND {NEEDS_TEACHER_SQL} GROUP BY m.class_id",
+        f" AND {TO_CHECK_SQL} GROUP BY m.class_id",
         (*class_ids, below)).fetchall()
     return {r[0]: r[1] for r in rows}
 
