@@ -43,6 +43,14 @@ def test_demo_is_large_enough_and_valid(built):
     assert wav[:4] == b"RIFF" and wav[8:12] == b"WAVE"
 
 
+def test_no_two_questions_read_the_same(built):
+    """Next up names a question by its prompt: two that read the same were two cards a child could not
+    tell apart (compare-07/08 and simplify-06/07 did)."""
+    for lang, (manifest, _blobs) in built.items():
+        prompts = Counter(e["prompt"] for e in load_manifest(manifest).data["exercises"])
+        assert [p for p, n in prompts.items() if n > 1] == [], lang
+
+
 def test_generation_is_deterministic(built):
     again = demo.build("en")
     assert again == built["en"]

@@ -87,7 +87,9 @@ def compare(b: Builder) -> None:
         ac, cc = _common(a, c)
         b.short("compare", L, S, 0.5, t("symbol_q", a=fs(a), b=fs(c)), [sym], [t("cmp_hint_common")],
                 t("symbol_expl", a=fs(a), b=fs(c), ac=ac, bc=cc, sym=sym))
-    for d_pool in ((4, 5, 6, 8), (6, 8, 10, 12)):
+    # Each round in its own words: two questions reading the same made two Next-up cards a child
+    # could not tell apart.
+    for d_pool, prompt in (((4, 5, 6, 8), "greater_half_q"), ((6, 8, 10, 12), "greater_half_q2")):
         opts: dict[Fraction, bool] = {}
         while len(opts) < 5:
             f = Fraction(*proper(rng, d_pool))
@@ -96,7 +98,7 @@ def compare(b: Builder) -> None:
         if not any(opts.values()):
             opts[Fraction(3, 4)] = True
         right = ", ".join(fs(f) for f in sorted(opts) if opts[f])
-        b.multiple("compare", L, S, 0.55, t("greater_half_q"), [(fs(f), ok) for f, ok in opts.items()],
+        b.multiple("compare", L, S, 0.55, t(prompt), [(fs(f), ok) for f, ok in opts.items()],
                    [t("greater_half_hint")], t("greater_half_expl", list=right))
     b.free("compare", L, S, 0.5, t("cmp_free_q"), t.list("cmp_free_refs"), [t("cmp_free_hint")], t("cmp_free_expl"),
            wrong=t.list("cmp_free_wrong"))
@@ -147,14 +149,14 @@ def simplify(b: Builder) -> None:
                 [t("simplify_hint", n=n * k, d=d * k), t("simplify_hint2")],
                 t("simplify_expl", n=n * k, d=d * k, g=g, a=s.numerator, b=s.denominator, f=raw(n * k, d * k), s=fs(s)),
                 patterns=[frac_pattern(fs(s))])
-    for _ in range(2):
+    for prompt in ("simplest_q", "simplest_q2"):
         simple = Fraction(*proper(rng, (5, 7, 9)))
         wrong = []
         while len(wrong) < 3:
             n, d = proper(rng, (4, 6, 8, 10, 12))
             if math.gcd(n, d) > 1:
                 wrong.append(raw(n, d))
-        b.single("simplify", L, S, 0.5, t("simplest_q"), fs(simple), wrong, [t("simplest_hint")],
+        b.single("simplify", L, S, 0.5, t(prompt), fs(simple), wrong, [t("simplest_hint")],
                  t("simplest_expl", f=fs(simple)))
     x, y = rng.choice(((12, 18), (16, 24), (15, 25), (14, 21)))
     g = math.gcd(x, y)
