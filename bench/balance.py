@@ -1,18 +1,14 @@
-"""How a classroom's connections spread over the web workers: one shared listening socket, one
-SO_REUSEPORT socket per worker (``web.reuse_port``), and that with the workers evening out the split
-(``web.rebalance_connections``, the default), side by side in one run (JSON).
+"""How a classroom's connections spread over the web workers: one shared listening socket vs one
+SO_REUSEPORT socket per worker (``web.reuse_port``), side by side in one run (JSON).
 
     python -m bench.balance [--quick] [--rounds N] [--duration S] [--connections C]
 
-Three ``classroom-edge web`` servers (2 workers each, no models, no demo course) differ only in those
-two settings. Each round loads one after the other with wrk (C keep-alive connections, new ones every
-run, as when a class opens the box). Near the end of each run ``ss`` counts the established
+Two ``classroom-edge web`` servers (2 workers each, no models, no demo course) differ only in
+``web.reuse_port``. Each round loads one and then the other with wrk (C keep-alive connections, new
+ones every run, as when a class opens the box). During each run ``ss`` counts the established
 connections each worker process holds. With one shared socket the worker that wakes first accepts,
 and a run can put every connection on one worker, which then serves them on one core while the
-other idles. With a socket per worker the kernel's split is a coin toss per connection (25/15 of 40
-about as often as 20/20); rebalanced, a worker over its share asks a client to reconnect now and
-then until the split is even. The figures: requests/s per run (median and worst), each run's split
-and how far its larger side is over half.
+other idles. The figures: requests/s per run (median and worst) and each run's split.
 """
 from __future__ import annotations
 
@@ -49,7 +45,7 @@ def _run(base: str, proc, connections: int, seconds: int) -> dict:
     load = threading.Thread(target=lambda: result.update(
         wrk(base + "/v2/health/live", connections=connections, duration_s=seconds, threads=2)))
     load.start()
-    time.sleep(max(1.0, seconds - 0.5))  # every connection is open, and rebalanced, by now
+    time.sleep(min(1.0, seconds / 2))  # every connection is open by now
     split = _connections_per_worker(port, workers)
     load.join()
     return {"requests_per_s": result["requests_per_s"], "p99_ms": result["p99_ms"], "connections_per_worker": split}
@@ -68,15 +64,13 @@ def main(argv=None) -> dict:
         raise RuntimeError("ss is not installed (Debian package iproute2; `make debs` installs it)")
 
     tmp = Path(tempfile.mkdtemp(prefix="ce-bench-balance-"))
-    modes = {"one_shared_socket": ("false", "false"), "socket_per_worker": ("true", "false"),
-             "socket_per_worker_rebalanced": ("true", "true")}
+    modes = {"one_shared_socket": "false", "socket_per_worker": "true"}
     runs: dict[str, list] = {m: [] for m in modes}
     try:
         with contextlib.ExitStack() as stack:
             servers = {}
-            for mode, (flag, rebalance) in modes.items():
+            for mode, flag in modes.items():
                 env = {"CLASSROOM_EDGE_WEB__REUSE_PORT": flag, "CLASSROOM_EDGE_WEB__WORKERS": "2",
-                       "CLASSROOM_EDGE_WEB__REBALANCE_CONNECTIONS": rebalance,
                        "CLASSROOM_EDGE_INFERENCE__ENABLED": "false", "CLASSROOM_EDGE_CONTENT__INSTALL_DEMO": "false",
                        "CLASSROOM_EDGE_LOGGING__LEVEL": "WARNING"}
                 (tmp / mode).mkdir()
@@ -98,17 +92,14 @@ def main(argv=None) -> dict:
             "runs_with_every_connection_on_one_worker": sum(1 for r in rs if r["connections_per_worker"][-1] == 0),
             "largest_share_on_one_worker": round(max(r["connections_per_worker"][0] / max(1, sum(r["connections_per_worker"]))
                                                      for r in rs), 2),
-            # Connections the busier worker holds beyond half, per run (0 or 0.5: even).
-            "over_half_per_run": [r["connections_per_worker"][0] - sum(r["connections_per_worker"]) / 2 for r in rs],
             "runs": rs,
         }
-    shared, own, even = (summary[m] for m in modes)
+    shared, own = summary["one_shared_socket"], summary["socket_per_worker"]
     result = {
         "connections": args.connections, "seconds_per_run": seconds, "rounds": rounds, "workers": 2,
         **summary,
         "ratio_median_per_worker_vs_shared": round(own["median_requests_per_s"] / shared["median_requests_per_s"], 3),
         "ratio_worst_per_worker_vs_shared": round(own["worst_requests_per_s"] / shared["worst_requests_per_s"], 3),
-        "ratio_median_rebalanced_vs_per_worker": round(even["median_requests_per_s"] / own["median_requests_per_s"], 3),
     }
     return emit("balance", result)
 

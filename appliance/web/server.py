@@ -23,7 +23,6 @@ import urllib.parse
 
 from appliance.loopback import host_port, http_url, loopback_for
 from appliance.services import PartStatus, Services
-from appliance.web import connection_balance
 
 log = logging.getLogger(__name__)
 
@@ -170,9 +169,6 @@ def gunicorn_server(cfg, wsgi_factory):
     reuse_port = cfg.web.reuse_port and cfg.web.port != 0
     if reuse_port:
         check_port_free(cfg.web.host, cfg.web.port)
-    # Made here, in the master, so that every worker it forks maps the same table.
-    balancer = connection_balance.Balancer() if (
-        reuse_port and cfg.web.rebalance_connections and cfg.web.workers > 1) else None
 
     # gunicorn's arbiter would send READY=1 itself as soon as it booted, before any worker serves,
     # and that arms the watchdog early. Take the notify socket away from it (and from the workers)
@@ -216,8 +212,6 @@ def gunicorn_server(cfg, wsgi_factory):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
-        if balancer is not None:
-            balancer.child_exit(worker)
 
     def worker_exit(_server, worker):
         # Join this worker's writer, batcher and import threads, so it exits at once on SIGTERM
@@ -253,13 +247,6 @@ def gunicorn_server(cfg, wsgi_factory):
             }
             if reuse_port:
                 options.update(post_fork=_no_socket_while_loading, post_worker_init=_listen_once_ready)
-            if balancer is not None:
-                def listening(worker):
-                    _listen_once_ready(worker)
-                    balancer.worker_listening(worker)
-
-                options.update(pre_fork=balancer.pre_fork, post_worker_init=listening,
-                               pre_request=balancer.pre_request)
             if "control_socket_disable" in self.cfg.settings:
                 # gunicorn 27's control socket (~/.gunicorn/gunicorn.ctl: add workers, reload, shut down)
                 # is not used: systemd manages the service. Off, it is no file in the service user's

@@ -13,7 +13,6 @@ class WebSettings:
     workers: int = setting(2, "Worker processes; each loads the models once and shares them between its threads.", minimum=1)
     threads: int = setting(16, "Threads per worker process.", minimum=1)
     reuse_port: bool = setting(True, "Give each worker its own listening socket (SO_REUSEPORT) so the kernel spreads new connections over the workers; on one shared socket a classroom's keep-alive connections can all land on one worker and leave a core idle. A worker opens its socket only once its models are loaded, and the service refuses to start when the port is already taken. Ignored with port 0.")
-    rebalance_connections: bool = setting(True, "With reuse_port and two or more workers: a worker holding more than its share of the open connections asks a client to reconnect (Connection: close, at most 20 a second), so the kernel hashes it again and a classroom's keep-alive connections end up evenly split; an uneven split lasts the lesson and slows the students on the busier worker.")
     malloc_arenas: int = setting(2, "Most glibc malloc arenas per web process (like MALLOC_ARENA_MAX); 16 threads would otherwise grow a dozen arenas that keep about 10 MB of freed memory per worker. 0 keeps the C library's default.", minimum=0)
     secret_key: str = setting("", "Key that signs session cookies; empty means generated once and kept in data_dir.", secret=True)
     default_language: str = setting("en", "Language when neither the class nor the browser picks one (one the pages are translated into).", choices=("en", "es"))
