@@ -28,12 +28,16 @@ Semantic = Callable[[str, list], float]
 # below which a model grade counts as unsure): the review page's list and the teachers' counts.
 NEEDS_TEACHER_SQL = "(a.graded_by = 'pending' OR (a.graded_by = 'model' AND a.confidence < ?))"
 # The student has answered the same question again since: the student's pages, Next up and the lesson
-# go by the latest answer only, so an earlier one no longer waits for the teacher (it is still listed
-# under "show all", marked replaced, and can be graded there).
+# go by the latest answer only.
 REPLACED_SQL = ("EXISTS (SELECT 1 FROM attempts later WHERE later.student_id = a.student_id"
                 " AND later.course_id = a.course_id AND later.exercise_id = a.exercise_id AND later.id > a.id)")
-# What a teacher has to check: one answer per student and question at most, as the student's page counts.
-TO_CHECK_SQL = f"({NEEDS_TEACHER_SQL} AND NOT {REPLACED_SQL})"
+# The student's latest answer to the question waits for the teacher (what Next up holds back).
+WAITING_SQL = f"({NEEDS_TEACHER_SQL} AND NOT {REPLACED_SQL})"
+# What a teacher has to check (the list, its counts, the grid): an ungraded answer only while it is the
+# student's latest on its question (a replaced one counts for nothing: it is listed under "show all",
+# marked, and can be graded there); an unsure model grade even when replaced, because its grade counts
+# for the learner model until a teacher replaces it.
+TO_CHECK_SQL = f"((a.graded_by = 'model' AND a.confidence < ?) OR (a.graded_by = 'pending' AND NOT {REPLACED_SQL}))"
 
 
 @dataclass

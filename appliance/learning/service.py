@@ -26,7 +26,7 @@ from appliance.languages import base_language, in_language_sql
 from appliance.learning import learner_state
 from appliance.learning.embedder import Embedder
 from appliance.learning.features import LearnerState
-from appliance.learning.grading import NEEDS_TEACHER_SQL, TO_CHECK_SQL
+from appliance.learning.grading import NEEDS_TEACHER_SQL, WAITING_SQL
 from appliance.learning.plan import CoursePlan, plans_of
 from appliance.learning.predictor import LearnerPredictor
 from appliance.learning.recommender import StudentView, recommend
@@ -183,7 +183,7 @@ class LearnerService:
                             args)}
             waiting = {r[0]: learner_state.epoch_of(r[1]) for r in conn.execute(
                 "SELECT exercise_id, MAX(created_at) FROM attempts a WHERE student_id = ? AND course_id = ?"
-                f" AND {TO_CHECK_SQL} GROUP BY exercise_id", args)}
+                f" AND {WAITING_SQL} GROUP BY exercise_id", args)}
             cards = self.reviews.cards(conn, student["id"], course_id, now_dt)
         forecast = own.forecast if own else self._forecast(plan, state, now)
         view = StudentView(

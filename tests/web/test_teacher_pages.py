@@ -323,19 +323,28 @@ def test_an_answer_the_student_gave_again_no_longer_waits_for_the_teacher(app, s
     latest = _free_text_answer(services, ana["id"], course, "model", below / 2)   # unsure: still waits
     ben_first = _free_text_answer(services, ben["id"], course, "pending", 0.0)
     _free_text_answer(services, ben["id"], course, "model", 1.0)                 # Ben's is graded now
+    # An unsure model grade stays to check when replaced: its grade counts for the learner model.
+    (cleo,) = classmates(services.db, klass["id"], "Cleo")
+    cleo_unsure = _free_text_answer(services, cleo, course, "model", below / 2)
+    _free_text_answer(services, cleo, course, "model", 1.0)
     url = f"/teach/classes/{klass['id']}/grades"
-    listed = [int(x) for x in re.findall(r'<tr id="attempt-(\d+)"', teacher_client.get(url).get_data(as_text=True))]
-    assert listed == [latest]
-    assert "1 written answer to check" in teacher_client.get("/teach/").get_data(as_text=True)
+    listed_html = teacher_client.get(url).get_data(as_text=True)
+    assert sorted(int(x) for x in re.findall(r'<tr id="attempt-(\d+)"', listed_html)) == [latest, cleo_unsure]
+    row = listed_html[listed_html.index(f'id="attempt-{cleo_unsure}"'):]
+    assert "Answered again since" in row[:row.index("</tr>")]
+    assert "2 written answers to check" in teacher_client.get("/teach/").get_data(as_text=True)
     grid = teacher_client.get(f"/teach/classes/{klass['id']}/progress?course={course}").get_data(as_text=True)
-    assert grid.count(f'<a href="{url}">1 to check</a>') == 2 and "2 to check" not in grid  # Ana's two skills
+    assert grid.count(f'<a href="{url}">1 to check</a>') == 4 and "2 to check" not in grid  # Ana's, Cleo's skills
+    # The teacher's page of the student says the same of the replaced answer.
+    history = teacher_client.get(f"/teach/classes/{klass['id']}/students/{ana['id']}").get_data(as_text=True)
+    assert history.count("To review") == 0 and history.count("No grade") == 1, history
     student = app.test_client()
     sign_in_student(student, klass["id"], ana["id"], ana["pin"])
     assert "1 waiting for your teacher" in student.get("/me/progress").get_data(as_text=True)
     # Every answer is still under "show all", the replaced ones said to be replaced, and can be graded.
     everything = teacher_client.get(url + "?show=all").get_data(as_text=True)
-    assert all(f'id="attempt-{i}"' in everything for i in (first, latest, ben_first))
-    assert everything.count("Answered again since") == 2
+    assert all(f'id="attempt-{i}"' in everything for i in (first, latest, ben_first, cleo_unsure))
+    assert everything.count("Answered again since") == 3
     row = everything[everything.index(f'id="attempt-{first}"'):]
     assert "No grade" in row[:row.index("</tr>")] and "Waiting for you" not in row[:row.index("</tr>")]
     r = teacher_client.post(f"{url}/{first}", data={"csrf_token": csrf_of(everything), "verdict": "correct",

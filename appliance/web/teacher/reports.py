@@ -14,7 +14,7 @@ from flask_babel import lazy_gettext as _l
 
 from appliance.errors import NotFound
 from appliance.languages import base_language, in_language_sql
-from appliance.learning.grading import TO_CHECK_SQL
+from appliance.learning.grading import REPLACED_SQL, TO_CHECK_SQL
 from appliance.learning.plan import plans_of
 from appliance.people import classes as cls_mod
 from appliance.web.mastery import refresh as refresh_mastery
@@ -102,10 +102,10 @@ def class_grid(conn, services, class_id: int, course_id: str) -> dict:
 
 
 def _to_check(conn, class_id: int, course_id: str, below: float) -> dict[tuple[int, str], int]:
-    """(student, skill) -> questions whose latest written answer waits for the teacher (ungraded, or graded
-    by the model too unsure to tell the student), as the student's progress page counts them: the cell
-    says so next to its right and wrong counts, which count a model's unsure grade already (the student
-    was told "your teacher will read it"). An answer the student has replaced waits no more."""
+    """(student, skill) -> written answers for the teacher to check (``TO_CHECK_SQL``: ungraded and not
+    answered again since, or graded by the model too unsure to tell the student), as the class's list
+    of answers to check counts them: the cell says so next to its right and wrong counts, which count a
+    model's unsure grade already (the student was told "your teacher will read it")."""
     out: dict[tuple[int, str], int] = {}
     for student_id, skills in conn.execute(
             "SELECT a.student_id, e.skills FROM attempts a JOIN class_members cm ON cm.student_id = a.student_id"
@@ -151,7 +151,7 @@ def hardest_questions(conn, class_id: int, course_id: str, limit: int = 15) -> l
 def student_history(conn, services, student_id: int, limit: int = 200) -> dict:
     attempts = [dict(r) for r in conn.execute(
         "SELECT a.created_at, a.correct, a.score, a.answer, a.graded_by, a.duration_ms, e.prompt, e.kind, e.spec,"
-        " c.title AS course_title, l.title AS lesson_title FROM attempts a"
+        f" c.title AS course_title, l.title AS lesson_title, {REPLACED_SQL} AS replaced FROM attempts a"
         " LEFT JOIN exercises e ON e.course_id = a.course_id AND e.id = a.exercise_id"
         " LEFT JOIN courses c ON c.id = a.course_id LEFT JOIN lessons l ON l.course_id = e.course_id AND l.id = e.lesson_id"
         " WHERE a.student_id = ? ORDER BY a.created_at DESC, a.id DESC LIMIT ?", (student_id, limit))]

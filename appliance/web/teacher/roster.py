@@ -41,7 +41,7 @@ def _below() -> float:
 
 def answers_to_check(conn, below: float, class_ids: list[int]) -> dict[int, int]:
     """Class id -> free-text answers waiting for the teacher: pending ones and model grades less sure
-    than ``below``, each the student's latest on its question (``TO_CHECK_SQL``, the review page's default list)."""
+    than ``below`` (``TO_CHECK_SQL``, the review page's default list)."""
     if not class_ids:
         return {}
     marks = ", ".join("?" * len(class_ids))
