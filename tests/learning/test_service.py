@@ -567,6 +567,15 @@ def test_a_written_answer_waiting_for_the_teacher_is_not_asked_for_again(tmp_pat
         svc.close()
 
 
+def _model_graded_e6(svc, student: dict, text: str, correct: bool, confidence: float) -> None:
+    """An answer to the free-text question e6 as the grading model would have stored it."""
+    svc.db.write(lambda c: c.execute(
+        "INSERT INTO attempts (attempt_uid, student_id, course_id, exercise_id, answer, correct, score, confidence,"
+        " graded_by, created_at) VALUES (?, ?, ?, 'e6', ?, ?, ?, ?, 'model', ?)",
+        (str(uuid.uuid4()), student["id"], COURSE_ID, json.dumps({"text": text}), int(correct), float(correct),
+         confidence, now_iso())))
+
+
 def test_an_unsure_model_grade_waits_for_the_teacher_in_next_up_too(tmp_path):
     """The student was told only that the teacher will read the answer: Next up must not treat it as a
     wrong answer ("your last answer on it was not right") nor ask it again."""
@@ -576,11 +585,7 @@ def test_an_unsure_model_grade_waits_for_the_teacher_in_next_up_too(tmp_path):
         ana = _people(svc)[0]
         for ex in ("e1", "e2", "e3", "e4", "e5"):
             answer(svc, ana, ex, RIGHT[ex])
-        below = svc.cfg.learning.review_below_confidence
-        svc.db.write(lambda c: c.execute(
-            "INSERT INTO attempts (attempt_uid, student_id, course_id, exercise_id, answer, correct, score, confidence,"
-            " graded_by, created_at) VALUES ('u1', ?, ?, 'e6', '{\"text\": \"half\"}', 0, 0, ?, 'model', ?)",
-            (ana["id"], COURSE_ID, below / 2, now_iso())))
+        _model_graded_e6(svc, ana, "half", False, svc.cfg.learning.review_below_confidence / 2)
         nxt = svc.get("learner").next_up(ana, COURSE_ID)
         assert (nxt["reason"], nxt["start"]) == ("waiting_for_teacher", None), nxt
     finally:
@@ -599,10 +604,7 @@ def test_an_answer_given_again_since_no_longer_waits_in_next_up(tmp_path):
             answer(svc, ana, ex, RIGHT[ex])
         assert answer(svc, ana, "e6", {"text": "Both are one half."})["graded_by"] == "pending"
         assert svc.get("learner").next_up(ana, COURSE_ID)["reason"] == "waiting_for_teacher"
-        svc.db.write(lambda c: c.execute(
-            "INSERT INTO attempts (attempt_uid, student_id, course_id, exercise_id, answer, correct, score, confidence,"
-            " graded_by, created_at) VALUES ('u2', ?, ?, 'e6', '{\"text\": \"both are half\"}', 1, 1, 0.95, 'model', ?)",
-            (ana["id"], COURSE_ID, now_iso())))
+        _model_graded_e6(svc, ana, "both are half", True, 0.95)
         assert svc.get("learner").next_up(ana, COURSE_ID)["reason"] != "waiting_for_teacher"
     finally:
         svc.close()
