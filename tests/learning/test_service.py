@@ -567,6 +567,17 @@ def test_a_written_answer_waiting_for_the_teacher_is_not_asked_for_again(tmp_pat
         svc.close()
 
 
+def _all_answered_but_e6(tmp_path):
+    """Services with no models (so e6 waits for the teacher) and Ana, who answered every other question
+    right; mastery needs one answer."""
+    svc = learning_services(tmp_path / "data", None, learning__mastery_threshold="0.05",
+                            learning__mastery_min_answers="1")
+    ana = _people(svc)[0]
+    for ex in ("e1", "e2", "e3", "e4", "e5"):
+        answer(svc, ana, ex, RIGHT[ex])
+    return svc, ana
+
+
 def _model_graded_e6(svc, student: dict, text: str, correct: bool, confidence: float) -> None:
     """An answer to the free-text question e6 as the grading model would have stored it."""
     svc.db.write(lambda c: c.execute(
@@ -579,12 +590,8 @@ def _model_graded_e6(svc, student: dict, text: str, correct: bool, confidence: f
 def test_an_unsure_model_grade_waits_for_the_teacher_in_next_up_too(tmp_path):
     """The student was told only that the teacher will read the answer: Next up must not treat it as a
     wrong answer ("your last answer on it was not right") nor ask it again."""
-    svc = learning_services(tmp_path / "data", None, learning__mastery_threshold="0.05",
-                            learning__mastery_min_answers="1")
+    svc, ana = _all_answered_but_e6(tmp_path)
     try:
-        ana = _people(svc)[0]
-        for ex in ("e1", "e2", "e3", "e4", "e5"):
-            answer(svc, ana, ex, RIGHT[ex])
         _model_graded_e6(svc, ana, "half", False, svc.cfg.learning.review_below_confidence / 2)
         nxt = svc.get("learner").next_up(ana, COURSE_ID)
         assert (nxt["reason"], nxt["start"]) == ("waiting_for_teacher", None), nxt
@@ -596,12 +603,8 @@ def test_an_answer_given_again_since_no_longer_waits_in_next_up(tmp_path):
     """The student answered the question again after an answer that waited for the teacher: the later
     answer is the one that counts (the progress page and the lesson go by it), so Next up no longer
     holds the skill back for the teacher."""
-    svc = learning_services(tmp_path / "data", None, learning__mastery_threshold="0.05",
-                            learning__mastery_min_answers="1")
+    svc, ana = _all_answered_but_e6(tmp_path)
     try:
-        ana = _people(svc)[0]
-        for ex in ("e1", "e2", "e3", "e4", "e5"):
-            answer(svc, ana, ex, RIGHT[ex])
         assert answer(svc, ana, "e6", {"text": "Both are one half."})["graded_by"] == "pending"
         assert svc.get("learner").next_up(ana, COURSE_ID)["reason"] == "waiting_for_teacher"
         _model_graded_e6(svc, ana, "both are half", True, 0.95)
