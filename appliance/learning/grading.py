@@ -26,7 +26,8 @@ DEFAULT_FREE_TEXT_THRESHOLD = 0.7
 Semantic = Callable[[str, list], float]
 # The free-text answers a teacher should read (alias ``a`` for attempts; one parameter, the confidence
 # below which a model grade counts as unsure): the review page's list and the teachers' counts.
-NEEDS_TEACHER_SQL = "(a.graded_by = 'pending' OR (a.graded_by = 'model' AND a.confidence < ?))"
+UNSURE_MODEL_SQL = "(a.graded_by = 'model' AND a.confidence < ?)"
+NEEDS_TEACHER_SQL = f"(a.graded_by = 'pending' OR {UNSURE_MODEL_SQL})"
 # The student has answered the same question again since: the student's pages, Next up and the lesson
 # go by the latest answer only.
 REPLACED_SQL = ("EXISTS (SELECT 1 FROM attempts later WHERE later.student_id = a.student_id"
@@ -37,7 +38,7 @@ WAITING_SQL = f"({NEEDS_TEACHER_SQL} AND NOT {REPLACED_SQL})"
 # student's latest on its question (a replaced one counts for nothing: it is listed under "show all",
 # marked, and can be graded there); an unsure model grade even when replaced, because its grade counts
 # for the learner model until a teacher replaces it.
-TO_CHECK_SQL = f"((a.graded_by = 'model' AND a.confidence < ?) OR (a.graded_by = 'pending' AND NOT {REPLACED_SQL}))"
+TO_CHECK_SQL = f"({UNSURE_MODEL_SQL} OR (a.graded_by = 'pending' AND NOT {REPLACED_SQL}))"
 
 
 @dataclass
